@@ -1,0 +1,509 @@
+"""Base classes: the scikit-learn face of the EM engine.
+
+:class:`BaseEM` owns everything that is the same for every estimator --
+parameter validation, ``sample_weight``, exact row compression, ``n_init``
+restarts (optionally in parallel), ``warm_start``, chunking, warnings and
+the fitted attributes that describe the run -- and the public methods built
+on them. :class:`BaseMixture` adds what finite mixtures share: the E-step
+from per-component log-probabilities, initialization from responsibilities,
+``predict_proba`` and ``sample``. A subclass supplies only its own math
+through the hooks listed in each class docstring.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
+from ._em import CHUNK_BYTES, e_pass, run_em
+from ._rows import compress_rows
+
+__all__ = ["BaseEM", "BaseMixture"]
+
+
+class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of skem's estimators: scikit-learn API around the shared EM engine.
+
+    Subclasses implement these hooks (all but the data hooks are pure
+    functions of their arguments; ``params`` is the subclass's own frozen
+    dataclass of parameters):
+
+    ``_validate_X(X, reset)``
+        Validate and convert user input (sets ``n_features_in_`` when ``reset``).
+    ``_prepare(X, weights) -> RowData``
+        The row data the engine iterates over.
+    ``_check_fit_data(X)``
+        Raise ValueError for data that cannot be fitted with these parameters.
+    ``_initialize(data, random_state) -> params``
+        Starting parameters (must respect ``data.weights``).
+    ``_e_step``, ``_m_step``, ``_log_prior``, ``_params_converged``, ``_pack``, ``_unpack``
+        The engine's model contract, see :class:`skem._em.EMModel`.
+    ``_score_samples(params, data) -> ndarray (n,)``, ``_predict_proba(params, data)``
+        Per-row log-likelihood and posterior.
+    ``_get_fitted_params() -> params``, ``_set_fitted_params(params)``
+        Read and publish the public fitted attributes (``weights_``, ``means_``...).
+    ``_n_parameters() -> int``
+        Free parameters, for BIC and AIC.
+    ``_work_per_row(data) -> int``
+        float64 values of E-step work per row, to size chunks automatically.
+    """
+
+    _parameter_constraints: dict = {
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "accelerate": [StrOptions({"none", "squarem"})],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    #: Whether fit collapses identical rows (every estimator here can; a subclass may opt out).
+    _compress_rows = True
+
+    def __init__(
+        self,
+        *,
+        n_init,
+        init_params,
+        max_iter,
+        tol,
+        accelerate,
+        chunk_size,
+        n_jobs,
+        warm_start,
+        random_state,
+        verbose,
+        verbose_interval,
+    ):
+        self.n_init = n_init
+        self.init_params = init_params
+        self.max_iter = max_iter
+        self.tol = tol
+        self.accelerate = accelerate
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the model's parameters by EM.
+
+        The model is fitted ``n_init`` times from different starts and the
+        run with the highest final log-likelihood is kept. Each run iterates
+        until the objective changes by less than ``tol`` per unit of weight
+        (or the model's own stopping rule holds), or ``max_iter`` is reached,
+        in which case a :class:`~sklearn.exceptions.ConvergenceWarning` is
+        raised.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row multiplicities: a row with weight 2 counts as two
+            identical rows.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = self._validate_X(X, reset=True)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight sums to zero: there is nothing to fit.")
+        self._check_fit_data(X)
+        if self._compress_rows:
+            X, weights, _ = compress_rows(X, weights)
+        keep = weights > 0
+        if not keep.all():
+            X, weights = X[keep], weights[keep]
+        data = self._prepare(X, weights)
+
+        if self.warm_start and hasattr(self, "converged_"):
+            starts = [self._get_fitted_params()]
+        else:
+            rng = check_random_state(self.random_state)
+            starts = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
+        chunk_rows = self._chunk_rows(data)
+        # Seeds are drawn up front and results collected in submission order, so a
+        # parallel fit is identical to a serial one.
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(self._run_from)(data, start, chunk_rows, index)
+            for index, start in enumerate(starts)
+        )
+        best = max(results, key=lambda result: result.lower_bound)
+
+        self._set_fitted_params(best.params)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bounds_ = best.lower_bounds
+        self.lower_bound_ = best.lower_bound
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {len(starts)} EM run(s) did not converge in max_iter={self.max_iter} "
+                "iterations. Try a larger max_iter, a larger tol, or accelerate='squarem'.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _run_from(self, data, start, chunk_rows, index):
+        if self.verbose:
+            print(f"Initialization {index}")
+        if isinstance(start, (Integral, np.integer)):
+            params = self._initialize(data, np.random.RandomState(start))
+        else:
+            params = start
+        result = run_em(
+            self,
+            data,
+            params,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            accelerate=self.accelerate,
+            chunk_rows=chunk_rows,
+            verbose=self.verbose,
+            verbose_interval=self.verbose_interval,
+        )
+        if self.verbose:
+            state = "converged" if result.converged else "did not converge"
+            print(
+                f"Initialization {index} {state} after {result.n_iter} iterations; "
+                f"objective {result.lower_bound:.10g}"
+            )
+        return result
+
+    def _chunk_rows(self, data):
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return max(1024, CHUNK_BYTES // (8 * max(1, self._work_per_row(data))))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the most probable component of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row multiplicities.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels, equal to ``fit(X).predict(X)``.
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # -------------------------------------------------- inference on new rows
+
+    def _prepare_new(self, X):
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._prepare(X, np.ones(X.shape[0]))
+
+    def _chunked(self, function, data):
+        """Apply ``function(params, chunk)`` chunk by chunk and stack the rows."""
+        params = self._get_fitted_params()
+        pieces = [function(params, chunk) for chunk in data.chunks(self._chunk_rows(data))]
+        return _stack_rows(pieces)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+            ``log p(x_i)``, including all normalizing constants.
+        """
+        return self._chunked(self._score_samples, self._prepare_new(X))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean log-likelihood per row (weighted when ``sample_weight`` is given).
+
+        Higher is better, so ``GridSearchCV`` and ``cross_val_score`` select
+        models by held-out likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row multiplicities.
+
+        Returns
+        -------
+        score : float
+        """
+        log_likelihood = self.score_samples(X)
+        return float(np.average(log_likelihood, weights=sample_weight))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component (or transcript) for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to evaluate.
+
+        Returns
+        -------
+        posterior : ndarray of shape (n_samples, n_components)
+            Rows sum to 1.
+        """
+        return self._chunked(self._predict_proba, self._prepare_new(X))
+
+    def predict(self, X):
+        """Most probable component (or transcript) of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to label.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return np.asarray(self.predict_proba(X).argmax(axis=1)).reshape(-1)
+
+    def bic(self, X):
+        """Bayesian information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        bic : float
+            ``-2 log L + p log n`` with ``p`` free parameters.
+        """
+        n = _n_rows(X)
+        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        aic : float
+            ``-2 log L + 2 p`` with ``p`` free parameters.
+        """
+        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self._n_parameters()
+
+    # ------------------------------------------------------ default hooks
+
+    def _check_fit_data(self, X):
+        """Data-dependent checks before any work; none by default."""
+
+    def _log_prior(self, params):
+        return 0.0
+
+    def _params_converged(self, old, new):
+        return False
+
+    @abstractmethod
+    def _validate_X(self, X, reset): ...
+
+    @abstractmethod
+    def _prepare(self, X, weights): ...
+
+    @abstractmethod
+    def _initialize(self, data, random_state): ...
+
+    @abstractmethod
+    def _e_step(self, params, chunk): ...
+
+    @abstractmethod
+    def _m_step(self, stats, params): ...
+
+    @abstractmethod
+    def _get_fitted_params(self): ...
+
+    @abstractmethod
+    def _set_fitted_params(self, params): ...
+
+    @abstractmethod
+    def _n_parameters(self): ...
+
+
+class BaseMixture(BaseEM):
+    """Finite mixtures: the E-step, initialization and sampling from per-component hooks.
+
+    On top of :class:`BaseEM`'s hooks (except ``_e_step``, ``_score_samples``,
+    ``_predict_proba`` and ``_initialize``, which this class provides), a
+    mixture implements:
+
+    ``_estimate_log_prob(params, chunk) -> ndarray (n, K)``
+        ``log p(x_i | component k)``.
+    ``_accumulate(chunk, weighted_resp) -> AdditiveStats``
+        Statistics of a chunk given ``w_i * q_ik``.
+    ``_init_features(data) -> ndarray (n, d)``
+        Euclidean features on which k-means initializes.
+    ``_sample_component(params, k, n, random_state) -> ndarray (n, n_features)``
+        Draw rows from component ``k``.
+
+    Parameters must have a ``weights`` field (the mixing proportions, shape (K,)).
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
+    }
+
+    def _check_fit_data(self, X):
+        n_samples = X.shape[0]
+        if n_samples < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n_samples}."
+            )
+
+    def _work_per_row(self, data):
+        return 4 * self.n_components
+
+    def _weighted_log_prob(self, params, chunk):
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        return self._estimate_log_prob(params, chunk) + log_weights
+
+    def _e_step(self, params, chunk):
+        weighted_log_prob = self._weighted_log_prob(params, chunk)
+        log_norm = logsumexp(weighted_log_prob, axis=1)
+        resp = np.exp(weighted_log_prob - log_norm[:, None])
+        weighted_resp = resp * chunk.weights[:, None]
+        return self._accumulate(chunk, weighted_resp), float(chunk.weights @ log_norm)
+
+    def _score_samples(self, params, chunk):
+        return logsumexp(self._weighted_log_prob(params, chunk), axis=1)
+
+    def _predict_proba(self, params, chunk):
+        weighted_log_prob = self._weighted_log_prob(params, chunk)
+        return np.exp(weighted_log_prob - logsumexp(weighted_log_prob, axis=1, keepdims=True))
+
+    def _initialize(self, data, random_state):
+        resp = self._initial_resp(data, random_state)
+        stats = self._accumulate(data, resp * data.weights[:, None])
+        return self._m_step(stats, None)
+
+    def _initial_resp(self, data, random_state):
+        """Responsibilities ``(n, K)`` that start EM, by ``init_params``; weight-aware."""
+        n, K = data.n_rows, self.n_components
+        weights = data.weights
+        if self.init_params == "random":
+            resp = random_state.uniform(size=(n, K))
+            return resp / resp.sum(axis=1, keepdims=True)
+        resp = np.zeros((n, K))
+        if self.init_params == "random_from_data":
+            chosen = _weighted_choice(weights, K, random_state)
+            resp[chosen, np.arange(K)] = 1.0
+            return resp
+        features = self._init_features(data)
+        if self.init_params == "k-means++":
+            _, chosen = kmeans_plusplus(
+                features, K, sample_weight=weights, random_state=random_state
+            )
+            resp[chosen, np.arange(K)] = 1.0
+            return resp
+        labels = (
+            KMeans(n_clusters=K, n_init=1, random_state=random_state)
+            .fit(features, sample_weight=weights)
+            .labels_
+        )
+        resp[np.arange(n), labels] = 1.0
+        return resp
+
+    def sample(self, n_samples=1):
+        """Draw rows from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The rows, grouped by component.
+        y : ndarray of shape (n_samples,)
+            The component each row was drawn from.
+        """
+        check_is_fitted(self)
+        if not (isinstance(n_samples, (Integral, np.integer)) and n_samples >= 1):
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        params = self._get_fitted_params()
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        X = np.concatenate(
+            [self._sample_component(params, k, n_k, rng) for k, n_k in enumerate(counts)]
+        )
+        y = np.repeat(np.arange(len(counts)), counts)
+        return X, y
+
+    @abstractmethod
+    def _estimate_log_prob(self, params, chunk): ...
+
+    @abstractmethod
+    def _accumulate(self, chunk, weighted_resp): ...
+
+    @abstractmethod
+    def _init_features(self, data): ...
+
+    @abstractmethod
+    def _sample_component(self, params, k, n, random_state): ...
+
+
+def _weighted_choice(weights, k, random_state):
+    """``k`` distinct row indices drawn with probability proportional to ``weights``."""
+    return random_state.choice(weights.shape[0], size=k, replace=False, p=weights / weights.sum())
+
+
+def _n_rows(X):
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def _stack_rows(pieces):
+    import scipy.sparse as sp
+
+    if len(pieces) == 1:
+        return pieces[0]
+    if sp.issparse(pieces[0]):
+        return sp.vstack(pieces, format="csr")
+    return np.concatenate(pieces)

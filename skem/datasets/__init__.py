@@ -1,0 +1,5 @@
+"""Simulators (``make_*``) that return data with the truth that generated it, and example loaders (``load_*``)."""
+
+from ._negbin import make_negbin_mixture
+
+__all__ = ["make_negbin_mixture"]

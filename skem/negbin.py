@@ -1,0 +1,589 @@
+"""Mixture of negative binomials for clustering count data.
+
+Only this model's math lives here; the EM loop, restarts, chunking and the
+scikit-learn API come from :mod:`skem._base` and :mod:`skem._em`.
+
+Numerics. In the parametrization used throughout (mean ``mu``, dispersion
+``phi``, variance ``mu + phi mu**2``, size ``r = 1/phi``) the log-pmf is ::
+
+    log NB(x; mu, phi) = B(x, phi) - log x! + x [log mu - log1p(phi mu)] - log1p(phi mu) / phi
+    B(x, phi)          = lgamma(x + 1/phi) - lgamma(1/phi) + x log phi
+
+``B(0, phi) = 0`` and ``B(x, 0) = 0`` (the Poisson limit, where the last term
+becomes ``-mu``). So a row costs one matrix product for the linear term, a
+per-component constant, and ``B`` at its *non-zero* entries only. ``B``
+depends on an entry only through its (feature, value) pair, so it is tabulated
+once per distinct pair (counts repeat a lot) and gathered through a sparse
+indicator matrix: sparse input costs O(nnz K) per iteration and is never
+densified.
+
+The dispersion has no finite sufficient statistic, but its M-step needs the
+data only through the weighted histogram of the distinct (feature, value)
+pairs per component -- additive over chunks like every other statistic. The
+M-step is exact: the mean's MLE is the weighted mean whatever the dispersion,
+and the dispersion then solves a one-dimensional concave-in-practice problem
+per tied group by safeguarded Newton on ``log(1/phi)``, keeping the previous
+value whenever the new one does not increase the expected log-likelihood (so
+EM stays monotone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import digamma, gammaln, polygamma
+from sklearn.utils.validation import check_non_negative, validate_data
+
+from ._base import BaseMixture
+from ._compat import Interval, StrOptions
+from ._em import AdditiveStats, RowData
+
+__all__ = ["NegBinMixture"]
+
+#: Means are kept at or above this, so that no count has probability exactly zero.
+MEAN_FLOOR = 1e-8
+#: The dispersion solver searches phi in [PHI_MIN, PHI_MAX]; beyond PHI_MIN it returns 0 (Poisson).
+PHI_MIN, PHI_MAX = 1e-8, 1e6
+#: Below this dispersion, B(x, phi) for small integer x is summed exactly to avoid cancellation.
+PHI_SMALL, X_SMALL = 1e-3, 64
+
+_TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
+
+
+@dataclass(frozen=True)
+class NegBinParams:
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, D)
+    dispersion: np.ndarray  # (K, D), phi >= 0
+
+
+@dataclass(frozen=True)
+class NegBinStats(AdditiveStats):
+    resp_sum: np.ndarray  # (K,)      sum_i w_i q_ik
+    x_sum: np.ndarray  # (K, D)       sum_i w_i q_ik x_id
+    x2_sum: np.ndarray  # (K, D)      sum_i w_i q_ik x_id**2 (starts the dispersion solver)
+    value_hist: np.ndarray | float  # (K, U) sum_i w_i q_ik [x_id == value_u], 0.0 if phi is fixed
+    values: np.ndarray  # (U,) the distinct non-zero values ...
+    value_feature: np.ndarray  # (U,) ... and their features (shared tables, not summed)
+    _shared = ("values", "value_feature")
+
+
+@dataclass(frozen=True)
+class NegBinData(RowData):
+    """Counts with their distinct non-zero (feature, value) pairs.
+
+    ``entry_value`` is a 0/1 CSR matrix (n, U) that maps each non-zero entry to
+    its pair in the tables ``values`` / ``value_feature`` (shared by all chunks).
+    """
+
+    X: np.ndarray | sp.csr_matrix = None
+    entry_value: sp.csr_matrix = None
+    log_factorial: np.ndarray = None  # (n,) sum_d log x_id!
+    values: np.ndarray = None  # (U,)
+    value_feature: np.ndarray = None  # (U,)
+    _shared = ("values", "value_feature")
+
+
+def _index_entries(X):
+    """Map the non-zero entries of ``X`` to their distinct (feature, value) pairs."""
+    coo = sp.coo_matrix(X)
+    nonzero = coo.data != 0
+    rows, cols, vals = coo.row[nonzero], coo.col[nonzero], coo.data[nonzero]
+    pairs = np.stack([cols.astype(np.float64), vals])
+    distinct, value_index = np.unique(pairs, axis=1, return_inverse=True)
+    value_index = value_index.reshape(-1)
+    n_values = distinct.shape[1]
+    entry_value = sp.csr_matrix(
+        (np.ones(rows.size), (rows, value_index)), shape=(X.shape[0], n_values)
+    )
+    values = distinct[1]
+    log_factorial = np.bincount(rows, weights=gammaln(vals + 1.0), minlength=X.shape[0])
+    return entry_value, log_factorial, values, distinct[0].astype(np.intp)
+
+
+def log_rising_ratio(x, phi):
+    """``B(x, phi) = lgamma(x + 1/phi) - lgamma(1/phi) + x log(phi)``, with ``B(x, 0) = 0``.
+
+    Parameters
+    ----------
+    x : ndarray
+        Non-negative values.
+    phi : ndarray
+        Dispersions >= 0, broadcastable with ``x``.
+
+    Returns
+    -------
+    ndarray
+        For small ``phi`` and small integer ``x`` it is computed as
+        ``sum_{j < x} log1p(j phi)``, which has no cancellation.
+    """
+    x, phi = np.broadcast_arrays(np.asarray(x, float), np.asarray(phi, float))
+    out = np.zeros(x.shape)
+    positive = phi > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 1.0 / phi[positive]
+        out[positive] = gammaln(x[positive] + r) - gammaln(r) + x[positive] * np.log(phi[positive])
+    exact = positive & (phi < PHI_SMALL) & (x <= X_SMALL) & (x == np.round(x))
+    if exact.any():
+        xs, ps = x[exact], phi[exact]
+        total = np.zeros(xs.shape)
+        for j in range(1, int(xs.max())):
+            total += np.where(xs > j, np.log1p(j * ps), 0.0)
+        out[exact] = total
+    return out
+
+
+def negbin_log_pmf(x, mean, dispersion):
+    """Log-pmf of the negative binomial with variance ``mean + dispersion * mean**2``.
+
+    Parameters
+    ----------
+    x, mean, dispersion : array-like, broadcastable
+        Non-negative counts, positive means, dispersions >= 0 (0 is Poisson).
+
+    Returns
+    -------
+    ndarray
+        ``log NB(x; mean, dispersion)`` (equal to ``scipy.stats.nbinom.logpmf``
+        with ``n = 1/dispersion, p = n / (n + mean)``).
+    """
+    x, mean, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mean, dispersion)))
+    log1p_phi_mu = np.log1p(phi * mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mean)
+    return (
+        log_rising_ratio(x, phi)
+        - gammaln(x + 1.0)
+        + x * (np.log(mean) - log1p_phi_mu)
+        + zero_term
+    )
+
+
+class NegBinMixture(BaseMixture):
+    """Mixture of negative binomial distributions for clustering count data.
+
+    Each row is drawn from one of ``n_components`` groups; within group
+    ``k`` the features are independent negative binomials with means
+    ``means_[k]`` and dispersions ``dispersion_[k]`` (variance
+    ``mu + phi * mu**2``; ``phi = 0`` is Poisson). Parameters are fitted by
+    maximum likelihood with EM.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of mixture components.
+    dispersion : float >= 0 or {"shared", "component", "feature", "full"}, default="shared"
+        A number is a known, fixed dispersion ``phi`` for every component and
+        feature (0 gives a Poisson mixture). A string estimates ``phi`` by
+        maximum likelihood, tied across all components and features
+        ("shared"), per component ("component"), per feature ("feature"), or
+        free for each component and feature ("full").
+    n_init : int, default=1
+        Number of EM runs from different starts; the best final
+        log-likelihood is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the starting responsibilities are chosen: k-means clustering of
+        ``log1p(X)``; k-means++ seeding on ``log1p(X)``; random
+        responsibilities; or randomly chosen rows as the component means.
+        All respect ``sample_weight``.
+    means_init : array-like of shape (n_components, n_features), default=None
+        Starting means; overrides ``init_params``.
+    weights_init : array-like of shape (n_components,), default=None
+        Starting mixing proportions (uniform when ``means_init`` is given without them).
+    max_iter : int, default=100
+        Maximum number of EM iterations per run.
+    tol : float, default=1e-3
+        Stop when the mean log-likelihood per (weighted) row changes by less than this.
+    accelerate : {"none", "squarem"}, default="none"
+        Plain EM, or SQUAREM extrapolation (fewer iterations on slowly converging data).
+    chunk_size : int, default=None
+        Rows per E-step chunk; None sizes chunks to about 64 MiB of work
+        arrays. The fit does not depend on it.
+    n_jobs : int, default=None
+        Runs the ``n_init`` starts in parallel through joblib; results are
+        identical to a serial fit.
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (ignoring ``n_init``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts and :meth:`sample`.
+    verbose : int, default=0
+        1 prints a line per run, 2 also the objective every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+        Iterations between two printed lines.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Mixing proportions.
+    means_ : ndarray of shape (n_components, n_features)
+        Component means (at least 1e-8, so no count is impossible).
+    dispersion_ : ndarray of shape (n_components, n_features)
+        Dispersions ``phi`` (0 where the data are not over-dispersed).
+    converged_ : bool
+        Whether the best run met the stopping rule.
+    n_iter_ : int
+        EM iterations of the best run.
+    lower_bound_ : float
+        Mean log-likelihood per row of the training data at the fitted parameters.
+    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+        The same along the best run, from its start.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` was a DataFrame with string column names.
+
+    See Also
+    --------
+    sklearn.mixture.GaussianMixture : The Gaussian analogue.
+
+    Notes
+    -----
+    The model is ``G_i ~ Categorical(weights)``,
+    ``x_id | G_i = k ~ NB(mean = mu_kd, variance = mu_kd + phi_kd mu_kd**2)``.
+    EM updates: ``q_ik ∝ weights_k prod_d NB(x_id; mu_kd, phi_kd)``;
+    ``weights_k = sum_i w_i q_ik / sum_i w_i``;
+    ``mu_kd = sum_i w_i q_ik x_id / sum_i w_i q_ik`` (the MLE for any ``phi``);
+    ``phi`` maximizes the expected complete log-likelihood within its tied
+    group (Newton's method with digamma and trigamma). The log-likelihood
+    includes ``-log x!``, so it is comparable with other software.
+
+    Counts are expected to be non-negative integers. Non-negative non-integer
+    values are accepted and scored with the same formula (``lgamma`` in
+    place of factorials), as for size-normalized counts; the result is then
+    not a normalized probability.
+
+    Identical rows are fitted once with their summed weight, which changes
+    nothing but the speed. A component that loses all its rows keeps its
+    means and dispersions, with a mixing proportion near zero (1e-10 of the
+    total weight), and may regain rows in later iterations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import NegBinMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.poisson(2, (200, 3)), rng.poisson(40, (100, 3))])
+    >>> model = NegBinMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(model.means_[:, 0]))
+    array([ 2., 40.])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMixture._parameter_constraints,
+        "dispersion": [
+            Interval(Real, 0.0, None, closed="left"),
+            StrOptions(set(_TIED_AXES)),
+        ],
+        "means_init": ["array-like", None],
+        "weights_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        dispersion="shared",
+        n_init=1,
+        init_params="kmeans",
+        means_init=None,
+        weights_init=None,
+        max_iter=100,
+        tol=1e-3,
+        accelerate="none",
+        chunk_size=None,
+        n_jobs=None,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            n_init=n_init,
+            init_params=init_params,
+            max_iter=max_iter,
+            tol=tol,
+            accelerate=accelerate,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            warm_start=warm_start,
+            random_state=random_state,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+        self.dispersion = dispersion
+        self.means_init = means_init
+        self.weights_init = weights_init
+
+    # ---------------------------------------------------------------- data
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse="csr",
+            dtype=np.float64,
+            ensure_min_samples=1,
+        )
+        check_non_negative(X, f"{type(self).__name__} (counts must be >= 0)")
+        return X
+
+    def _check_fit_data(self, X):
+        super()._check_fit_data(X)
+        K, D = self.n_components, X.shape[1]
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=float)
+            if means.shape != (K, D):
+                raise ValueError(
+                    f"means_init must have shape (n_components, n_features) = ({K}, {D}), "
+                    f"got {means.shape}."
+                )
+            if not np.all(np.isfinite(means)) or np.any(means < 0):
+                raise ValueError("means_init must be finite and non-negative.")
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=float)
+            if weights.shape != (K,):
+                raise ValueError(
+                    f"weights_init must have shape (n_components,) = ({K},), got {weights.shape}."
+                )
+            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+                raise ValueError("weights_init must be non-negative and sum to 1.")
+
+    def _prepare(self, X, weights):
+        entry_value, log_factorial, values, value_feature = _index_entries(X)
+        return NegBinData(
+            weights=weights,
+            X=X,
+            entry_value=entry_value,
+            log_factorial=log_factorial,
+            values=values,
+            value_feature=value_feature,
+        )
+
+    def _work_per_row(self, data):
+        return 4 * self.n_components + data.X.shape[1]
+
+    @property
+    def _estimates_dispersion(self):
+        return isinstance(self.dispersion, str)
+
+    # -------------------------------------------------------------- kernels
+
+    def _estimate_log_prob(self, params, chunk):
+        phi, mu = params.dispersion, params.means
+        log1p_phi_mu = np.log1p(phi * mu)
+        with np.errstate(divide="ignore"):
+            linear = chunk.X @ (np.log(mu) - log1p_phi_mu).T
+        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mu).sum(axis=1)
+        log_prob = np.asarray(linear) + zero_term - chunk.log_factorial[:, None]
+        if np.any(phi > 0):
+            log_prob += self._rising_term(phi, chunk)
+        return log_prob
+
+    @staticmethod
+    def _rising_term(phi, chunk):
+        """``sum_d B(x_id, phi_kd)`` over the non-zero entries of each row, shape (n, K)."""
+        entry_value = chunk.entry_value
+        n_entries = entry_value.nnz
+        if n_entries >= chunk.values.size:
+            # Tabulate B once per distinct (feature, value) pair, then gather.
+            table = log_rising_ratio(chunk.values, phi[:, chunk.value_feature])
+            return np.asarray(entry_value @ table.T)
+        # A small chunk of a large table: evaluate B at this chunk's entries only.
+        used = entry_value.indices
+        table = log_rising_ratio(chunk.values[used], phi[:, chunk.value_feature[used]])
+        rows = np.repeat(np.arange(chunk.n_rows), np.diff(entry_value.indptr))
+        return np.stack(
+            [np.bincount(rows, weights=t, minlength=chunk.n_rows) for t in table], axis=1
+        )
+
+    def _accumulate(self, chunk, weighted_resp):
+        X = chunk.X
+        x_sum = np.asarray(X.T @ weighted_resp).T
+        squares = X.multiply(X) if sp.issparse(X) else X * X
+        x2_sum = np.asarray(squares.T @ weighted_resp).T
+        value_hist = (
+            np.asarray(chunk.entry_value.T @ weighted_resp).T if self._estimates_dispersion else 0.0
+        )
+        return NegBinStats(
+            weighted_resp.sum(axis=0), x_sum, x2_sum, value_hist, chunk.values, chunk.value_feature
+        )
+
+    def _m_step(self, stats, params):
+        resp_sum = stats.resp_sum
+        total = resp_sum.sum()
+        # An empty component keeps a tiny weight, its previous means and dispersions.
+        weights = np.maximum(resp_sum, 1e-10 * total)
+        weights = weights / weights.sum()
+        occupied = resp_sum > 1e-10 * total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = stats.x_sum / resp_sum[:, None]
+        if params is not None:
+            means = np.where(occupied[:, None], means, params.means)
+        else:
+            pooled = stats.x_sum.sum(axis=0) / total
+            means = np.where(occupied[:, None], means, pooled)
+        means = np.maximum(means, MEAN_FLOOR)
+
+        if not self._estimates_dispersion:
+            dispersion = np.full(means.shape, float(self.dispersion))
+        else:
+            dispersion = _solve_dispersion(
+                stats, means, _TIED_AXES[self.dispersion],
+                None if params is None else params.dispersion,
+            )
+        return NegBinParams(weights, means, dispersion)
+
+    # -------------------------------------------------------- initialization
+
+    def _initialize(self, data, random_state):
+        if self.means_init is None:
+            params = super()._initialize(data, random_state)
+        else:
+            K, D = self.n_components, data.X.shape[1]
+            phi = 0.1 if self._estimates_dispersion else float(self.dispersion)
+            params = NegBinParams(
+                np.full(K, 1.0 / K),
+                np.maximum(np.asarray(self.means_init, dtype=float), MEAN_FLOOR),
+                np.full((K, D), phi),
+            )
+        if self.weights_init is not None:
+            params = NegBinParams(
+                np.asarray(self.weights_init, dtype=float), params.means, params.dispersion
+            )
+        return params
+
+    def _initial_resp(self, data, random_state):
+        if data.n_rows < self.n_components:
+            # Fewer distinct rows than components: k-means cannot start; random responsibilities can.
+            resp = random_state.uniform(size=(data.n_rows, self.n_components))
+            return resp / resp.sum(axis=1, keepdims=True)
+        return super()._initial_resp(data, random_state)
+
+    def _init_features(self, data):
+        return data.X.log1p() if sp.issparse(data.X) else np.log1p(data.X)
+
+    # ------------------------------------------------------ fitted attributes
+
+    def _get_fitted_params(self):
+        return NegBinParams(self.weights_, self.means_, self.dispersion_)
+
+    def _set_fitted_params(self, params):
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.dispersion_ = params.dispersion
+
+    def _n_parameters(self):
+        K, D = self.means_.shape
+        n_dispersion = {"shared": 1, "component": K, "feature": D, "full": K * D}.get(
+            self.dispersion, 0
+        ) if self._estimates_dispersion else 0
+        return (K - 1) + K * D + n_dispersion
+
+    def _sample_component(self, params, k, n, random_state):
+        mu, phi = params.means[k], params.dispersion[k]
+        poisson = random_state.poisson(mu, size=(n, mu.size))
+        with np.errstate(divide="ignore"):
+            size = np.where(phi > 0, 1.0 / np.where(phi > 0, phi, 1.0), 1.0)
+        negbin = random_state.negative_binomial(size, size / (size + mu), size=(n, mu.size))
+        return np.where(phi > 0, negbin, poisson).astype(float)
+
+    # ------------------------------------------------------------ SQUAREM
+
+    def _pack(self, params):
+        return np.concatenate(
+            [np.log(params.weights), np.log(params.means).ravel(),
+             np.log(params.dispersion + PHI_MIN).ravel()]
+        )
+
+    def _unpack(self, vector, params):
+        K, D = params.means.shape
+        log_weights = vector[:K]
+        weights = np.exp(log_weights - log_weights.max())
+        means = np.maximum(np.exp(vector[K : K + K * D]).reshape(K, D), MEAN_FLOOR)
+        if self._estimates_dispersion:
+            dispersion = np.clip(np.exp(vector[K + K * D :]).reshape(K, D) - PHI_MIN, 0, PHI_MAX)
+        else:
+            dispersion = params.dispersion
+        return NegBinParams(weights / weights.sum(), means, dispersion)
+
+
+def _solve_dispersion(stats, means, tied_axes, previous):
+    """M-step for the dispersion: maximize the expected log-likelihood in each tied group.
+
+    Parameters
+    ----------
+    stats : NegBinStats
+        Summed statistics (``resp_sum``, ``x_sum``, ``value_hist`` and the value tables).
+    means : ndarray of shape (K, D)
+        The new means (the M-step's first part).
+    tied_axes : tuple of int
+        Axes of the (K, D) grid over which one dispersion is shared.
+    previous : ndarray of shape (K, D) or None
+        Current dispersions, kept in groups where the solution does not improve on them.
+
+    Returns
+    -------
+    dispersion : ndarray of shape (K, D)
+    """
+    K, D = means.shape
+    hist, values, feature = stats.value_hist, stats.values, stats.value_feature
+    to_features = sp.csr_matrix(
+        (np.ones(values.size), (np.arange(values.size), feature)), shape=(values.size, D)
+    )
+    N = np.broadcast_to(stats.resp_sum[:, None], (K, D))
+    S = stats.x_sum
+
+    def per_feature(table):  # (K, U) -> (K, D), summing the pairs of each feature
+        return np.asarray((to_features.T @ table.T).T)
+
+    def group_sum(cells):
+        return cells.sum(axis=tied_axes, keepdims=True) if tied_axes else cells
+
+    def score(log_size):
+        """Group sums of dQ/dr and d2Q/dr2 at r = exp(log_size)."""
+        r = np.broadcast_to(np.exp(log_size), (K, D))
+        r_pairs = r[:, feature]
+        first = per_feature(hist * (digamma(values + r_pairs) - digamma(r_pairs)))
+        second = per_feature(hist * (polygamma(1, values + r_pairs) - polygamma(1, r_pairs)))
+        first = first + N * np.log(r / (r + means)) + (N * means - S) / (r + means)
+        second = second + N * means / (r * (r + means)) - (N * means - S) / (r + means) ** 2
+        return group_sum(first), group_sum(second)
+
+    def expected_loglik(phi):
+        """Group sums of the phi-dependent part of the expected complete log-likelihood."""
+        phi = np.broadcast_to(phi, (K, D))
+        log1p_phi_mu = np.log1p(phi * means)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -means)
+        rising = per_feature(hist * log_rising_ratio(values, phi[:, feature]))
+        return group_sum(rising - S * log1p_phi_mu + N * zero_term)
+
+    shape = tuple(1 if axis in tied_axes else size for axis, size in enumerate((K, D)))
+    low, high = np.full(shape, -np.log(PHI_MAX)), np.full(shape, -np.log(PHI_MIN))
+    rising_at_top = score(high)[0] >= 0  # still increasing at r = 1/PHI_MIN: Poisson
+    falling_at_bottom = score(low)[0] <= 0  # decreasing already at r = 1/PHI_MAX
+    log_size = (low + high) / 2
+    for _ in range(100):
+        first, second = score(log_size)
+        low = np.where(first > 0, log_size, low)
+        high = np.where(first > 0, high, log_size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = log_size - first / (second * np.exp(log_size))
+        inside = np.isfinite(newton) & (newton > low) & (newton < high)
+        step = np.where(inside, newton, (low + high) / 2)
+        done = np.max(np.abs(step - log_size)) < 1e-10
+        log_size = step
+        if done:
+            break
+    phi = np.exp(-log_size)
+    phi = np.where(rising_at_top, 0.0, np.where(falling_at_bottom, PHI_MAX, phi))
+    phi = np.broadcast_to(phi, (K, D)).copy()
+    if previous is not None:
+        worse = np.broadcast_to(expected_loglik(phi) < expected_loglik(previous), (K, D))
+        phi = np.where(worse, previous, phi)
+    return phi
