@@ -132,8 +132,6 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """
         X = self._validate_X(X, reset=True)
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not weights.sum() > 0:
-            raise ValueError("sample_weight sums to zero: there is nothing to fit.")
         self._check_fit_data(X)
         if self._compress_rows:
             X, weights, _ = compress_rows(X, weights)

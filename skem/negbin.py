@@ -318,6 +318,12 @@ class NegBinMixture(BaseMixture):
         self.means_init = means_init
         self.weights_init = weights_init
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        return tags
+
     # ---------------------------------------------------------------- data
 
     def _validate_X(self, X, reset):
