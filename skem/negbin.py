@@ -571,7 +571,11 @@ def _solve_dispersion(stats, means, tied_axes, previous):
 
     shape = tuple(1 if axis in tied_axes else size for axis, size in enumerate((K, D)))
     low, high = np.full(shape, -np.log(PHI_MAX)), np.full(shape, -np.log(PHI_MIN))
-    rising_at_top = score(high)[0] >= 0  # still increasing at r = 1/PHI_MIN: Poisson
+    # The slope of the expected log-likelihood in phi at phi = 0 is
+    # sum_i w q [(x - mu)**2 - x] / 2 (over-dispersion against the Poisson):
+    # where it is not positive, the maximum is the Poisson limit phi = 0.
+    slope_at_zero = per_feature(hist * values * (values - 1.0)) / 2 - S * means + N * means**2 / 2
+    poisson = group_sum(slope_at_zero) <= 0
     falling_at_bottom = score(low)[0] <= 0  # decreasing already at r = 1/PHI_MAX
     log_size = (low + high) / 2
     for _ in range(100):
@@ -587,7 +591,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         if done:
             break
     phi = np.exp(-log_size)
-    phi = np.where(rising_at_top, 0.0, np.where(falling_at_bottom, PHI_MAX, phi))
+    phi = np.where(poisson, 0.0, np.where(falling_at_bottom, PHI_MAX, phi))
     phi = np.broadcast_to(phi, (K, D)).copy()
     if previous is not None:
         worse = np.broadcast_to(expected_loglik(phi) < expected_loglik(previous), (K, D))

@@ -1,0 +1,341 @@
+"""Tests of NegBinMixture: its kernels against scipy, recovery of known parameters, and bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import scipy.stats as st
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skem import NegBinMixture
+from skem._rows import compress_rows
+from skem.datasets import make_negbin_mixture
+from skem.negbin import log_rising_ratio, negbin_log_pmf
+
+
+def _sorted_by_first_mean(model):
+    order = np.argsort(model.means_[:, 0])
+    return model.weights_[order], model.means_[order], model.dispersion_[order]
+
+
+# ------------------------------------------------------------------ kernels
+
+
+@pytest.mark.parametrize("phi", [1e-4, 0.01, 0.5, 3.0, 200.0])
+def test_log_pmf_matches_scipy_nbinom(phi):
+    x = np.arange(0, 300)
+    mean = 17.3
+    size = 1.0 / phi
+    expected = st.nbinom.logpmf(x, size, size / (size + mean))
+    np.testing.assert_allclose(negbin_log_pmf(x, mean, phi), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_tiny_dispersion_approaches_poisson_smoothly():
+    # scipy's nbinom loses digits as size -> infinity (1e-5 relative at size 1e10); the
+    # exact series keeps the difference to the Poisson limit at its true order, phi * x**2.
+    x = np.arange(0, 60)
+    difference = negbin_log_pmf(x, 17.3, 1e-10) - st.poisson.logpmf(x, 17.3)
+    assert np.max(np.abs(difference)) < 1e-10 * 60**2
+
+
+def test_zero_dispersion_is_poisson():
+    x = np.arange(0, 80)
+    np.testing.assert_allclose(negbin_log_pmf(x, 9.5, 0.0), st.poisson.logpmf(x, 9.5), rtol=1e-13)
+
+
+def test_log_rising_ratio_small_dispersion_is_exact():
+    # B(x, phi) = sum_{j < x} log1p(j phi); the lgamma form cancels badly for tiny phi.
+    x, phi = 40.0, 1e-7
+    exact = np.sum(np.log1p(np.arange(40) * phi))
+    assert log_rising_ratio(x, phi) == pytest.approx(exact, rel=1e-12)
+    assert log_rising_ratio(0.0, 0.7) == 0.0
+    assert log_rising_ratio(5.0, 0.0) == 0.0
+
+
+def test_score_samples_is_logsumexp_of_scipy_terms():
+    X, _ = make_negbin_mixture(
+        400, weights=(0.3, 0.7), means=((3.0, 30.0), (25.0, 2.0)), dispersion=0.4, random_state=1
+    )
+    model = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
+    size = 1.0 / model.dispersion_
+    per_component = np.stack(
+        [
+            st.nbinom.logpmf(X, size[k], size[k] / (size[k] + model.means_[k])).sum(axis=1)
+            + np.log(model.weights_[k])
+            for k in range(2)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(model.score_samples(X), logsumexp(per_component, axis=1), rtol=1e-10)
+
+
+def test_dispersion_m_step_is_the_maximum_likelihood_estimate():
+    rng = np.random.default_rng(3)
+    size, mean = 2.5, 12.0
+    x = rng.negative_binomial(size, size / (size + mean), size=5000).astype(float)[:, None]
+    model = NegBinMixture(1, dispersion="shared").fit(x)
+    mle = minimize_scalar(
+        lambda log_phi: -negbin_log_pmf(x[:, 0], x.mean(), np.exp(log_phi)).sum(),
+        bounds=(-10, 5), method="bounded", options={"xatol": 1e-10},
+    )
+    assert model.means_[0, 0] == pytest.approx(x.mean(), rel=1e-12)
+    assert model.dispersion_[0, 0] == pytest.approx(np.exp(mle.x), rel=1e-5)
+
+
+def test_underdispersed_data_gives_poisson():
+    x = np.tile(np.arange(3, 8), 50).astype(float)[:, None]  # variance < mean
+    model = NegBinMixture(1, dispersion="shared").fit(x)
+    assert model.dispersion_[0, 0] == 0.0
+
+
+# ----------------------------------------------------------------- recovery
+
+
+@pytest.mark.parametrize("n_components", [1, 2, 3, 4])
+@pytest.mark.parametrize("dispersion", [0.2, "shared", "full"])
+def test_recovers_parameters_one_feature(n_components, dispersion):
+    means = np.array([[2.0], [20.0], [120.0], [600.0]])[:n_components]
+    weights = np.full(n_components, 1.0 / n_components)
+    X, _ = make_negbin_mixture(
+        20000, weights=weights, means=means, dispersion=0.2, random_state=n_components
+    )
+    model = NegBinMixture(n_components, dispersion=dispersion, n_init=3, random_state=0).fit(X)
+    fitted_weights, fitted_means, fitted_phi = _sorted_by_first_mean(model)
+    np.testing.assert_allclose(fitted_means, means, rtol=0.08)
+    np.testing.assert_allclose(fitted_weights, weights, atol=0.03)
+    # A per-component dispersion at mean 2 rests on little information: looser there.
+    np.testing.assert_allclose(fitted_phi, 0.2, rtol=0.3 if dispersion == "full" else 0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_components", [1, 2, 3, 4])
+@pytest.mark.parametrize("dispersion", [0.5, "component", "feature"])
+def test_recovers_parameters_fifty_features(n_components, dispersion):
+    rng = np.random.default_rng(n_components)
+    means = rng.gamma(2.0, 5.0, size=(n_components, 50)) + 0.5
+    weights = rng.dirichlet(np.full(n_components, 5.0))
+    X, y = make_negbin_mixture(
+        3000, weights=weights, means=means, dispersion=0.5, random_state=n_components
+    )
+    model = NegBinMixture(n_components, dispersion=dispersion, n_init=2, random_state=0).fit(X)
+    # Match components through the labels (50 features separate them perfectly).
+    labels = model.predict(X)
+    mapping = np.array([np.bincount(y[labels == k], minlength=n_components).argmax()
+                        for k in range(n_components)])
+    assert sorted(mapping) == list(range(n_components))
+    np.testing.assert_allclose(model.weights_, weights[mapping], atol=0.02)
+    relative = np.abs(model.means_ - means[mapping]) / means[mapping]
+    assert np.median(relative) < 0.05
+    assert np.median(model.dispersion_) == pytest.approx(0.5, rel=0.1)
+
+
+def test_best_of_restarts_is_no_worse_than_the_truth():
+    X, _ = make_negbin_mixture(
+        5000, weights=(0.5, 0.3, 0.2), means=((1.0, 9.0), (8.0, 2.0), (30.0, 30.0)),
+        dispersion=0.3, random_state=7,
+    )
+    model = NegBinMixture(3, dispersion="shared", n_init=5, random_state=0).fit(X)
+    truth = NegBinMixture(3, dispersion=0.3, means_init=[[1.0, 9.0], [8.0, 2.0], [30.0, 30.0]],
+                          weights_init=[0.5, 0.3, 0.2], max_iter=0).fit(X)
+    assert model.score(X) >= truth.score(X)
+
+
+# --------------------------------------------------- properties of the fit
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=hst.integers(0, 2**16),
+    n_components=hst.integers(1, 4),
+    n_features=hst.integers(1, 4),
+    dispersion=hst.sampled_from(["shared", "component", "feature", "full", 0.0, 0.7]),
+    init_params=hst.sampled_from(["kmeans", "random", "random_from_data", "k-means++"]),
+)
+def test_log_likelihood_never_decreases(seed, n_components, n_features, dispersion, init_params):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(n_components, 60))
+    scale = rng.gamma(1.0, 20.0, size=n_features)
+    X = rng.negative_binomial(rng.uniform(0.3, 5), 0.5, size=(n, n_features)) * 0 + rng.poisson(
+        scale * rng.gamma(0.7, 1.0, size=(n, 1)), size=(n, n_features)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = NegBinMixture(
+            n_components, dispersion=dispersion, init_params=init_params,
+            random_state=seed, max_iter=25, tol=0,
+        ).fit(X)
+    bounds = model.lower_bounds_
+    assert np.all(np.isfinite(bounds))
+    assert np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:]))
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.dispersion_))
+
+
+@pytest.mark.parametrize("dispersion", ["shared", "full", 1.0])
+def test_sparse_equals_dense(dispersion):
+    rng = np.random.default_rng(0)
+    X = rng.negative_binomial(0.5, 0.2, size=(400, 30)) * (rng.random((400, 30)) < 0.1)
+    X[:200, :5] += rng.poisson(20, size=(200, 5))
+    dense = NegBinMixture(2, dispersion=dispersion, random_state=0).fit(X)
+    for fmt in ["csr", "csc", "coo"]:
+        sparse = NegBinMixture(2, dispersion=dispersion, random_state=0).fit(sp.csr_matrix(X).asformat(fmt))
+        np.testing.assert_allclose(sparse.means_, dense.means_, rtol=1e-9)
+        np.testing.assert_allclose(sparse.dispersion_, dense.dispersion_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sparse.lower_bounds_, dense.lower_bounds_, rtol=1e-10)
+        np.testing.assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X),
+                                   atol=1e-10)
+
+
+def test_sparse_input_is_never_densified(monkeypatch):
+    X = sp.random(300, 40, density=0.05, format="csr", random_state=0, data_rvs=lambda n: np.arange(1, n + 1) % 7 + 1)
+
+    original = sp.csr_matrix.toarray
+
+    def toarray_of_a_few_rows(self, *args, **kwargs):
+        # k-means seeding may densify its K chosen centers, never the data.
+        assert self.shape[0] <= 2, "sparse input was densified"
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", toarray_of_a_few_rows)
+    model = NegBinMixture(2, random_state=0).fit(X)
+    assert model.predict(X).shape == (300,)
+
+
+def test_identical_rows_are_compressed_exactly():
+    X, _ = make_negbin_mixture(10**5, means=((3.0,), (40.0,)), dispersion=0.2, random_state=0)
+    distinct, weights, inverse = compress_rows(X)
+    assert distinct.shape[0] < 500 and weights.sum() == X.shape[0]
+    np.testing.assert_array_equal(distinct[inverse], X)
+
+
+def test_empty_component_stays_finite():
+    X = np.concatenate([np.full((50, 1), 3.0), np.full((50, 1), 5.0)])
+    model = NegBinMixture(2, means_init=[[4.0], [10**6]], dispersion=0.0, max_iter=20).fit(X)
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.weights_))
+    assert model.weights_.min() < 1e-6
+    assert np.all(np.isfinite(model.predict_proba(np.array([[0.0], [10.0**7]]))))
+
+
+def test_fewer_distinct_rows_than_components_still_fits():
+    X = np.repeat([[1.0, 2.0], [7.0, 0.0]], 10, axis=0)
+    model = NegBinMixture(3, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.means_))
+
+
+def test_sample_draws_from_the_fitted_distribution():
+    model = NegBinMixture(2, means_init=[[5.0], [50.0]], weights_init=[0.25, 0.75],
+                          dispersion=0.3, max_iter=0, random_state=0).fit(np.array([[1.0], [60.0]]))
+    X, y = model.sample(40000)
+    assert X.shape == (40000, 1) and np.bincount(y).tolist() == np.bincount(y, minlength=2).tolist()
+    assert np.mean(y == 1) == pytest.approx(0.75, abs=0.01)
+    high = X[y == 1, 0]
+    assert high.mean() == pytest.approx(50.0, rel=0.02)
+    assert high.var() == pytest.approx(50.0 + 0.3 * 50.0**2, rel=0.05)
+
+
+def test_bic_and_aic_count_the_free_parameters():
+    X, _ = make_negbin_mixture(500, means=((2.0, 5.0), (30.0, 1.0)), random_state=0)
+    expected = {"shared": 1, "component": 2, "feature": 2, "full": 4, 0.1: 0}
+    for dispersion, n_dispersion in expected.items():
+        model = NegBinMixture(2, dispersion=dispersion, random_state=0).fit(X)
+        p = 1 + 2 * 2 + n_dispersion
+        log_likelihood = model.score(X) * 500
+        assert model.bic(X) == pytest.approx(-2 * log_likelihood + p * np.log(500))
+        assert model.aic(X) == pytest.approx(-2 * log_likelihood + 2 * p)
+
+
+def test_non_integer_counts_use_the_continuous_extension():
+    X = np.array([[0.5], [1.25], [7.5], [8.0], [30.2], [29.0]])
+    model = NegBinMixture(1, dispersion=0.3).fit(X)
+    np.testing.assert_allclose(
+        model.score_samples(X), negbin_log_pmf(X[:, 0], model.means_[0, 0], 0.3), rtol=1e-12
+    )
+
+
+# ---------------------------------------------------------- scikit-learn use
+
+
+def test_grid_search_picks_the_true_number_of_components():
+    X, _ = make_negbin_mixture(
+        1500, weights=(0.4, 0.35, 0.25), means=((2.0, 40.0), (40.0, 2.0), (60.0, 60.0)),
+        dispersion=0.1, random_state=0,
+    )
+    search = GridSearchCV(
+        NegBinMixture(dispersion="shared", n_init=2, random_state=0),
+        {"n_components": [1, 2, 3, 4, 5]}, cv=3,
+    ).fit(X)
+    bics = [NegBinMixture(k, random_state=0, n_init=2).fit(X).bic(X) for k in range(1, 6)]
+    assert int(np.argmin(bics)) + 1 == 3
+    assert search.best_params_["n_components"] in (3, 4)  # held-out likelihood may accept one spare
+
+
+def test_pipeline_and_cross_val_score():
+    X, _ = make_negbin_mixture(600, means=((2.0, 20.0), (25.0, 3.0)), random_state=0)
+    pipe = make_pipeline(FunctionTransformer(np.round), NegBinMixture(2, random_state=0))
+    scores = cross_val_score(pipe, X, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    assert pipe.fit(X).predict(X).shape == (600,)
+
+
+def test_dataframe_input_sets_feature_names():
+    X, _ = make_negbin_mixture(100, means=((2.0, 20.0), (25.0, 3.0)), random_state=0)
+    frame = pd.DataFrame(X, columns=["geneA", "geneB"])
+    model = NegBinMixture(2, random_state=0).fit(frame)
+    np.testing.assert_array_equal(model.feature_names_in_, ["geneA", "geneB"])
+    assert model.n_features_in_ == 2
+    with pytest.warns(UserWarning, match="feature names"):
+        model.predict(X)
+
+
+def test_verbose_prints_progress(capsys):
+    X, _ = make_negbin_mixture(200, random_state=0)
+    NegBinMixture(2, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "objective" in out and "converged" in out
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "X, params, message",
+    [
+        ([[1, 2], [-1, 3]], {}, "Negative values"),
+        ([[1, np.nan], [1, 3]], {}, "NaN"),
+        ([[1, np.inf], [1, 3]], {}, "infinity"),
+        (np.empty((0, 3)), {}, "0 sample"),
+        ([1, 2, 3], {}, "Expected 2D array"),
+        ([[1, 2], [3, 4]], {"n_components": 3}, "n_samples >= n_components"),
+        ([[1, 2], [3, 4]], {"means_init": [[1, 2, 3], [1, 2, 3]]}, "means_init must have shape"),
+        ([[1, 2], [3, 4]], {"means_init": [[1, -2], [1, 2]]}, "means_init must be finite"),
+        ([[1, 2], [3, 4]], {"weights_init": [0.2, 0.2]}, "weights_init must be"),
+        ([[1, 2], [3, 4]], {"dispersion": -0.5}, "'dispersion' parameter"),
+        ([[1, 2], [3, 4]], {"dispersion": "per-gene"}, "'dispersion' parameter"),
+        ([[1, 2], [3, 4]], {"init_params": "kmeans++"}, "'init_params' parameter"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(X, params, message):
+    with pytest.raises(ValueError, match=message):
+        NegBinMixture(**{"n_components": 2, **params}).fit(np.asarray(X, dtype=float))
+
+
+def test_negative_sample_weight_is_rejected():
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        NegBinMixture(1).fit([[1.0], [2.0]], sample_weight=[1.0, -1.0])
+
+
+def test_predict_checks_the_number_of_features():
+    model = NegBinMixture(1).fit([[1.0, 2.0], [2.0, 3.0]])
+    with pytest.raises(ValueError, match="features"):
+        model.predict([[1.0, 2.0, 3.0]])
