@@ -49,37 +49,43 @@ def compress_rows(X, sample_weight=None):
 
 def _distinct_sparse_rows(X):
     """Distinct rows of a sparse matrix, by sorting on content keys and checking equality exactly."""
-    X = sp.csr_matrix(X, copy=True)
-    X.sum_duplicates()
-    X.eliminate_zeros()
-    X.sort_indices()
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format or (X.data.size and not np.all(X.data != 0)):
+        X = X.copy()
+        X.sum_duplicates()
+        X.eliminate_zeros()
     n_rows, n_columns = X.shape
-    row_of_entry = np.repeat(np.arange(n_rows), np.diff(X.indptr))
+    nnz = np.diff(X.indptr)
     # Two fixed random projections of each row's content. Identical rows get
-    # identical keys (the entries are summed in the same order); different rows
+    # identical keys (the same entries summed in the same order); different rows
     # almost surely differ, and any collision is caught by the exact check below.
     rng = np.random.default_rng(20240607)
-    keys = [
-        np.bincount(row_of_entry, weights=X.data * rng.uniform(0.5, 1.5, n_columns)[X.indices],
-                    minlength=n_rows)
-        for _ in range(2)
-    ]
-    nnz = np.diff(X.indptr)
+    keys = [_row_sums(X.data * rng.uniform(0.5, 1.5, n_columns)[X.indices], X.indptr)
+            for _ in range(2)]
     order = np.lexsort((keys[1], keys[0], nnz))
-    sorted_rows = X[order]
-    same_key = np.ones(n_rows, dtype=bool)
-    same_key[0] = False
-    same_key[1:] = (
-        (nnz[order][1:] == nnz[order][:-1])
-        & (keys[0][order][1:] == keys[0][order][:-1])
-        & (keys[1][order][1:] == keys[1][order][:-1])
-    )
-    candidate_head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
-    difference = sorted_rows - sorted_rows[candidate_head]
-    difference.eliminate_zeros()
-    truly_same = same_key & (difference.getnnz(axis=1) == 0)
+    sorted_keys = [nnz[order], keys[0][order], keys[1][order]]
+    same_key = np.zeros(n_rows, dtype=bool)
+    if n_rows > 1:
+        same_key[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in sorted_keys])
+    truly_same = same_key
+    if same_key.any():
+        head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
+        candidates = np.flatnonzero(same_key)
+        difference = X[order[candidates]] - X[order[head[candidates]]]
+        difference.eliminate_zeros()
+        truly_same = same_key.copy()
+        truly_same[candidates] = difference.getnnz(axis=1) == 0
     group_of_sorted = np.cumsum(~truly_same) - 1
-    distinct = sorted_rows[~truly_same]
     inverse = np.empty(n_rows, dtype=np.intp)
     inverse[order] = group_of_sorted
-    return sp.csr_matrix(distinct), inverse
+    return X[order[~truly_same]], inverse
+
+
+def _row_sums(entry_values, indptr):
+    """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data)."""
+    n_rows = indptr.size - 1
+    if entry_values.size == 0:
+        return np.zeros(n_rows)
+    sums = np.add.reduceat(entry_values, np.minimum(indptr[:-1], entry_values.size - 1))
+    sums[indptr[:-1] == indptr[1:]] = 0.0
+    return sums

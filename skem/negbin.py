@@ -40,6 +40,7 @@ from sklearn.utils.validation import check_non_negative, validate_data
 from ._base import BaseMixture
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, RowData
+from ._rows import _row_sums
 
 __all__ = ["NegBinMixture"]
 
@@ -73,14 +74,17 @@ class NegBinStats(AdditiveStats):
 
 @dataclass(frozen=True)
 class NegBinData(RowData):
-    """Counts with their distinct non-zero (feature, value) pairs.
+    """Counts, and for each entry the index of its (feature, value) pair in shared tables.
 
-    ``entry_value`` is a 0/1 CSR matrix (n, U) that maps each non-zero entry to
-    its pair in the tables ``values`` / ``value_feature`` (shared by all chunks).
+    ``value_index`` has the layout of ``X``: a dense int32 array of the same
+    shape, or a CSR matrix sharing ``X``'s index arrays whose data are int32
+    pair indices. Pair ``u`` has value ``values[u]`` and feature
+    ``value_feature[u]``; zero entries of dense ``X`` point to a last pair of
+    value 0, which contributes nothing (``B(0, phi) = 0``).
     """
 
     X: np.ndarray | sp.csr_matrix = None
-    entry_value: sp.csr_matrix = None
+    value_index: np.ndarray | sp.csr_matrix = None
     log_factorial: np.ndarray = None  # (n,) sum_d log x_id!
     values: np.ndarray = None  # (U,)
     value_feature: np.ndarray = None  # (U,)
@@ -88,20 +92,71 @@ class NegBinData(RowData):
 
 
 def _index_entries(X):
-    """Map the non-zero entries of ``X`` to their distinct (feature, value) pairs."""
-    coo = sp.coo_matrix(X)
-    nonzero = coo.data != 0
-    rows, cols, vals = coo.row[nonzero], coo.col[nonzero], coo.data[nonzero]
-    pairs = np.stack([cols.astype(np.float64), vals])
-    distinct, value_index = np.unique(pairs, axis=1, return_inverse=True)
-    value_index = value_index.reshape(-1)
-    n_values = distinct.shape[1]
-    entry_value = sp.csr_matrix(
-        (np.ones(rows.size), (rows, value_index)), shape=(X.shape[0], n_values)
-    )
-    values = distinct[1]
-    log_factorial = np.bincount(rows, weights=gammaln(vals + 1.0), minlength=X.shape[0])
-    return entry_value, log_factorial, values, distinct[0].astype(np.intp)
+    """Index each entry of ``X`` into a table of (feature, value) pairs.
+
+    Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
+    value ``x >= 1`` of feature ``d`` -- which needs no sorting and one int32 per
+    entry. When that table would be much larger than the number of entries
+    (very large or non-integer values) the distinct pairs are found by sorting.
+    """
+    sparse = sp.issparse(X)
+    n_features = X.shape[1]
+    entries = X.data if sparse else X
+    features = X.indices if sparse else np.arange(n_features)  # dense: broadcast over rows
+    column_max = X.max(axis=0).toarray().ravel() if sparse else X.max(axis=0, initial=0.0)
+    integer = bool(np.all(entries == np.floor(entries)))
+    if integer and column_max.sum() <= max(2 * entries.size, 10**6):
+        counts = column_max.astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        n_pairs = int(offsets[-1])
+        values = np.concatenate([np.arange(1, c + 1, dtype=float) for c in counts] + [[0.0]])
+        value_feature = np.concatenate([np.repeat(np.arange(n_features), counts), [0]])
+        index = np.where(entries > 0, offsets[features] + entries.astype(np.int64) - 1, n_pairs)
+    else:
+        if not sparse:
+            entries, features = X.ravel(), np.tile(features, X.shape[0])
+        order = np.lexsort((entries, features))
+        sorted_features, sorted_values = features[order], entries[order]
+        new = np.ones(order.size, dtype=bool)
+        new[1:] = (sorted_features[1:] != sorted_features[:-1]) | (
+            sorted_values[1:] != sorted_values[:-1]
+        )
+        pair_of_sorted = np.cumsum(new) - 1
+        index = np.empty(order.size, dtype=np.int64)
+        index[order] = pair_of_sorted
+        values, value_feature = sorted_values[new], sorted_features[new]
+    index = index.astype(np.int32)
+    log_factorial_table = gammaln(values + 1.0)
+    if sparse:
+        value_index = sp.csr_matrix((index, X.indices, X.indptr), shape=X.shape, copy=False)
+        log_factorial = _row_sums(log_factorial_table[index], X.indptr)
+    else:
+        value_index = index.reshape(X.shape)
+        log_factorial = log_factorial_table[value_index].sum(axis=1)
+    return value_index, log_factorial, values, value_feature.astype(np.intp)
+
+
+def _gather_row_sums(table, value_index):
+    """``out[i, k] = sum over entries e of row i of table[k, value_index[e]]``, shape (n, K)."""
+    if sp.issparse(value_index):
+        return np.stack([_row_sums(t[value_index.data], value_index.indptr) for t in table], axis=1)
+    return np.stack([t[value_index].sum(axis=1) for t in table], axis=1)
+
+
+def _pair_histogram(weighted_resp, value_index, n_pairs):
+    """``H[k, u] = sum_i weighted_resp[i, k] * #{entries of row i at pair u}``, shape (K, U)."""
+    if sp.issparse(value_index):
+        row_lengths = np.diff(value_index.indptr)
+        index = value_index.data
+        return np.stack([
+            np.bincount(index, weights=np.repeat(column, row_lengths), minlength=n_pairs)
+            for column in weighted_resp.T
+        ])
+    n_features = value_index.shape[1]
+    return np.stack([
+        np.bincount(value_index.ravel(), weights=np.repeat(column, n_features), minlength=n_pairs)
+        for column in weighted_resp.T
+    ])
 
 
 def log_rising_ratio(x, phi):
@@ -360,11 +415,11 @@ class NegBinMixture(BaseMixture):
                 raise ValueError("weights_init must be non-negative and sum to 1.")
 
     def _prepare(self, X, weights):
-        entry_value, log_factorial, values, value_feature = _index_entries(X)
+        value_index, log_factorial, values, value_feature = _index_entries(X)
         return NegBinData(
             weights=weights,
             X=X,
-            entry_value=entry_value,
+            value_index=value_index,
             log_factorial=log_factorial,
             values=values,
             value_feature=value_feature,
@@ -392,20 +447,9 @@ class NegBinMixture(BaseMixture):
 
     @staticmethod
     def _rising_term(phi, chunk):
-        """``sum_d B(x_id, phi_kd)`` over the non-zero entries of each row, shape (n, K)."""
-        entry_value = chunk.entry_value
-        n_entries = entry_value.nnz
-        if n_entries >= chunk.values.size:
-            # Tabulate B once per distinct (feature, value) pair, then gather.
-            table = log_rising_ratio(chunk.values, phi[:, chunk.value_feature])
-            return np.asarray(entry_value @ table.T)
-        # A small chunk of a large table: evaluate B at this chunk's entries only.
-        used = entry_value.indices
-        table = log_rising_ratio(chunk.values[used], phi[:, chunk.value_feature[used]])
-        rows = np.repeat(np.arange(chunk.n_rows), np.diff(entry_value.indptr))
-        return np.stack(
-            [np.bincount(rows, weights=t, minlength=chunk.n_rows) for t in table], axis=1
-        )
+        """``sum_d B(x_id, phi_kd)`` over the entries of each row, shape (n, K)."""
+        table = log_rising_ratio(chunk.values, phi[:, chunk.value_feature])
+        return _gather_row_sums(table, chunk.value_index)
 
     def _accumulate(self, chunk, weighted_resp):
         X = chunk.X
@@ -413,7 +457,9 @@ class NegBinMixture(BaseMixture):
         squares = X.multiply(X) if sp.issparse(X) else X * X
         x2_sum = np.asarray(squares.T @ weighted_resp).T
         value_hist = (
-            np.asarray(chunk.entry_value.T @ weighted_resp).T if self._estimates_dispersion else 0.0
+            _pair_histogram(weighted_resp, chunk.value_index, chunk.values.size)
+            if self._estimates_dispersion
+            else 0.0
         )
         return NegBinStats(
             weighted_resp.sum(axis=0), x_sum, x2_sum, value_hist, chunk.values, chunk.value_feature
