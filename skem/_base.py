@@ -51,6 +51,10 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         The engine's model contract, see :class:`skem._em.EMModel`.
     ``_score_samples(params, data) -> ndarray (n,)``, ``_predict_proba(params, data)``
         Per-row log-likelihood and posterior.
+    ``_finish_fit(params, data) -> params``
+        Optional last step on the best run's parameters with the training
+        data, before they are published (default: unchanged); it may also set
+        fitted attributes that need the data.
     ``_get_fitted_params() -> params``, ``_set_fitted_params(params)``
         Read and publish the public fitted attributes (``weights_``, ``means_``...).
     ``_n_parameters() -> int``
@@ -154,7 +158,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         )
         best = max(results, key=lambda result: result.lower_bound)
 
-        self._set_fitted_params(best.params)
+        self._set_fitted_params(self._finish_fit(best.params, data))
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bounds_ = best.lower_bounds
@@ -332,6 +336,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _log_prior(self, params):
         return 0.0
+
+    def _finish_fit(self, params, data):
+        return params
 
     def _params_converged(self, old, new):
         return False
