@@ -83,9 +83,9 @@ def _distinct_sparse_rows(X):
 
 def _row_sums(entry_values, indptr):
     """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data)."""
-    n_rows = indptr.size - 1
-    if entry_values.size == 0:
-        return np.zeros(n_rows)
-    sums = np.add.reduceat(entry_values, np.minimum(indptr[:-1], entry_values.size - 1))
-    sums[indptr[:-1] == indptr[1:]] = 0.0
+    sums = np.zeros(indptr.size - 1)
+    nonempty = indptr[:-1] < indptr[1:]
+    if nonempty.any():
+        # reduceat sums between consecutive start offsets, so only non-empty rows may be given.
+        sums[nonempty] = np.add.reduceat(entry_values, indptr[:-1][nonempty])
     return sums
