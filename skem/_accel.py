@@ -83,6 +83,9 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
         v = model._pack(p2) - x0 - 2.0 * r
         alpha = squarem_step_length(r, v, step_max)
         if alpha == -1.0:
+            # The plain double step; at the bound it counts as a success there, so the bound grows.
+            if alpha == -step_max:
+                step_max *= step_factor
             previous, p0 = p1, p2
             continue
         extrapolated = model._unpack(x0 - 2.0 * alpha * r + alpha**2 * v, p0)
