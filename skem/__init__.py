@@ -8,6 +8,7 @@ Three problems of computational biology, one EM engine:
 """
 
 from .negbin import NegBinMixture
+from .transcripts import TranscriptQuantifier
 
-__all__ = ["NegBinMixture"]
+__all__ = ["NegBinMixture", "TranscriptQuantifier"]
 __version__ = "0.1.0"

@@ -14,8 +14,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from skem import NegBinMixture
-from skem.datasets import make_negbin_mixture
+from skem import NegBinMixture, TranscriptQuantifier
+from skem.datasets import make_negbin_mixture, make_transcript_reads
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ def _negbin_data(seed):
     return X
 
 
+def _transcript_data(seed):
+    X, _, _ = make_transcript_reads(300, n_genes=4, collapse=False, random_state=seed)
+    return X
+
+
 #: Why sklearn's sparse-container checks cannot run on a density estimator with predict_proba.
 SPARSE_CHECK_REASON = (
     "the check reads tags.classifier_tags.multi_class for any estimator with predict_proba, "
@@ -56,6 +61,18 @@ ESTIMATORS: dict[str, Case] = {
             **{"n_components": 2, "random_state": 0, "tol": 1e-6, "max_iter": 200, **params}
         ),
         make_data=_negbin_data,
+        expected_failed_checks={
+            "check_estimator_sparse_array": SPARSE_CHECK_REASON,
+            "check_estimator_sparse_matrix": SPARSE_CHECK_REASON,
+        },
+    ),
+    # Plain EM and no parameter rule by default here, so that the SQUAREM and tol contract
+    # tests compare like with like; reads (not classes) of a few small genes.
+    "TranscriptQuantifier": Case(
+        make_estimator=lambda **params: TranscriptQuantifier(
+            **{"accelerate": "none", "rel_tol": 0.0, "tol": 1e-10, "max_iter": 2000, **params}
+        ),
+        make_data=_transcript_data,
         expected_failed_checks={
             "check_estimator_sparse_array": SPARSE_CHECK_REASON,
             "check_estimator_sparse_matrix": SPARSE_CHECK_REASON,

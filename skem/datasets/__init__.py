@@ -1,5 +1,6 @@
 """Simulators (``make_*``) that return data with the truth that generated it, and example loaders (``load_*``)."""
 
 from ._negbin import make_negbin_mixture
+from ._transcripts import make_transcript_reads
 
-__all__ = ["make_negbin_mixture"]
+__all__ = ["make_negbin_mixture", "make_transcript_reads"]

@@ -1,3 +1,29 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
-__all__: list[str] = []
+from ._quant import (
+    AlignedReads,
+    EquivalenceClasses,
+    alignments_to_matrix,
+    read_bam,
+    read_kallisto_abundance,
+    read_kallisto_tcc,
+    read_lengths,
+    read_salmon_eq_classes,
+    read_salmon_quant,
+    write_kallisto_abundance,
+    write_salmon_quant,
+)
+
+__all__ = [
+    "AlignedReads",
+    "EquivalenceClasses",
+    "alignments_to_matrix",
+    "read_bam",
+    "read_kallisto_abundance",
+    "read_kallisto_tcc",
+    "read_lengths",
+    "read_salmon_eq_classes",
+    "read_salmon_quant",
+    "write_kallisto_abundance",
+    "write_salmon_quant",
+]

@@ -1,0 +1,721 @@
+"""Transcript-quantification files: salmon, kallisto, alignment tables and BAM/SAM in; kallisto and salmon tables out.
+
+Readers return arrays and metadata and contain no estimator logic. Every
+malformed input raises ValueError naming the file and the line (BAM, being
+binary, by record). Text inputs may be gzip-compressed whatever their name.
+Formats (PEERS.md section 2.3-2.4):
+
+salmon ``--dumpEq`` (``aux_info/eq_classes.txt[.gz]``) ::
+
+    <number of transcripts T>
+    <number of classes E>
+    <T transcript names, one per line>
+    <k> <tid_1> ... <tid_k> [<w_1> ... <w_k>] <count>     (E lines, tab-separated)
+
+kallisto: ``matrix.ec`` lines ``<ec id>\\t<comma-separated transcript ids>``;
+``transcripts.txt`` one name per line; counts per class either as a
+MatrixMarket coordinate matrix (samples or cells x classes, as written by
+``kallisto quant-tcc`` inputs and ``bustools count --tcc``) or as lines
+``<ec id>\\t<count>``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = [
+    "AlignedReads",
+    "EquivalenceClasses",
+    "alignments_to_matrix",
+    "read_bam",
+    "read_kallisto_abundance",
+    "read_kallisto_tcc",
+    "read_lengths",
+    "read_salmon_eq_classes",
+    "read_salmon_quant",
+    "write_kallisto_abundance",
+    "write_salmon_quant",
+]
+
+#: Exact column names of the field's abundance tables (PEERS.md section 2.3).
+KALLISTO_COLUMNS = ("target_id", "length", "eff_length", "est_counts", "tpm")
+SALMON_COLUMNS = ("Name", "Length", "EffectiveLength", "TPM", "NumReads")
+
+
+class EquivalenceClasses(NamedTuple):
+    """Equivalence classes read from a quantifier's dump.
+
+    Attributes
+    ----------
+    X : csr_matrix of shape (n_classes, n_transcripts)
+        1 where a class is compatible with a transcript, or salmon's
+        per-transcript weight when the dump has weights.
+    counts : ndarray of shape (n_classes,)
+        Reads in each class: pass as ``sample_weight``.
+    transcript_names : ndarray of str of shape (n_transcripts,)
+    weighted : bool
+        Whether ``X`` holds salmon's weights. They already include the
+        ``1 / effective length`` factor: fit them with
+        ``TranscriptQuantifier(x_includes_length=True, effective_lengths=...)``.
+    """
+
+    X: sp.csr_matrix
+    counts: np.ndarray
+    transcript_names: np.ndarray
+    weighted: bool
+
+
+class AlignedReads(NamedTuple):
+    """A reads x transcripts matrix built from alignments.
+
+    Attributes
+    ----------
+    X : csr_matrix of shape (n_reads, n_transcripts)
+        Compatibility (1) or summed alignment weight of each read on each transcript.
+    read_names : ndarray of shape (n_reads,)
+    transcript_names : ndarray of shape (n_transcripts,)
+    transcript_lengths : ndarray of shape (n_transcripts,) or None
+        Reference lengths when the source has them (a BAM/SAM header).
+    """
+
+    X: sp.csr_matrix
+    read_names: np.ndarray
+    transcript_names: np.ndarray
+    transcript_lengths: np.ndarray | None
+
+
+# ------------------------------------------------------------ text helpers
+
+
+class _Lines:
+    """Numbered lines of a text file (gzip detected by its magic bytes), without line ends."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.number = 0
+
+    def error(self, message, number=None):
+        number = self.number if number is None else number
+        return ValueError(f"{self.path}, line {number}: {message}")
+
+    def __iter__(self):
+        with open(self.path, "rb") as probe:
+            compressed = probe.read(2) == b"\x1f\x8b"
+        opener = gzip.open if compressed else open
+        try:
+            with opener(self.path, "rt", encoding="utf-8", newline="") as handle:
+                for line in handle:
+                    self.number += 1
+                    yield line.rstrip("\r\n")
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{self.path}, line {self.number + 1}: cannot be read as text ({exc})."
+            ) from exc
+
+
+def _parse_int(text, lines, what, minimum=0):
+    try:
+        value = int(text)
+    except ValueError:
+        raise lines.error(f"{what} must be an integer, got {text!r}.") from None
+    if value < minimum:
+        raise lines.error(f"{what} must be >= {minimum}, got {value}.")
+    return value
+
+
+def _parse_float(text, lines, what, nonnegative=True):
+    try:
+        value = float(text)
+    except ValueError:
+        raise lines.error(f"{what} must be a number, got {text!r}.") from None
+    if not np.isfinite(value) or (nonnegative and value < 0):
+        raise lines.error(f"{what} must be a finite{' non-negative' if nonnegative else ''} number, got {text!r}.")
+    return value
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_names(lines, iterator, count):
+    names = []
+    for _ in range(count):
+        name = next(iterator, None)
+        if name is None:
+            raise lines.error(f"the file ends after {len(names)} of {count} transcript names.")
+        if not name.strip() or "\t" in name:
+            raise lines.error(f"expected a transcript name, got {name!r}.")
+        names.append(name.strip())
+    return names
+
+
+def _check_unique(names, lines, first_line):
+    seen = {}
+    for offset, name in enumerate(names):
+        if name in seen:
+            raise lines.error(
+                f"transcript name {name!r} repeats line {first_line + seen[name]}.",
+                first_line + offset,
+            )
+        seen[name] = offset
+
+
+# ------------------------------------------------------------------ salmon
+
+
+def read_salmon_eq_classes(path):
+    """Read salmon's equivalence-class dump (``salmon quant --dumpEq``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``aux_info/eq_classes.txt`` or ``eq_classes.txt.gz``, with or without
+        the per-transcript weights of ``--dumpEqWeights``.
+
+    Returns
+    -------
+    EquivalenceClasses
+        ``X`` (classes x transcripts), ``counts``, ``transcript_names``,
+        ``weighted``. With weights, the same transcript set may appear in
+        several classes with different weights; they are kept apart.
+
+    Raises
+    ------
+    ValueError
+        On a malformed file, naming the file and line.
+
+    Examples
+    --------
+    >>> from skem.io import read_salmon_eq_classes  # doctest: +SKIP
+    >>> eq = read_salmon_eq_classes("quant/aux_info/eq_classes.txt.gz")  # doctest: +SKIP
+    >>> model = TranscriptQuantifier(x_includes_length=eq.weighted, ...).fit(eq.X, sample_weight=eq.counts)  # doctest: +SKIP
+    """
+    lines = _Lines(path)
+    iterator = iter(lines)
+    header = []
+    for what in ("number of transcripts", "number of equivalence classes"):
+        text = next(iterator, None)
+        if text is None:
+            raise lines.error(f"the file ends before the {what}.", lines.number + 1)
+        header.append(_parse_int(text.strip(), lines, f"the {what}", minimum=1))
+    n_transcripts, n_classes = header
+    names = _read_names(lines, iterator, n_transcripts)
+    _check_unique(names, lines, 3)
+
+    indptr, indices, values, counts = [0], [], [], []
+    weighted = None
+    for text in iterator:
+        if len(counts) == n_classes:
+            if text.strip():
+                raise lines.error(f"more than the {n_classes} equivalence classes announced on line 2.")
+            continue
+        fields = text.split("\t")
+        k = _parse_int(fields[0], lines, "the class size", minimum=1)
+        if len(fields) == k + 2:
+            has_weights = False
+        elif len(fields) == 2 * k + 2:
+            has_weights = True
+        else:
+            raise lines.error(
+                f"a class of {k} transcripts needs {k + 2} fields (or {2 * k + 2} with weights), "
+                f"got {len(fields)}."
+            )
+        if weighted is None:
+            weighted = has_weights
+        elif has_weights != weighted:
+            raise lines.error("some classes have weights and others do not.")
+        ids = [_parse_int(f, lines, "a transcript id") for f in fields[1 : k + 1]]
+        if max(ids) >= n_transcripts:
+            raise lines.error(f"transcript id {max(ids)} is out of range 0..{n_transcripts - 1}.")
+        if len(set(ids)) != k:
+            raise lines.error("a transcript id repeats within the class.")
+        if has_weights:
+            weights = [_parse_float(f, lines, "a weight") for f in fields[k + 1 : 2 * k + 1]]
+        else:
+            weights = [1.0] * k
+        counts.append(_parse_float(fields[-1], lines, "the read count"))
+        indices.extend(ids)
+        values.extend(weights)
+        indptr.append(len(indices))
+    if len(counts) < n_classes:
+        raise lines.error(
+            f"the file ends after {len(counts)} of the {n_classes} equivalence classes announced on line 2."
+        )
+    X = sp.csr_matrix(
+        (np.asarray(values, float), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+        shape=(n_classes, n_transcripts),
+    )
+    X.sort_indices()
+    return EquivalenceClasses(X, np.asarray(counts, float), np.asarray(names, dtype=object), bool(weighted))
+
+
+def _read_table(path, columns, kinds):
+    """A tab-separated table with exactly ``columns`` as header; ``kinds`` are "str"/"float"."""
+    lines = _Lines(path)
+    iterator = iter(lines)
+    header = next(iterator, None)
+    if header is None or tuple(header.split("\t")) != tuple(columns):
+        raise lines.error(f"expected the header {chr(9).join(columns)!r}, got {header!r}.", 1)
+    data = {name: [] for name in columns}
+    first_seen = {}
+    for text in iterator:
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != len(columns):
+            raise lines.error(f"expected {len(columns)} tab-separated fields, got {len(fields)}.")
+        if fields[0] in first_seen:
+            raise lines.error(f"{columns[0]} {fields[0]!r} repeats line {first_seen[fields[0]]}.")
+        first_seen[fields[0]] = lines.number
+        for name, kind, field in zip(columns, kinds, fields):
+            data[name].append(field if kind == "str" else _parse_float(field, lines, name))
+    return pd.DataFrame(
+        {name: np.asarray(data[name], dtype=object if kind == "str" else float)
+         for name, kind in zip(columns, kinds)}
+    )
+
+
+def read_salmon_quant(path):
+    """Read salmon's ``quant.sf``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``Name, Length, EffectiveLength, TPM, NumReads``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed file, naming the file and line.
+    """
+    return _read_table(path, SALMON_COLUMNS, ("str", "float", "float", "float", "float"))
+
+
+def read_kallisto_abundance(path):
+    """Read kallisto's ``abundance.tsv``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``target_id, length, eff_length, est_counts, tpm``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed file, naming the file and line.
+    """
+    return _read_table(path, KALLISTO_COLUMNS, ("str", "float", "float", "float", "float"))
+
+
+def read_lengths(path):
+    """Transcript lengths from salmon's ``quant.sf``, kallisto's ``abundance.tsv`` or a two-column table.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``quant.sf`` or ``abundance.tsv`` (recognized by its header), or
+        lines ``<name>\\t<length>`` with an optional header line.
+
+    Returns
+    -------
+    lengths : pandas.Series
+        Lengths (float) indexed by transcript name, in file order.
+
+    Raises
+    ------
+    ValueError
+        On a malformed file, naming the file and line.
+    """
+    probe = iter(_Lines(path))
+    first = next(probe, None)
+    probe.close()
+    if first is not None and tuple(first.split("\t")) == SALMON_COLUMNS:
+        table = read_salmon_quant(path)
+        return pd.Series(table["Length"].to_numpy(), index=table["Name"].to_numpy(), name="length")
+    if first is not None and tuple(first.split("\t")) == KALLISTO_COLUMNS:
+        table = read_kallisto_abundance(path)
+        return pd.Series(table["length"].to_numpy(), index=table["target_id"].to_numpy(), name="length")
+    lines = _Lines(path)
+    names, lengths = [], []
+    for text in lines:
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != 2:
+            raise lines.error(f"expected 2 tab-separated fields (name, length), got {len(fields)}.")
+        if lines.number == 1 and not _is_number(fields[1]):
+            continue  # a header
+        length = _parse_float(fields[1], lines, "the length")
+        if length <= 0:
+            raise lines.error(f"the length must be positive, got {fields[1]!r}.")
+        names.append(fields[0])
+        lengths.append(length)
+    if not names:
+        raise ValueError(f"{lines.path}: no transcript lengths found.")
+    return pd.Series(np.asarray(lengths), index=np.asarray(names, dtype=object), name="length")
+
+
+# ---------------------------------------------------------------- kallisto
+
+
+def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
+    """Read kallisto's transcript-compatibility counts: EC list, transcript names, counts per EC.
+
+    Parameters
+    ----------
+    ec_file : str or path-like
+        ``matrix.ec``: lines ``<ec id>\\t<comma-separated 0-based transcript ids>``.
+    transcripts_file : str or path-like
+        ``transcripts.txt``: one transcript name per line.
+    counts_file : str or path-like
+        Either a MatrixMarket coordinate matrix of shape (samples or cells,
+        ECs) (column ``j`` is EC id ``j - 1``), or lines ``<ec id>\\t<count>``.
+    sample : int, default=None
+        Row of the MatrixMarket matrix to read (0-based); None sums all rows.
+
+    Returns
+    -------
+    EquivalenceClasses
+        One row of ``X`` per EC of ``ec_file`` (0/1), its count, the names,
+        and ``weighted=False``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed file or an EC id unknown to ``ec_file``, naming the file and line.
+    """
+    names_lines = _Lines(transcripts_file)
+    names = [text.strip() for text in names_lines if text.strip()]
+    if not names:
+        raise ValueError(f"{names_lines.path}: no transcript names found.")
+    _check_unique(names, names_lines, 1)
+
+    lines = _Lines(ec_file)
+    ec_row, indptr, indices = {}, [0], []
+    for text in lines:
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != 2:
+            raise lines.error(f"expected '<ec id>\\t<transcript ids>', got {len(fields)} fields.")
+        ec = _parse_int(fields[0], lines, "the EC id")
+        if ec in ec_row:
+            raise lines.error(f"EC id {ec} repeats.")
+        ids = [_parse_int(f, lines, "a transcript id") for f in fields[1].split(",")]
+        if max(ids) >= len(names):
+            raise lines.error(
+                f"transcript id {max(ids)} is out of range for the {len(names)} names of {names_lines.path}."
+            )
+        if len(set(ids)) != len(ids):
+            raise lines.error("a transcript id repeats within the EC.")
+        ec_row[ec] = len(ec_row)
+        indices.extend(sorted(ids))
+        indptr.append(len(indices))
+    if not ec_row:
+        raise ValueError(f"{lines.path}: no equivalence classes found.")
+    X = sp.csr_matrix(
+        (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+        shape=(len(ec_row), len(names)),
+    )
+    counts = _read_ec_counts(counts_file, ec_row, sample)
+    return EquivalenceClasses(X, counts, np.asarray(names, dtype=object), False)
+
+
+def _read_ec_counts(path, ec_row, sample):
+    lines = _Lines(path)
+    iterator = iter(lines)
+    counts = np.zeros(len(ec_row))
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError(f"{lines.path}: the counts file is empty.")
+    if first.startswith("%%MatrixMarket"):
+        if "coordinate" not in first or "pattern" in first or "complex" in first:
+            raise lines.error("only real or integer MatrixMarket coordinate matrices are supported.")
+        size = None
+        for text in iterator:
+            if text.startswith("%") or not text.strip():
+                continue
+            fields = text.split()
+            if size is None:
+                if len(fields) != 3:
+                    raise lines.error("expected the size line '<rows> <columns> <entries>'.")
+                size = [_parse_int(f, lines, "a matrix size") for f in fields]
+                if sample is not None and not 0 <= sample < size[0]:
+                    raise ValueError(f"{lines.path}: sample={sample} but the matrix has {size[0]} rows.")
+                continue
+            if len(fields) != 3:
+                raise lines.error(f"expected '<row> <column> <value>', got {len(fields)} fields.")
+            row = _parse_int(fields[0], lines, "the row", minimum=1)
+            column = _parse_int(fields[1], lines, "the column", minimum=1)
+            if row > size[0] or column > size[1]:
+                raise lines.error(f"entry ({row}, {column}) is outside the {size[0]} x {size[1]} matrix.")
+            if sample is not None and row - 1 != sample:
+                continue
+            ec = column - 1
+            if ec not in ec_row:
+                raise lines.error(f"EC id {ec} (column {column}) is not in the EC file.")
+            counts[ec_row[ec]] += _parse_float(fields[2], lines, "the count")
+        if size is None:
+            raise lines.error("the file ends before the size line.")
+        return counts
+    for text in _chain(first, iterator):
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != 2:
+            raise lines.error(f"expected '<ec id>\\t<count>', got {len(fields)} fields.")
+        ec = _parse_int(fields[0], lines, "the EC id")
+        if ec not in ec_row:
+            raise lines.error(f"EC id {ec} is not in the EC file.")
+        counts[ec_row[ec]] += _parse_float(fields[1], lines, "the count")
+    return counts
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+# -------------------------------------------------------------- alignments
+
+
+def alignments_to_matrix(
+    table, *, read="read_id", transcript="transcript_id", weight=None, transcripts=None
+):
+    """Build a reads x transcripts matrix from a long table of alignments.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per alignment.
+    read, transcript : str, default="read_id", "transcript_id"
+        Columns with the read and transcript of each alignment.
+    weight : str, default=None
+        Column with an alignment likelihood (>= 0). Without it, the matrix
+        holds 1 for every (read, transcript) pair that aligns; with it, the
+        weights of repeated (read, transcript) pairs are summed (alignments at
+        several positions of one transcript).
+    transcripts : array-like of str, default=None
+        All transcript names, in the column order wanted (transcripts without
+        alignments get empty columns). Default: in order of first appearance.
+
+    Returns
+    -------
+    AlignedReads
+        ``X``, ``read_names`` (in order of first appearance),
+        ``transcript_names``, ``transcript_lengths=None``.
+
+    Raises
+    ------
+    ValueError
+        For a missing column, a transcript not in ``transcripts``, or a
+        negative or non-finite weight, naming the row.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError("table must be a pandas DataFrame.")
+    for column in (read, transcript) + (() if weight is None else (weight,)):
+        if column not in table.columns:
+            raise ValueError(f"the alignment table has no column {column!r}.")
+    read_codes, read_names = pd.factorize(table[read], sort=False)
+    if transcripts is None:
+        transcript_codes, transcript_names = pd.factorize(table[transcript], sort=False)
+    else:
+        transcript_names = pd.Index(np.asarray(transcripts, dtype=object))
+        if transcript_names.has_duplicates:
+            raise ValueError("transcripts has repeated names.")
+        transcript_codes = transcript_names.get_indexer(table[transcript])
+    for codes, column in ((read_codes, read), (transcript_codes, transcript)):
+        if np.any(codes < 0):
+            row = int(np.argmax(codes < 0))
+            problem = "is missing" if pd.isna(table[column].iloc[row]) else "is not among transcripts"
+            raise ValueError(f"alignment table row {table.index[row]!r}: {column} {problem}.")
+    if weight is None:
+        values = np.ones(len(table))
+    else:
+        values = pd.to_numeric(table[weight], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"alignment table row {table.index[row]!r}: weight {table[weight].iloc[row]!r} "
+                "is not a finite non-negative number."
+            )
+    X = sp.csr_matrix(
+        (values, (read_codes, transcript_codes)), shape=(len(read_names), len(transcript_names))
+    )  # duplicates are summed
+    if weight is None:
+        X.data = np.minimum(X.data, 1.0)
+    X.sort_indices()
+    return AlignedReads(
+        X, np.asarray(read_names, dtype=object), np.asarray(transcript_names, dtype=object), None
+    )
+
+
+def read_bam(path):
+    """Build a reads x transcripts matrix from a BAM or SAM file of reads aligned to the transcriptome.
+
+    Needs pysam (the ``bam`` extra: ``pip install 'skem[bam]'``). All
+    alignments of a read are used (primary and secondary; supplementary
+    pieces are skipped). The mates of a pair form one row, compatible with
+    the transcripts both mates align to (either mate's, if only one
+    aligns); a pair whose mates align to no common transcript, and an
+    unmapped read, give an all-zero row, which ``TranscriptQuantifier``
+    reports in ``n_unassigned_``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    AlignedReads
+        ``X`` (0/1), ``read_names`` (in file order), ``transcript_names`` and
+        ``transcript_lengths`` from the header's ``@SQ`` lines.
+
+    Raises
+    ------
+    ImportError
+        If pysam is not installed.
+    ValueError
+        On a malformed file, naming the file and the record (the line for SAM).
+    """
+    try:
+        import pysam
+    except ImportError as exc:
+        raise ImportError(
+            "skem.io.read_bam needs pysam; install the 'bam' extra: pip install 'skem[bam]'."
+        ) from exc
+    path = os.fspath(path)
+    with open(path, "rb") as probe:
+        is_text = probe.read(2) != b"\x1f\x8b"  # BAM is BGZF-compressed
+    reads, order = {}, []
+    n_records = 0
+    header_lines = 0
+    try:
+        save = pysam.set_verbosity(0)
+        try:
+            with pysam.AlignmentFile(path, "r") as bam:
+                names = np.asarray(bam.references, dtype=object)
+                lengths = np.asarray(bam.lengths, dtype=float)
+                header_lines = len(str(bam.header).splitlines()) if is_text else 0
+                for alignment in bam.fetch(until_eof=True):
+                    n_records += 1
+                    name = alignment.query_name
+                    mates = reads.get(name)
+                    if mates is None:
+                        mates = reads[name] = (set(), set(), set())
+                        order.append(name)
+                    if alignment.is_unmapped or alignment.is_supplementary:
+                        continue
+                    mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
+                    mates[mate].add(alignment.reference_id)
+        finally:
+            pysam.set_verbosity(save)
+    except (ValueError, OSError) as exc:
+        where = f"line {header_lines + n_records + 1}" if is_text and header_lines else f"record {n_records + 1}"
+        if not n_records and not header_lines:
+            where = "header"
+        raise ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).") from exc
+    if len(names) == 0:
+        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
+    indptr, indices = [0], []
+    for name in order:
+        single, first, second = reads[name]
+        if first and second:
+            compatible = single | (first & second)
+        else:
+            compatible = single | first | second
+        indices.extend(sorted(compatible))
+        indptr.append(len(indices))
+    X = sp.csr_matrix(
+        (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+        shape=(len(order), len(names)),
+    )
+    return AlignedReads(X, np.asarray(order, dtype=object), names, lengths)
+
+
+# ----------------------------------------------------------------- writers
+
+
+def _abundance_table(abundance):
+    table = getattr(abundance, "abundance_", abundance)
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError("abundance must be a fitted TranscriptQuantifier or its abundance_ DataFrame.")
+    missing = [c for c in KALLISTO_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"the abundance table lacks the columns {missing}.")
+    return table
+
+
+def _write(table, path):
+    table.to_csv(os.fspath(path), sep="\t", index=False, lineterminator="\n")
+
+
+def _lengths_column(values):
+    values = np.asarray(values, dtype=float)
+    return values.astype(np.int64) if np.all(values == np.round(values)) else values
+
+
+def write_kallisto_abundance(abundance, path):
+    """Write kallisto's ``abundance.tsv``: ``target_id, length, eff_length, est_counts, tpm``.
+
+    Parameters
+    ----------
+    abundance : TranscriptQuantifier or pandas.DataFrame
+        A fitted estimator, or its ``abundance_`` table. Extra columns
+        (bootstrap standard deviations) are not written.
+    path : str or path-like
+        Output file (tab-separated, with a header, as kallisto writes it).
+    """
+    table = _abundance_table(abundance)
+    out = pd.DataFrame(
+        {
+            "target_id": table["target_id"].astype(str),
+            "length": _lengths_column(table["length"]),
+            "eff_length": table["eff_length"].astype(float),
+            "est_counts": table["est_counts"].astype(float),
+            "tpm": table["tpm"].astype(float),
+        }
+    )
+    _write(out, path)
+
+
+def write_salmon_quant(abundance, path):
+    """Write salmon's ``quant.sf``: ``Name, Length, EffectiveLength, TPM, NumReads``.
+
+    Parameters
+    ----------
+    abundance : TranscriptQuantifier or pandas.DataFrame
+        A fitted estimator, or its ``abundance_`` table.
+    path : str or path-like
+        Output file (tab-separated, with a header, as salmon writes it).
+    """
+    table = _abundance_table(abundance)
+    out = pd.DataFrame(
+        {
+            "Name": table["target_id"].astype(str),
+            "Length": _lengths_column(table["length"]),
+            "EffectiveLength": table["eff_length"].astype(float),
+            "TPM": table["tpm"].astype(float),
+            "NumReads": table["est_counts"].astype(float),
+        }
+    )
+    _write(out, path)

@@ -1,0 +1,836 @@
+"""Transcript abundance from RNA-seq reads by EM (kallisto / salmon style).
+
+Only this model's math lives here; the EM loop, SQUAREM, restarts, chunking
+and the scikit-learn API come from :mod:`skem._base` and :mod:`skem._em`.
+
+Model. Transcripts ``k = 1..M`` have effective lengths ``l_k``. A read picks
+transcript ``k`` with probability ``nu_k`` (nucleotide abundance) and a start
+uniformly among its ``l_k`` positions, so with ``X[n, k]`` the compatibility
+(0/1) or alignment likelihood of read ``n`` on transcript ``k`` ::
+
+    p(read n) = sum_k nu_k A[n, k],        A[n, k] = X[n, k] / l_k.
+
+Numerics. The E-step is two sparse products over the rows (reads or
+equivalence classes): ``Z = A @ theta`` and ``c = theta * (A.T @ (w / Z))``,
+where ``c`` are the expected reads per transcript, ``w`` the row weights and
+``theta = nu`` (EM, MAP) or ``exp(E[log nu])`` (variational Bayes). That is
+O(nnz) per iteration with no ``(n, M)`` dense array and no Python loop over
+rows. Each row of ``A`` is divided by its largest entry once (its log is
+added back to the log-likelihood), so tiny alignment likelihoods cannot
+underflow.
+
+Parameters are the expected read counts ``c`` (without prior pseudo-counts),
+the quantity kallisto and salmon iterate on. The M-step is the E-step's
+counts for all three methods; they differ only in ``theta`` and the
+objective:
+
+- ML: ``nu = c / sum(c)``; objective = log-likelihood.
+- MAP (``prior = a > 0``): ``nu = (c + a) / sum(c + a)``; objective adds
+  ``log Dirichlet(nu; a + 1)``.
+- VBEM: ``q(nu) = Dirichlet(c + a)``, ``theta = exp(psi(c + a) - psi(sum(c + a)))``;
+  objective = evidence lower bound ``sum_n w_n log Z_n - KL(q(nu) || Dirichlet(a))``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from scipy.special import digamma, gammaln, xlogy
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from ._base import BaseEM
+from ._compat import Interval, StrOptions
+from ._em import AdditiveStats, RowData, run_em
+from ._rows import compress_rows
+
+__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes"]
+
+#: Expected read counts below this are set to zero at the end of a fit (kallisto and salmon do the same).
+TRUNCATE_BELOW = 1e-8
+#: Fragment lengths are modelled up to at least this (salmon's and kallisto's maximum fragment length).
+MAX_FRAGMENT_LENGTH = 1000
+#: SQUAREM extrapolates log(counts + PACK_FLOOR): counts far below a read stay put instead of steering the step.
+PACK_FLOOR = 1e-10
+
+
+# ----------------------------------------------------------------- kernels
+
+
+def effective_lengths(lengths, fragment_length=None, fragment_length_sd=None):
+    """Effective transcript lengths: the expected number of fragment start positions.
+
+    With a fragment-length distribution ``P`` on ``1..F`` (salmon's and
+    eXpress's definition) ::
+
+        eff_length(L) = sum_{l = 1}^{min(L, F)} P(l) (L - l + 1)
+
+    ``P`` is a normal density with mean ``fragment_length`` and standard
+    deviation ``fragment_length_sd``, discretized on ``1..F`` and normalized,
+    with ``F = max(1000, ceil(mean + 10 sd))`` (1000 is salmon's and
+    kallisto's maximum fragment length). Without a standard deviation every
+    fragment has the mean length: ``eff_length = L - mean + 1``. Where the
+    result is below 1 the transcript length itself is used, as kallisto and
+    salmon do, so no effective length is ever zero.
+
+    Parameters
+    ----------
+    lengths : array-like of shape (n_transcripts,)
+        Transcript lengths (> 0).
+    fragment_length : float, default=None
+        Mean fragment length; None returns ``lengths`` unchanged.
+    fragment_length_sd : float, default=None
+        Standard deviation of the fragment length; None or 0 means every
+        fragment has the mean length.
+
+    Returns
+    -------
+    eff_lengths : ndarray of shape (n_transcripts,)
+        Effective lengths, each >= 1 or equal to the transcript's length.
+
+    Examples
+    --------
+    >>> from skem.transcripts import effective_lengths
+    >>> effective_lengths([1000, 300, 50], fragment_length=200)
+    array([801., 101.,  50.])
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    if lengths.ndim != 1 or not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+        raise ValueError("lengths must be a 1-D array of finite positive numbers.")
+    if fragment_length is None:
+        return lengths.copy()
+    if not (np.isfinite(fragment_length) and fragment_length > 0):
+        raise ValueError(f"fragment_length must be positive, got {fragment_length!r}.")
+    if fragment_length_sd is None or fragment_length_sd == 0:
+        eff = lengths - fragment_length + 1.0
+    else:
+        if not (np.isfinite(fragment_length_sd) and fragment_length_sd > 0):
+            raise ValueError(f"fragment_length_sd must be >= 0, got {fragment_length_sd!r}.")
+        support = max(MAX_FRAGMENT_LENGTH, int(np.ceil(fragment_length + 10 * fragment_length_sd)))
+        frag = np.arange(1, support + 1, dtype=float)
+        density = np.exp(-0.5 * ((frag - fragment_length) / fragment_length_sd) ** 2)
+        if not density.sum() > 0:
+            raise ValueError("The fragment-length distribution has no mass on 1..max length.")
+        density /= density.sum()
+        # Cumulative P(l <= L) and sum_{l <= L} l P(l), with a leading 0 for L < 1.
+        mass = np.concatenate([[0.0], np.cumsum(density)])
+        first_moment = np.concatenate([[0.0], np.cumsum(frag * density)])
+        upto = np.clip(np.floor(lengths), 0, support).astype(np.intp)
+        eff = (lengths + 1.0) * mass[upto] - first_moment[upto]
+    return np.where(eff < 1.0, lengths, eff)
+
+
+def equivalence_classes(X, sample_weight=None, *, return_inverse=False):
+    """Collapse identical rows of a reads x transcripts matrix into equivalence classes.
+
+    Exact (rows are compared entry by entry, not by hash alone) and
+    O(nnz log nnz) for sparse input. Fitting the classes with their counts
+    as ``sample_weight`` gives the same model as fitting the reads.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+        Compatibility (0/1) or alignment likelihood of each read on each transcript.
+    sample_weight : array-like of shape (n_reads,), default=None
+        Read multiplicities; ones if None.
+    return_inverse : bool, default=False
+        Also return the class of each read.
+
+    Returns
+    -------
+    classes : csr_matrix of shape (n_classes, n_transcripts)
+        The distinct rows, in an order that depends only on their content
+        (so not on the order of the reads).
+    counts : ndarray of shape (n_classes,)
+        Summed weight of the reads in each class.
+    inverse : ndarray of shape (n_reads,)
+        ``classes[inverse[i]]`` equals ``X[i]``; only if ``return_inverse``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem.transcripts import equivalence_classes
+    >>> X = np.array([[1, 1, 0], [0, 1, 0], [1, 1, 0]])
+    >>> classes, counts = equivalence_classes(X)
+    >>> classes.toarray(), counts
+    (array([[0., 1., 0.],
+           [1., 1., 0.]]), array([1., 2.]))
+    """
+    X = sp.csr_matrix(X, dtype=np.float64)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=float)
+        if sample_weight.shape != (X.shape[0],):
+            raise ValueError(
+                f"sample_weight must have shape ({X.shape[0]},), got {sample_weight.shape}."
+            )
+    classes, counts, inverse = compress_rows(X, sample_weight)
+    classes = sp.csr_matrix(classes)
+    return (classes, counts, inverse) if return_inverse else (classes, counts)
+
+
+def _length_scaled_rows(X, eff_lengths, divide_by_length):
+    """``A = X / eff_lengths`` (columns), each row divided by its largest entry.
+
+    Returns
+    -------
+    A : csr_matrix of shape (n, M)
+    log_scale : ndarray of shape (n,)
+        Log of each row's divisor (0 for rows without entries).
+    empty : ndarray of shape (n,)
+        1.0 for rows without a positive entry (reads compatible with no transcript), else 0.0.
+    """
+    A = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    A.eliminate_zeros()
+    A.sort_indices()
+    if divide_by_length:
+        A.data /= eff_lengths[A.indices]
+    nnz = np.diff(A.indptr)
+    assigned = nnz > 0
+    row_max = np.zeros(A.shape[0])
+    if A.nnz:
+        row_max[assigned] = np.maximum.reduceat(A.data, A.indptr[:-1][assigned])
+    scale = np.where(assigned, row_max, 1.0)
+    A.data /= np.repeat(scale, nnz)
+    return A, np.log(scale), (~assigned).astype(np.float64)
+
+
+def _e_step_kernel(A, weights, log_scale, empty, theta):
+    """Expected reads per transcript and the summed log normalizer of the rows.
+
+    Parameters
+    ----------
+    A : csr_matrix of shape (n, M)
+        Row-scaled compatibilities divided by effective lengths.
+    weights : ndarray of shape (n,)
+        Positive row weights.
+    log_scale, empty : ndarray of shape (n,)
+        See ``_length_scaled_rows``.
+    theta : ndarray of shape (M,)
+        Per-transcript factor of the posterior (``nu``, or ``exp(E log nu)``).
+
+    Returns
+    -------
+    counts : ndarray of shape (M,)
+        ``sum_n w_n q_nk`` with ``q_nk = theta_k A_nk / Z_n``, ``Z = A @ theta``.
+    log_norm_sum : float
+        ``sum_n w_n (log Z_n + log_scale_n)``: -inf if a row compatible with
+        some transcript has ``Z_n = 0``; rows compatible with none contribute 0.
+    """
+    Z = A @ theta
+    ratio = np.divide(weights, Z, out=np.zeros_like(Z), where=Z > 0)
+    counts = theta * (A.T @ ratio)
+    with np.errstate(divide="ignore"):
+        log_Z = np.log(Z + empty)  # empty rows: log(0 + 1) = 0
+    # pairwise summation, never BLAS: the result does not depend on the thread count
+    return counts, float(np.sum(weights * (log_Z + log_scale)))
+
+
+def _posterior_mean(counts, prior):
+    """``nu``: the ML / MAP estimate or the posterior mean, ``(c + a) / sum(c + a)``."""
+    alpha = counts + prior
+    return alpha / alpha.sum()
+
+
+def _log_dirichlet_density(nu, pseudo_counts):
+    """``log Dirichlet(nu; pseudo_counts + 1)``; 0 when there are no pseudo-counts."""
+    a = np.broadcast_to(pseudo_counts, nu.shape)
+    return float(
+        gammaln(np.sum(a + 1.0)) - np.sum(gammaln(a + 1.0)) + np.sum(xlogy(a, nu))
+    )
+
+
+def _dirichlet_kl(gamma, alpha):
+    """``KL(Dirichlet(gamma) || Dirichlet(alpha))``."""
+    alpha = np.broadcast_to(alpha, gamma.shape)
+    gamma_sum = gamma.sum()
+    expected_log = digamma(gamma) - digamma(gamma_sum)
+    return float(
+        gammaln(gamma_sum) - np.sum(gammaln(gamma))
+        - gammaln(alpha.sum()) + np.sum(gammaln(alpha))
+        + np.sum((gamma - alpha) * expected_log)
+    )
+
+
+def _tau(counts, eff_lengths):
+    """Transcript (molecule) fractions ``tau_k ∝ counts_k / l_k``."""
+    per_base = counts / eff_lengths
+    return per_base / per_base.sum()
+
+
+# --------------------------------------------------------- engine objects
+
+
+@dataclass(frozen=True)
+class TranscriptParams:
+    counts: np.ndarray  # (M,) expected reads per transcript, without prior pseudo-counts
+
+
+@dataclass(frozen=True)
+class TranscriptStats(AdditiveStats):
+    counts: np.ndarray  # (M,) sum_n w_n q_nk
+
+
+@dataclass(frozen=True)
+class TranscriptData(RowData):
+    """Reads or classes as row-scaled, length-divided compatibilities (see ``_length_scaled_rows``)."""
+
+    A: sp.csr_matrix = None
+    log_scale: np.ndarray = None
+    empty: np.ndarray = None
+
+    @property
+    def assigned(self):
+        return self.empty == 0
+
+    def select(self, rows):
+        """The rows where the boolean mask ``rows`` is true."""
+        return TranscriptData(
+            weights=self.weights[rows], A=self.A[rows], log_scale=self.log_scale[rows],
+            empty=self.empty[rows],
+        )
+
+
+class TranscriptQuantifier(BaseEM):
+    """Transcript abundances from RNA-seq reads by EM, as kallisto and salmon estimate them.
+
+    Each read comes from transcript ``k`` with probability ``nu_k`` (the
+    fraction of nucleotides, i.e. of reads) and starts uniformly among the
+    ``eff_length_k`` positions of the transcript. ``X[n, k]`` says how
+    compatible read ``n`` is with transcript ``k``: 1/0 from a
+    pseudo-alignment, or an alignment likelihood. Rows may be single reads
+    or equivalence classes of reads, whose read counts are passed as
+    ``sample_weight``.
+
+    Parameters
+    ----------
+    lengths : array-like of shape (n_transcripts,), default=None
+        Transcript lengths. None means all transcripts have the same length
+        (then only relative abundances of reads matter and ``tau_ == nu_``).
+    fragment_length : float, default=None
+        Mean fragment length, for the effective lengths (see
+        :func:`effective_lengths`); None uses the lengths themselves.
+    fragment_length_sd : float, default=None
+        Standard deviation of the fragment length; None or 0 means fixed-length fragments.
+    effective_lengths : array-like of shape (n_transcripts,), default=None
+        Known effective lengths (for example salmon's ``EffectiveLength``);
+        they override ``lengths`` and ``fragment_length`` for the model.
+    x_includes_length : bool, default=False
+        Whether ``X`` already includes the ``1 / eff_length`` factor, as the
+        weights of salmon's ``--dumpEqWeights`` dump do. The E-step then uses
+        ``nu_k X[n, k]`` as it is; effective lengths still convert ``nu_``
+        into ``tau_`` and TPM.
+    transcript_names : array-like of str of shape (n_transcripts,), default=None
+        Names for ``abundance_``; by default the column names of a DataFrame
+        ``X``, else ``"t0", "t1", ...``.
+    prior : float or array-like of shape (n_transcripts,), default=0.0
+        Dirichlet pseudo-counts per transcript (in reads). 0 with
+        ``method="em"`` is maximum likelihood; > 0 gives the MAP estimate
+        with ``method="em"`` and is the prior of ``method="vbem"`` (salmon's
+        default is 0.01).
+    method : {"em", "vbem"}, default="em"
+        Plain EM (maximum likelihood or MAP), or variational Bayes EM
+        (salmon's default inference), which needs ``prior > 0``.
+    rel_tol : float, default=0.01
+        The field's stopping rule: stop when no transcript with more than
+        ``rel_tol_cutoff`` expected reads changes by more than ``rel_tol``
+        (relative) in one iteration. 0 disables it.
+    rel_tol_cutoff : float, default=0.01
+        Expected reads above which a transcript is checked by ``rel_tol``.
+    n_bootstraps : int, default=0
+        Bootstrap replicates: the class counts are resampled multinomially
+        and the model refitted from the point estimate; the standard
+        deviations are reported in ``abundance_``.
+    init_params : {"uniform", "random"}, default="uniform"
+        Start from equal counts for every transcript (kallisto's start), or
+        from counts drawn from a flat Dirichlet.
+    n_init : int, default=1
+        Number of EM runs from different starts (only useful with
+        ``init_params="random"``); the best objective is kept.
+    max_iter : int, default=10000
+        Maximum number of EM iterations (kallisto's and salmon's cap).
+    tol : float, default=1e-8
+        Also stop when the objective per read changes by less than this.
+    accelerate : {"none", "squarem"}, default="squarem"
+        SQUAREM extrapolation (in log counts, monotone); "none" is plain EM.
+    chunk_size : int, default=None
+        Rows per E-step chunk; None sizes chunks automatically. The fit does
+        not depend on it (up to rounding).
+    n_jobs : int, default=None
+        Parallel runs of the ``n_init`` starts and of the bootstraps; the
+        result is bit-identical to a serial fit.
+    warm_start : bool, default=False
+        Start from the previous fit's counts.
+    random_state : int, RandomState instance or None, default=None
+        Seeds random starts and bootstrap resampling.
+    verbose : int, default=0
+        1 prints a line per run, 2 also the objective every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+        Iterations between two printed lines.
+
+    Attributes
+    ----------
+    est_counts_ : ndarray of shape (n_transcripts,)
+        Expected number of reads from each transcript (kallisto's
+        ``est_counts``, salmon's ``NumReads``); values below 1e-8 are 0.
+    nu_ : ndarray of shape (n_transcripts,)
+        Nucleotide abundances (fraction of reads): the ML or MAP estimate,
+        or the variational posterior mean.
+    tau_ : ndarray of shape (n_transcripts,)
+        Transcript abundances (fraction of molecules),
+        ``∝ est_counts_ / effective_lengths_`` (equal to ``∝ nu_ / effective_lengths_``
+        for maximum likelihood; see Notes for priors).
+    tpm_ : ndarray of shape (n_transcripts,)
+        Transcripts per million, ``1e6 * tau_``.
+    effective_lengths_ : ndarray of shape (n_transcripts,)
+        Effective lengths used by the model.
+    abundance_ : pandas.DataFrame
+        kallisto's columns ``target_id, length, eff_length, est_counts, tpm``,
+        plus ``est_counts_sd, tpm_sd`` when ``n_bootstraps > 0``.
+    bootstrap_est_counts_ : ndarray of shape (n_bootstraps, n_transcripts)
+        ``est_counts_`` of each bootstrap replicate.
+    bootstrap_tpm_ : ndarray of shape (n_bootstraps, n_transcripts)
+        ``tpm_`` of each bootstrap replicate.
+    n_unassigned_ : float
+        Reads (weighted) compatible with no transcript: they are left out of
+        every estimate (and reported here, with a warning).
+    converged_ : bool
+        Whether the best run met a stopping rule.
+    n_iter_ : int
+        EM iterations of the best run (with SQUAREM, data passes).
+    lower_bound_ : float
+        Objective per read at the end of EM: log-likelihood, plus the log
+        prior for MAP, or the evidence lower bound for VBEM (before the
+        final truncation, which changes it by less than 1e-8 reads' worth).
+    lower_bounds_ : ndarray
+        The objective of each accepted state of the best run.
+    n_features_in_ : int
+        Number of transcripts seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Transcript names, when ``X`` was a DataFrame with string column names.
+
+    See Also
+    --------
+    equivalence_classes : Collapse identical reads before fitting.
+    effective_lengths : The effective-length computation.
+    skem.io.read_salmon_eq_classes, skem.io.read_kallisto_tcc : Inputs from the field's tools.
+    skem.io.write_kallisto_abundance, skem.io.write_salmon_quant : Outputs for tximport and friends.
+
+    Notes
+    -----
+    EM updates: ``q_nk ∝ theta_k X_nk / l_k`` and ``c_k = sum_n w_n q_nk``,
+    with ``theta = nu = (c + a) / sum(c + a)`` for EM/MAP and
+    ``theta_k = exp(psi(c_k + a_k) - psi(sum(c + a)))`` for VBEM.
+    The likelihood of a read is ``sum_k nu_k X_nk / l_k``; the constant
+    factor of the two orientations of an unstranded read is left out.
+
+    Stopping: after ``max_iter`` iterations, when the objective per read
+    changes by less than ``tol``, or with kallisto's and salmon's rule
+    (``rel_tol``). Plain EM can creep along nearly flat directions of the
+    likelihood for 10^5 iterations; both rules stop it there, and SQUAREM
+    (on by default) gets much further in far fewer iterations.
+
+    Priors: ``nu_`` includes the pseudo-counts (it is the MAP estimate or the
+    posterior mean), while ``est_counts_``, ``tau_`` and ``tpm_`` are the
+    reads assigned by the posterior, as salmon's ``NumReads`` and TPM are,
+    so a prior alone never makes an absent transcript look expressed.
+
+    Truncation: as kallisto and salmon do, expected counts below 1e-8 reads
+    are set to zero at the end of the fit (and of each bootstrap), and the
+    others rescaled to keep the total. Left in, such remnants make every
+    absent transcript look expressed.
+
+    Reads compatible with no transcript (all-zero rows) cannot be explained
+    by the model: they are left out of the estimates and counted in
+    ``n_unassigned_`` with a warning; their ``score_samples`` is ``-inf``,
+    ``predict`` gives -1 and ``predict_proba`` a row of zeros. Nothing is
+    ever NaN. A fit where no read is compatible with any transcript raises
+    ValueError.
+
+    Determinism: the same input gives bit-identical output whatever
+    ``n_jobs`` and the number of BLAS threads (reductions never use BLAS;
+    parallel work is seeded up front and collected in order).
+
+    ``predict_proba`` returns a sparse matrix for sparse input (posteriors
+    are as sparse as ``X``), a dense array for dense input.
+
+    References
+    ----------
+    N. Bray, H. Pimentel, P. Melsted and L. Pachter (2016). Near-optimal
+    probabilistic RNA-seq quantification. Nat. Biotechnol. 34:525-527.
+    R. Patro, G. Duggal, M. Love, R. Irizarry and C. Kingsford (2017).
+    Salmon provides fast and bias-aware quantification of transcript
+    expression. Nat. Methods 14:417-419.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import TranscriptQuantifier
+    >>> X = np.array([[1, 1], [1, 0], [0, 1]])  # read classes x transcripts
+    >>> model = TranscriptQuantifier(lengths=[1000, 2000]).fit(X, sample_weight=[60, 30, 10])
+    >>> np.round(model.est_counts_, 2)
+    array([82.5, 17.5])
+    >>> list(model.abundance_.columns)
+    ['target_id', 'length', 'eff_length', 'est_counts', 'tpm']
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "lengths": ["array-like", None],
+        "fragment_length": [Interval(Real, 0.0, None, closed="neither"), None],
+        "fragment_length_sd": [Interval(Real, 0.0, None, closed="left"), None],
+        "effective_lengths": ["array-like", None],
+        "x_includes_length": ["boolean"],
+        "transcript_names": ["array-like", None],
+        "prior": [Interval(Real, 0.0, None, closed="left"), "array-like"],
+        "method": [StrOptions({"em", "vbem"})],
+        "rel_tol": [Interval(Real, 0.0, None, closed="left")],
+        "rel_tol_cutoff": [Interval(Real, 0.0, None, closed="left")],
+        "n_bootstraps": [Interval(Integral, 0, None, closed="left")],
+        "init_params": [StrOptions({"uniform", "random"})],
+    }
+
+    def __init__(
+        self,
+        *,
+        lengths=None,
+        fragment_length=None,
+        fragment_length_sd=None,
+        effective_lengths=None,
+        x_includes_length=False,
+        transcript_names=None,
+        prior=0.0,
+        method="em",
+        rel_tol=0.01,
+        rel_tol_cutoff=0.01,
+        n_bootstraps=0,
+        init_params="uniform",
+        n_init=1,
+        max_iter=10000,
+        tol=1e-8,
+        accelerate="squarem",
+        chunk_size=None,
+        n_jobs=None,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            n_init=n_init,
+            init_params=init_params,
+            max_iter=max_iter,
+            tol=tol,
+            accelerate=accelerate,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            warm_start=warm_start,
+            random_state=random_state,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.lengths = lengths
+        self.fragment_length = fragment_length
+        self.fragment_length_sd = fragment_length_sd
+        self.effective_lengths = effective_lengths
+        self.x_includes_length = x_includes_length
+        self.transcript_names = transcript_names
+        self.prior = prior
+        self.method = method
+        self.rel_tol = rel_tol
+        self.rel_tol_cutoff = rel_tol_cutoff
+        self.n_bootstraps = n_bootstraps
+
+    # ---------------------------------------------------------------- data
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_min_samples=1
+        )
+        check_non_negative(X, f"{type(self).__name__} (compatibilities must be >= 0)")
+        return X
+
+    def _check_fit_data(self, X):
+        M = X.shape[1]
+        self._lengths, self._eff_lengths = self._resolve_lengths(M)
+        prior = np.asarray(self.prior, dtype=float)
+        if prior.ndim > 1 or (prior.ndim == 1 and prior.shape != (M,)):
+            raise ValueError(f"prior must be a number or have shape (n_transcripts,) = ({M},).")
+        if not np.all(np.isfinite(prior)) or np.any(prior < 0):
+            raise ValueError("prior must be finite and >= 0.")
+        if self.method == "vbem" and not np.all(prior > 0):
+            raise ValueError(
+                "method='vbem' needs a positive prior for every transcript "
+                "(salmon's default is prior=0.01)."
+            )
+        self._prior = prior
+        self._has_prior = bool(np.any(prior > 0))
+        if self.transcript_names is not None and len(self.transcript_names) != M:
+            raise ValueError(
+                f"transcript_names has {len(self.transcript_names)} entries for {M} transcripts."
+            )
+
+    def _resolve_lengths(self, M):
+        """Validated ``(lengths, effective_lengths)`` for ``M`` transcripts."""
+
+        def as_lengths(values, name):
+            values = np.asarray(values, dtype=float)
+            if values.shape != (M,):
+                raise ValueError(f"{name} must have shape (n_transcripts,) = ({M},), got {values.shape}.")
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                raise ValueError(f"{name} must be finite and positive.")
+            return values
+
+        if self.effective_lengths is not None:
+            eff = as_lengths(self.effective_lengths, "effective_lengths")
+            lengths = eff if self.lengths is None else as_lengths(self.lengths, "lengths")
+            return lengths, eff
+        if self.lengths is None:
+            if self.fragment_length is not None:
+                raise ValueError("fragment_length needs lengths.")
+            ones = np.ones(M)
+            return ones, ones
+        lengths = as_lengths(self.lengths, "lengths")
+        return lengths, effective_lengths(lengths, self.fragment_length, self.fragment_length_sd)
+
+    def _prepare(self, X, weights):
+        A, log_scale, empty = _length_scaled_rows(
+            X, self._eff_lengths, divide_by_length=not self.x_includes_length
+        )
+        return TranscriptData(weights=weights, A=A, log_scale=log_scale, empty=empty)
+
+    def _work_per_row(self, data):
+        return 4 + 2 * data.A.nnz // max(1, data.n_rows)
+
+    # -------------------------------------------------------------- kernels
+
+    def _theta(self, params):
+        """The per-transcript factor of the E-step's posterior."""
+        alpha = params.counts + self._prior if self._has_prior else params.counts
+        if self.method == "vbem":
+            return np.exp(digamma(alpha) - digamma(alpha.sum()))
+        return alpha / alpha.sum()
+
+    def _e_step(self, params, chunk):
+        counts, log_norm_sum = _e_step_kernel(
+            chunk.A, chunk.weights, chunk.log_scale, chunk.empty, self._theta(params)
+        )
+        return TranscriptStats(counts), log_norm_sum
+
+    def _m_step(self, stats, params):
+        return TranscriptParams(stats.counts)
+
+    def _log_prior(self, params):
+        if self.method == "vbem":
+            return -_dirichlet_kl(params.counts + self._prior, np.broadcast_to(self._prior, params.counts.shape))
+        if not self._has_prior:
+            return 0.0
+        return _log_dirichlet_density(_posterior_mean(params.counts, self._prior), self._prior)
+
+    def _params_converged(self, old, new):
+        new, old = new.counts, old.counts
+        settled = (np.abs(new - old) <= self.rel_tol * new) | (new <= self.rel_tol_cutoff)
+        return bool(settled.all())
+
+    def _pack(self, params):
+        return np.log(params.counts + PACK_FLOOR)
+
+    def _unpack(self, vector, params):
+        total = params.counts.sum()
+        if not np.all(np.isfinite(vector)):
+            return params
+        shift = vector.max()
+        with np.errstate(over="ignore", under="ignore"):
+            counts = np.maximum(np.exp(vector - shift) - PACK_FLOOR * np.exp(-shift), 0.0)
+        scale = counts.sum()
+        if not (np.isfinite(scale) and scale > 0):
+            return params
+        return TranscriptParams(counts * (total / scale))
+
+    def _score_samples(self, params, chunk):
+        nu = _posterior_mean(params.counts, self._prior)
+        Z = chunk.A @ nu
+        with np.errstate(divide="ignore"):
+            return np.log(Z) + chunk.log_scale
+
+    def _predict_proba(self, params, chunk):
+        nu = _posterior_mean(params.counts, self._prior)
+        A = chunk.A
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        values = A.data * nu[A.indices]
+        Z = np.bincount(rows, weights=values, minlength=A.shape[0])
+        values = np.divide(values, Z[rows], out=np.zeros_like(values), where=Z[rows] > 0)
+        proba = sp.csr_matrix((values, A.indices.copy(), A.indptr.copy()), shape=A.shape)
+        proba.eliminate_zeros()
+        return proba
+
+    def _n_parameters(self):
+        return self.n_features_in_ - 1
+
+    # -------------------------------------------------------- initialization
+
+    def _initialize(self, data, random_state):
+        total = float(np.sum(data.weights, where=data.assigned))
+        if not total > 0:
+            raise ValueError(
+                "No read is compatible with any transcript (every row of X with a positive "
+                "weight is all zeros): there is nothing to fit."
+            )
+        M = data.A.shape[1]
+        if self.init_params == "random":
+            return TranscriptParams(total * random_state.dirichlet(np.ones(M)))
+        return TranscriptParams(np.full(M, total / M))
+
+    # ------------------------------------------------------- end of the fit
+
+    def _finish_fit(self, params, data):
+        chunk_rows = self._chunk_rows(data)
+        params = self._truncate(params)
+        self.n_unassigned_ = float(np.sum(data.weights, where=~data.assigned))
+        if self.n_unassigned_ > 0:
+            warnings.warn(
+                f"{self.n_unassigned_:g} of {data.weights.sum():g} reads are compatible with no "
+                "transcript; they are left out of the estimates (see n_unassigned_).",
+                UserWarning,
+                stacklevel=4,  # the user's call to fit
+            )
+        self.bootstrap_est_counts_, self.bootstrap_tpm_ = self._bootstrap(params, data, chunk_rows)
+        return params
+
+    @staticmethod
+    def _truncate(params):
+        """Zero counts below TRUNCATE_BELOW and rescale the others to keep the total."""
+        small = params.counts < TRUNCATE_BELOW
+        if not small.any():
+            return params
+        counts = np.where(small, 0.0, params.counts)
+        return TranscriptParams(counts * (params.counts.sum() / counts.sum()))
+
+    def _bootstrap(self, params, data, chunk_rows):
+        """Refit on multinomially resampled class counts; returns (est_counts, tpm) per replicate."""
+        M = params.counts.shape[0]
+        if self.n_bootstraps == 0:
+            return np.empty((0, M)), np.empty((0, M))
+        rng = check_random_state(self.random_state)
+        data = data.select(data.assigned)
+        n_reads = int(round(data.weights.sum()))
+        resampled = rng.multinomial(n_reads, data.weights / data.weights.sum(), size=self.n_bootstraps)
+        replicates = Parallel(n_jobs=self.n_jobs)(
+            delayed(self._bootstrap_one)(params, data.select(w > 0), w[w > 0].astype(float), chunk_rows)
+            for w in resampled
+        )
+        counts = np.stack(replicates)
+        eff = self._eff_lengths
+        tpm = np.stack([1e6 * _tau(c, eff) for c in counts])
+        return counts, tpm
+
+    def _bootstrap_one(self, params, data, weights, chunk_rows):
+        data = replace(data, weights=weights)
+        start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
+        result = run_em(
+            self, data, start, max_iter=self.max_iter, tol=self.tol,
+            accelerate=self.accelerate, chunk_rows=chunk_rows,
+        )
+        return self._truncate(result.params).counts
+
+    # ------------------------------------------------------ fitted attributes
+
+    def _get_fitted_params(self):
+        return TranscriptParams(self.est_counts_)
+
+    def _set_fitted_params(self, params):
+        eff = self._eff_lengths
+        self.est_counts_ = params.counts
+        self.nu_ = _posterior_mean(params.counts, self._prior)
+        self.tau_ = _tau(params.counts, eff)
+        self.tpm_ = 1e6 * self.tau_
+        self.effective_lengths_ = eff
+        self.abundance_ = self._abundance_table()
+
+    def _abundance_table(self):
+        table = pd.DataFrame(
+            {
+                "target_id": self._names(),
+                "length": self._lengths,
+                "eff_length": self.effective_lengths_,
+                "est_counts": self.est_counts_,
+                "tpm": self.tpm_,
+            }
+        )
+        if self.n_bootstraps > 0:
+            table["est_counts_sd"] = self.bootstrap_est_counts_.std(axis=0, ddof=1 if self.n_bootstraps > 1 else 0)
+            table["tpm_sd"] = self.bootstrap_tpm_.std(axis=0, ddof=1 if self.n_bootstraps > 1 else 0)
+        return table
+
+    def _names(self):
+        if self.transcript_names is not None:
+            return np.asarray(self.transcript_names, dtype=object)
+        if hasattr(self, "feature_names_in_"):
+            return np.asarray(self.feature_names_in_, dtype=object)
+        return np.array([f"t{k}" for k in range(self.n_features_in_)], dtype=object)
+
+    # ------------------------------------------------------------ public API
+
+    def predict_proba(self, X):
+        """Posterior probability that each read comes from each transcript.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+            Reads to evaluate.
+
+        Returns
+        -------
+        posterior : ndarray or csr_matrix of shape (n_reads, n_transcripts)
+            Sparse for sparse ``X``. Rows sum to 1, except rows of reads
+            compatible with no transcript, which are all zero.
+        """
+        posterior = super().predict_proba(X)
+        return posterior if sp.issparse(X) else posterior.toarray()
+
+    def predict(self, X):
+        """Most probable transcript of origin of each read.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+            Reads to label.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_reads,)
+            Transcript index (the first one on ties), or -1 for reads
+            compatible with no transcript.
+        """
+        posterior = sp.csr_matrix(super().predict_proba(X))
+        posterior.sort_indices()
+        labels = np.asarray(posterior.argmax(axis=1)).reshape(-1)
+        labels[posterior.getnnz(axis=1) == 0] = -1
+        return labels
+
+    def score_samples(self, X):
+        """Log-likelihood of each read under the fitted abundances.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+            Reads to score.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_reads,)
+            ``log sum_k nu_k X_nk / eff_length_k``; ``-inf`` for reads that no
+            transcript with positive abundance can explain.
+        """
+        return super().score_samples(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        return tags
