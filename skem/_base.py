@@ -61,6 +61,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         Free parameters, for BIC and AIC.
     ``_work_per_row(data) -> int``
         float64 values of E-step work per row, to size chunks automatically.
+
+    A subclass with a ``min_iter`` parameter has it passed to the engine (no
+    stopping rule before that many iterations); the others use 0.
     """
 
     _parameter_constraints: dict = {
@@ -188,6 +191,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             chunk_rows=chunk_rows,
             verbose=self.verbose,
             verbose_interval=self.verbose_interval,
+            min_iter=getattr(self, "min_iter", 0),
         )
         if self.verbose:
             state = "converged" if result.converged else "did not converge"

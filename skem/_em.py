@@ -173,11 +173,14 @@ class ConvergenceMonitor:
         0 silent; 1 prints a line per run; 2 also one every ``verbose_interval`` steps.
     verbose_interval : int
         Steps between two printed lines at ``verbose >= 2``.
+    min_iter : int
+        No stopping rule is applied before this many steps.
     """
 
     tol: float
     verbose: int = 0
     verbose_interval: int = 10
+    min_iter: int = 0
     history: list[float] = field(default_factory=list)
     n_passes: int = 0
     _start: float = field(default_factory=time.perf_counter)
@@ -194,6 +197,11 @@ class ConvergenceMonitor:
     def n_steps(self) -> int:
         """EM iterations so far: passes over the data after the one at the start."""
         return max(self.n_passes - 1, 0)
+
+    @property
+    def may_stop(self) -> bool:
+        """Whether the stopping rules apply yet (at least ``min_iter`` steps taken)."""
+        return self.n_steps >= self.min_iter
 
     @property
     def change(self) -> float:
@@ -235,6 +243,7 @@ def run_em(
     chunk_rows: int | None = None,
     verbose: int = 0,
     verbose_interval: int = 10,
+    min_iter: int = 0,
 ) -> EMResult:
     """Run EM from ``params`` until a stopping rule holds or ``max_iter`` steps are taken.
 
@@ -256,12 +265,17 @@ def run_em(
         Rows per chunk of the E-step; None means all rows at once.
     verbose, verbose_interval : int
         Progress printing, see :class:`ConvergenceMonitor`.
+    min_iter : int
+        Minimum number of EM steps before any stopping rule applies (kallisto
+        and salmon run 50 and 100 rounds before their parameter rule).
 
     Returns
     -------
     EMResult
     """
-    monitor = ConvergenceMonitor(tol=tol, verbose=verbose, verbose_interval=verbose_interval)
+    monitor = ConvergenceMonitor(
+        tol=tol, verbose=verbose, verbose_interval=verbose_interval, min_iter=min_iter
+    )
 
     def evaluate(current):
         """One pass over the data: the objective at ``current`` and its statistics."""
@@ -287,7 +301,7 @@ def _plain_em(model, params, evaluate, monitor, max_iter):
     while True:
         objective, stats = evaluate(params)
         monitor.record(objective)
-        if previous is not None and (
+        if previous is not None and monitor.may_stop and (
             monitor.converged or model._params_converged(previous, params)
         ):
             return params, True

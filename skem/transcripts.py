@@ -342,6 +342,10 @@ class TranscriptQuantifier(BaseEM):
         (relative) in one iteration. 0 disables it.
     rel_tol_cutoff : float, default=0.01
         Expected reads above which a transcript is checked by ``rel_tol``.
+    min_iter : int, default=50
+        No stopping rule applies before this many iterations (kallisto runs
+        at least 50 rounds, salmon 100). Without it the rules stop at the
+        start where EM moves slowly from there.
     n_bootstraps : int, default=0
         Bootstrap replicates: the class counts are resampled multinomially
         and the model refitted from the point estimate; the standard
@@ -429,9 +433,9 @@ class TranscriptQuantifier(BaseEM):
     The likelihood of a read is ``sum_k nu_k X_nk / l_k``; the constant
     factor of the two orientations of an unstranded read is left out.
 
-    Stopping: after ``max_iter`` iterations, when the objective per read
-    changes by less than ``tol``, or with kallisto's and salmon's rule
-    (``rel_tol``). Plain EM can creep along nearly flat directions of the
+    Stopping: after ``max_iter`` iterations, or after at least ``min_iter``
+    iterations when the objective per read changes by less than ``tol`` or
+    by kallisto's and salmon's rule (``rel_tol``). Plain EM can creep along nearly flat directions of the
     likelihood for 10^5 iterations; both rules stop it there, and SQUAREM
     (on by default) gets much further in far fewer iterations.
 
@@ -491,6 +495,7 @@ class TranscriptQuantifier(BaseEM):
         "method": [StrOptions({"em", "vbem"})],
         "rel_tol": [Interval(Real, 0.0, None, closed="left")],
         "rel_tol_cutoff": [Interval(Real, 0.0, None, closed="left")],
+        "min_iter": [Interval(Integral, 0, None, closed="left")],
         "n_bootstraps": [Interval(Integral, 0, None, closed="left")],
         "init_params": [StrOptions({"uniform", "random"})],
     }
@@ -508,6 +513,7 @@ class TranscriptQuantifier(BaseEM):
         method="em",
         rel_tol=0.01,
         rel_tol_cutoff=0.01,
+        min_iter=50,
         n_bootstraps=0,
         init_params="uniform",
         n_init=1,
@@ -544,6 +550,7 @@ class TranscriptQuantifier(BaseEM):
         self.method = method
         self.rel_tol = rel_tol
         self.rel_tol_cutoff = rel_tol_cutoff
+        self.min_iter = min_iter
         self.n_bootstraps = n_bootstraps
 
     # ---------------------------------------------------------------- data
@@ -734,7 +741,7 @@ class TranscriptQuantifier(BaseEM):
         start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
         result = run_em(
             self, data, start, max_iter=self.max_iter, tol=self.tol,
-            accelerate=self.accelerate, chunk_rows=chunk_rows,
+            accelerate=self.accelerate, chunk_rows=chunk_rows, min_iter=self.min_iter,
         )
         return self._truncate(result.params).counts
 
