@@ -33,6 +33,7 @@ objective:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
@@ -200,13 +201,15 @@ def _length_scaled_rows(X, eff_lengths, divide_by_length):
     return A, np.log(scale), (~assigned).astype(np.float64)
 
 
-def _e_step_kernel(A, weights, log_scale, empty, theta):
+def _e_step_kernel(A, AT, weights, log_scale, empty, theta):
     """Expected reads per transcript and the summed log normalizer of the rows.
 
     Parameters
     ----------
     A : csr_matrix of shape (n, M)
         Row-scaled compatibilities divided by effective lengths.
+    AT : csr_matrix of shape (M, n)
+        ``A.T`` in CSR form.
     weights : ndarray of shape (n,)
         Positive row weights.
     log_scale, empty : ndarray of shape (n,)
@@ -223,12 +226,21 @@ def _e_step_kernel(A, weights, log_scale, empty, theta):
         some transcript has ``Z_n = 0``; rows compatible with none contribute 0.
     """
     Z = A @ theta
-    ratio = np.divide(weights, Z, out=np.zeros_like(Z), where=Z > 0)
-    counts = theta * (A.T @ ratio)
-    with np.errstate(divide="ignore"):
-        log_Z = np.log(Z + empty)  # empty rows: log(0 + 1) = 0
+    Z += empty  # rows compatible with nothing: Z = 1, log Z = 0, and no entries to pass on
+    if Z.min() > 0:
+        ratio = weights / Z
+        counts = AT @ ratio
+        counts *= theta
+        np.log(Z, out=Z)
+    else:  # some read is impossible under theta (a zero abundance where it needs one)
+        ratio = np.divide(weights, Z, out=np.zeros_like(Z), where=Z > 0)
+        counts = theta * (AT @ ratio)
+        with np.errstate(divide="ignore"):
+            np.log(Z, out=Z)
+    Z += log_scale
+    Z *= weights
     # pairwise summation, never BLAS: the result does not depend on the thread count
-    return counts, float(np.sum(weights * (log_Z + log_scale)))
+    return counts, float(Z.sum())
 
 
 def _posterior_mean(counts, prior):
@@ -278,21 +290,36 @@ class TranscriptStats(AdditiveStats):
 
 @dataclass(frozen=True)
 class TranscriptData(RowData):
-    """Reads or classes as row-scaled, length-divided compatibilities (see ``_length_scaled_rows``)."""
+    """Reads or classes as row-scaled, length-divided compatibilities (see ``_length_scaled_rows``).
+
+    ``AT`` is ``A.T`` stored as CSR, so the E-step's transposed product does
+    not rebuild a transposed matrix on every pass; a chunk takes its columns.
+    """
 
     A: sp.csr_matrix = None
+    AT: sp.csr_matrix = None
     log_scale: np.ndarray = None
     empty: np.ndarray = None
+
+    @classmethod
+    def from_rows(cls, weights, A, log_scale, empty):
+        return cls(weights=weights, A=A, AT=sp.csr_matrix(A.T), log_scale=log_scale, empty=empty)
 
     @property
     def assigned(self):
         return self.empty == 0
 
+    def take(self, start, stop):
+        rows = slice(start, stop)
+        return TranscriptData(
+            weights=self.weights[rows], A=self.A[rows], AT=self.AT[:, rows],
+            log_scale=self.log_scale[rows], empty=self.empty[rows],
+        )
+
     def select(self, rows):
         """The rows where the boolean mask ``rows`` is true."""
-        return TranscriptData(
-            weights=self.weights[rows], A=self.A[rows], log_scale=self.log_scale[rows],
-            empty=self.empty[rows],
+        return TranscriptData.from_rows(
+            self.weights[rows], self.A[rows], self.log_scale[rows], self.empty[rows]
         )
 
 
@@ -609,7 +636,7 @@ class TranscriptQuantifier(BaseEM):
         A, log_scale, empty = _length_scaled_rows(
             X, self._eff_lengths, divide_by_length=not self.x_includes_length
         )
-        return TranscriptData(weights=weights, A=A, log_scale=log_scale, empty=empty)
+        return TranscriptData.from_rows(weights, A, log_scale, empty)
 
     def _work_per_row(self, data):
         return 4 + 2 * data.A.nnz // max(1, data.n_rows)
@@ -625,7 +652,7 @@ class TranscriptQuantifier(BaseEM):
 
     def _e_step(self, params, chunk):
         counts, log_norm_sum = _e_step_kernel(
-            chunk.A, chunk.weights, chunk.log_scale, chunk.empty, self._theta(params)
+            chunk.A, chunk.AT, chunk.weights, chunk.log_scale, chunk.empty, self._theta(params)
         )
         return TranscriptStats(counts), log_norm_sum
 
@@ -649,11 +676,14 @@ class TranscriptQuantifier(BaseEM):
 
     def _unpack(self, vector, params):
         total = params.counts.sum()
-        if not np.all(np.isfinite(vector)):
+        shift = float(vector.max())  # NaN if any coordinate is
+        if not math.isfinite(shift):
             return params
-        shift = vector.max()
-        with np.errstate(over="ignore", under="ignore"):
-            counts = np.maximum(np.exp(vector - shift) - PACK_FLOOR * np.exp(-shift), 0.0)
+        # counts ∝ exp(vector) - PACK_FLOOR, computed relative to the largest coordinate
+        floor = math.exp(min(math.log(PACK_FLOOR) - shift, 700.0))
+        counts = np.exp(vector - shift)
+        counts -= floor
+        np.maximum(counts, 0.0, out=counts)
         scale = counts.sum()
         if not (np.isfinite(scale) and scale > 0):
             return params

@@ -122,7 +122,7 @@ def test_e_step_kernel_matches_dense_posterior():
     w = rng.integers(1, 5, 50).astype(float)
     nu = rng.dirichlet(np.ones(7))
     A, log_scale, empty = _length_scaled_rows(X, eff, divide_by_length=True)
-    counts, log_norm = _e_step_kernel(A, w, log_scale, empty, nu)
+    counts, log_norm = _e_step_kernel(A, sp.csr_matrix(A.T), w, log_scale, empty, nu)
     q, log_lik = dense_posterior(X * 1e200, nu, eff)  # same posterior, log-likelihood shifted
     np.testing.assert_allclose(counts, w @ q, rtol=1e-12)
     assert log_norm == pytest.approx(w @ (log_lik + np.log(1e-200)), rel=1e-12)
