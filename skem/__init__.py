@@ -7,8 +7,9 @@ Three problems of computational biology, one EM engine:
 - :class:`MotifMixture` finds a DNA motif as a mixture of position-specific distributions.
 """
 
+from .motifs import MotifMixture
 from .negbin import NegBinMixture
 from .transcripts import TranscriptQuantifier
 
-__all__ = ["NegBinMixture", "TranscriptQuantifier"]
+__all__ = ["MotifMixture", "NegBinMixture", "TranscriptQuantifier"]
 __version__ = "0.1.0"
