@@ -53,11 +53,11 @@ from ._rows import compress_rows
 
 __all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes"]
 
-#: Expected read counts below this are set to zero at the end of a fit (kallisto and salmon do the same).
+#: Expected read counts below this are set to zero at the end of a fit (as kallisto and salmon do).
 TRUNCATE_BELOW = 1e-8
-#: Fragment lengths are modelled up to at least this (salmon's and kallisto's maximum fragment length).
+#: Fragment lengths are modelled up to at least this (kallisto's and salmon's maximum).
 MAX_FRAGMENT_LENGTH = 1000
-#: SQUAREM extrapolates log(counts + PACK_FLOOR): counts far below a read stay put instead of steering the step.
+#: SQUAREM extrapolates log(counts + PACK_FLOOR): counts far below one read do not steer the step.
 PACK_FLOOR = 1e-10
 
 
@@ -462,9 +462,10 @@ class TranscriptQuantifier(BaseEM):
 
     Stopping: after ``max_iter`` iterations, or after at least ``min_iter``
     iterations when the objective per read changes by less than ``tol`` or
-    by kallisto's and salmon's rule (``rel_tol``). Plain EM can creep along nearly flat directions of the
-    likelihood for 10^5 iterations; both rules stop it there, and SQUAREM
-    (on by default) gets much further in far fewer iterations.
+    by kallisto's and salmon's rule (``rel_tol``). Plain EM can creep along
+    nearly flat directions of the likelihood for 10^5 iterations; both rules
+    stop it there, and SQUAREM (on by default) gets much further in far
+    fewer iterations.
 
     Priors: ``nu_`` includes the pseudo-counts (it is the MAP estimate or the
     posterior mean), while ``est_counts_``, ``tau_`` and ``tpm_`` are the
@@ -505,7 +506,7 @@ class TranscriptQuantifier(BaseEM):
     >>> X = np.array([[1, 1], [1, 0], [0, 1]])  # read classes x transcripts
     >>> model = TranscriptQuantifier(lengths=[1000, 2000]).fit(X, sample_weight=[60, 30, 10])
     >>> np.round(model.est_counts_, 2)
-    array([82.5, 17.5])
+    array([85.21, 14.79])
     >>> list(model.abundance_.columns)
     ['target_id', 'length', 'eff_length', 'est_counts', 'tpm']
     """
@@ -615,7 +616,9 @@ class TranscriptQuantifier(BaseEM):
         def as_lengths(values, name):
             values = np.asarray(values, dtype=float)
             if values.shape != (M,):
-                raise ValueError(f"{name} must have shape (n_transcripts,) = ({M},), got {values.shape}.")
+                raise ValueError(
+                    f"{name} must have shape (n_transcripts,) = ({M},), got {values.shape}."
+                )
             if not np.all(np.isfinite(values)) or np.any(values <= 0):
                 raise ValueError(f"{name} must be finite and positive.")
             return values
@@ -661,7 +664,8 @@ class TranscriptQuantifier(BaseEM):
 
     def _log_prior(self, params):
         if self.method == "vbem":
-            return -_dirichlet_kl(params.counts + self._prior, np.broadcast_to(self._prior, params.counts.shape))
+            prior = np.broadcast_to(self._prior, params.counts.shape)
+            return -_dirichlet_kl(params.counts + prior, prior)
         if not self._has_prior:
             return 0.0
         return _log_dirichlet_density(_posterior_mean(params.counts, self._prior), self._prior)
@@ -756,9 +760,10 @@ class TranscriptQuantifier(BaseEM):
         rng = check_random_state(self.random_state)
         data = data.select(data.assigned)
         n_reads = int(round(data.weights.sum()))
-        resampled = rng.multinomial(n_reads, data.weights / data.weights.sum(), size=self.n_bootstraps)
+        probabilities = data.weights / data.weights.sum()
+        resampled = rng.multinomial(n_reads, probabilities, size=self.n_bootstraps).astype(float)
         replicates = Parallel(n_jobs=self.n_jobs)(
-            delayed(self._bootstrap_one)(params, data.select(w > 0), w[w > 0].astype(float), chunk_rows)
+            delayed(self._bootstrap_one)(params, data.select(w > 0), w[w > 0], chunk_rows)
             for w in resampled
         )
         counts = np.stack(replicates)
@@ -800,8 +805,9 @@ class TranscriptQuantifier(BaseEM):
             }
         )
         if self.n_bootstraps > 0:
-            table["est_counts_sd"] = self.bootstrap_est_counts_.std(axis=0, ddof=1 if self.n_bootstraps > 1 else 0)
-            table["tpm_sd"] = self.bootstrap_tpm_.std(axis=0, ddof=1 if self.n_bootstraps > 1 else 0)
+            ddof = 1 if self.n_bootstraps > 1 else 0
+            table["est_counts_sd"] = self.bootstrap_est_counts_.std(axis=0, ddof=ddof)
+            table["tpm_sd"] = self.bootstrap_tpm_.std(axis=0, ddof=ddof)
         return table
 
     def _names(self):

@@ -319,6 +319,9 @@ def test_write_kallisto_abundance(tmp_path, fitted):
     back = read_kallisto_abundance(path)
     expected = fitted.abundance_[["target_id", "length", "eff_length", "est_counts", "tpm"]]
     pd.testing.assert_frame_equal(back, expected, check_dtype=False, check_exact=True)
+    lengths = read_lengths(path)
+    np.testing.assert_array_equal(lengths.to_numpy(), fitted.abundance_["length"])
+    assert list(lengths.index) == list(fitted.abundance_["target_id"])
 
 
 def test_write_salmon_quant(tmp_path, fitted):

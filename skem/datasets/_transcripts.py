@@ -149,7 +149,8 @@ def _make_transcriptome(rng, n_genes, max_isoforms, exons_per_gene, exon_length,
             exon_lengths.append(int(rng.randint(exon_length[0], exon_length[1] + 1)))
         else:
             ids = list(range(len(exon_lengths), len(exon_lengths) + n_exons))
-            exon_lengths.extend(int(x) for x in rng.randint(exon_length[0], exon_length[1] + 1, n_exons))
+            drawn = rng.randint(exon_length[0], exon_length[1] + 1, n_exons)
+            exon_lengths.extend(int(x) for x in drawn)
         gene_exons.append(ids)
 
     exons, genes = [], []
@@ -160,7 +161,8 @@ def _make_transcriptome(rng, n_genes, max_isoforms, exons_per_gene, exon_length,
                 break
             inner = [e for e in ids[1:-1] if rng.uniform() < 0.6]
             candidate = (ids[0], *inner, ids[-1])
-            if candidate not in isoforms and sum(exon_lengths[e] for e in candidate) >= fragment_length:
+            long_enough = sum(exon_lengths[e] for e in candidate) >= fragment_length
+            if candidate not in isoforms and long_enough:
                 isoforms.append(candidate)
         if sum(exon_lengths[e] for e in ids) < fragment_length:
             continue  # a gene too short for any fragment has no transcripts
@@ -191,8 +193,9 @@ def _segment_rows(exons, exon_lengths, fragment_length, counts, rng):
         ends = np.cumsum([exon_lengths[e] for e in ids])
         starts = ends - [exon_lengths[e] for e in ids]
         n_starts = ends[-1] - fragment_length + 1
-        # start exon changes at exon starts; end exon changes where start + f - 1 crosses an exon start
-        breaks = np.unique(np.clip(np.concatenate([starts, starts - fragment_length + 1, [0]]), 0, n_starts))
+        # the start exon changes at exon starts, the end exon where start + f - 1 reaches one
+        breaks = np.concatenate([starts, starts - fragment_length + 1, [0]])
+        breaks = np.unique(np.clip(breaks, 0, n_starts))
         breaks = np.append(breaks[breaks < n_starts], n_starts)
         first = np.searchsorted(ends, breaks[:-1], side="right")
         last = np.searchsorted(ends, breaks[:-1] + fragment_length - 1, side="right")

@@ -1,4 +1,4 @@
-"""Transcript-quantification files: salmon, kallisto, alignment tables and BAM/SAM in; kallisto and salmon tables out.
+"""Transcript-quantification files: salmon, kallisto, alignments and BAM/SAM in; abundance tables out.
 
 Readers return arrays and metadata and contain no estimator logic. Every
 malformed input raises ValueError naming the file and the line (BAM, being
@@ -135,7 +135,8 @@ def _parse_float(text, lines, what, nonnegative=True):
     except ValueError:
         raise lines.error(f"{what} must be a number, got {text!r}.") from None
     if not np.isfinite(value) or (nonnegative and value < 0):
-        raise lines.error(f"{what} must be a finite{' non-negative' if nonnegative else ''} number, got {text!r}.")
+        kind = "finite non-negative" if nonnegative else "finite"
+        raise lines.error(f"{what} must be a {kind} number, got {text!r}.")
     return value
 
 
@@ -198,7 +199,8 @@ def read_salmon_eq_classes(path):
     --------
     >>> from skem.io import read_salmon_eq_classes  # doctest: +SKIP
     >>> eq = read_salmon_eq_classes("quant/aux_info/eq_classes.txt.gz")  # doctest: +SKIP
-    >>> model = TranscriptQuantifier(x_includes_length=eq.weighted, ...).fit(eq.X, sample_weight=eq.counts)  # doctest: +SKIP
+    >>> model = TranscriptQuantifier(x_includes_length=eq.weighted, ...)  # doctest: +SKIP
+    >>> model.fit(eq.X, sample_weight=eq.counts)  # doctest: +SKIP
     """
     lines = _Lines(path)
     iterator = iter(lines)
@@ -256,7 +258,8 @@ def read_salmon_eq_classes(path):
         shape=(n_classes, n_transcripts),
     )
     X.sort_indices()
-    return EquivalenceClasses(X, np.asarray(counts, float), np.asarray(names, dtype=object), bool(weighted))
+    names = np.asarray(names, dtype=object)
+    return EquivalenceClasses(X, np.asarray(counts, float), names, bool(weighted))
 
 
 def _read_table(path, columns, kinds):
@@ -630,7 +633,10 @@ def read_bam(path):
         finally:
             pysam.set_verbosity(save)
     except (ValueError, OSError) as exc:
-        where = f"line {header_lines + n_records + 1}" if is_text and header_lines else f"record {n_records + 1}"
+        if is_text and header_lines:
+            where = f"line {header_lines + n_records + 1}"
+        else:
+            where = f"record {n_records + 1}"
         if not n_records and not header_lines:
             where = "header"
         raise ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).") from exc
