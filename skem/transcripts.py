@@ -309,8 +309,10 @@ class TranscriptData(RowData):
     def assigned(self):
         return self.empty == 0
 
-    def take(self, start, stop):
-        rows = slice(start, stop)
+    def take(self, rows, stop=None):
+        """The given rows (a slice, an index array, or ``start, stop``) of every field."""
+        if stop is not None:
+            rows = slice(rows, stop)
         return TranscriptData(
             weights=self.weights[rows], A=self.A[rows], AT=self.AT[:, rows],
             log_scale=self.log_scale[rows], empty=self.empty[rows],
