@@ -1,5 +1,6 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
+from ._motif import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
 from ._quant import (
     AlignedReads,
     EquivalenceClasses,
@@ -19,11 +20,16 @@ __all__ = [
     "EquivalenceClasses",
     "alignments_to_matrix",
     "read_bam",
+    "read_fasta",
+    "read_jaspar",
     "read_kallisto_abundance",
     "read_kallisto_tcc",
     "read_lengths",
+    "read_meme",
     "read_salmon_eq_classes",
     "read_salmon_quant",
+    "write_jaspar",
     "write_kallisto_abundance",
+    "write_meme",
     "write_salmon_quant",
 ]

@@ -1,0 +1,475 @@
+"""Sequence and motif files: FASTA in; MEME minimal motif format and JASPAR out and back in.
+
+Readers name the file and line of any malformed input in a ValueError. They
+return plain data (dicts of strings, DataFrames of letter probabilities or
+counts) and contain no estimator logic.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["read_fasta", "read_jaspar", "read_meme", "write_jaspar", "write_meme"]
+
+#: Characters allowed in FASTA sequence lines: letters, '*' (stop) and '-' / '.' (gaps).
+_SEQUENCE_LINE = re.compile(r"[A-Za-z*.\-]*")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Lines:
+    """Numbered text lines of a path (plain or gzip, detected by content) or an open file."""
+
+    def __init__(self, source):
+        self.source = source
+        self.name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(
+            source, "name", "<stream>"
+        )
+
+    def __iter__(self):
+        if isinstance(self.source, (str, os.PathLike)):
+            with open(self.source, "rb") as raw:
+                magic = raw.read(2)
+            opener = gzip.open if magic == _GZIP_MAGIC else open
+            with opener(self.source, "rb") as handle:
+                yield from self._decode(handle)
+        else:
+            yield from self._decode(self.source)
+
+    def _decode(self, handle):
+        number = 0
+        try:
+            for number, line in enumerate(handle, start=1):
+                if isinstance(line, bytes):
+                    try:
+                        line = line.decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        raise self.error(number, "is not UTF-8 text") from error
+                yield number, line.rstrip("\r\n")
+        except (OSError, EOFError) as error:  # a truncated or corrupt gzip stream
+            raise ValueError(f"{self.name}: cannot be read after line {number}: {error}") from error
+
+    def error(self, number, message):
+        return ValueError(f"{self.name}, line {number}: {message}")
+
+
+def read_fasta(path, *, uppercase=True):
+    """Read sequences from a FASTA file (plain or gzip-compressed).
+
+    Sequence lines may be wrapped at any width; blank lines and surrounding
+    whitespace are ignored, and lower case (soft-masked) letters are accepted.
+
+    Parameters
+    ----------
+    path : str, path-like or file object
+        The file. Compression is detected from its content, not its name.
+    uppercase : bool, default=True
+        Return the sequences in upper case.
+
+    Returns
+    -------
+    sequences : dict of str to str
+        Sequence name (the header's first word) to sequence, in file order.
+
+    Raises
+    ------
+    ValueError
+        For an empty file, sequence lines before the first header, an empty
+        name, a repeated name, a header without sequence, or a character that
+        is not a letter, '*', '-' or '.'; the message names the file and line.
+
+    Examples
+    --------
+    >>> import io
+    >>> from skem.io import read_fasta
+    >>> read_fasta(io.StringIO(">s1 first\\nACGT\\nac\\n\\n>s2\\nGG\\n"))
+    {'s1': 'ACGTAC', 's2': 'GG'}
+    """
+    lines = _Lines(path)
+    sequences: dict[str, str] = {}
+    name, header_line, parts = None, 0, []
+
+    def finish():
+        if name is None:
+            return
+        if not parts:
+            raise lines.error(header_line, f"record {name!r} has no sequence")
+        sequence = "".join(parts)
+        sequences[name] = sequence.upper() if uppercase else sequence
+
+    for number, line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith(">"):
+            finish()
+            words = text[1:].split()
+            if not words:
+                raise lines.error(number, "header without a sequence name")
+            name, header_line, parts = words[0], number, []
+            if name in sequences:
+                raise lines.error(number, f"sequence name {name!r} appears twice")
+            continue
+        if text.startswith(";"):  # old-style FASTA comment
+            continue
+        if name is None:
+            raise lines.error(number, "sequence data before the first '>' header")
+        compact = "".join(text.split())
+        if not _SEQUENCE_LINE.fullmatch(compact):
+            bad = next(c for c in compact if not _SEQUENCE_LINE.fullmatch(c))
+            raise lines.error(number, f"unexpected character {bad!r} in a sequence line")
+        parts.append(compact)
+    finish()
+    if not sequences:
+        raise ValueError(f"{lines.name}: no FASTA records found.")
+    return sequences
+
+
+# ----------------------------------------------------------------- motifs
+
+
+def _as_motifs(motifs, alphabet):
+    """Normalize motifs to a list of (name, ndarray (w, A))."""
+    if isinstance(motifs, dict):
+        items = list(motifs.items())
+    else:
+        array = np.asarray(motifs, dtype=float)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise ValueError(
+                f"motifs must be a dict of name to matrix or an array (n_motifs, w, A), "
+                f"got shape {array.shape}."
+            )
+        items = [(f"motif{i + 1}", matrix) for i, matrix in enumerate(array)]
+    result = []
+    for name, matrix in items:
+        if isinstance(matrix, pd.DataFrame):
+            if [str(c).upper() for c in matrix.columns] != list(alphabet):
+                matrix = matrix[[c for c in alphabet]]
+        matrix = np.asarray(matrix, dtype=float)
+        if matrix.ndim != 2 or matrix.shape[1] != len(alphabet) or matrix.shape[0] == 0:
+            raise ValueError(
+                f"motif {name!r} must be a (w, {len(alphabet)}) matrix for alphabet "
+                f"{alphabet!r}, got shape {matrix.shape}."
+            )
+        if not np.all(np.isfinite(matrix)) or np.any(matrix < 0):
+            raise ValueError(f"motif {name!r} must be finite and non-negative.")
+        if not re.fullmatch(r"\S+", str(name)):
+            raise ValueError(f"motif name {name!r} must be one word without whitespace.")
+        result.append((str(name), matrix))
+    if not result:
+        raise ValueError("No motifs to write.")
+    return result
+
+
+def _writer(path):
+    if isinstance(path, (str, os.PathLike)):
+        if os.fspath(path).endswith(".gz"):
+            return gzip.open(path, "wt", encoding="utf-8")
+        return open(path, "w", encoding="utf-8")
+    return _Unclosed(path)
+
+
+class _Unclosed(io.TextIOBase):
+    """A caller's open file used in a ``with`` block without closing it."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, text):
+        return self.handle.write(text)
+
+    def close(self):
+        pass
+
+
+def write_meme(path, motifs, *, alphabet="ACGT", background=None, nsites=None, strands="+ -"):
+    """Write motifs in the MEME minimal motif format (version 4).
+
+    Parameters
+    ----------
+    path : str, path-like or text file object
+        Destination (gzip-compressed if the name ends in ".gz").
+    motifs : dict of str to array-like of shape (w, A), or array-like of shape (n_motifs, w, A)
+        Letter-probability matrices (rows are renormalized to sum to 1). A dict
+        maps motif names (one word each) to matrices or DataFrames with the
+        letters as columns; an array gets the names motif1, motif2, ...
+    alphabet : str, default="ACGT"
+        The letters, in the matrices' column order.
+    background : array-like of shape (A,), default=None
+        Background letter frequencies; None writes uniform frequencies.
+    nsites : int or dict of str to float, default=None
+        Number of sites behind each motif (written as ``nsites=``).
+    strands : str or None, default="+ -"
+        The ``strands:`` line (omitted when None, as for proteins).
+
+    Examples
+    --------
+    >>> import io
+    >>> from skem.io import write_meme
+    >>> out = io.StringIO()
+    >>> write_meme(out, {"m1": [[0.5, 0.5, 0, 0], [0, 0, 0, 1]]})
+    >>> print(out.getvalue().splitlines()[10])
+    letter-probability matrix: alength= 4 w= 2
+    """
+    alphabet = alphabet.upper()
+    items = _as_motifs(motifs, alphabet)
+    if background is None:
+        background = np.full(len(alphabet), 1.0 / len(alphabet))
+    background = np.asarray(background, dtype=float)
+    if background.shape != (len(alphabet),) or np.any(background < 0):
+        raise ValueError(f"background must be {len(alphabet)} non-negative frequencies.")
+    background = background / background.sum()
+    with _writer(path) as out:
+        out.write("MEME version 4\n\n")
+        out.write(f"ALPHABET= {alphabet}\n\n")
+        if strands:
+            out.write(f"strands: {strands}\n\n")
+        out.write("Background letter frequencies\n")
+        out.write(" ".join(f"{a} {f:.6f}" for a, f in zip(alphabet, background)) + "\n\n")
+        for name, matrix in items:
+            probabilities = matrix / matrix.sum(axis=1, keepdims=True)
+            header = f"letter-probability matrix: alength= {len(alphabet)} w= {matrix.shape[0]}"
+            sites = nsites.get(name) if isinstance(nsites, dict) else nsites
+            if sites is not None:
+                header += f" nsites= {sites:g}"
+            out.write(f"MOTIF {name}\n{header}\n")
+            for row in probabilities:
+                out.write(" " + " ".join(f"{p:.6f}" for p in row) + "\n")
+            out.write("\n")
+
+
+_MATRIX_HEADER = re.compile(r"letter-probability matrix:(.*)")
+_KEY_VALUE = re.compile(r"(\w+)\s*=\s*(\S+)")
+
+
+def read_meme(path):
+    """Read the motifs of a MEME minimal motif file (or of MEME's text output).
+
+    Parameters
+    ----------
+    path : str, path-like or file object
+        The file (plain or gzip).
+
+    Returns
+    -------
+    motifs : dict of str to DataFrame
+        Motif name to letter-probability matrix (positions x letters). Each
+        DataFrame's ``attrs`` hold ``alt_name``, ``nsites`` and ``E`` when the
+        file gives them, and ``background`` (a dict letter -> frequency) and
+        ``strands`` from the file's header.
+
+    Raises
+    ------
+    ValueError
+        For a missing alphabet, a malformed or short matrix, or numbers that
+        are not probabilities; the message names the file and line.
+    """
+    lines = _Lines(path)
+    stream = iter(lines)
+    alphabet, background, strands = None, None, None
+    motifs: dict[str, pd.DataFrame] = {}
+    version_seen = False
+    name, alt_name = None, None
+    for number, line in stream:
+        text = line.strip()
+        if text.startswith("MEME version"):
+            version_seen = True
+        elif text.startswith("ALPHABET="):
+            alphabet = text.split("=", 1)[1].strip().upper()
+            if not alphabet or len(set(alphabet)) != len(alphabet):
+                raise lines.error(number, f"malformed alphabet {alphabet!r}")
+        elif text.startswith("strands:"):
+            strands = text.split(":", 1)[1].strip()
+        elif text.startswith("Background letter frequencies"):
+            number, values = next(stream, (number, ""))
+            tokens = values.split()
+            try:
+                background = {
+                    tokens[i]: float(tokens[i + 1]) for i in range(0, len(tokens) - 1, 2)
+                }
+            except ValueError as error:
+                raise lines.error(number, f"malformed background frequencies {values!r}") from error
+        elif text.startswith("MOTIF"):
+            words = text.split()
+            if len(words) < 2:
+                raise lines.error(number, "MOTIF line without a name")
+            name, alt_name = words[1], (words[2] if len(words) > 2 else None)
+            if name in motifs:
+                raise lines.error(number, f"motif name {name!r} appears twice")
+        elif _MATRIX_HEADER.match(text):
+            if name is None:
+                raise lines.error(number, "letter-probability matrix before any MOTIF line")
+            if alphabet is None:
+                raise lines.error(number, "no 'ALPHABET=' line before the first matrix")
+            fields = dict(_KEY_VALUE.findall(_MATRIX_HEADER.match(text).group(1)))
+            try:
+                width = int(fields["w"])
+                alength = int(fields.get("alength", len(alphabet)))
+            except (KeyError, ValueError) as error:
+                raise lines.error(number, f"matrix header needs 'w= <int>': {text!r}") from error
+            if alength != len(alphabet):
+                raise lines.error(
+                    number, f"alength= {alength} does not match the alphabet {alphabet!r}"
+                )
+            rows = []
+            while len(rows) < width:
+                item = next(stream, None)
+                if item is None:
+                    raise ValueError(
+                        f"{lines.name}: motif {name!r} ends after {len(rows)} of {width} rows."
+                    )
+                number, row_text = item
+                if not row_text.strip():
+                    continue
+                try:
+                    row = [float(v) for v in row_text.split()]
+                except ValueError as error:
+                    raise lines.error(number, f"matrix row is not numbers: {row_text!r}") from error
+                if len(row) != alength:
+                    raise lines.error(
+                        number, f"matrix row has {len(row)} values, expected {alength}"
+                    )
+                if any(v < 0 or v > 1 for v in row) or abs(sum(row) - 1) > 0.01:
+                    raise lines.error(number, f"matrix row is not probabilities: {row_text!r}")
+                rows.append(row)
+            frame = pd.DataFrame(rows, columns=list(alphabet))
+            frame.index.name = "position"
+            frame.attrs.update({"alt_name": alt_name, "background": background, "strands": strands})
+            for key, cast in (("nsites", float), ("E", float)):
+                if key in fields:
+                    try:
+                        frame.attrs[key] = cast(fields[key])
+                    except ValueError as error:
+                        raise lines.error(number, f"malformed {key}= {fields[key]!r}") from error
+            motifs[name] = frame
+            name = None
+    if not version_seen and not motifs:
+        raise ValueError(f"{lines.name}: not a MEME motif file (no 'MEME version' line).")
+    if not motifs:
+        raise ValueError(f"{lines.name}: no motifs found.")
+    return motifs
+
+
+def write_jaspar(path, motifs, *, alphabet="ACGT", nsites=None, names=None):
+    """Write motifs in JASPAR's count-matrix format.
+
+    Parameters
+    ----------
+    path : str, path-like or text file object
+        Destination (gzip-compressed if the name ends in ".gz").
+    motifs : dict of str to array-like of shape (w, A), or array-like of shape (n_motifs, w, A)
+        Count matrices, or probability matrices together with ``nsites``.
+        Dict keys are the matrix IDs (e.g. "MA0004.1").
+    alphabet : str, default="ACGT"
+        The letters, in the matrices' column order; one row is written per letter.
+    nsites : float or dict of str to float, default=None
+        When given, the matrices are probabilities and are scaled to this many
+        sites (counts are written with two decimals).
+    names : dict of str to str, default=None
+        Optional names written after each ID on its header line.
+
+    Examples
+    --------
+    >>> import io
+    >>> from skem.io import write_jaspar
+    >>> out = io.StringIO()
+    >>> write_jaspar(out, {"MA0000.1": [[3, 0, 0, 1], [0, 4, 0, 0]]})
+    >>> print(out.getvalue().strip())
+    >MA0000.1
+    A [ 3.00 0.00 ]
+    C [ 0.00 4.00 ]
+    G [ 0.00 0.00 ]
+    T [ 1.00 0.00 ]
+    """
+    alphabet = alphabet.upper()
+    items = _as_motifs(motifs, alphabet)
+    with _writer(path) as out:
+        for name, matrix in items:
+            sites = nsites.get(name) if isinstance(nsites, dict) else nsites
+            counts = matrix if sites is None else matrix / matrix.sum(axis=1, keepdims=True) * sites
+            label = (names or {}).get(name)
+            out.write(f">{name}" + (f" {label}" if label else "") + "\n")
+            for letter, column in zip(alphabet, counts.T):
+                out.write(f"{letter} [ " + " ".join(f"{c:.2f}" for c in column) + " ]\n")
+            out.write("\n")
+
+
+_JASPAR_ROW = re.compile(r"([A-Za-z])\s*\[([^\]]*)\]\s*")
+
+
+def read_jaspar(path):
+    """Read count matrices from a JASPAR-format file.
+
+    Parameters
+    ----------
+    path : str, path-like or file object
+        The file (plain or gzip).
+
+    Returns
+    -------
+    motifs : dict of str to DataFrame
+        Matrix ID to counts (positions x letters, the letters in file order);
+        ``attrs["name"]`` holds the name after the ID, if any.
+
+    Raises
+    ------
+    ValueError
+        For rows before a header, malformed rows, rows of different lengths,
+        repeated IDs or letters; the message names the file and line.
+    """
+    lines = _Lines(path)
+    motifs: dict[str, pd.DataFrame] = {}
+    current, label, rows, header_line = None, None, {}, 0
+
+    def finish():
+        if current is None:
+            return
+        if not rows:
+            raise lines.error(header_line, f"matrix {current!r} has no rows")
+        lengths = {len(values) for values in rows.values()}
+        if len(lengths) != 1:
+            raise lines.error(header_line, f"matrix {current!r} has rows of different lengths")
+        frame = pd.DataFrame(rows)
+        frame.index.name = "position"
+        frame.attrs["name"] = label
+        motifs[current] = frame
+
+    for number, line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith(">"):
+            finish()
+            words = text[1:].split(maxsplit=1)
+            if not words:
+                raise lines.error(number, "header without a matrix ID")
+            current, label, rows, header_line = words[0], (words[1] if len(words) > 1 else None), {}, number
+            if current in motifs:
+                raise lines.error(number, f"matrix ID {current!r} appears twice")
+            continue
+        if current is None:
+            raise lines.error(number, "matrix row before the first '>' header")
+        match = _JASPAR_ROW.fullmatch(text)
+        if not match:
+            raise lines.error(number, f"expected a row like 'A [ 1 2 3 ]', got {text!r}")
+        letter = match.group(1).upper()
+        if letter in rows:
+            raise lines.error(number, f"letter {letter!r} appears twice in matrix {current!r}")
+        try:
+            values = [float(v) for v in match.group(2).split()]
+        except ValueError as error:
+            raise lines.error(number, f"counts are not numbers: {text!r}") from error
+        if not values or any(v < 0 or not np.isfinite(v) for v in values):
+            raise lines.error(number, f"counts must be non-negative numbers: {text!r}")
+        rows[letter] = values
+    finish()
+    if not motifs:
+        raise ValueError(f"{lines.name}: no JASPAR matrices found.")
+    return motifs
