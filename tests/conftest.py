@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from skem import NegBinMixture, TranscriptQuantifier
-from skem.datasets import make_negbin_mixture, make_transcript_reads
+from skem import MotifMixture, NegBinMixture, TranscriptQuantifier
+from skem.datasets import make_motif_windows, make_negbin_mixture, make_transcript_reads
+from skem.motifs import encode_sequences
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ def _transcript_data(seed):
     return X
 
 
+#: The 20 amino acids: sklearn's checks make categorical codes up to about 8, all letters here
+#: (a DNA alphabet rejects codes >= 4 with a ValueError, as it should).
+PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _motif_data(seed):
+    X, _, _ = make_motif_windows(
+        300, width=6, motif_fraction=0.3, alphabet=PROTEIN, random_state=seed
+    )
+    return encode_sequences(X, alphabet=PROTEIN)
+
+
 #: Why sklearn's sparse-container checks cannot run on a density estimator with predict_proba.
 SPARSE_CHECK_REASON = (
     "the check reads tags.classifier_tags.multi_class for any estimator with predict_proba, "
@@ -76,6 +89,25 @@ ESTIMATORS: dict[str, Case] = {
         expected_failed_checks={
             "check_estimator_sparse_array": SPARSE_CHECK_REASON,
             "check_estimator_sparse_matrix": SPARSE_CHECK_REASON,
+        },
+    ),
+    # Integer letter codes (n, w) with the categorical tag; strings are tested in test_motifs.
+    "MotifMixture": Case(
+        make_estimator=lambda **params: MotifMixture(
+            **{"alphabet": PROTEIN, "random_state": 0, **params}
+        ),
+        make_data=_motif_data,
+        expected_failed_checks={
+            "check_positive_only_tag_during_fit": (
+                "codes are letters 0..A-1 and -1 (missing); the check's other negative "
+                "values are not letters and raise ValueError, while positive_only=True "
+                "would make -1 an error"
+            ),
+            "check_sample_weight_equivalence_on_dense_data": (
+                "the check fits rand() floats without applying the categorical tag, and "
+                "non-integer values are not letter codes; weights == repeats is tested "
+                "on codes in test_common and test_motifs"
+            ),
         },
     ),
 }
