@@ -22,6 +22,7 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -30,6 +31,9 @@ from ._em import CHUNK_BYTES, e_pass, run_em
 from ._rows import compress_rows
 
 __all__ = ["BaseEM", "BaseMixture"]
+
+#: k-means initialization clusters at most this many rows, then assigns all rows.
+INIT_SAMPLE = 10_000
 
 
 class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -383,8 +387,8 @@ class BaseMixture(BaseEM):
         ``log p(x_i | component k)``.
     ``_accumulate(chunk, weighted_resp) -> AdditiveStats``
         Statistics of a chunk given ``w_i * q_ik``.
-    ``_init_features(data) -> ndarray (n, d)``
-        Euclidean features on which k-means initializes.
+    ``_init_features(data, rows) -> array (n_rows, d)``
+        Euclidean features of the given rows (slice or index array) for k-means.
     ``_sample_component(params, k, n, random_state) -> ndarray (n, n_features)``
         Draw rows from component ``k``.
 
@@ -444,18 +448,24 @@ class BaseMixture(BaseEM):
             chosen = _weighted_choice(weights, K, random_state)
             resp[chosen, np.arange(K)] = 1.0
             return resp
-        features = self._init_features(data)
+        # k-means on at most INIT_SAMPLE rows (drawn uniformly, keeping their weights), then
+        # every row goes to its nearest center, chunk by chunk: the start costs little memory.
+        sample = np.arange(n)
+        if n > INIT_SAMPLE:
+            sample = np.sort(random_state.choice(n, size=INIT_SAMPLE, replace=False))
+        features = self._init_features(data, sample)
         if self.init_params == "k-means++":
-            _, chosen = kmeans_plusplus(
-                features, K, sample_weight=weights, random_state=random_state
+            centers, _ = kmeans_plusplus(
+                features, K, sample_weight=weights[sample], random_state=random_state
             )
-            resp[chosen, np.arange(K)] = 1.0
-            return resp
-        labels = (
-            KMeans(n_clusters=K, n_init=1, random_state=random_state)
-            .fit(features, sample_weight=weights)
-            .labels_
-        )
+        else:
+            kmeans = KMeans(n_clusters=K, n_init=1, random_state=random_state)
+            centers = kmeans.fit(features, sample_weight=weights[sample]).cluster_centers_
+        step = self._chunk_rows(data)
+        labels = np.concatenate([
+            pairwise_distances_argmin(self._init_features(data, slice(start, start + step)), centers)
+            for start in range(0, n, step)
+        ])
         resp[np.arange(n), labels] = 1.0
         return resp
 
@@ -493,7 +503,7 @@ class BaseMixture(BaseEM):
     def _accumulate(self, chunk, weighted_resp): ...
 
     @abstractmethod
-    def _init_features(self, data): ...
+    def _init_features(self, data, rows): ...
 
     @abstractmethod
     def _sample_component(self, params, k, n, random_state): ...

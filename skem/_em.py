@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Rows per chunk are chosen so that one chunk's float64 work arrays take about this much.
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,11 @@ class RowData:
     def n_rows(self) -> int:
         return self.weights.shape[0]
 
-    def take(self, start: int, stop: int) -> RowData:
-        """Rows ``start:stop`` of every row-aligned field."""
+    def take(self, rows: slice | np.ndarray) -> RowData:
+        """The given rows (a slice or an index array) of every row-aligned field."""
         return replace(
             self,
-            **{
-                f.name: getattr(self, f.name)[start:stop]
-                for f in fields(self)
-                if f.name not in self._shared
-            },
+            **{f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self._shared},
         )
 
     def chunks(self, chunk_rows: int | None):
@@ -77,7 +73,7 @@ class RowData:
             yield self
             return
         for start in range(0, n, chunk_rows):
-            yield self.take(start, min(start + chunk_rows, n))
+            yield self.take(slice(start, min(start + chunk_rows, n)))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ EM stays monotone).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from numbers import Real
 
 import numpy as np
@@ -65,98 +66,183 @@ class NegBinParams:
 class NegBinStats(AdditiveStats):
     resp_sum: np.ndarray  # (K,)      sum_i w_i q_ik
     x_sum: np.ndarray  # (K, D)       sum_i w_i q_ik x_id
-    x2_sum: np.ndarray  # (K, D)      sum_i w_i q_ik x_id**2 (starts the dispersion solver)
-    value_hist: np.ndarray | float  # (K, U) sum_i w_i q_ik [x_id == value_u], 0.0 if phi is fixed
-    values: np.ndarray  # (U,) the distinct non-zero values ...
-    value_feature: np.ndarray  # (U,) ... and their features (shared tables, not summed)
-    _shared = ("values", "value_feature")
+    value_hist: np.ndarray | float  # (K, U) sum_i w_i q_ik #{d: x_id is pair u}, 0.0 if phi is fixed
+    pairs: PairTable  # shared, not summed
+    _shared = ("pairs",)
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """The distinct (feature, value) pairs that the entries of the count matrix point to.
+
+    Pair ``u`` has value ``values[u]`` and feature ``feature[u]``. The last pair
+    has value 0 and takes the zero entries of dense input; it contributes
+    nothing to any sum (``B(0, phi) = 0``). When ``offsets`` is not None the
+    table is *consecutive*: the pairs of feature ``d`` are the values
+    ``1 .. max_d`` at positions ``offsets[d]:offsets[d + 1]``. Sums over a
+    row's values then become cumulative sums (the count-survival identity
+    ``sum_x H(x) [psi(x + r) - psi(r)] = sum_j #{x > j} / (r + j)``), exact
+    and free of digamma and lgamma.
+    """
+
+    values: np.ndarray
+    feature: np.ndarray
+    n_features: int
+    offsets: np.ndarray | None = None
+
+    @property
+    def size(self):
+        return self.values.size
+
+    @cached_property
+    def _to_features(self):
+        return sp.csr_matrix(
+            (np.ones(self.size), (np.arange(self.size), self.feature)),
+            shape=(self.size, self.n_features),
+        )
+
+    def per_feature(self, table):
+        """Sum a (K, U) table over the pairs of each feature: (K, D)."""
+        return np.asarray((self._to_features.T @ table.T).T)
+
+    @cached_property
+    def _steps(self):
+        """For a consecutive table: ``j = value - 1`` of each pair, and block bounds."""
+        nonzero = self.values > 0
+        start = np.where(nonzero, self.offsets[self.feature], 0)
+        stop = np.where(nonzero, self.offsets[self.feature + 1], 0)
+        return np.where(nonzero, self.values - 1.0, 0.0), start, stop, nonzero
+
+    def rising(self, phi):
+        """``B(value_u, phi[k, feature_u])``, shape (K, U)."""
+        if self.offsets is None:
+            return log_rising_ratio(self.values, phi[:, self.feature])
+        j, start, _, nonzero = self._steps
+        increments = np.log1p(j * phi[:, self.feature]) * nonzero
+        cumulative = np.concatenate([np.zeros((phi.shape[0], 1)), np.cumsum(increments, axis=1)], axis=1)
+        # B(v) = sum_{j < v} log1p(j phi): the cumulative sum within the feature's block.
+        return (cumulative[:, 1:] - cumulative[:, start]) * nonzero
+
+    def dispersion_weights(self, hist):
+        """Per-pair weights that the dispersion sums use: the survival ``#{x >= value}``
+        for a consecutive table, the histogram itself otherwise."""
+        if self.offsets is None:
+            return hist
+        _, _, stop, nonzero = self._steps
+        cumulative = np.concatenate([np.zeros((hist.shape[0], 1)), np.cumsum(hist, axis=1)], axis=1)
+        return (cumulative[:, stop] - cumulative[:, :-1]) * nonzero
+
+    def slope_terms(self, weights):
+        """Per-pair terms of ``sum_x H(x) x (x - 1) / 2``."""
+        if self.offsets is None:
+            return weights * self.values * (self.values - 1.0) / 2.0
+        return weights * self._steps[0]
+
+    def score_terms(self, weights, r):
+        """Per-pair terms of the first and second derivatives in the size ``r`` (K, U)."""
+        if self.offsets is None:
+            x = self.values
+            return (
+                weights * (digamma(x + r) - digamma(r)),
+                weights * (polygamma(1, x + r) - polygamma(1, r)),
+            )
+        shifted = r + self._steps[0]
+        return weights / shifted, -weights / shifted**2
+
+    def loglik_terms(self, weights, phi_pairs):
+        """Per-pair terms of ``sum_x H(x) B(x, phi)``."""
+        if self.offsets is None:
+            return weights * log_rising_ratio(self.values, phi_pairs)
+        return weights * np.log1p(self._steps[0] * phi_pairs)
 
 
 @dataclass(frozen=True)
 class NegBinData(RowData):
-    """Counts, and for each entry the index of its (feature, value) pair in shared tables.
+    """Counts, and for each entry the index of its (feature, value) pair.
 
     ``value_index`` has the layout of ``X``: a dense int32 array of the same
     shape, or a CSR matrix sharing ``X``'s index arrays whose data are int32
-    pair indices. Pair ``u`` has value ``values[u]`` and feature
-    ``value_feature[u]``; zero entries of dense ``X`` point to a last pair of
-    value 0, which contributes nothing (``B(0, phi) = 0``).
+    pair indices into ``pairs``.
     """
 
     X: np.ndarray | sp.csr_matrix = None
     value_index: np.ndarray | sp.csr_matrix = None
     log_factorial: np.ndarray = None  # (n,) sum_d log x_id!
-    values: np.ndarray = None  # (U,)
-    value_feature: np.ndarray = None  # (U,)
-    _shared = ("values", "value_feature")
+    pairs: PairTable = None
+    _shared = ("pairs",)
+
+    @property
+    def entry_pairs(self):
+        """0/1 matrix (n, U): row i has a 1 at the pair of each of its entries."""
+        index = self.value_index
+        if sp.issparse(index):
+            indices, indptr = index.data, index.indptr
+        else:
+            indices = index.ravel()
+            indptr = np.arange(0, indices.size + 1, max(index.shape[1], 1))
+        return sp.csr_matrix(
+            (np.ones(indices.size), indices, indptr), shape=(self.n_rows, self.pairs.size)
+        )
+
+
+#: Entries processed at a time while indexing, to bound temporary memory.
+_INDEX_BLOCK = 2**20
 
 
 def _index_entries(X):
-    """Index each entry of ``X`` into a table of (feature, value) pairs.
+    """Index each entry of ``X`` into a :class:`PairTable`.
 
     Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
     value ``x >= 1`` of feature ``d`` -- which needs no sorting and one int32 per
-    entry. When that table would be much larger than the number of entries
-    (very large or non-integer values) the distinct pairs are found by sorting.
+    entry, computed block by block so temporaries stay small. When that table
+    would be much larger than the number of entries (very large or
+    non-integer values) the distinct pairs are found by sorting.
     """
     sparse = sp.issparse(X)
     n_features = X.shape[1]
-    entries = X.data if sparse else X
-    features = X.indices if sparse else np.arange(n_features)  # dense: broadcast over rows
+    if sparse:
+        entries, features = X.data, X.indices
+    else:
+        entries = X.reshape(-1)
+        features = None  # entry e of dense X belongs to feature e % n_features
     column_max = X.max(axis=0).toarray().ravel() if sparse else X.max(axis=0, initial=0.0)
-    integer = bool(np.all(entries == np.floor(entries)))
+    blocks = [slice(start, start + _INDEX_BLOCK) for start in range(0, entries.size, _INDEX_BLOCK)]
+    integer = all(np.all(np.mod(entries[block], 1.0) == 0) for block in blocks)
+
+    def features_of(block):
+        if sparse:
+            return features[block]
+        return np.arange(block.start, min(block.stop, entries.size)) % n_features
+
     if integer and column_max.sum() <= max(2 * entries.size, 10**6):
         counts = column_max.astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         n_pairs = int(offsets[-1])
         values = np.concatenate([np.arange(1, c + 1, dtype=float) for c in counts] + [[0.0]])
         value_feature = np.concatenate([np.repeat(np.arange(n_features), counts), [0]])
-        index = np.where(entries > 0, offsets[features] + entries.astype(np.int64) - 1, n_pairs)
+        index = np.empty(entries.size, dtype=np.int32)
+        for block in blocks:
+            x = entries[block]
+            index[block] = np.where(x > 0, offsets[features_of(block)] + x.astype(np.int64) - 1, n_pairs)
     else:
-        if not sparse:
-            entries, features = X.ravel(), np.tile(features, X.shape[0])
-        order = np.lexsort((entries, features))
-        sorted_features, sorted_values = features[order], entries[order]
+        all_features = features if sparse else features_of(slice(0, entries.size))
+        order = np.lexsort((entries, all_features))
+        sorted_features, sorted_values = all_features[order], entries[order]
         new = np.ones(order.size, dtype=bool)
         new[1:] = (sorted_features[1:] != sorted_features[:-1]) | (
             sorted_values[1:] != sorted_values[:-1]
         )
-        pair_of_sorted = np.cumsum(new) - 1
-        index = np.empty(order.size, dtype=np.int64)
-        index[order] = pair_of_sorted
-        values, value_feature = sorted_values[new], sorted_features[new]
-    index = index.astype(np.int32)
-    log_factorial_table = gammaln(values + 1.0)
+        index = np.empty(order.size, dtype=np.int32)
+        index[order] = np.cumsum(new) - 1
+        values, value_feature, offsets = sorted_values[new], sorted_features[new], None
+    pairs = PairTable(values, value_feature.astype(np.intp), n_features, offsets)
     if sparse:
         value_index = sp.csr_matrix((index, X.indices, X.indptr), shape=X.shape, copy=False)
-        log_factorial = _row_sums(log_factorial_table[index], X.indptr)
     else:
         value_index = index.reshape(X.shape)
-        log_factorial = log_factorial_table[value_index].sum(axis=1)
-    return value_index, log_factorial, values, value_feature.astype(np.intp)
-
-
-def _gather_row_sums(table, value_index):
-    """``out[i, k] = sum over entries e of row i of table[k, value_index[e]]``, shape (n, K)."""
-    if sp.issparse(value_index):
-        return np.stack([_row_sums(t[value_index.data], value_index.indptr) for t in table], axis=1)
-    return np.stack([t[value_index].sum(axis=1) for t in table], axis=1)
-
-
-def _pair_histogram(weighted_resp, value_index, n_pairs):
-    """``H[k, u] = sum_i weighted_resp[i, k] * #{entries of row i at pair u}``, shape (K, U)."""
-    if sp.issparse(value_index):
-        row_lengths = np.diff(value_index.indptr)
-        index = value_index.data
-        return np.stack([
-            np.bincount(index, weights=np.repeat(column, row_lengths), minlength=n_pairs)
-            for column in weighted_resp.T
-        ])
-    n_features = value_index.shape[1]
-    return np.stack([
-        np.bincount(value_index.ravel(), weights=np.repeat(column, n_features), minlength=n_pairs)
-        for column in weighted_resp.T
-    ])
+    entry_pairs = NegBinData(weights=np.empty(X.shape[0]), value_index=value_index, pairs=pairs).entry_pairs
+    log_factorial = entry_pairs @ gammaln(values + 1.0)
+    return value_index, log_factorial, pairs
 
 
 def log_rising_ratio(x, phi):
@@ -415,18 +501,14 @@ class NegBinMixture(BaseMixture):
                 raise ValueError("weights_init must be non-negative and sum to 1.")
 
     def _prepare(self, X, weights):
-        value_index, log_factorial, values, value_feature = _index_entries(X)
+        value_index, log_factorial, pairs = _index_entries(X)
         return NegBinData(
-            weights=weights,
-            X=X,
-            value_index=value_index,
-            log_factorial=log_factorial,
-            values=values,
-            value_feature=value_feature,
+            weights=weights, X=X, value_index=value_index, log_factorial=log_factorial, pairs=pairs
         )
 
     def _work_per_row(self, data):
-        return 4 * self.n_components + data.X.shape[1]
+        entries_per_row = data.X.nnz / max(data.n_rows, 1) if sp.issparse(data.X) else data.X.shape[1]
+        return int(4 * self.n_components + 3 * entries_per_row)
 
     @property
     def _estimates_dispersion(self):
@@ -448,21 +530,18 @@ class NegBinMixture(BaseMixture):
     @staticmethod
     def _rising_term(phi, chunk):
         """``sum_d B(x_id, phi_kd)`` over the entries of each row, shape (n, K)."""
-        table = log_rising_ratio(chunk.values, phi[:, chunk.value_feature])
-        return _gather_row_sums(table, chunk.value_index)
+        return np.asarray(chunk.entry_pairs @ chunk.pairs.rising(phi).T)
 
     def _accumulate(self, chunk, weighted_resp):
         X = chunk.X
         x_sum = np.asarray(X.T @ weighted_resp).T
-        squares = X.multiply(X) if sp.issparse(X) else X * X
-        x2_sum = np.asarray(squares.T @ weighted_resp).T
         value_hist = (
-            _pair_histogram(weighted_resp, chunk.value_index, chunk.values.size)
+            np.asarray(chunk.entry_pairs.T @ weighted_resp).T
             if self._estimates_dispersion
             else 0.0
         )
         return NegBinStats(
-            weighted_resp.sum(axis=0), x_sum, x2_sum, value_hist, chunk.values, chunk.value_feature
+            weighted_resp.sum(axis=0), x_sum, value_hist, chunk.pairs
         )
 
     def _m_step(self, stats, params):
@@ -516,8 +595,12 @@ class NegBinMixture(BaseMixture):
             return resp / resp.sum(axis=1, keepdims=True)
         return super()._initial_resp(data, random_state)
 
-    def _init_features(self, data):
-        return data.X.log1p() if sp.issparse(data.X) else np.log1p(data.X)
+    def _init_features(self, data, rows):
+        X = data.X[rows]
+        if sp.issparse(X):  # a fresh copy: transform its stored values in place
+            np.log1p(X.data, out=X.data)
+            return X
+        return np.log1p(X)
 
     # ------------------------------------------------------ fitted attributes
 
@@ -570,7 +653,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     Parameters
     ----------
     stats : NegBinStats
-        Summed statistics (``resp_sum``, ``x_sum``, ``value_hist`` and the value tables).
+        Summed statistics (``resp_sum``, ``x_sum``, ``value_hist`` and the pair table).
     means : ndarray of shape (K, D)
         The new means (the M-step's first part).
     tied_axes : tuple of int
@@ -583,15 +666,10 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     dispersion : ndarray of shape (K, D)
     """
     K, D = means.shape
-    hist, values, feature = stats.value_hist, stats.values, stats.value_feature
-    to_features = sp.csr_matrix(
-        (np.ones(values.size), (np.arange(values.size), feature)), shape=(values.size, D)
-    )
+    pairs = stats.pairs
+    weights = pairs.dispersion_weights(stats.value_hist)
     N = np.broadcast_to(stats.resp_sum[:, None], (K, D))
     S = stats.x_sum
-
-    def per_feature(table):  # (K, U) -> (K, D), summing the pairs of each feature
-        return np.asarray((to_features.T @ table.T).T)
 
     def group_sum(cells):
         return cells.sum(axis=tied_axes, keepdims=True) if tied_axes else cells
@@ -599,9 +677,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     def score(log_size):
         """Group sums of dQ/dr and d2Q/dr2 at r = exp(log_size)."""
         r = np.broadcast_to(np.exp(log_size), (K, D))
-        r_pairs = r[:, feature]
-        first = per_feature(hist * (digamma(values + r_pairs) - digamma(r_pairs)))
-        second = per_feature(hist * (polygamma(1, values + r_pairs) - polygamma(1, r_pairs)))
+        first, second = (pairs.per_feature(t) for t in pairs.score_terms(weights, r[:, pairs.feature]))
         first = first + N * np.log(r / (r + means)) + (N * means - S) / (r + means)
         second = second + N * means / (r * (r + means)) - (N * means - S) / (r + means) ** 2
         return group_sum(first), group_sum(second)
@@ -612,16 +688,17 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         log1p_phi_mu = np.log1p(phi * means)
         with np.errstate(divide="ignore", invalid="ignore"):
             zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -means)
-        rising = per_feature(hist * log_rising_ratio(values, phi[:, feature]))
+        rising = pairs.per_feature(pairs.loglik_terms(weights, phi[:, pairs.feature]))
         return group_sum(rising - S * log1p_phi_mu + N * zero_term)
 
-    shape = tuple(1 if axis in tied_axes else size for axis, size in enumerate((K, D)))
-    low, high = np.full(shape, -np.log(PHI_MAX)), np.full(shape, -np.log(PHI_MIN))
     # The slope of the expected log-likelihood in phi at phi = 0 is
     # sum_i w q [(x - mu)**2 - x] / 2 (over-dispersion against the Poisson):
     # where it is not positive, the maximum is the Poisson limit phi = 0.
-    slope_at_zero = per_feature(hist * values * (values - 1.0)) / 2 - S * means + N * means**2 / 2
+    slope_at_zero = pairs.per_feature(pairs.slope_terms(weights)) - S * means + N * means**2 / 2
     poisson = group_sum(slope_at_zero) <= 0
+
+    shape = tuple(1 if axis in tied_axes else size for axis, size in enumerate((K, D)))
+    low, high = np.full(shape, -np.log(PHI_MAX)), np.full(shape, -np.log(PHI_MIN))
     falling_at_bottom = score(low)[0] <= 0  # decreasing already at r = 1/PHI_MAX
     log_size = (low + high) / 2
     for _ in range(100):
