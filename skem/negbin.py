@@ -189,6 +189,11 @@ class NegBinData(RowData):
 _INDEX_BLOCK = 2**20
 
 
+def _direct_table_pays(column_max, n_entries):
+    """Whether a table of all values 1..max per feature is small enough to address directly."""
+    return column_max.sum() <= max(2 * n_entries, 10**6)
+
+
 def _index_entries(X):
     """Index each entry of ``X`` into a :class:`PairTable`.
 
@@ -214,7 +219,7 @@ def _index_entries(X):
             return features[block]
         return np.arange(block.start, min(block.stop, entries.size)) % n_features
 
-    if integer and column_max.sum() <= max(2 * entries.size, 10**6):
+    if integer and _direct_table_pays(column_max, entries.size):
         counts = column_max.astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         n_pairs = int(offsets[-1])

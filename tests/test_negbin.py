@@ -340,3 +340,45 @@ def test_predict_checks_the_number_of_features():
     model = NegBinMixture(1).fit([[1.0, 2.0], [2.0, 3.0]])
     with pytest.raises(ValueError, match="features"):
         model.predict([[1.0, 2.0, 3.0]])
+
+
+def test_consecutive_pair_table_agrees_with_the_general_one():
+    # Integer counts use cumulative sums over values 1..max; the general table uses
+    # digamma/lgamma at each distinct value. Both must give the same sums.
+    from skem.negbin import PairTable, _index_entries
+
+    rng = np.random.default_rng(0)
+    X = rng.negative_binomial(2, 0.2, size=(200, 4)).astype(float)
+    _, _, consecutive = _index_entries(X)
+    assert consecutive.offsets is not None
+    general = PairTable(consecutive.values, consecutive.feature, consecutive.n_features)
+    phi = rng.uniform(0.01, 2.0, size=(3, 4))
+    np.testing.assert_allclose(consecutive.rising(phi), general.rising(phi), rtol=1e-10, atol=1e-10)
+    hist = rng.uniform(0, 5, size=(3, consecutive.size)) * (consecutive.values > 0)
+    r = (1 / phi)[:, consecutive.feature]
+    for a, b in zip(
+        consecutive.score_terms(consecutive.dispersion_weights(hist), r),
+        general.score_terms(general.dispersion_weights(hist), r),
+    ):
+        np.testing.assert_allclose(consecutive.per_feature(a), general.per_feature(b), rtol=1e-9)
+    np.testing.assert_allclose(
+        consecutive.per_feature(consecutive.slope_terms(consecutive.dispersion_weights(hist))),
+        general.per_feature(general.slope_terms(hist)), rtol=1e-10,
+    )
+    np.testing.assert_allclose(
+        consecutive.per_feature(consecutive.loglik_terms(consecutive.dispersion_weights(hist), phi[:, consecutive.feature])),
+        general.per_feature(general.loglik_terms(hist, phi[:, consecutive.feature])), rtol=1e-9,
+    )
+
+
+def test_sorted_pair_table_fits_like_the_consecutive_one(monkeypatch):
+    import skem.negbin
+
+    X, _ = make_negbin_mixture(600, means=((40.0, 3.0), (5.0, 20.0)), dispersion=0.3, random_state=1)
+    consecutive = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
+    monkeypatch.setattr(skem.negbin, "_direct_table_pays", lambda column_max, n_entries: False)
+    assert skem.negbin._index_entries(X)[2].offsets is None
+    general = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
+    np.testing.assert_allclose(general.means_, consecutive.means_, rtol=1e-9)
+    np.testing.assert_allclose(general.dispersion_, consecutive.dispersion_, rtol=1e-6)
+    np.testing.assert_allclose(general.lower_bounds_, consecutive.lower_bounds_, rtol=1e-10)
