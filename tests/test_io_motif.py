@@ -1,0 +1,266 @@
+"""Tests of the sequence and motif file formats: FASTA in, MEME minimal and JASPAR out and back."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skem import MotifMixture
+from skem.datasets import make_motif_windows
+from skem.io import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
+
+# ------------------------------------------------------------------ FASTA
+
+
+def _write(path, text, compress=False):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if compress:
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+FASTA = """>seq1 a description
+ACGTACGTAC
+gtacg
+
+>seq2
+NNACGT\r
+;an old-style comment
+  ttAA  
+>seq3
+A
+"""
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_fasta_wrapped_lowercase_blank_lines_and_gzip(tmp_path, compress):
+    # The compressed file has no .gz suffix: compression is detected from the content.
+    path = _write(tmp_path / "seqs.fa", FASTA, compress=compress)
+    sequences = read_fasta(path)
+    assert sequences == {"seq1": "ACGTACGTACGTACG", "seq2": "NNACGTTTAA", "seq3": "A"}
+    assert list(sequences) == ["seq1", "seq2", "seq3"]
+    assert read_fasta(str(path), uppercase=False)["seq1"] == "ACGTACGTACgtacg"
+
+
+def test_fasta_from_an_open_file(tmp_path):
+    path = _write(tmp_path / "seqs.fa", FASTA)
+    with open(path) as handle:
+        assert read_fasta(handle)["seq3"] == "A"
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("ACGT\n>s\nACGT\n", 1, "before the first '>' header"),
+        (">s\nACGT\n>\nAC\n", 3, "without a sequence name"),
+        (">s\nACGT\n>s\nAC\n", 3, "appears twice"),
+        (">s\nAC1T\n", 2, "unexpected character '1'"),
+        (">s\nACGT\n>t\n\n>u\nAA\n", 3, "'t' has no sequence"),
+        (">s\nACGT\n>t\n", 3, "'t' has no sequence"),
+        (b">s\nAC\xffGT\n", 2, "not UTF-8"),
+    ],
+)
+def test_malformed_fasta_names_file_and_line(tmp_path, text, line, message):
+    path = _write(tmp_path / "bad.fa", text)
+    with pytest.raises(ValueError, match=rf"bad\.fa, line {line}: .*{message}"):
+        read_fasta(path)
+
+
+def test_empty_or_truncated_fasta(tmp_path):
+    with pytest.raises(ValueError, match=r"empty\.fa: no FASTA records"):
+        read_fasta(_write(tmp_path / "empty.fa", "\n\n"))
+    truncated = gzip.compress((">s\n" + "ACGT" * 5000 + "\n").encode())[:-40]
+    with pytest.raises(ValueError, match=r"cut\.fa\.gz: cannot be read"):
+        read_fasta(_write(tmp_path / "cut.fa.gz", truncated))
+
+
+# ------------------------------------------------------------------ MEME
+
+
+def _random_pwms(seed, n=2, w=6, A=4):
+    return np.random.default_rng(seed).dirichlet(np.full(A, 0.5), size=(n, w))
+
+
+@pytest.mark.parametrize("suffix", [".meme", ".meme.gz"])
+def test_meme_round_trip(tmp_path, suffix):
+    pwms = _random_pwms(0)
+    background = np.array([0.3, 0.2, 0.2, 0.3])
+    path = tmp_path / f"motifs{suffix}"
+    write_meme(path, {"first": pwms[0], "second": pwms[1]}, background=background,
+               nsites={"first": 17})
+    motifs = read_meme(path)
+    assert list(motifs) == ["first", "second"]
+    for matrix, frame in zip(pwms, motifs.values()):
+        assert list(frame.columns) == list("ACGT")
+        np.testing.assert_allclose(frame.to_numpy(), matrix, atol=1e-6)
+    assert motifs["first"].attrs["nsites"] == 17
+    assert "nsites" not in motifs["second"].attrs
+    assert motifs["first"].attrs["background"] == pytest.approx(dict(zip("ACGT", background)))
+    assert motifs["first"].attrs["strands"] == "+ -"
+
+
+def test_meme_file_has_the_minimal_format_skeleton(tmp_path):
+    path = tmp_path / "m.meme"
+    write_meme(path, _random_pwms(1, n=1, w=3))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "MEME version 4"
+    assert "ALPHABET= ACGT" in lines and "strands: + -" in lines
+    assert "Background letter frequencies" in lines
+    assert "MOTIF motif1" in lines
+    header = lines.index("MOTIF motif1") + 1
+    assert lines[header] == "letter-probability matrix: alength= 4 w= 3"
+    rows = [np.array(line.split(), float) for line in lines[header + 1 : header + 4]]
+    np.testing.assert_allclose([row.sum() for row in rows], 1.0, atol=1e-5)
+
+
+def test_meme_of_a_fitted_model_round_trips(tmp_path):
+    X, _, _ = make_motif_windows(1000, width=8, random_state=2)
+    model = MotifMixture(random_state=0).fit(X)
+    path = tmp_path / "fitted.meme"
+    write_meme(path, {"motif": model.pwm()}, background=model.background_,
+               nsites=round(model.weights_[1] * len(X)))
+    frame = read_meme(path)["motif"]
+    np.testing.assert_allclose(frame.to_numpy(), model.pwms_[1], atol=1e-6)
+    np.testing.assert_allclose(list(frame.attrs["background"].values()), model.background_,
+                               atol=1e-6)
+
+
+def test_meme_protein_without_strands(tmp_path):
+    protein = "ACDEFGHIKLMNPQRSTVWY"
+    pwms = _random_pwms(3, n=1, w=4, A=20)
+    path = tmp_path / "protein.meme"
+    write_meme(path, pwms, alphabet=protein, strands=None)
+    assert "strands" not in path.read_text()
+    frame = read_meme(path)["motif1"]
+    assert list(frame.columns) == list(protein)
+    np.testing.assert_allclose(frame.to_numpy(), pwms[0], atol=1e-6)
+
+
+GOOD_MEME = """MEME version 4
+
+ALPHABET= ACGT
+
+Background letter frequencies
+A 0.25 C 0.25 G 0.25 T 0.25
+
+MOTIF m1 alt
+letter-probability matrix: alength= 4 w= 2 nsites= 5 E= 1e-3
+ 0.1 0.2 0.3 0.4
+ 0.25 0.25 0.25 0.25
+"""
+
+
+def test_meme_reader_accepts_alt_names_and_e_values(tmp_path):
+    frame = read_meme(_write(tmp_path / "good.meme", GOOD_MEME))["m1"]
+    assert frame.attrs["alt_name"] == "alt" and frame.attrs["E"] == 1e-3
+    assert frame.shape == (2, 4)
+
+
+@pytest.mark.parametrize(
+    "old, new, line, message",
+    [
+        (" 0.25 0.25 0.25 0.25\n", "", None, "ends after 1 of 2 rows"),
+        (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3", 10, "has 3 values, expected 4"),
+        (" 0.1 0.2 0.3 0.4", " 0.1 0.2 x 0.4", 10, "not numbers"),
+        (" 0.1 0.2 0.3 0.4", " 0.9 0.9 0.3 0.4", 10, "not probabilities"),
+        ("alength= 4", "alength= 5", 9, "does not match the alphabet"),
+        ("ALPHABET= ACGT\n", "", 8, "no 'ALPHABET=' line"),
+        ("w= 2", "w= two", 9, "needs 'w= <int>'"),
+        ("MOTIF m1 alt", "MOTIF", 8, "without a name"),
+    ],
+)
+def test_malformed_meme_names_file_and_line(tmp_path, old, new, line, message):
+    path = _write(tmp_path / "bad.meme", GOOD_MEME.replace(old, new))
+    where = rf"bad\.meme, line {line}: " if line else r"bad\.meme: .*"
+    with pytest.raises(ValueError, match=where + f".*{message}"):
+        read_meme(path)
+
+
+def test_not_a_meme_file(tmp_path):
+    with pytest.raises(ValueError, match=r"x\.meme: not a MEME motif file"):
+        read_meme(_write(tmp_path / "x.meme", ">seq\nACGT\n"))
+
+
+def test_writers_reject_bad_matrices(tmp_path):
+    with pytest.raises(ValueError, match=r"\(w, 4\)"):
+        write_meme(tmp_path / "a.meme", {"m": np.ones((3, 5))})
+    with pytest.raises(ValueError, match="non-negative"):
+        write_jaspar(tmp_path / "a.jaspar", {"m": -np.ones((3, 4))})
+    with pytest.raises(ValueError, match="one word"):
+        write_meme(tmp_path / "a.meme", {"two words": np.ones((3, 4))})
+
+
+# ------------------------------------------------------------------ JASPAR
+
+
+def test_jaspar_round_trip_of_counts_and_of_probabilities(tmp_path):
+    counts = np.random.default_rng(4).integers(0, 30, size=(7, 4)).astype(float)
+    path = tmp_path / "counts.jaspar"
+    write_jaspar(path, {"MA0001.1": counts, "MA0002.1": counts[::-1]},
+                 names={"MA0001.1": "FOO"})
+    motifs = read_jaspar(path)
+    assert list(motifs) == ["MA0001.1", "MA0002.1"]
+    np.testing.assert_allclose(motifs["MA0001.1"].to_numpy(), counts)
+    np.testing.assert_allclose(motifs["MA0002.1"].to_numpy(), counts[::-1])
+    assert motifs["MA0001.1"].attrs["name"] == "FOO"
+    assert list(motifs["MA0001.1"].columns) == list("ACGT")
+
+    probabilities = _random_pwms(5, n=1)[0]
+    write_jaspar(tmp_path / "p.jaspar", {"m": probabilities}, nsites=200)
+    frame = read_jaspar(tmp_path / "p.jaspar")["m"]
+    np.testing.assert_allclose(frame.sum(axis=1), 200, atol=0.02)
+    np.testing.assert_allclose(frame.to_numpy() / 200, probabilities, atol=1e-4)
+
+
+def test_jaspar_reads_the_canonical_layout(tmp_path):
+    text = (">MA0004.1 Arnt\n"
+            "A  [ 4  19   0   0   0   0 ]\n"
+            "C  [16   0  20   0   0   0 ]\n"
+            "G  [ 0   1   0  20   0  20 ]\n"
+            "T  [ 0   0   0   0  20   0 ]\n")
+    frame = read_jaspar(_write(tmp_path / "arnt.jaspar", text))["MA0004.1"]
+    assert frame.attrs["name"] == "Arnt" and frame.shape == (6, 4)
+    assert frame.loc[1, "A"] == 19 and (frame.sum(axis=1) == 20).all()
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("A [ 1 2 ]\n", 1, "before the first '>' header"),
+        (">m\nA [ 1 2 ]\nC [ 1 2 3 ]\n", 1, "rows of different lengths"),
+        (">m\nA [ 1 2 ]\nA [ 1 2 ]\n", 3, "appears twice"),
+        (">m\nA [ 1 x ]\n", 2, "not numbers"),
+        (">m\nA [ 1 -2 ]\n", 2, "non-negative"),
+        (">m\nA 1 2\n", 2, "expected a row like"),
+        (">m\n>n\nA [ 1 ]\n", 1, "'m' has no rows"),
+        (">m\nA [ 1 ]\n>m\nA [ 1 ]\n", 3, "appears twice"),
+    ],
+)
+def test_malformed_jaspar_names_file_and_line(tmp_path, text, line, message):
+    with pytest.raises(ValueError, match=rf"bad\.jaspar, line {line}: .*{message}"):
+        read_jaspar(_write(tmp_path / "bad.jaspar", text))
+
+
+def test_empty_jaspar(tmp_path):
+    with pytest.raises(ValueError, match="no JASPAR matrices"):
+        read_jaspar(_write(tmp_path / "empty.jaspar", "\n"))
+
+
+def test_fasta_windows_fit_and_sites_end_to_end(tmp_path):
+    """FASTA file -> windows -> fit -> sites, with the planted sites recovered."""
+    from skem.datasets import make_motif_sequences
+    from skem.motifs import sequence_windows
+
+    sequences, sites, pwm = make_motif_sequences(150, 80, width=8, random_state=6)
+    text = "".join(f">{name}\n{seq[:50].lower()}\n{seq[50:]}\n\n" for name, seq in sequences.items())
+    path = _write(tmp_path / "planted.fa.gz", text, compress=True)
+    windows = sequence_windows(read_fasta(path), 8)
+    model = MotifMixture(random_state=0).fit(windows.windows)
+    found = windows.sites(model.predict_proba(windows.windows)[:, 1])
+    planted = set(zip(sites["sequence"], sites["start"]))
+    assert len(planted & set(zip(found["sequence"], found["start"]))) > 0.7 * len(planted)
+    assert isinstance(found, pd.DataFrame)

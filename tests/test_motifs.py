@@ -1,0 +1,463 @@
+"""Tests of MotifMixture: kernels by hand, recovery of planted motifs, windowing, results, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
+
+from skem import MotifMixture
+from skem.datasets import make_motif_pwm, make_motif_sequences, make_motif_windows
+from skem.motifs import (
+    decode_sequences,
+    encode_sequences,
+    motif_m_step,
+    one_hot,
+    reverse_complement,
+    sequence_windows,
+)
+
+PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _distance_to(model, pwm):
+    """Frobenius (L2) distance from the planted PWM to the closest fitted component."""
+    return min(np.linalg.norm(component - pwm) for component in model.pwms_)
+
+
+def _motif_component(model, pwm):
+    return int(np.argmin([np.linalg.norm(component - pwm) for component in model.pwms_]))
+
+
+# ------------------------------------------------------------------ kernels
+
+
+def test_one_hot_marks_each_letter_and_leaves_missing_letters_empty():
+    codes = np.array([[0, 3, -1], [2, 2, 1]])
+    onehot = one_hot(codes, 4)
+    assert onehot.shape == (2, 12)
+    for row, position in itertools.product(range(2), range(3)):
+        block = onehot[row, 4 * position : 4 * position + 4]
+        if codes[row, position] < 0:
+            assert not block.any()
+        else:
+            assert block.sum() == 1 and block[codes[row, position]] == 1
+
+
+def test_log_probability_is_sum_of_log_letter_probabilities():
+    rng = np.random.default_rng(0)
+    model = MotifMixture(random_state=0).fit(make_motif_windows(200, width=5, random_state=0)[0])
+    X = rng.integers(0, 4, size=(7, 5))
+    weights, pwms = model.weights_, model.pwms_
+    by_hand = np.array(
+        [
+            logsumexp([np.log(weights[k]) + sum(np.log(pwms[k, i, x[i]]) for i in range(5))
+                       for k in range(2)])
+            for x in X
+        ]
+    )
+    np.testing.assert_allclose(model.score_samples(X), by_hand, rtol=1e-12)
+
+
+def test_missing_letter_is_marginalized():
+    """p(window with N at i) = sum over the letters a of p(window with a at i)."""
+    X, _, _ = make_motif_windows(300, width=6, random_state=1)
+    model = MotifMixture(random_state=0).fit(X)
+    window = "ACNTGA"
+    filled = [window.replace("N", letter) for letter in "ACGT"]
+    assert model.score_samples([window])[0] == pytest.approx(
+        logsumexp(model.score_samples(filled)), rel=1e-12
+    )
+    # Every wildcard of the alphabet means the same: unknown.
+    for wildcard in "NRYn":
+        assert model.score_samples([window.replace("N", wildcard)])[0] == pytest.approx(
+            model.score_samples([window])[0], rel=1e-14
+        )
+    np.testing.assert_array_equal(
+        model.score_samples(np.array([[0, 1, -1, 3, 2, 0]])), model.score_samples([window])
+    )
+
+
+def test_m_step_is_weighted_letter_frequencies_plus_pseudocount_not_a_weighted_mean():
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 4, size=(50, 3))
+    resp = rng.dirichlet([1.0, 1.0], size=50)
+    counts = (resp.T @ one_hot(codes, 4)).reshape(2, 3, 4)
+    weights, pwms = motif_m_step(resp.sum(axis=0), counts, 0.5, tied_background=False)
+    for k, i, a in itertools.product(range(2), range(3), range(4)):
+        numerator = resp[codes[:, i] == a, k].sum() + 0.5
+        assert pwms[k, i, a] == pytest.approx(numerator / (resp[:, k].sum() + 4 * 0.5))
+    np.testing.assert_allclose(weights, resp.mean(axis=0))
+    _, tied = motif_m_step(resp.sum(axis=0), counts, 0.5, tied_background=True)
+    pooled = counts[0].sum(axis=0) + 0.5
+    np.testing.assert_allclose(tied[0], np.tile(pooled / pooled.sum(), (3, 1)))
+    np.testing.assert_allclose(tied[1], pwms[1])
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def test_strings_of_any_case_equal_codes():
+    X, _, _ = make_motif_windows(400, width=8, random_state=3)
+    codes = encode_sequences(X)
+    mixed = [s.lower() if i % 2 else s for i, s in enumerate(X)]
+    np.testing.assert_array_equal(encode_sequences(mixed), codes)
+    np.testing.assert_array_equal(decode_sequences(codes), X)
+    from_strings = MotifMixture(random_state=0).fit(mixed)
+    from_codes = MotifMixture(random_state=0).fit(codes)
+    np.testing.assert_array_equal(from_strings.pwms_, from_codes.pwms_)
+    np.testing.assert_array_equal(from_strings.lower_bounds_, from_codes.lower_bounds_)
+    np.testing.assert_array_equal(from_strings.predict_proba(X), from_codes.predict_proba(codes))
+    # A 2-D array of letters and a one-column DataFrame of sequences are strings too.
+    letters = np.array([list(s) for s in X])
+    np.testing.assert_array_equal(from_codes.score_samples(letters), from_codes.score_samples(codes))
+    frame = pd.DataFrame({"window": X})
+    np.testing.assert_array_equal(from_codes.score_samples(frame), from_codes.score_samples(codes))
+
+
+def test_any_alphabet_works():
+    X, y, pwm = make_motif_windows(
+        2000, width=8, motif_fraction=0.1, alphabet=PROTEIN, random_state=4
+    )
+    model = MotifMixture(alphabet=PROTEIN, random_state=0).fit(X)
+    assert model.pwms_.shape == (2, 8, 20)
+    assert _distance_to(model, pwm) < 0.5
+    assert "X" not in PROTEIN and np.isfinite(model.score_samples(["XXXXXXXX"])).all()
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_l2_distance_to_the_planted_motif_shrinks_with_n():
+    pwm = make_motif_pwm(8, random_state=5)
+    distances = []
+    for n in (300, 3000, 30000):
+        X, _, _ = make_motif_windows(n, pwm=pwm, motif_fraction=0.2, random_state=n)
+        distances.append(_distance_to(MotifMixture(random_state=0).fit(X), pwm))
+    assert distances[0] > distances[1] > distances[2]
+    assert distances[2] < 0.15
+
+
+def test_predict_proba_separates_sites_from_background():
+    X, y, pwm = make_motif_windows(2000, random_state=6)
+    model = MotifMixture(random_state=0).fit(X)
+    motif = _motif_component(model, pwm)
+    assert motif == 1  # the search puts the background first
+    assert roc_auc_score(y, model.predict_proba(X)[:, motif]) > 0.95
+    assert model.weights_[motif] == pytest.approx(y.mean(), abs=0.03)
+
+
+def test_finds_a_motif_in_two_percent_of_windows_with_the_defaults():
+    X, y, pwm = make_motif_windows(5000, motif_fraction=0.02, random_state=7)
+    model = MotifMixture(random_state=0).fit(X)
+    assert _distance_to(model, pwm) < 0.5
+    assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.95
+
+
+def test_recovers_one_site_per_sequence_from_overlapping_windows():
+    """500 sequences of 150 nt, one site each, all windows: shifted copies are local optima."""
+    sequences, sites, pwm = make_motif_sequences(500, 150, width=10, random_state=8)
+    windows = sequence_windows(sequences, 10)
+    model = MotifMixture(random_state=0).fit(windows.windows)
+    assert _distance_to(model, pwm) < 0.5
+    found = windows.sites(model.predict_proba(windows.windows)[:, 1])
+    planted = set(zip(sites["sequence"], sites["start"]))
+    hits = set(zip(found["sequence"], found["start"]))
+    assert len(planted & hits) > 0.8 * len(planted)
+    assert len(hits - planted) < 0.2 * len(hits)
+
+
+def test_two_motifs_with_three_components():
+    X1, _, pwm1 = make_motif_windows(3000, width=8, motif_fraction=0.05, random_state=9)
+    X2, y2, pwm2 = make_motif_windows(3000, width=8, motif_fraction=0.05, random_state=10)
+    model = MotifMixture(3, random_state=0).fit(np.concatenate([X1, X2[y2 == 1]]))
+    assert _distance_to(model, pwm1) < 0.5 and _distance_to(model, pwm2) < 0.5
+    assert _motif_component(model, pwm1) != _motif_component(model, pwm2)
+
+
+@pytest.mark.parametrize("init_params", ["random", "kmeans", "k-means++"])
+def test_other_starts_find_an_abundant_motif(init_params):
+    X, _, pwm = make_motif_windows(2000, motif_fraction=0.3, random_state=11)
+    model = MotifMixture(init_params=init_params, random_state=0).fit(X)
+    assert _distance_to(model, pwm) < 0.5
+
+
+def test_position_independent_background_is_tied():
+    sequences, _, pwm = make_motif_sequences(200, 100, width=8, random_state=12)
+    windows = sequence_windows(sequences, 8).windows
+    model = MotifMixture(background="position-independent", random_state=0).fit(windows)
+    np.testing.assert_allclose(model.pwms_[0], np.tile(model.pwms_[0, 0], (8, 1)))
+    np.testing.assert_allclose(model.background_, model.pwms_[0, 0])
+    assert _distance_to(model, pwm) < 0.5
+    free = MotifMixture(random_state=0).fit(windows)
+    assert model._n_parameters() == 1 + 3 + 8 * 3
+    assert free._n_parameters() == 1 + 2 * 8 * 3
+
+
+# ------------------------------------------------------------------ EM contract
+
+
+@pytest.mark.parametrize("background", [None, "position-independent"])
+def test_log_likelihood_never_decreases_with_missing_letters(background):
+    X, _, _ = make_motif_windows(500, width=7, random_state=13)
+    X = np.array([s[:3] + "N" + s[4:] if i % 5 == 0 else s for i, s in enumerate(X)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MotifMixture(
+            background=background, init_params="random", max_iter=60, tol=0, random_state=1
+        ).fit(X)
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-12 * np.abs(model.lower_bounds_[1:]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=hst.integers(0, 2**31 - 1),
+    n=hst.integers(2, 40),
+    w=hst.integers(1, 6),
+    K=hst.integers(1, 3),
+    pseudocount=hst.floats(1e-3, 2.0),
+)
+def test_em_is_monotone_on_arbitrary_data(seed, n, w, K, pseudocount):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-1, 4, size=(n, w))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MotifMixture(
+            K, pseudocount=pseudocount, max_iter=20, tol=0, random_state=seed % 1000
+        ).fit(X)
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-10 * np.abs(model.lower_bounds_[1:]))
+    assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_sample_weight_equals_repeated_strings():
+    X, _, _ = make_motif_windows(300, width=6, random_state=14)
+    counts = np.random.default_rng(0).integers(0, 4, size=300)
+    weighted = MotifMixture(random_state=0).fit(X, sample_weight=counts)
+    repeated = MotifMixture(random_state=0).fit(np.repeat(X, counts))
+    np.testing.assert_allclose(weighted.pwms_, repeated.pwms_, rtol=1e-10)
+    np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
+
+
+def test_no_underflow_or_nan_at_width_500():
+    X, y, pwm = make_motif_windows(300, width=500, motif_fraction=0.3, random_state=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = MotifMixture(random_state=0).fit(X)
+    assert np.isfinite(model.lower_bounds_).all()
+    assert np.isfinite(model.pwms_).all() and np.isfinite(model.log_odds_).all()
+    log_likelihood = model.score_samples(X)
+    # Background windows have probability near 4**-500 = 1e-301: only log space is safe.
+    assert np.isfinite(log_likelihood).all() and log_likelihood.min() < -680
+    proba = model.predict_proba(X)
+    assert np.isfinite(proba).all()
+    assert roc_auc_score(y, proba[:, _motif_component(model, pwm)]) > 0.99
+
+
+def test_sample_draws_windows_from_the_fitted_model():
+    X, _, pwm = make_motif_windows(3000, width=6, motif_fraction=0.5, random_state=16)
+    model = MotifMixture(random_state=0).fit(X)
+    codes, labels = model.sample(20000)
+    assert codes.shape == (20000, 6) and codes.min() >= 0 and codes.max() <= 3
+    k = _motif_component(model, pwm)
+    frequencies = one_hot(codes[labels == k], 4).mean(axis=0).reshape(6, 4)
+    np.testing.assert_allclose(frequencies, model.pwms_[k], atol=0.03)
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_results_people_read():
+    X, _, pwm = make_motif_windows(3000, width=7, motif_fraction=0.2, random_state=17)
+    model = MotifMixture(random_state=0).fit(X)
+    frame = model.pwm()
+    assert list(frame.columns) == list("ACGT") and list(frame.index) == list(range(7))
+    np.testing.assert_allclose(frame.to_numpy(), model.pwms_[1])
+    np.testing.assert_allclose(frame.sum(axis=1), 1.0)
+    assert model.consensus_[1] == "".join("ACGT"[i] for i in pwm.argmax(axis=1))
+    p = model.pwms_
+    np.testing.assert_allclose(
+        model.information_content_, 2.0 + np.sum(p * np.log2(p), axis=2), rtol=1e-12
+    )
+    assert np.all(model.information_content_ >= 0) and np.all(model.information_content_ <= 2)
+    np.testing.assert_allclose(model.background_, p[0].mean(axis=0))
+    np.testing.assert_allclose(model.pwm(kind="log-odds"), np.log2(p[1] / model.background_))
+    np.testing.assert_allclose(
+        model.pwm(kind="information").sum(axis=1), model.information_content_[1]
+    )
+    np.testing.assert_allclose(model.pwm(0), p[0])
+    with pytest.raises(ValueError, match="kind"):
+        model.pwm(kind="bits")
+    with pytest.raises(ValueError, match="component"):
+        model.pwm(2)
+
+
+def test_bic_prefers_the_motif_model_when_there_is_a_motif():
+    X, _, _ = make_motif_windows(2000, width=8, motif_fraction=0.1, random_state=18)
+    one = MotifMixture(1).fit(X)
+    two = MotifMixture(2, random_state=0).fit(X)
+    assert two.bic(X) < one.bic(X)
+    noise, _, _ = make_motif_windows(2000, width=8, motif_fraction=0.0, random_state=19)
+    assert MotifMixture(1).fit(noise).bic(noise) < MotifMixture(2, random_state=0).fit(noise).bic(
+        noise
+    )
+
+
+# ------------------------------------------------------------------ windows
+
+
+def test_windows_remember_sequence_offset_and_strand():
+    sequences = {"a": "ACGTTGCA", "b": "GGN", "c": "TTACG"}
+    windows = sequence_windows(sequences, 4, both_strands=True)
+    assert "b" not in set(windows.names)  # shorter than the width
+    for name, start, strand, window in zip(
+        windows.names, windows.starts, windows.strands, windows.windows
+    ):
+        forward = sequences[name][start : start + 4]
+        assert window == (forward if strand == "+" else reverse_complement(forward))
+    assert len(windows) == 2 * (5 + 2)
+    frame = windows.to_frame()
+    assert list(frame.columns) == ["sequence", "start", "end", "strand", "window"]
+    assert (frame["end"] - frame["start"] == 4).all()
+    unnamed = sequence_windows(["ACGTA", "CC"], 2)
+    assert unnamed.names.tolist() == [0, 0, 0, 0, 1]
+
+
+def test_sites_map_back_and_overlaps_are_resolved():
+    windows = sequence_windows({"s": "AAAACCCCAAAA", "t": "CCCCAAAAA"}, 4)
+    probability = np.zeros(len(windows))
+    probability[[3, 4, 5]] = [0.6, 0.9, 0.7]  # overlapping windows of "s" at 3, 4, 5
+    probability[len(windows) - 1] = 0.8  # the last window of "t"
+    sites = windows.sites(probability)
+    assert sites[["sequence", "start"]].values.tolist() == [["s", 4], ["t", 5]]
+    assert sites["site"].tolist() == ["CCCC", "AAAA"]
+    assert len(windows.sites(probability, non_overlapping=False)) == 4
+    with pytest.raises(ValueError, match="windows"):
+        windows.sites(probability[:-1])
+
+
+def test_simulated_sites_are_in_the_sequences():
+    sequences, sites, pwm = make_motif_sequences(
+        50, 60, width=9, both_strands=True, site_probability=0.6, random_state=20
+    )
+    assert len(sequences) == 50 and all(len(s) == 60 for s in sequences.values())
+    assert 0 < len(sites) < 50 and set(sites["strand"]) == {"+", "-"}
+    for row in sites.itertuples():
+        forward = sequences[row.sequence][row.start : row.end]
+        assert row.site == (forward if row.strand == "+" else reverse_complement(forward))
+    assert pwm.shape == (9, 4)
+
+
+def test_reverse_complement():
+    assert reverse_complement("ACGTN") == "NACGT"
+    assert reverse_complement("acgRY") == "RYcgt"
+    assert reverse_complement("ACGU", alphabet="ACGU") == "ACGU"
+    with pytest.raises(ValueError, match="nucleotide"):
+        reverse_complement("ACDE", alphabet=PROTEIN)
+
+
+# ------------------------------------------------------------------ plotting
+
+
+def test_logo_is_drawn_with_logomaker():
+    pytest.importorskip("logomaker")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from skem.plotting import plot_logo
+
+    X, _, _ = make_motif_windows(500, width=6, random_state=21)
+    model = MotifMixture(random_state=0).fit(X)
+    logo = plot_logo(model)
+    assert len(logo.ax.patches) or len(logo.glyph_df)
+    plot_logo(model.pwm(), kind="probability")
+    plot_logo(model.pwms_[1], kind="log-odds")
+    matplotlib.pyplot.close("all")
+
+
+def test_logo_without_logomaker_names_the_plot_extra(monkeypatch):
+    import builtins
+
+    from skem import plotting
+
+    real_import = builtins.__import__
+
+    def no_logomaker(name, *args, **kwargs):
+        if name == "logomaker":
+            raise ImportError("No module named 'logomaker'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_logomaker)
+    with pytest.raises(ImportError, match=r"skem\[plot\]"):
+        plotting.plot_logo(np.full((3, 4), 0.25))
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (["ACGT", "ACG"], "same length: sequence 1 has length 3"),
+        (["ACGT", "ACZT"], "Unknown letter 'Z' in sequence 1 at position 2"),
+        (["ACGT", "AC-T"], "Unknown letter '-' in sequence 1 at position 2"),
+        ([], "empty"),
+        (["", ""], "length 0"),
+        (np.zeros((5, 0), dtype=int), "0 feature"),
+        (np.array([[0, 1], [4, 0]]), r"0\.\.3.*X\[1, 0\] = .*4"),
+        (np.array([[0, 1], [-2, 0]]), r"X\[1, 0\]"),
+        (np.array([[0.0, 1.5], [1.0, 0.0]]), "integers"),
+        ("ACGT", "single string"),
+    ],
+)
+def test_bad_input_is_a_clear_error(X, message):
+    with pytest.raises(ValueError, match=message):
+        MotifMixture().fit(X)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(alphabet="ACGA"), "repeated letters.*'A'"),
+        (dict(alphabet="ACgc"), "repeated letters"),
+        (dict(alphabet="A"), "at least 2 letters"),
+        (dict(alphabet="ACGT", wildcards="NA"), "overlap"),
+    ],
+)
+def test_bad_alphabet_is_a_clear_error(params, message):
+    with pytest.raises(ValueError, match=message):
+        MotifMixture(**params).fit(["ACGT", "CCGT"])
+
+
+def test_parameters_are_validated():
+    with pytest.raises(ValueError, match="pseudocount"):
+        MotifMixture(pseudocount=0.0).fit(["ACGT", "CCGT"])
+    with pytest.raises(ValueError, match="background"):
+        MotifMixture(background="uniform").fit(["ACGT", "CCGT"])
+
+
+def test_new_windows_must_have_the_fitted_width():
+    model = MotifMixture(random_state=0).fit(make_motif_windows(100, width=6, random_state=0)[0])
+    with pytest.raises(ValueError, match="6 features"):
+        model.predict(["ACGTA"])
+    with pytest.raises(ValueError, match="Unknown letter 'U'"):
+        model.predict(["ACGTAU"])
+
+
+def test_windowing_rejects_bad_input():
+    with pytest.raises(ValueError, match="width"):
+        sequence_windows(["ACGT"], 0)
+    with pytest.raises(ValueError, match="no windows"):
+        sequence_windows(["ACG"], 4)
+    with pytest.raises(ValueError, match="single string"):
+        sequence_windows("ACGT", 2)
+    with pytest.raises(ValueError, match="nucleotide"):
+        sequence_windows(["ACDE"], 2, both_strands=True, alphabet=PROTEIN)
