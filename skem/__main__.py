@@ -1,0 +1,7 @@
+"""``python -m skem`` runs the ``skem`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
