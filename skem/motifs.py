@@ -23,7 +23,7 @@ are continued; the best continuation starts the full fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -702,14 +702,21 @@ class MotifMixture(BaseMixture):
     frequencies of the data. Then, on a weighted draw of at most 20 000
     windows: up to 1000 distinct observed windows become candidate PWMs
     (probability 0.5 on the observed letter plus half of the background);
-    all are scored at once by the likelihood of the data under the
-    current mixture plus the candidate; the best 50 take 10 EM steps side
-    by side (the rest of the mixture held fixed); the best 3 are continued
-    for 50 full EM steps, and the best of those starts the fit on all
-    windows. Further motif components are added one at a time the same way.
-    A motif in a fraction ``f`` of the windows is among the candidates with
-    probability ``1 - exp(-1000 f)``; ``n_init`` repeats the search with other
-    candidates.
+    all are scored at once by the likelihood of the data under the current
+    mixture plus the candidate; the best 50 take 10 EM steps side by side
+    (the rest of the mixture held fixed). The best 3 distinct results and
+    their phase shifts by up to 3 positions (a start half-covering the
+    motif otherwise stays shifted) are refined the same way; the best 3
+    distinct ones are continued for 50 full EM steps, then for 5 steps on
+    all windows, and the best starts the fit. Further motif components are
+    added one at a time the same way. A motif in a fraction ``f`` of the
+    windows is among the candidates with probability ``1 - exp(-1000 f)``;
+    ``n_init`` repeats the search with other candidates.
+
+    Windows of both strands (:func:`sequence_windows` with
+    ``both_strands=True``) hold each site once as the motif and once as its
+    reverse complement; one component may then settle on a blend of the two
+    orientations, and ``n_components=3`` can separate them.
 
     Identical windows are fitted once with their summed weight, which changes
     nothing but the speed.
@@ -880,8 +887,8 @@ class MotifMixture(BaseMixture):
             return resp / resp.sum(axis=1, keepdims=True)
         return super()._initial_resp(data, random_state)
 
-    def _init_features(self, data):
-        return data.expanded()
+    def _init_features(self, data, rows):
+        return data.take(rows).expanded()
 
     def _search_motifs(self, data, random_state):
         """MEME-style start: add motif components one by one from scored observed windows."""
@@ -905,9 +912,12 @@ class MotifMixture(BaseMixture):
             )
             # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
             # so that a start half-covering the motif can still reach it.
-            shifted = [(_shift(log_pwm, background, shift), alpha) for log_pwm, alpha in best
-                       for shift in range(-MAX_SHIFT, MAX_SHIFT + 1) if 0 < abs(shift) < w]
-            family = best + shifted
+            family = best + [
+                (_shift(log_pwm, background, shift), alpha)
+                for log_pwm, alpha in best
+                for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
+                if 0 < abs(shift) < w
+            ]
             best = _refine_candidates(
                 onehot, weights, rest, np.stack([log_pwm for log_pwm, _ in family]),
                 np.array([alpha for _, alpha in family]), self.pseudocount, A, len(family),
@@ -918,14 +928,15 @@ class MotifMixture(BaseMixture):
                     np.append(params.weights * (1.0 - alpha), alpha),
                     np.concatenate([params.pwms, np.exp(log_pwm).reshape(1, w, A)]),
                 )
-                runs.append(
-                    run_em(self, search, start, max_iter=CONTINUE_ITER, tol=0.0)
-                )
+                runs.append(run_em(self, search, start, max_iter=CONTINUE_ITER, tol=0.0))
             if search is not data:
-                # The search rows hold few sites of a rare motif: let all the rows
-                # decide between the continued candidates.
+                # The search rows hold few sites of a rare motif: all the rows decide
+                # between the continued candidates.
+                chunk_rows = self._chunk_rows(data)
                 runs = [
-                    run_em(self, data, run.params, max_iter=FINAL_ITER, tol=0.0) for run in runs
+                    run_em(self, data, run.params, max_iter=FINAL_ITER, tol=0.0,
+                           chunk_rows=chunk_rows)
+                    for run in runs
                 ]
             result = max(runs, key=lambda run: run.lower_bound)
             if self.verbose:
@@ -1034,11 +1045,7 @@ def _search_rows(data, random_state):
         return data
     draws = random_state.multinomial(SEARCH_ROWS, data.weights / data.weights.sum())
     chosen = np.flatnonzero(draws)
-    codes = data.codes[chosen]
-    onehot = data.onehot[chosen] if data.onehot.shape[1] else one_hot(codes, data.n_letters)
-    return MotifData(
-        weights=draws[chosen].astype(float), codes=codes, onehot=onehot, n_letters=data.n_letters
-    )
+    return replace(data.take(chosen), weights=draws[chosen].astype(float))
 
 
 def _candidate_pwms(data, background, random_state):
