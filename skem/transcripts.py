@@ -444,7 +444,7 @@ class TranscriptQuantifier(BaseEM):
         The objective of each accepted state of the best run.
     n_features_in_ : int
         Number of transcripts seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Transcript names, when ``X`` was a DataFrame with string column names.
 
     See Also
