@@ -8,12 +8,14 @@ loaders in :mod:`skem.datasets` can return the truth beside the data.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from skem.datasets import make_negbin_mixture
+from skem.datasets import make_motif_sequences, make_negbin_mixture, make_transcript_reads
+from skem.io import write_meme
 
 DATA = Path(__file__).resolve().parents[1] / "skem" / "data"
 
@@ -35,6 +37,40 @@ def negbin_counts():
     frame.to_csv(DATA / "negbin_counts.csv.gz")
 
 
+def transcripts():
+    """Equivalence classes of 200 000 reads (salmon's --dumpEq format), lengths and the truth."""
+    X, counts, truth = make_transcript_reads(200_000, n_genes=60, fragment_length=100,
+                                             random_state=2024)
+    names = truth.transcript_names
+    lines = [str(len(names)), str(X.shape[0]), *names]
+    for row, count in zip(X, counts):
+        ids = row.indices
+        lines.append("\t".join([str(ids.size), *map(str, ids), str(int(count))]))
+    with gzip.open(DATA / "transcripts_eq_classes.txt.gz", "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    pd.DataFrame({"Name": names, "Length": truth.lengths.astype(int)}).to_csv(
+        DATA / "transcripts_lengths.tsv", sep="\t", index=False
+    )
+    pd.DataFrame({"target_id": names, "true_counts": truth.counts, "true_tpm": truth.tpm}).to_csv(
+        DATA / "transcripts_truth.tsv", sep="\t", index=False, float_format="%.6g"
+    )
+
+
+def motif_sequences():
+    """300 sequences of 120 nt; 80 % carry one site of a 12-nt motif, on either strand."""
+    sequences, sites, pwm = make_motif_sequences(
+        300, 120, width=12, site_probability=0.8, both_strands=True, random_state=2024
+    )
+    with gzip.open(DATA / "motif_sequences.fa.gz", "wt") as handle:
+        for name, sequence in sequences.items():
+            handle.write(f">{name}\n")
+            handle.writelines(sequence[i:i + 60] + "\n" for i in range(0, len(sequence), 60))
+    write_meme(DATA / "motif_truth.meme", pwm[None], nsites=len(sites))
+    sites.to_csv(DATA / "motif_sites.tsv", sep="\t", index=False)
+
+
 if __name__ == "__main__":
     DATA.mkdir(exist_ok=True)
     negbin_counts()
+    transcripts()
+    motif_sequences()
