@@ -557,7 +557,7 @@ def _normalize(counts):
     return counts / counts.sum(axis=-1, keepdims=True)
 
 
-def motif_m_step(resp_sum, counts, pseudocount, tied_background, previous_weights=None):
+def motif_m_step(resp_sum, counts, pseudocount, tied_background):
     """MAP M-step of the motif mixture.
 
     Parameters
@@ -672,11 +672,11 @@ class MotifMixture(BaseMixture):
         Objective per window of the training data at the fitted parameters:
         mean log-likelihood plus the log prior of the pseudocounts divided by
         the total weight.
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape (`n_iter_` + 1,)
         The same along the best run, from its start.
     n_features_in_ : int
         The window width ``w``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame of codes with string column names.
 
     See Also
@@ -848,10 +848,10 @@ class MotifMixture(BaseMixture):
         # then runs along contiguous rows and shares one exponential with the
         # responsibilities, so that it costs less than the two matrix products.
         onehot = chunk.expanded()
+        K = params.pwms.shape[0]
+        log_prob = np.ascontiguousarray((onehot @ np.log(params.pwms).reshape(K, -1).T).T)
         with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        log_prob = np.ascontiguousarray(self._estimate_log_prob(params, chunk).T)
-        log_prob += log_weights[:, None]
+            log_prob += np.log(params.weights)[:, None]
         resp, log_norm = _log_normalize(log_prob)
         resp *= chunk.weights
         return MotifStats(resp.sum(axis=1), resp @ onehot), float(chunk.weights @ log_norm)

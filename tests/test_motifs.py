@@ -248,6 +248,19 @@ def test_sample_weight_equals_repeated_strings():
     np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
 
 
+def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch):
+    import skem.motifs
+
+    X, _, _ = make_motif_windows(600, width=7, random_state=22)
+    stored = MotifMixture(random_state=0).fit(X)
+    monkeypatch.setattr(skem.motifs, "ONEHOT_BYTES", 0)
+    lazy = MotifMixture(random_state=0, chunk_size=50).fit(X)
+    assert lazy._prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
+    np.testing.assert_allclose(lazy.pwms_, stored.pwms_, rtol=1e-9)
+    np.testing.assert_allclose(lazy.lower_bounds_, stored.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(lazy.predict_proba(X), stored.predict_proba(X), rtol=1e-9)
+
+
 def test_no_underflow_or_nan_at_width_500():
     X, y, pwm = make_motif_windows(300, width=500, motif_fraction=0.3, random_state=15)
     with warnings.catch_warnings():
