@@ -12,6 +12,7 @@ through the hooks listed in each class docstring.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -27,13 +28,36 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
-from ._em import CHUNK_BYTES, e_pass, run_em
+from ._dask import DaskRows, is_dask_array, map_rows
+from ._em import CHUNK_BYTES, run_em
 from ._rows import compress_rows
 
 __all__ = ["BaseEM", "BaseMixture"]
 
 #: k-means initialization clusters at most this many rows, then assigns all rows.
 INIT_SAMPLE = 10_000
+
+
+def _lazy_on_dask(output):
+    """Answer a dask array lazily with the same method applied block by block.
+
+    ``output`` is "values" (one float per row), "labels" (one integer per
+    row) or "posterior" (``_n_outputs()`` floats per row).
+    """
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, X, *args, **kwargs):
+            if not is_dask_array(X):
+                return method(self, X, *args, **kwargs)
+            check_is_fitted(self)
+            n_columns = self._n_outputs() if output == "posterior" else None
+            dtype = np.intp if output == "labels" else np.float64
+            return map_rows(self, method.__name__, X, n_columns, dtype)
+
+        return wrapper
+
+    return decorate
 
 
 class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -68,6 +92,21 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     A subclass with a ``min_iter`` parameter has it passed to the engine (no
     stopping rule before that many iterations); the others use 0.
+
+    Dask arrays (see :mod:`skem._dask`): a subclass with ``_fits_dask = True``
+    fits them block by block through these hooks, whose defaults suit models
+    whose blocks need nothing from the rest of the data:
+
+    ``_summarize_block(X_block) -> object``
+        Validate one block during the first pass; return what ``_dask_layout``
+        needs from it (default: validate with ``_validate_X``, return None).
+    ``_dask_layout(summaries, rows) -> object``
+        Data-wide tables shared by all blocks, from the blocks' summaries;
+        ``rows.map_blocks(function)`` runs a further pass if needed (default None).
+    ``_prepare_block(X_block, weights, layout) -> RowData``
+        A block's row data (default: ``_prepare(_validate_X(X_block), weights)``).
+    ``_n_outputs() -> int``
+        Columns of ``predict_proba``, for its lazy result on dask input.
     """
 
     _parameter_constraints: dict = {
@@ -85,6 +124,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     #: Whether fit collapses identical rows (every estimator here can; a subclass may opt out).
     _compress_rows = True
+    #: Whether fit accepts dask arrays (through the block hooks).
+    _fits_dask = False
 
     def __init__(
         self,
@@ -128,38 +169,42 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or dask array
+            Training data. Estimators that accept a dask array fit it block by
+            block where the blocks are (see :mod:`skem._dask`).
         y : Ignored
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row multiplicities: a row with weight 2 counts as two
-            identical rows.
+            identical rows. A dask array for dask ``X`` (rechunked like its rows).
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        X = self._validate_X(X, reset=True)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        self._check_fit_data(X)
-        if self._compress_rows:
-            X, weights, _ = compress_rows(X, weights)
-        keep = weights > 0
-        if not keep.all():
-            X, weights = X[keep], weights[keep]
-        data = self._prepare(X, weights)
+        on_dask = is_dask_array(X)
+        if on_dask:
+            data = DaskRows.for_fit(self, X, sample_weight)
+            chunk_rows = None  # each block sizes its own chunks, where it is
+        else:
+            X = self._validate_X(X, reset=True)
+            weights = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+            self._check_fit_data(X)
+            data = self._in_memory_rows(X, weights)
+            chunk_rows = self._chunk_rows(data)
 
         if self.warm_start and hasattr(self, "converged_"):
             starts = [self._get_fitted_params()]
         else:
             rng = check_random_state(self.random_state)
             starts = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
-        chunk_rows = self._chunk_rows(data)
         # Seeds are drawn up front and results collected in submission order, so a
-        # parallel fit is identical to a serial one.
-        results = Parallel(n_jobs=self.n_jobs)(
+        # parallel fit is identical to a serial one. Runs on dask rows stay in threads
+        # of this process, which holds the connection to the cluster.
+        results = Parallel(n_jobs=self.n_jobs, require="sharedmem" if on_dask else None)(
             delayed(self._run_from)(data, start, chunk_rows, index)
             for index, start in enumerate(starts)
         )
@@ -178,11 +223,21 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             )
         return self
 
+    def _in_memory_rows(self, X, weights):
+        """Row data of validated ``X``: identical rows collapsed, rows of weight 0 dropped."""
+        if self._compress_rows:
+            X, weights, _ = compress_rows(X, weights)
+        keep = weights > 0
+        if not keep.all():
+            X, weights = X[keep], weights[keep]
+        return self._prepare(X, weights)
+
     def _run_from(self, data, start, chunk_rows, index):
         if self.verbose:
             print(f"Initialization {index}")
         if isinstance(start, (Integral, np.integer)):
-            params = self._initialize(data, np.random.RandomState(start))
+            random_state = np.random.RandomState(start)
+            params = self._initialize(data.init_rows(random_state), random_state)
         else:
             params = start
         result = run_em(
@@ -242,18 +297,20 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         pieces = [function(params, chunk) for chunk in data.chunks(self._chunk_rows(data))]
         return _stack_rows(pieces)
 
+    @_lazy_on_dask("values")
     def score_samples(self, X):
         """Log-likelihood of each row under the fitted model.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or dask array
             Rows to score.
 
         Returns
         -------
         log_likelihood : ndarray of shape (n_samples,)
-            ``log p(x_i)``, including all normalizing constants.
+            ``log p(x_i)``, including all normalizing constants; a lazy dask
+            array (computed block by block) for dask ``X``.
         """
         return self._chunked(self._score_samples, self._prepare_new(X))
 
@@ -279,32 +336,35 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         log_likelihood = self.score_samples(X)
         return float(np.average(log_likelihood, weights=sample_weight))
 
+    @_lazy_on_dask("posterior")
     def predict_proba(self, X):
         """Posterior probability of each component (or transcript) for each row.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or dask array
             Rows to evaluate.
 
         Returns
         -------
         posterior : ndarray of shape (n_samples, n_components)
-            Rows sum to 1.
+            Rows sum to 1. A lazy dask array for dask ``X``.
         """
         return self._chunked(self._predict_proba, self._prepare_new(X))
 
+    @_lazy_on_dask("labels")
     def predict(self, X):
         """Most probable component (or transcript) of each row.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or dask array
             Rows to label.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy dask array for dask ``X``.
         """
         return np.asarray(self.predict_proba(X).argmax(axis=1)).reshape(-1)
 
@@ -347,6 +407,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _finish_fit(self, params, data):
         return params
+
+    def _summarize_block(self, X):
+        self._validate_X(X, reset=False)
+
+    def _dask_layout(self, summaries, rows):
+        return None
+
+    def _prepare_block(self, X, weights, layout):
+        return self._prepare(self._validate_X(X, reset=False), weights)
 
     def _params_converged(self, old, new):
         return False
@@ -409,8 +478,14 @@ class BaseMixture(BaseEM):
                 f"{self.n_components}, n_samples = {n_samples}."
             )
 
+    #: Mixtures fit dask arrays: their E-step and initialization need nothing beyond the hooks.
+    _fits_dask = True
+
     def _work_per_row(self, data):
         return 4 * self.n_components
+
+    def _n_outputs(self):
+        return self.n_components
 
     def _weighted_log_prob(self, params, chunk):
         with np.errstate(divide="ignore"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "EMModel",
     "EMResult",
     "RowData",
+    "add_items",
     "e_pass",
     "run_em",
 ]
@@ -74,6 +76,27 @@ class RowData:
             return
         for start in range(0, n, chunk_rows):
             yield self.take(slice(start, min(start + chunk_rows, n)))
+
+    @property
+    def total_weight(self) -> float:
+        return float(self.weights.sum())
+
+    def reduce_chunks(self, function, chunk_rows: int | None):
+        """Sum ``function(chunk)`` over the chunks, in order.
+
+        ``function`` returns a tuple whose items add up (statistics, floats);
+        the result is their item-wise sum. Sources whose rows live elsewhere
+        (:class:`skem._dask.DaskRows`) override this with a distributed reduction.
+        """
+        total = None
+        for chunk in self.chunks(chunk_rows):
+            value = function(chunk)
+            total = value if total is None else add_items(total, value)
+        return total
+
+    def init_rows(self, random_state) -> RowData:
+        """The in-memory rows that initialization works on: all of them here."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -217,15 +240,22 @@ class ConvergenceMonitor:
         )
 
 
+def add_items(a: tuple, b: tuple) -> tuple:
+    """Item-wise sum of two tuples of summands."""
+    return tuple(x + y for x, y in zip(a, b))
+
+
 def e_pass(model: EMModel, params: Any, data: RowData, chunk_rows: int | None):
     """One E-step over all chunks: the summed statistics and the objective per unit weight."""
-    stats, loglik = None, 0.0
-    for chunk in data.chunks(chunk_rows):
-        chunk_stats, chunk_loglik = model._e_step(params, chunk)
-        stats = chunk_stats if stats is None else stats + chunk_stats
-        loglik += chunk_loglik
-    objective = (loglik + model._log_prior(params)) / data.weights.sum()
+    # A partial of a module-level function (not a closure) so that the step can be
+    # pickled to where the rows are, for sources that reduce remotely.
+    stats, loglik = data.reduce_chunks(partial(_e_step_of, model, params), chunk_rows)
+    objective = (loglik + model._log_prior(params)) / data.total_weight
     return stats, float(objective)
+
+
+def _e_step_of(model, params, chunk):
+    return model._e_step(params, chunk)
 
 
 def run_em(

@@ -30,7 +30,7 @@ EM stays monotone).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from numbers import Real
 
 import numpy as np
@@ -194,60 +194,131 @@ def _direct_table_pays(column_max, n_entries):
     return column_max.sum() <= max(2 * n_entries, 10**6)
 
 
+def _entries(X):
+    """The entries of ``X`` (the stored ones if sparse), and the features of a slice of them."""
+    if sp.issparse(X):
+        return X.data, lambda block: X.indices[block]
+    entries = X.reshape(-1)
+    n_features = X.shape[1]
+    # Entry e of dense X belongs to feature e % n_features.
+    return entries, lambda block: np.arange(block.start, min(block.stop, entries.size)) % n_features
+
+
+def _entry_blocks(n_entries):
+    return [slice(start, start + _INDEX_BLOCK) for start in range(0, n_entries, _INDEX_BLOCK)]
+
+
+def _entry_summary(X):
+    """What the choice of pair table needs from ``X``: per-feature maxima, whether
+    all entries are integers, and the number of entries. Maxima and counts
+    combine over blocks of rows (max, all, sum), so dask input is summarized
+    block by block."""
+    entries, _ = _entries(X)
+    column_max = X.max(axis=0).toarray().ravel() if sp.issparse(X) else X.max(axis=0, initial=0.0)
+    integer = all(np.all(np.mod(entries[block], 1.0) == 0) for block in _entry_blocks(entries.size))
+    return column_max, integer, entries.size
+
+
+def _direct_table(column_max):
+    """The consecutive table: values ``1 .. column_max[d]`` of each feature, then the zero pair."""
+    counts = column_max.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    values = np.concatenate([np.arange(1, c + 1, dtype=float) for c in counts] + [[0.0]])
+    value_feature = np.concatenate([np.repeat(np.arange(counts.size), counts), [0]])
+    return PairTable(values, value_feature.astype(np.intp), counts.size, offsets)
+
+
+def _distinct_pairs(X):
+    """Sorted distinct (feature, value) pairs of the entries of ``X``, and each entry's pair."""
+    entries, features_of = _entries(X)
+    all_features = features_of(slice(0, entries.size))
+    order = np.lexsort((entries, all_features))
+    sorted_features, sorted_values = all_features[order], entries[order]
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (sorted_features[1:] != sorted_features[:-1]) | (
+        sorted_values[1:] != sorted_values[:-1]
+    )
+    index = np.empty(order.size, dtype=np.int32)
+    index[order] = np.cumsum(new) - 1
+    return sorted_features[new], sorted_values[new], index
+
+
+def _sorted_table(features, values, n_features):
+    """The general table: the distinct pairs among the given ones, sorted by feature then value."""
+    order = np.lexsort((values, features))
+    features, values = features[order], values[order]
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (features[1:] != features[:-1]) | (values[1:] != values[:-1])
+    return PairTable(values[new], features[new].astype(np.intp), n_features)
+
+
+def _index_against(X, pairs):
+    """Index each entry of ``X`` into a table built beforehand (from all blocks of dask input)."""
+    entries, features_of = _entries(X)
+    index = np.empty(entries.size, dtype=np.int32)
+    if pairs.offsets is not None:
+        zero_pair = pairs.size - 1
+        for block in _entry_blocks(entries.size):
+            x = entries[block]
+            index[block] = np.where(
+                x > 0, pairs.offsets[features_of(block)] + x.astype(np.int64) - 1, zero_pair
+            )
+    else:
+        # Pairs are sorted by (feature, value): rank values among all distinct values, so that
+        # (feature, rank) becomes one sortable integer key per pair and per entry.
+        distinct_values = np.unique(pairs.values)
+        keys = pairs.feature * distinct_values.size + np.searchsorted(distinct_values, pairs.values)
+        for block in _entry_blocks(entries.size):
+            entry_keys = features_of(block) * distinct_values.size + np.searchsorted(
+                distinct_values, entries[block]
+            )
+            index[block] = np.searchsorted(keys, entry_keys)
+    return _index_like(X, index)
+
+
+def _index_like(X, index):
+    """Pair indices laid out like ``X``: a CSR matrix sharing its index arrays, or a dense array."""
+    if sp.issparse(X):
+        return sp.csr_matrix((index, X.indices, X.indptr), shape=X.shape, copy=False)
+    return index.reshape(X.shape)
+
+
 def _index_entries(X):
-    """Index each entry of ``X`` into a :class:`PairTable`.
+    """Index each entry of ``X`` into a :class:`PairTable` built from ``X``.
 
     Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
     value ``x >= 1`` of feature ``d`` -- which needs no sorting and one int32 per
     entry, computed block by block so temporaries stay small. When that table
     would be much larger than the number of entries (very large or
     non-integer values) the distinct pairs are found by sorting.
+
+    Returns
+    -------
+    value_index, log_factorial, pairs
+        See :class:`NegBinData`.
     """
-    sparse = sp.issparse(X)
-    n_features = X.shape[1]
-    if sparse:
-        entries, features = X.data, X.indices
+    column_max, integer, n_entries = _entry_summary(X)
+    if integer and _direct_table_pays(column_max, n_entries):
+        pairs = _direct_table(column_max)
+        value_index = _index_against(X, pairs)
     else:
-        entries = X.reshape(-1)
-        features = None  # entry e of dense X belongs to feature e % n_features
-    column_max = X.max(axis=0).toarray().ravel() if sparse else X.max(axis=0, initial=0.0)
-    blocks = [slice(start, start + _INDEX_BLOCK) for start in range(0, entries.size, _INDEX_BLOCK)]
-    integer = all(np.all(np.mod(entries[block], 1.0) == 0) for block in blocks)
+        features, values, index = _distinct_pairs(X)
+        pairs = PairTable(values, features.astype(np.intp), X.shape[1])
+        value_index = _index_like(X, index)
+    return value_index, _log_factorial(value_index, pairs), pairs
 
-    def features_of(block):
-        if sparse:
-            return features[block]
-        return np.arange(block.start, min(block.stop, entries.size)) % n_features
 
-    if integer and _direct_table_pays(column_max, entries.size):
-        counts = column_max.astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        n_pairs = int(offsets[-1])
-        values = np.concatenate([np.arange(1, c + 1, dtype=float) for c in counts] + [[0.0]])
-        value_feature = np.concatenate([np.repeat(np.arange(n_features), counts), [0]])
-        index = np.empty(entries.size, dtype=np.int32)
-        for block in blocks:
-            x = entries[block]
-            index[block] = np.where(x > 0, offsets[features_of(block)] + x.astype(np.int64) - 1, n_pairs)
-    else:
-        all_features = features if sparse else features_of(slice(0, entries.size))
-        order = np.lexsort((entries, all_features))
-        sorted_features, sorted_values = all_features[order], entries[order]
-        new = np.ones(order.size, dtype=bool)
-        new[1:] = (sorted_features[1:] != sorted_features[:-1]) | (
-            sorted_values[1:] != sorted_values[:-1]
-        )
-        index = np.empty(order.size, dtype=np.int32)
-        index[order] = np.cumsum(new) - 1
-        values, value_feature, offsets = sorted_values[new], sorted_features[new], None
-    pairs = PairTable(values, value_feature.astype(np.intp), n_features, offsets)
-    if sparse:
-        value_index = sp.csr_matrix((index, X.indices, X.indptr), shape=X.shape, copy=False)
-    else:
-        value_index = index.reshape(X.shape)
-    entry_pairs = NegBinData(weights=np.empty(X.shape[0]), value_index=value_index, pairs=pairs).entry_pairs
-    log_factorial = entry_pairs @ gammaln(values + 1.0)
-    return value_index, log_factorial, pairs
+def _log_factorial(value_index, pairs):
+    """``sum_d log x_id!`` of each row, gathered from the pair table."""
+    rows = NegBinData(weights=np.empty(value_index.shape[0]), value_index=value_index, pairs=pairs)
+    entry_pairs = rows.entry_pairs
+    return entry_pairs @ gammaln(pairs.values + 1.0)
+
+
+def _block_pairs(model, X, weights):
+    """Distinct (feature, value) pairs of one dask block."""
+    features, values, _ = _distinct_pairs(model._validate_X(X, reset=False))
+    return features, values
 
 
 def log_rising_ratio(x, phi):
@@ -374,11 +445,11 @@ class NegBinMixture(BaseMixture):
         EM iterations of the best run.
     lower_bound_ : float
         Mean log-likelihood per row of the training data at the fitted parameters.
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape (`n_iter_` + 1,)
         The same along the best run, from its start.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` was a DataFrame with string column names.
 
     See Also
@@ -509,6 +580,32 @@ class NegBinMixture(BaseMixture):
         value_index, log_factorial, pairs = _index_entries(X)
         return NegBinData(
             weights=weights, X=X, value_index=value_index, log_factorial=log_factorial, pairs=pairs
+        )
+
+    # Dask blocks share one pair table, built from all blocks in the first pass.
+
+    def _summarize_block(self, X):
+        return _entry_summary(self._validate_X(X, reset=False))
+
+    def _dask_layout(self, summaries, rows):
+        column_max = np.max([summary[0] for summary in summaries], axis=0)
+        n_entries = sum(summary[2] for summary in summaries)
+        if all(summary[1] for summary in summaries) and _direct_table_pays(column_max, n_entries):
+            return _direct_table(column_max)
+        # The general table needs the distinct pairs of all blocks: a second pass.
+        pairs = rows.map_blocks(partial(_block_pairs, self))
+        return _sorted_table(
+            np.concatenate([features for features, _ in pairs]),
+            np.concatenate([values for _, values in pairs]),
+            self.n_features_in_,
+        )
+
+    def _prepare_block(self, X, weights, pairs):
+        X = self._validate_X(X, reset=False)
+        value_index = _index_against(X, pairs)
+        return NegBinData(
+            weights=weights, X=X, value_index=value_index,
+            log_factorial=_log_factorial(value_index, pairs), pairs=pairs,
         )
 
     def _work_per_row(self, data):

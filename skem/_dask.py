@@ -1,0 +1,288 @@
+"""Dask arrays in the EM engine: passes reduced where the blocks are, lazy predictions.
+
+dask is imported lazily. This module itself imports nothing from dask: a
+dask array can only exist once ``dask.array`` has been imported, so
+:func:`is_dask_array` just looks it up in ``sys.modules``; the functions that
+need dask import it and raise an ImportError naming the ``dask`` extra when
+it is missing.
+
+Fitting. :class:`DaskRows` stands in for :class:`~skem._em.RowData` in the
+engine, so the EM loop (plain or SQUAREM) is the same one. Each pass sends
+the step -- the model and its current parameters, a few kilobytes -- to every
+row block; there the block is read, prepared by the model's
+``_prepare_block`` (validation, and for NegBinMixture the indexing into the
+data-wide pair table) and cut into chunks that the model's own ``_e_step``
+summarizes. The per-block sums are added in a tree of fixed shape (fan-in
+:data:`SPLIT_EVERY`), and only the total, of the size of the parameters,
+reaches the driver. Because the graph fixes the order of the additions, the
+result does not depend on which worker finishes first. With a
+``dask.distributed.Client`` active the passes run on its cluster, otherwise on
+dask's default (threaded) scheduler.
+
+Dask input is not row-compressed (identical rows are not collapsed: that
+needs all rows at once): every row is visited in every pass, in its place,
+with its ``sample_weight``; rows of weight 0 are kept and count for nothing.
+The fitted parameters equal those of the in-memory fit up to rounding.
+
+Initialization sees a sample: up to :data:`INIT_ROWS` rows drawn uniformly
+from up to :data:`INIT_BLOCKS` blocks chosen at random (all rows when there
+are no more than :data:`INIT_ROWS`, in which case the start is exactly the
+in-memory fit's), compressed and prepared in memory on the driver; the
+model's usual initialization (k-means, random_from_data, ...) runs on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from functools import partial, reduce
+
+import numpy as np
+
+from ._em import add_items
+
+__all__ = ["DaskRows", "import_dask", "is_dask_array", "map_rows"]
+
+#: Rows (at most) that initialization draws from the blocks.
+INIT_ROWS = 20_000
+#: Blocks (at most) that the initialization sample is drawn from.
+INIT_BLOCKS = 16
+#: Fan-in of the tree that adds the per-block statistics.
+SPLIT_EVERY = 8
+
+
+def is_dask_array(X):
+    """Whether ``X`` is a dask array (without importing dask)."""
+    array = sys.modules.get("dask.array")
+    return array is not None and isinstance(X, array.Array)
+
+
+def import_dask(what="This"):
+    """Import and return ``dask`` (and ``dask.array``); an ImportError names the extra if missing."""
+    try:
+        import dask
+        import dask.array  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs dask: install skem's 'dask' extra (pip install 'skem[dask]')."
+        ) from error
+    return dask
+
+
+def _row_blocks(X):
+    """``X`` as blocks of whole rows (one chunk across columns) of known sizes."""
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D dask array, got one with {X.ndim} dimension(s).")
+    if any(np.isnan(size) for size in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _row_weights(sample_weight, X):
+    """``sample_weight`` (None, array-like or dask) as float dask array chunked like ``X``'s rows."""
+    import dask.array as da
+
+    if sample_weight is None:
+        return da.ones(X.shape[0], chunks=(X.chunks[0],))
+    if not is_dask_array(sample_weight):
+        sample_weight = da.from_array(np.asarray(sample_weight, dtype=float), chunks=(X.chunks[0],))
+    if sample_weight.shape != (X.shape[0],):
+        raise ValueError(
+            f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
+        )
+    if sample_weight.chunks[0] != X.chunks[0]:
+        sample_weight = sample_weight.rechunk((X.chunks[0],))
+    return sample_weight.astype(float)
+
+
+class DaskRows:
+    """The rows of a dask array as the EM engine sees them: reduced where they are.
+
+    It has the part of :class:`~skem._em.RowData` that the engine and
+    ``fit`` use: ``n_rows``, ``total_weight``, ``reduce_chunks`` (one pass,
+    a dask reduction) and ``init_rows`` (an in-memory sample). Building it
+    takes one pass over the blocks, which validates them and the weights and
+    collects what the model's ``_dask_layout`` needs (NegBinMixture's pair table).
+
+    Parameters
+    ----------
+    model : BaseEM
+        The estimator being fitted (``n_features_in_`` already set).
+    X : dask.array.Array of shape (n_rows, n_features)
+        Blocks of rows (dense, or scipy.sparse blocks).
+    weights : dask.array.Array of shape (n_rows,)
+        Row weights, chunked like ``X``'s rows.
+    """
+
+    def __init__(self, model, X, weights):
+        self.model = model
+        self.n_rows = int(X.shape[0])
+        # Empty blocks (from filtering, say) have nothing to add and cannot be validated.
+        keep = [i for i, size in enumerate(X.chunks[0]) if size > 0]
+        self.block_rows = np.asarray(X.chunks[0])[keep]
+        x_blocks, w_blocks = X.to_delayed().ravel(), weights.to_delayed().ravel()
+        self._x = [x_blocks[i] for i in keep]
+        self._w = [w_blocks[i] for i in keep]
+        summaries = self.map_blocks(partial(_summarize_block, model))
+        self.total_weight = float(sum(total for total, _ in summaries))
+        if not self.total_weight > 0:
+            raise ValueError("sample_weight sums to 0: there is nothing to fit.")
+        self.layout = model._dask_layout([summary for _, summary in summaries], self)
+
+    @classmethod
+    def for_fit(cls, model, X, sample_weight=None):
+        """Check a dask array for ``model.fit`` and set what ``fit`` would (``n_features_in_``)."""
+        import_dask(f"Fitting {type(model).__name__} on a dask array")
+        if not model._fits_dask:
+            raise TypeError(
+                f"{type(model).__name__}.fit does not accept dask arrays; compute X first."
+            )
+        X = _row_blocks(X)
+        model.n_features_in_ = int(X.shape[1])
+        if hasattr(model, "feature_names_in_"):
+            del model.feature_names_in_
+        model._check_fit_data(X)
+        return cls(model, X, _row_weights(sample_weight, X))
+
+    def map_blocks(self, function):
+        """``function(X_block, weight_block)`` of every block, computed in one go, as a list."""
+        dask = import_dask()
+        shared = dask.delayed((function,), traverse=False)
+        tasks = [dask.delayed(_apply)(shared, x, w) for x, w in zip(self._x, self._w)]
+        return list(dask.compute(tasks)[0])
+
+    def reduce_chunks(self, function, chunk_rows):
+        """The item-wise sum of ``function(chunk)`` over all chunks of all blocks.
+
+        Each block is prepared and cut into chunks of ``chunk_rows`` rows where
+        it is (None: the model sizes the chunks of each block), and its sum is
+        added to the others' in a tree; one ``dask.compute`` per call.
+        """
+        dask = import_dask()
+        # One graph node holds the step and the layout, so that a cluster ships them
+        # once per worker, not once per block.
+        shared = dask.delayed(
+            (partial(_reduce_block, self.model, self.layout, function, chunk_rows),),
+            traverse=False,
+        )
+        parts = [dask.delayed(_apply)(shared, x, w) for x, w in zip(self._x, self._w)]
+        while len(parts) > 1:
+            parts = [
+                dask.delayed(_sum)(parts[start : start + SPLIT_EVERY])
+                for start in range(0, len(parts), SPLIT_EVERY)
+            ]
+        return dask.compute(parts[0])[0]
+
+    def init_rows(self, random_state):
+        """An in-memory sample of the rows for initialization (see the module docstring)."""
+        dask = import_dask()
+        n_blocks = len(self._x)
+        if self.n_rows <= INIT_ROWS:
+            picks = [(block, None) for block in range(n_blocks)]
+        else:
+            n_chosen = min(n_blocks, INIT_BLOCKS)
+            blocks = np.sort(random_state.choice(n_blocks, n_chosen, replace=False))
+            per_block = INIT_ROWS // blocks.size
+            picks = [
+                (block, None if self.block_rows[block] <= per_block else np.sort(
+                    random_state.choice(self.block_rows[block], per_block, replace=False)
+                ))
+                for block in blocks
+            ]
+        pieces = dask.compute(
+            [dask.delayed(_take_rows)(self._x[b], self._w[b], rows) for b, rows in picks]
+        )[0]
+        X = _stack_rows([x for x, _ in pieces])
+        weights = np.concatenate([w for _, w in pieces])
+        if not np.any(weights > 0):
+            raise ValueError(
+                "The initialization sample holds no row of positive weight; "
+                "give the rows of positive weight a larger share of X."
+            )
+        return self.model._in_memory_rows(self.model._validate_X(X, reset=False), weights)
+
+
+def _apply(shared, x, w):
+    return shared[0](x, w)
+
+
+def _sum(values):
+    return reduce(add_items, values)
+
+
+def _check_weights(w):
+    w = np.asarray(w, dtype=float)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    return w
+
+
+def _summarize_block(model, x, w):
+    """Validate one block and its weights: (weight sum, the model's summary of the block)."""
+    return float(_check_weights(w).sum()), model._summarize_block(x)
+
+
+def _reduce_block(model, layout, function, chunk_rows, x, w):
+    rows = model._prepare_block(x, np.asarray(w, dtype=float), layout)
+    if chunk_rows is None:
+        chunk_rows = model._chunk_rows(rows)
+    return rows.reduce_chunks(function, chunk_rows)
+
+
+def _take_rows(x, w, rows):
+    if rows is None:
+        return x, np.asarray(w, dtype=float)
+    return x[rows], np.asarray(w, dtype=float)[rows]
+
+
+def _stack_rows(pieces):
+    import scipy.sparse as sp
+
+    if any(sp.issparse(piece) for piece in pieces):
+        return sp.vstack(pieces, format="csr")
+    return np.concatenate(pieces)
+
+
+# ------------------------------------------------------------ predictions
+
+
+def map_rows(model, method, X, n_columns=None, dtype=float):
+    """``model.<method>`` of every block of ``X``, lazily: a dask array (``map_blocks``).
+
+    Parameters
+    ----------
+    model : BaseEM
+        A fitted estimator; a shallow copy is kept, so refitting it later does
+        not change this result.
+    method : str
+        The public method applied to each block (a NumPy or scipy.sparse block).
+    X : dask.array.Array of shape (n_rows, n_features)
+    n_columns : int or None
+        Columns of the result; None for one value per row.
+    dtype : dtype
+        Of the result.
+
+    Returns
+    -------
+    dask.array.Array of shape (n_rows,) or (n_rows, n_columns)
+    """
+    X = _row_blocks(X)
+    if X.shape[1] != model.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(model).__name__} is expecting "
+            f"{model.n_features_in_} features as input."
+        )
+    function = partial(_call_method, copy.copy(model), method, n_columns, np.dtype(dtype))
+    if n_columns is None:
+        return X.map_blocks(function, drop_axis=1, dtype=dtype, meta=np.empty((0,), dtype))
+    return X.map_blocks(
+        function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype, meta=np.empty((0, 0), dtype)
+    )
+
+
+def _call_method(model, method, n_columns, dtype, block):
+    if block.shape[0] == 0:
+        return np.empty((0,) if n_columns is None else (0, n_columns), dtype)
+    return getattr(model, method)(block)
