@@ -10,13 +10,14 @@ Data: ``make_motif_windows`` with a planted width-20 DNA motif in 5 % of the
 windows. Reported, in one run:
 
 - the floor: one dense matrix product of the one-hot windows (n, 20*4) with a
-  (20*4, 2) matrix -- the E-step's log-likelihoods -- best of 5;
+  (20*4, 2) matrix -- the E-step's log-likelihoods;
 - MotifMixture: the whole default fit (strings in, motif search included),
   and the time of one EM iteration (E-step over all chunks + M-step) as a ratio
   to the floor. The iteration time is the difference between a warm-started
   fit of ``1 + STEPS`` passes and one of 1 pass, over ``STEPS``, so input
   validation, row compression and one-hot encoding are not counted; they are
-  reported separately ("prepare");
+  reported separately ("prepare"). Each is the best of 3 fits and the floor the
+  best of 10 products (before and after), as contention only adds time;
 - pomegranate's ``GeneralMixtureModel`` of two ``Categorical`` distributions
   (if it is installed), timed the same way: fits of ``1 + STEPS`` and 1
   iterations with the same k-means start.
@@ -56,9 +57,9 @@ def bench_skem(X, codes, truth):
         n_iter = model.n_iter_
         distance = l2_to_truth(model.pwms_, truth)
         model.set_params(warm_start=True, tol=0.0, max_iter=0)
-        one_pass, _ = timed(model.fit, codes, repeat=2)
+        one_pass, _ = timed(model.fit, codes, repeat=3)
         model.set_params(max_iter=STEPS)
-        many, _ = timed(model.fit, codes, repeat=2)
+        many, _ = timed(model.fit, codes, repeat=3)
         memory = peak_memory(MotifMixture(random_state=0, max_iter=5, tol=0.0).fit, codes)
     return dict(fit=fit_time, n_iter=n_iter, iteration=(many - one_pass) / STEPS,
                 prepare=one_pass, distance=distance, memory=memory)
@@ -101,10 +102,13 @@ def main(argv=None):
     onehot = one_hot(codes, 4)
     B = np.random.default_rng(0).normal(size=(onehot.shape[1], 2))
     floor, _ = timed(np.matmul, onehot, B, repeat=5)
-    del onehot
 
     rows = []
     skem = bench_skem(X, codes, truth)
+    # On a shared machine contention only slows things down: the floor is the best
+    # time measured before and after the skem fits.
+    floor = min(floor, timed(np.matmul, onehot, B, repeat=5)[0])
+    del onehot
     rows.append(dict(
         library="skem MotifMixture",
         fit_s=f"{skem['fit']:.2f}",
