@@ -221,7 +221,7 @@ def test_log_likelihood_never_decreases_with_missing_letters(background):
 @settings(max_examples=25, deadline=None)
 @given(
     seed=hst.integers(0, 2**31 - 1),
-    n=hst.integers(2, 40),
+    n=hst.integers(3, 40),
     w=hst.integers(1, 6),
     K=hst.integers(1, 3),
     pseudocount=hst.floats(1e-3, 2.0),
