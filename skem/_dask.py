@@ -87,11 +87,13 @@ def _row_weights(sample_weight, X):
     if sample_weight is None:
         return da.ones(X.shape[0], chunks=(X.chunks[0],))
     if not is_dask_array(sample_weight):
-        sample_weight = da.from_array(np.asarray(sample_weight, dtype=float), chunks=(X.chunks[0],))
+        sample_weight = np.asarray(sample_weight, dtype=float)
     if sample_weight.shape != (X.shape[0],):
         raise ValueError(
             f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
         )
+    if not is_dask_array(sample_weight):
+        return da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.chunks[0] != X.chunks[0]:
         sample_weight = sample_weight.rechunk((X.chunks[0],))
     return sample_weight.astype(float)

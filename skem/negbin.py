@@ -49,6 +49,8 @@ __all__ = ["NegBinMixture"]
 MEAN_FLOOR = 1e-8
 #: The dispersion solver searches phi in [PHI_MIN, PHI_MAX]; beyond PHI_MIN it returns 0 (Poisson).
 PHI_MIN, PHI_MAX = 1e-8, 1e6
+#: The dispersion M-step keeps the previous value if the new one is worse by more than this (relative).
+SAFEGUARD_RTOL = 1e-12
 #: Below this dispersion, B(x, phi) for small integer x is summed exactly to avoid cancellation.
 PHI_SMALL, X_SMALL = 1e-3, 64
 
@@ -819,6 +821,9 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     phi = np.where(poisson, 0.0, np.where(falling_at_bottom, PHI_MAX, phi))
     phi = np.broadcast_to(phi, (K, D)).copy()
     if previous is not None:
-        worse = np.broadcast_to(expected_loglik(phi) < expected_loglik(previous), (K, D))
+        # Only a decrease beyond rounding keeps the previous value: a decision on rounding noise
+        # would make the fit depend on how the rows are chunked (or split into dask blocks).
+        old = expected_loglik(previous)
+        worse = np.broadcast_to(expected_loglik(phi) < old - SAFEGUARD_RTOL * np.abs(old), (K, D))
         phi = np.where(worse, previous, phi)
     return phi

@@ -34,6 +34,8 @@ objective:
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
@@ -43,15 +45,17 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from scipy.special import digamma, gammaln, xlogy
+from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from ._base import BaseEM
+from ._base import BaseEM, _lazy_on_dask
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, RowData, run_em
 from ._rows import compress_rows
+from .io import EquivalenceClasses, read_kallisto_tcc, read_salmon_eq_classes
 
-__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes"]
+__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes", "quantify_samples"]
 
 #: Expected read counts below this are set to zero at the end of a fit (as kallisto and salmon do).
 TRUNCATE_BELOW = 1e-8
@@ -715,6 +719,9 @@ class TranscriptQuantifier(BaseEM):
     def _n_parameters(self):
         return self.n_features_in_ - 1
 
+    def _n_outputs(self):
+        return self.n_features_in_
+
     # -------------------------------------------------------- initialization
 
     def _initialize(self, data, random_state):
@@ -821,36 +828,39 @@ class TranscriptQuantifier(BaseEM):
 
     # ------------------------------------------------------------ public API
 
+    @_lazy_on_dask("posterior")
     def predict_proba(self, X):
         """Posterior probability that each read comes from each transcript.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts), or dask array
             Reads to evaluate.
 
         Returns
         -------
         posterior : ndarray or csr_matrix of shape (n_reads, n_transcripts)
             Sparse for sparse ``X``. Rows sum to 1, except rows of reads
-            compatible with no transcript, which are all zero.
+            compatible with no transcript, which are all zero. A lazy dask
+            array for dask ``X`` (its blocks sparse where ``X``'s are).
         """
         posterior = super().predict_proba(X)
         return posterior if sp.issparse(X) else posterior.toarray()
 
+    @_lazy_on_dask("labels")
     def predict(self, X):
         """Most probable transcript of origin of each read.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts), or dask array
             Reads to label.
 
         Returns
         -------
         labels : ndarray of shape (n_reads,)
             Transcript index (the first one on ties), or -1 for reads
-            compatible with no transcript.
+            compatible with no transcript. A lazy dask array for dask ``X``.
         """
         posterior = sp.csr_matrix(super().predict_proba(X))
         posterior.sort_indices()
@@ -858,19 +868,21 @@ class TranscriptQuantifier(BaseEM):
         labels[posterior.getnnz(axis=1) == 0] = -1
         return labels
 
+    @_lazy_on_dask("values")
     def score_samples(self, X):
         """Log-likelihood of each read under the fitted abundances.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts)
+        X : {array-like, sparse matrix} of shape (n_reads, n_transcripts), or dask array
             Reads to score.
 
         Returns
         -------
         log_likelihood : ndarray of shape (n_reads,)
             ``log sum_k nu_k X_nk / eff_length_k``; ``-inf`` for reads that no
-            transcript with positive abundance can explain.
+            transcript with positive abundance can explain. A lazy dask array
+            for dask ``X``.
         """
         return super().score_samples(X)
 
@@ -879,3 +891,133 @@ class TranscriptQuantifier(BaseEM):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         return tags
+
+
+# ------------------------------------------------------------ many samples
+
+
+def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
+    """Quantify many samples at once, in parallel: one tidy table of all their abundances.
+
+    Each sample's equivalence classes are read with :mod:`skem.io`, fitted
+    by a clone of ``estimator`` and reduced to its abundance table where the
+    sample is processed: in joblib workers, or on the workers of the active
+    ``dask.distributed`` cluster. Only file names travel there and only the
+    tables come back (the files must be readable by the workers).
+
+    Parameters
+    ----------
+    samples : dict of str to source, or list of source
+        The samples: a mapping from sample name to source, or a list of
+        sources named by their position (0, 1, ...). A source is a path to
+        salmon's ``aux_info/eq_classes.txt[.gz]``; a tuple ``(matrix.ec,
+        transcripts.txt, counts)`` of kallisto TCC files, optionally with the
+        0-based row of a multi-sample counts matrix as a fourth item; or
+        :class:`skem.io.EquivalenceClasses` already read.
+    estimator : TranscriptQuantifier, default=None
+        Model settings (lengths, prior, method, ...) for every sample; None
+        means ``TranscriptQuantifier()``. Per sample, ``transcript_names``
+        come from the files (unless set), and ``x_includes_length=True`` is
+        set for salmon dumps with weights.
+    n_jobs : int, default=None
+        joblib workers (None: one, unless a ``parallel_config`` says
+        otherwise); with dask, the cluster decides.
+    backend : {None, "joblib", "dask"}, default=None
+        None uses dask when a ``dask.distributed.Client`` is active, joblib
+        otherwise. "dask" requires an active Client.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``sample, target_id, est_counts, tpm`` (and ``est_counts_sd,
+        tpm_sd`` with bootstraps), one row per sample and transcript, samples
+        in the given order.
+
+    Raises
+    ------
+    ImportError
+        For ``backend="dask"`` without dask's distributed scheduler installed.
+    ValueError
+        For an empty ``samples``, or ``backend="dask"`` without an active Client.
+
+    Examples
+    --------
+    >>> from skem.transcripts import quantify_samples  # doctest: +SKIP
+    >>> table = quantify_samples(  # doctest: +SKIP
+    ...     {"A": "A/aux_info/eq_classes.txt.gz", "B": "B/aux_info/eq_classes.txt.gz"},
+    ...     TranscriptQuantifier(prior=0.01, method="vbem"), n_jobs=2,
+    ... )
+    >>> table.pivot(index="target_id", columns="sample", values="tpm")  # doctest: +SKIP
+    """
+    if backend not in (None, "joblib", "dask"):
+        raise ValueError(f"backend must be None, 'joblib' or 'dask', got {backend!r}.")
+    items = list(samples.items()) if isinstance(samples, dict) else list(enumerate(samples))
+    if not items:
+        raise ValueError("No samples were given.")
+    estimator = TranscriptQuantifier() if estimator is None else estimator
+    client = None if backend == "joblib" else _active_client(required=backend == "dask")
+    if client is not None:
+        futures = client.map(
+            _quantify_one, [name for name, _ in items], [source for _, source in items],
+            estimator=estimator, pure=False,
+        )
+        tables = client.gather(futures)
+    else:
+        tables = Parallel(n_jobs=n_jobs)(
+            delayed(_quantify_one)(name, source, estimator) for name, source in items
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def _active_client(required):
+    """The active dask.distributed Client, or None (dask is imported only if already in use)."""
+    if required:
+        try:
+            import distributed
+        except ImportError as error:
+            raise ImportError(
+                "backend='dask' needs dask's distributed scheduler: install skem's 'dask' "
+                "extra (pip install 'skem[dask]')."
+            ) from error
+    distributed = sys.modules.get("distributed")
+    client = None
+    if distributed is not None:
+        try:
+            client = distributed.default_client()
+        except ValueError:  # no client has been started
+            client = None
+    if client is None and required:
+        raise ValueError("backend='dask' needs an active dask.distributed Client.")
+    return client
+
+
+def _read_classes(source):
+    """Equivalence classes from a source of :func:`quantify_samples`."""
+    if isinstance(source, EquivalenceClasses):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return read_salmon_eq_classes(source)
+    if isinstance(source, (tuple, list)) and len(source) in (3, 4):
+        sample = source[3] if len(source) == 4 else None
+        return read_kallisto_tcc(*source[:3], sample=sample)
+    raise TypeError(
+        "A sample must be a path to salmon's eq_classes.txt, a tuple (matrix.ec, "
+        f"transcripts.txt, counts[, row]) of kallisto files, or EquivalenceClasses; got {source!r}."
+    )
+
+
+def _quantify_one(name, source, estimator):
+    """Fit one sample and return its rows of the tidy table."""
+    classes = _read_classes(source)
+    model = clone(estimator)
+    if model.transcript_names is None:
+        model.set_params(transcript_names=classes.transcript_names)
+    if classes.weighted:
+        model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
+    model.fit(classes.X, sample_weight=classes.counts)
+    columns = ["target_id", "est_counts", "tpm"]
+    if model.n_bootstraps > 0:
+        columns += ["est_counts_sd", "tpm_sd"]
+    table = model.abundance_[columns].copy()
+    table.insert(0, "sample", name)
+    return table
