@@ -44,7 +44,8 @@ print(f"BIC  negative binomial {nb.bic(X):.0f}   Poisson {pois.bic(X):.0f}")
 # Fitted probability mass over the histogram
 # ------------------------------------------
 # Each component's pmf is drawn scaled by its weight; the black line is the
-# mixture. In scipy's parametrization ``n = 1/phi`` and ``p = n / (n + mu)``.
+# mixture. Both axes are logarithmic (the count axis linear below 10), so the
+# small high-count components show. In scipy's parametrization ``n = 1/phi`` and ``p = n / (n + mu)``.
 grid = np.arange(0, int(X.max()) + 1)
 
 
@@ -66,9 +67,11 @@ for ax, model, title in [(axes[0], nb, "negative binomial"), (axes[1], pois, "Po
             color="0.8", label="counts")
     pmfs = component_pmfs(model)
     for k, pmf in enumerate(pmfs):
-        ax.plot(grid, pmf, lw=1.2, label=f"component {k}")
+        ax.plot(grid, pmf, lw=1.2, label=f"component {k} (mean {model.means_[k, 0]:.0f})")
     ax.plot(grid, pmfs.sum(axis=0), color="k", lw=1.5, label="mixture")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-5, 0.3)
     ax.set_xlabel("count")
     ax.set_title(f"{title} mixture, K=3 (BIC {model.bic(X):.0f})")
 axes[0].set_ylabel("probability")

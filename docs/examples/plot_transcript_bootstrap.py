@@ -49,6 +49,7 @@ print(f"true count inside the 95 % bootstrap interval for {inside.mean():.0%} of
 # %%
 # Estimated against true read counts
 # ----------------------------------
+# Left, estimates against the truth; right, the width of the intervals.
 # Transcripts whose reads are all shared with other isoforms (orange) have
 # the widest intervals. Absent transcripts are estimated at exactly zero
 # when nothing supports them: expected counts below 1e-8 reads are truncated,
@@ -75,9 +76,8 @@ left.set(xscale="log", yscale="log", xlim=lim, ylim=lim,
          xlabel="true reads + 1", ylabel="estimated reads + 1 (95 % bootstrap interval)")
 left.legend(loc="upper left")
 
-# %%
-# Right: interval width relative to the estimate, which is what the
-# bootstrap adds over the point estimate.
+# Right: the width of the interval relative to the estimate -- what the
+# bootstrap adds to the point estimate.
 expressed = model.est_counts_ > 1
 rel_width = (high - low)[expressed] / model.est_counts_[expressed]
 right.scatter(model.est_counts_[expressed], rel_width, s=12,
