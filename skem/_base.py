@@ -19,7 +19,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -493,18 +492,15 @@ class BaseMixture(BaseEM):
         return self._estimate_log_prob(params, chunk) + log_weights
 
     def _e_step(self, params, chunk):
-        weighted_log_prob = self._weighted_log_prob(params, chunk)
-        log_norm = logsumexp(weighted_log_prob, axis=1)
-        resp = np.exp(weighted_log_prob - log_norm[:, None])
-        weighted_resp = resp * chunk.weights[:, None]
-        return self._accumulate(chunk, weighted_resp), float(chunk.weights @ log_norm)
+        resp, log_norm = normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)
+        resp *= chunk.weights[:, None]
+        return self._accumulate(chunk, resp), float(chunk.weights @ log_norm)
 
     def _score_samples(self, params, chunk):
-        return logsumexp(self._weighted_log_prob(params, chunk), axis=1)
+        return normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)[1]
 
     def _predict_proba(self, params, chunk):
-        weighted_log_prob = self._weighted_log_prob(params, chunk)
-        return np.exp(weighted_log_prob - logsumexp(weighted_log_prob, axis=1, keepdims=True))
+        return normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)[0]
 
     def _initialize(self, data, random_state):
         resp = self._initial_resp(data, random_state)
@@ -582,6 +578,35 @@ class BaseMixture(BaseEM):
 
     @abstractmethod
     def _sample_component(self, params, k, n, random_state): ...
+
+
+def normalize_log_prob(log_prob, axis):
+    """Posterior probabilities and log-sum-exp of ``log_prob`` along ``axis``, in place.
+
+    One exponential serves both results (``scipy.special.logsumexp`` followed by
+    another ``exp`` would take two), which matters when the E-step is otherwise
+    a single matrix product.
+
+    Parameters
+    ----------
+    log_prob : ndarray
+        Log joint probabilities; overwritten by the probabilities.
+    axis : int
+        The component axis.
+
+    Returns
+    -------
+    prob : ndarray
+        ``exp(log_prob - log_norm)``, summing to 1 along ``axis`` (``log_prob``'s memory).
+    log_norm : ndarray
+        ``log sum exp(log_prob)`` along ``axis``.
+    """
+    top = log_prob.max(axis=axis, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    prob = np.exp(np.subtract(log_prob, top, out=log_prob), out=log_prob)
+    total = prob.sum(axis=axis, keepdims=True)
+    prob /= total
+    return prob, np.squeeze(np.log(total) + top, axis=axis)
 
 
 def _weighted_choice(weights, k, random_state):

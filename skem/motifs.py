@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseMixture
+from ._base import BaseMixture, normalize_log_prob
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, RowData, run_em
 
@@ -534,24 +534,6 @@ class MotifData(RowData):
         return one_hot(self.codes, self.n_letters)
 
 
-def _log_normalize(log_prob):
-    """Probabilities and log-sum-exp over the components of ``log_prob`` (K, n), in place.
-
-    Returns
-    -------
-    prob : ndarray of shape (K, n)
-        ``exp(log_prob - log_norm)`` (overwrites ``log_prob``); columns sum to 1.
-    log_norm : ndarray of shape (n,)
-        ``log sum_k exp(log_prob[k])``.
-    """
-    top = log_prob.max(axis=0)
-    top[~np.isfinite(top)] = 0.0
-    prob = np.exp(np.subtract(log_prob, top, out=log_prob), out=log_prob)
-    total = prob.sum(axis=0)
-    prob /= total
-    return prob, np.log(total) + top
-
-
 def _normalize(counts):
     """Rows of the last axis scaled to sum to 1."""
     return counts / counts.sum(axis=-1, keepdims=True)
@@ -852,7 +834,7 @@ class MotifMixture(BaseMixture):
         log_prob = np.ascontiguousarray((onehot @ np.log(params.pwms).reshape(K, -1).T).T)
         with np.errstate(divide="ignore"):
             log_prob += np.log(params.weights)[:, None]
-        resp, log_norm = _log_normalize(log_prob)
+        resp, log_norm = normalize_log_prob(log_prob, axis=0)
         resp *= chunk.weights
         return MotifStats(resp.sum(axis=1), resp @ onehot), float(chunk.weights @ log_norm)
 
