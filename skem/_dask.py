@@ -58,7 +58,7 @@ def is_dask_array(X):
 
 
 def import_dask(what="This"):
-    """Import and return ``dask`` (and ``dask.array``); an ImportError names the extra if missing."""
+    """Import and return ``dask`` (and ``dask.array``); the ImportError names the extra."""
     try:
         import dask
         import dask.array  # noqa: F401
@@ -81,7 +81,7 @@ def _row_blocks(X):
 
 
 def _row_weights(sample_weight, X):
-    """``sample_weight`` (None, array-like or dask) as float dask array chunked like ``X``'s rows."""
+    """``sample_weight`` (None, array-like or dask) as a dask array chunked like ``X``'s rows."""
     import dask.array as da
 
     if sample_weight is None:

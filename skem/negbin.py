@@ -258,7 +258,15 @@ def _index_against(X, pairs):
     """Index each entry of ``X`` into a table built beforehand (from all blocks of dask input)."""
     entries, features_of = _entries(X)
     index = np.empty(entries.size, dtype=np.int32)
-    if pairs.offsets is not None:
+    if pairs.offsets is not None and not sp.issparse(X):
+        # Dense rows, a few at a time: the offsets broadcast along the rows.
+        zero_pair, starts = pairs.size - 1, pairs.offsets[:-1] - 1
+        rows = index.reshape(X.shape)
+        step = max(1, _INDEX_BLOCK // max(X.shape[1], 1))
+        for start in range(0, X.shape[0], step):
+            x = X[start : start + step]
+            rows[start : start + step] = np.where(x > 0, starts + x.astype(np.int64), zero_pair)
+    elif pairs.offsets is not None:
         zero_pair = pairs.size - 1
         for block in _entry_blocks(entries.size):
             x = entries[block]
@@ -311,10 +319,19 @@ def _index_entries(X):
 
 
 def _log_factorial(value_index, pairs):
-    """``sum_d log x_id!`` of each row, gathered from the pair table."""
-    rows = NegBinData(weights=np.empty(value_index.shape[0]), value_index=value_index, pairs=pairs)
-    entry_pairs = rows.entry_pairs
-    return entry_pairs @ gammaln(pairs.values + 1.0)
+    """``sum_d log x_id!`` of each row, gathered from the pair table.
+
+    Dense rows are gathered a few at a time, so that the temporaries stay
+    small next to the data (they are made for every dask block in every pass).
+    """
+    table = gammaln(pairs.values + 1.0)
+    if sp.issparse(value_index):
+        return _row_sums(table[value_index.data], value_index.indptr)
+    n_rows, n_features = value_index.shape
+    step = max(1, _INDEX_BLOCK // max(n_features, 1))
+    return np.concatenate(
+        [table[value_index[start : start + step]].sum(axis=1) for start in range(0, n_rows, step)]
+    )
 
 
 def _block_pairs(model, X, weights):

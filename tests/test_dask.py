@@ -22,7 +22,11 @@ from sklearn.model_selection import GridSearchCV, KFold  # noqa: E402
 import skem._dask  # noqa: E402
 from skem import MotifMixture, NegBinMixture, TranscriptQuantifier  # noqa: E402
 from skem._dask import DaskRows, import_dask  # noqa: E402
-from skem.datasets import make_motif_windows, make_negbin_mixture, make_transcript_reads  # noqa: E402
+from skem.datasets import (  # noqa: E402
+    make_motif_windows,
+    make_negbin_mixture,
+    make_transcript_reads,
+)
 from skem.motifs import encode_sequences  # noqa: E402
 from skem.transcripts import _active_client, equivalence_classes, quantify_samples  # noqa: E402
 
@@ -145,7 +149,9 @@ def test_initialization_uses_a_sample_of_blocks(monkeypatch):
     assert rows.weights.sum() == 600  # 4 blocks x 150 rows, identical rows merged
     fitted = model.fit(dX)
     memory = NegBinMixture(2, tol=1e-8, random_state=0).fit(X)
-    np.testing.assert_allclose(np.sort(fitted.means_, axis=0), np.sort(memory.means_, axis=0), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.sort(fitted.means_, axis=0), np.sort(memory.means_, axis=0), rtol=1e-4
+    )
     np.testing.assert_allclose(fitted.lower_bound_, memory.lower_bound_, rtol=1e-6)
 
 
@@ -296,7 +302,9 @@ def test_quantify_samples_on_the_active_client(samples, client):
     assert _active_client(required=False) is client
     table = quantify_samples(sources, estimator)  # the client is active: dask
     serial = quantify_samples(sources, estimator, backend="joblib")
-    assert list(table.columns) == ["sample", "target_id", "est_counts", "tpm", "est_counts_sd", "tpm_sd"]
+    assert list(table.columns) == [
+        "sample", "target_id", "est_counts", "tpm", "est_counts_sd", "tpm_sd"
+    ]
     pd.testing.assert_frame_equal(table, serial)
 
 
