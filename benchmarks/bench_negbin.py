@@ -10,8 +10,9 @@ Cases: (a) 10**6 one-dimensional counts, K=3; (b) dense 10**5 x 50, K=5;
 n_init, max_iter and tol. GaussianMixture uses covariance_type="diag", the
 Gaussian analogue of NegBinMixture's independent features. Reported: time
 ratio GaussianMixture / NegBinMixture, peak memory of each fit (tracemalloc:
-allocations made during the fit), and the NB fit's log-likelihood against the
-log-likelihood of the true parameters.
+allocations made during the fit), the NB fit's mean log-likelihood against
+that of the true parameters, and the same for the best of 5 starts run to
+tol=1e-6.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ def run(name, n_init, max_iter, tol):
             weights_init=truth["weights"], max_iter=0,
         ).fit(X)
         row["NB loglik - truth"] = f"{model.score(X) - true_model.score(X):+.2e}"
+        # The target on simulated data: the best of 5 starts, run to a tight tolerance,
+        # is no worse than the parameters that generated the data.
+        tight = NegBinMixture(K, dispersion="shared", n_init=5, tol=1e-6, max_iter=1000,
+                              random_state=0).fit(X)
+        row["best-of-5 (tol 1e-6) - truth"] = f"{tight.score(X) - true_model.score(X):+.2e}"
     return row
 
 
@@ -112,6 +118,7 @@ def main():
     columns = list(dict.fromkeys(c for r in rows for c in r))
     for r in rows:
         r.setdefault("NB loglik - truth", "n/a")
+        r.setdefault("best-of-5 (tol 1e-6) - truth", "n/a")
     print_table(rows, columns)
 
 
