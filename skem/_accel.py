@@ -65,16 +65,14 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
     while True:
         objective0, stats0 = evaluate(p0)
         monitor.record(objective0)
-        if previous is not None and monitor.may_stop and (
-            monitor.converged or model._params_converged(previous, p0)
-        ):
+        if monitor.should_stop(model, previous, p0):
             return p0, True
         if out_of_budget():
             return p0, False
         p1 = model._m_step(stats0, p0)
         objective1, stats1 = evaluate(p1)
         monitor.record(objective1)
-        if monitor.may_stop and (monitor.converged or model._params_converged(p0, p1)):
+        if monitor.should_stop(model, p0, p1):
             return p1, True
         if out_of_budget():
             return p1, False

@@ -222,6 +222,19 @@ class ConvergenceMonitor:
         """Whether the stopping rules apply yet (at least ``min_iter`` steps taken)."""
         return self.n_steps >= self.min_iter
 
+    def should_stop(self, model, previous, current) -> bool:
+        """Whether to stop at ``current``, reached by one EM step from ``previous``.
+
+        True once ``min_iter`` steps are taken and either the objective changed by
+        less than ``tol`` or the model's parameter rule holds. ``previous`` is None
+        at the start, where no rule applies.
+        """
+        return (
+            previous is not None
+            and self.may_stop
+            and (self.converged or model._params_converged(previous, current))
+        )
+
     @property
     def change(self) -> float:
         if len(self.history) < 2:
@@ -327,9 +340,7 @@ def _plain_em(model, params, evaluate, monitor, max_iter):
     while True:
         objective, stats = evaluate(params)
         monitor.record(objective)
-        if previous is not None and monitor.may_stop and (
-            monitor.converged or model._params_converged(previous, params)
-        ):
+        if monitor.should_stop(model, previous, params):
             return params, True
         if monitor.n_steps >= max_iter:
             return params, False
