@@ -19,6 +19,14 @@ default start (``init_params="random_from_data"``) follows MEME's remedy
 scored against the data at once (a matrix product over all candidates), the
 best are refined by a few EM steps run side by side, and the best few of those
 are continued; the best continuation starts the full fit.
+
+Both strands (``revcomp=True``). The reverse complement of a one-hot window
+is the same window with its positions reversed and its letters complemented:
+a fixed permutation ``perm`` of the ``w*A`` columns, an involution. So
+``log p(rc(x) | k) = E @ L_k[perm]``, and with the strand as a hidden state
+the E-step is still one matrix product, over the columns ``[L_k..., L_k[perm]
+for the motif components]``; the reverse-strand counts are folded back with
+the same permutation (:func:`_state_log_prob`, :func:`_fold_states`).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ __all__ = [
     "decode_sequences",
     "encode_sequences",
     "reverse_complement",
+    "revcomp_permutation",
     "sequence_windows",
 ]
 
@@ -78,6 +87,8 @@ FINAL_ITER = 5
 START_FUZZ = 0.5
 #: Starting mixing proportion of a candidate motif.
 START_WEIGHT = 0.02
+#: log 2: the prior probability of each strand of a strand-aware component is 1/2.
+LOG2 = float(np.log(2.0))
 
 
 # --------------------------------------------------------------- alphabets
@@ -334,6 +345,43 @@ def reverse_complement(sequence, alphabet="ACGT"):
     return sequence.translate(table)[::-1]
 
 
+def revcomp_permutation(width, alphabet="ACGT"):
+    """Column permutation of the one-hot matrix that reverse-complements a window.
+
+    Column ``i * A + a`` of the reverse complement's one-hot row is column
+    ``(w - 1 - i) * A + c(a)`` of the window's, ``c`` being the complement;
+    the permutation is its own inverse. So ``onehot[:, perm]`` encodes the
+    reverse complements, ``onehot @ log_pwm[perm]`` scores them against a
+    flattened log-PWM, and ``counts[perm]`` maps letter counts of reverse
+    complements back onto the window's strand.
+
+    Parameters
+    ----------
+    width : int
+        Window width ``w``.
+    alphabet : str, default="ACGT"
+        ACGT or ACGU in any order (case-insensitive).
+
+    Returns
+    -------
+    perm : ndarray of int of shape (width * 4,)
+
+    Examples
+    --------
+    >>> from skem.motifs import encode_sequences, one_hot, revcomp_permutation
+    >>> onehot = one_hot(encode_sequences(["AACG", "CGTT"]), 4)
+    >>> bool((onehot[0, revcomp_permutation(4)] == onehot[1]).all())
+    True
+    """
+    rna = _check_nucleotides(alphabet)
+    letters = alphabet.upper()
+    table = _COMPLEMENT_RNA if rna else _COMPLEMENT_DNA
+    complement = np.array([letters.index(letter.translate(table)) for letter in letters])
+    A = len(letters)
+    positions = np.arange(width)[::-1]
+    return (positions[:, None] * A + complement[None, :]).reshape(-1)
+
+
 # ------------------------------------------------------------ windowing
 
 
@@ -355,6 +403,8 @@ class SequenceWindows:
         '+' or '-'.
     width : int
         Window width.
+    alphabet : str
+        The alphabet given to :func:`sequence_windows` (for reverse complements).
     """
 
     windows: np.ndarray
@@ -362,6 +412,7 @@ class SequenceWindows:
     starts: np.ndarray
     strands: np.ndarray
     width: int
+    alphabet: str = "ACGT"
 
     def __len__(self):
         return self.windows.shape[0]
@@ -381,7 +432,7 @@ class SequenceWindows:
             }
         )
 
-    def sites(self, probability, threshold=0.5, non_overlapping=True):
+    def sites(self, probability, threshold=0.5, non_overlapping=True, minus_strand=None):
         """Windows whose site probability reaches ``threshold``, mapped back to their sequences.
 
         Parameters
@@ -394,6 +445,13 @@ class SequenceWindows:
         non_overlapping : bool, default=True
             Within each sequence, keep only the most probable of overlapping
             sites (on either strand), greedily, as MEME's site model does.
+        minus_strand : array-like of shape (n_windows,), default=None
+            Probability that each window holds the motif as its reverse
+            complement, from a model fitted with ``revcomp=True``:
+            ``model.predict_strand_proba(windows.windows)[:, 1]``. When given,
+            a window whose value is above 0.5 is reported on the other strand
+            than the window's, and its ``site`` is the reverse complement of the
+            window (the motif instance as read on its strand).
 
         Returns
         -------
@@ -421,6 +479,19 @@ class SequenceWindows:
         rank = pd.factorize(pd.Series(self.names, dtype=object))[0]
         hits = hits[np.lexsort((self.strands[hits], self.starts[hits], rank[hits]))]
         frame = self.to_frame().iloc[hits].rename(columns={"window": "site"})
+        if minus_strand is not None:
+            minus_strand = np.asarray(minus_strand, dtype=float).reshape(-1)
+            if minus_strand.shape[0] != len(self):
+                raise ValueError(
+                    f"minus_strand has {minus_strand.shape[0]} entries, but there are "
+                    f"{len(self)} windows."
+                )
+            flip = minus_strand[hits] > 0.5
+            frame["strand"] = np.where(flip, np.where(frame["strand"] == "+", "-", "+"), frame["strand"])
+            frame["site"] = [
+                reverse_complement(site, self.alphabet) if flipped else site
+                for site, flipped in zip(frame["site"], flip)
+            ]
         frame["probability"] = probability[hits]
         return frame.reset_index(drop=True)
 
@@ -440,7 +511,10 @@ def sequence_windows(sequences, width, *, both_strands=False, alphabet="ACGT"):
     width : int
         Window width, at least 1.
     both_strands : bool, default=False
-        Also cut the reverse complement of each sequence (nucleotides only).
+        Also cut the reverse complement of each sequence (nucleotides only),
+        as separate windows. To find a motif on either strand, prefer the
+        forward windows and ``MotifMixture(revcomp=True)``, which makes the
+        strand of each site a hidden variable of the same window.
     alphabet : str, default="ACGT"
         Used only to complement ("ACGU" complements A with U).
 
@@ -497,6 +571,7 @@ def sequence_windows(sequences, width, *, both_strands=False, alphabet="ACGT"):
         starts=np.concatenate([np.arange(count) for count in counts]),
         strands=np.repeat(np.tile(np.array(["+", "-"][:strands_per_sequence]), len(names)), counts),
         width=int(width),
+        alphabet=alphabet,
     )
 
 
@@ -570,6 +645,69 @@ def motif_m_step(resp_sum, counts, pseudocount, tied_background):
     return weights, pwms
 
 
+def _state_log_prob(onehot, log_pwms, perm=None, n_plain=0, log_weights=None):
+    """Log joint probability of each row and hidden (component, strand) state, laid out (S, n).
+
+    State ``c < C`` is log-PWM ``c`` read on the window's strand; with ``perm``,
+    state ``C + j`` is log-PWM ``n_plain + j`` read on the reverse complement
+    (its columns permuted by ``perm``), and both strand states of these
+    strand-aware components carry the strand's prior ``log 1/2``. One matrix
+    product computes all states.
+
+    Parameters
+    ----------
+    onehot : ndarray of shape (n, w * A)
+    log_pwms : ndarray of shape (C, w * A)
+    perm : ndarray of shape (w * A,) or None
+        :func:`revcomp_permutation`; None means every component is single-strand.
+    n_plain : int
+        Components ``0..n_plain-1`` are single-strand even with ``perm``.
+    log_weights : ndarray of shape (C,), default=None
+        Log mixing proportions added to each state (None adds nothing).
+
+    Returns
+    -------
+    ndarray of shape (C + (C - n_plain if perm is not None else 0), n)
+    """
+    columns = log_pwms if perm is None else np.concatenate([log_pwms, log_pwms[n_plain:, perm]])
+    log_prob = np.ascontiguousarray((onehot @ columns.T).T)
+    if perm is None and log_weights is None:
+        return log_prob
+    offsets = np.zeros(log_pwms.shape[0]) if log_weights is None else np.asarray(log_weights, float)
+    if perm is not None:
+        offsets = np.concatenate([offsets, offsets[n_plain:]])
+        offsets[n_plain:] -= LOG2
+    log_prob += offsets[:, None]
+    return log_prob
+
+
+def _n_states_to_components(n_states, n_plain, stranded):
+    return (n_states + n_plain) // 2 if stranded else n_states
+
+
+def _component_log_prob(state_log_prob, n_plain, stranded):
+    """Per-component log-likelihoods (C, n) from the states': log-sum-exp over the two strands."""
+    C = _n_states_to_components(state_log_prob.shape[0], n_plain, stranded)
+    if not stranded:
+        return state_log_prob
+    log_prob = state_log_prob[:C].copy()
+    log_prob[n_plain:] = np.logaddexp(state_log_prob[n_plain:C], state_log_prob[C:])
+    return log_prob
+
+
+def _fold_states(state_values, n_plain, stranded, perm=None):
+    """Per-component sums (C, ...) from per-state sums (S, ...): a reverse-strand state's sums are
+    added to its component's. With ``perm``, the values are letter counts (S, w * A), and those of
+    reverse complements are first mapped back onto the motif's strand (columns permuted)."""
+    if not stranded:
+        return state_values
+    C = _n_states_to_components(state_values.shape[0], n_plain, True)
+    folded = state_values[:C].copy()
+    reverse = state_values[C:]
+    folded[n_plain:] += reverse if perm is None else reverse[:, perm]
+    return folded
+
+
 class MotifMixture(BaseMixture):
     """Mixture of position-specific letter distributions: DNA (or protein) motif finding by EM.
 
@@ -601,6 +739,18 @@ class MotifMixture(BaseMixture):
         None fits every component position by position. "position-independent"
         ties component 0 to one letter distribution for all positions (MEME's
         zero-order background).
+    revcomp : bool, default=False
+        Whether a motif may lie on either strand (MEME's ``-revcomp``): a
+        component explains a window as its PWM or as the PWM's reverse
+        complement, the strand being one more hidden variable (see Notes and
+        :meth:`predict_strand_proba`). This applies to the motif components
+        1, 2, ... and, with ``background=None``, to component 0 as well (all
+        components are then alike, and the background cannot gain over a
+        motif by being the only single-strand one). A tied background
+        (``"position-independent"``) is read on the windows' strand only: it
+        is invariant under reversal already. Needs a nucleotide alphabet (ACGT
+        or ACGU in any order). Fit it to forward-strand windows
+        (:func:`sequence_windows` with ``both_strands=False``).
     n_init : int, default=1
         Number of EM runs from different starts; the best final objective is kept.
     init_params : {"random_from_data", "kmeans", "k-means++", "random"}, default="random_from_data"
@@ -695,10 +845,35 @@ class MotifMixture(BaseMixture):
     windows is among the candidates with probability ``1 - exp(-1000 f)``;
     ``n_init`` repeats the search with other candidates.
 
-    Windows of both strands (:func:`sequence_windows` with
-    ``both_strands=True``) hold each site once as the motif and once as its
-    reverse complement; one component may then settle on a blend of the two
-    orientations, and ``n_components=3`` can separate them.
+    Both strands (``revcomp=True``). For a strand-aware component ``k``
+    (every component but a tied background) the strand ``s_j`` of window
+    ``j`` is hidden, each strand having probability
+    1/2: ``p(x | k) = (p(x | pwms[k]) + p(rc(x) | pwms[k])) / 2``, where
+    ``rc(x)`` is the reverse complement. The one-hot matrix of the reverse
+    complements is the one-hot matrix with its ``w * A`` columns permuted
+    (positions reversed, letters complemented; see
+    :func:`~skem.motifs.revcomp_permutation`), so ``log p(rc(x) | k) = E @
+    L_k[perm]``: the E-step is one matrix product over the columns of the
+    ``2K`` (``2K - 1`` with a tied background) (component, strand) states,
+    whose posteriors ``q_jk+`` and
+    ``q_jk-`` sum to ``q_jk``. The M-step's expected letter counts are
+    ``(w q_k+)^T E + ((w q_k-)^T E)[perm]``, a second product, so the counts
+    stay additive over chunks and EM stays monotone. The motif search scores
+    and refines its candidates under the same two-strand likelihood, and a
+    candidate and its reverse complement count as the same optimum. The
+    fitted PWM is in whichever orientation the search found;
+    :meth:`predict_strand_proba` gives each window's strand posterior.
+
+    Windows of both strands as separate rows (:func:`sequence_windows` with
+    ``both_strands=True``, without ``revcomp``) hold each site once as the
+    motif and once as its reverse complement; one component may then settle
+    on a blend of the two orientations.
+
+    Windows overlap (TCM without MEME's non-overlap constraint): a motif
+    whose shifted copy resembles its reverse complement (a core such as
+    CCGG) can explain one site by two or three overlapping windows, on either
+    strand or with either ``revcomp``, and the fit may then prefer a blend of
+    the shifts with a larger ``weights_[1]``.
 
     Identical windows are fitted once with their summed weight, which changes
     nothing but the speed.
@@ -726,6 +901,7 @@ class MotifMixture(BaseMixture):
         "wildcards": [str, None],
         "pseudocount": [Interval(Real, 0.0, None, closed="neither")],
         "background": [StrOptions({"position-independent"}), None],
+        "revcomp": ["boolean"],
     }
 
     def __init__(
@@ -736,6 +912,7 @@ class MotifMixture(BaseMixture):
         wildcards=None,
         pseudocount=0.1,
         background=None,
+        revcomp=False,
         n_init=1,
         init_params="random_from_data",
         max_iter=200,
@@ -766,6 +943,7 @@ class MotifMixture(BaseMixture):
         self.wildcards = wildcards
         self.pseudocount = pseudocount
         self.background = background
+        self.revcomp = revcomp
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -777,6 +955,11 @@ class MotifMixture(BaseMixture):
     def _validate_X(self, X, reset):
         letters, wildcards = _check_alphabet(self.alphabet, self.wildcards)
         n_letters = len(letters)
+        if self.revcomp and sorted(letters) not in (sorted("ACGT"), sorted("ACGU")):
+            raise ValueError(
+                f"revcomp=True needs a nucleotide alphabet (ACGT or ACGU, in any order), got "
+                f"alphabet={self.alphabet!r}: only DNA and RNA have a reverse complement."
+            )
         sequences = _as_sequences(X)
         if sequences is not None:
             codes = _encode(sequences, letters, wildcards)
@@ -813,7 +996,8 @@ class MotifMixture(BaseMixture):
 
     def _work_per_row(self, data):
         lazy = 0 if data.onehot.shape[1] else data.codes.shape[1] * data.n_letters
-        return 4 * self.n_components + lazy
+        states = 2 * self.n_components - self._n_plain if self.revcomp else self.n_components
+        return 4 * states + lazy
 
     @property
     def _tied(self):
@@ -821,24 +1005,50 @@ class MotifMixture(BaseMixture):
 
     # -------------------------------------------------------------- kernels
 
+    @property
+    def _n_plain(self):
+        """Components 0.._n_plain-1 are single-strand even with revcomp=True: the tied background."""
+        return 1 if self._tied else 0
+
+    def _revcomp_perm(self, params):
+        """The reverse-complement column permutation when some component is strand-aware, else None."""
+        if not self.revcomp or params.pwms.shape[0] <= self._n_plain:
+            return None
+        return revcomp_permutation(params.pwms.shape[1], self.alphabet)
+
     def _estimate_log_prob(self, params, chunk):
         K = params.pwms.shape[0]
-        return chunk.expanded() @ np.log(params.pwms).reshape(K, -1).T
+        perm = self._revcomp_perm(params)
+        states = _state_log_prob(
+            chunk.expanded(), np.log(params.pwms).reshape(K, -1), perm, self._n_plain
+        )
+        return _component_log_prob(states, self._n_plain, perm is not None).T
 
     def _e_step(self, params, chunk):
-        # BaseMixture's E-step laid out as (K, n): the log-sum-exp over components
+        # BaseMixture's E-step laid out as (states, n): the log-sum-exp over states
         # then runs along contiguous rows and shares one exponential with the
         # responsibilities, so that it costs less than the two matrix products.
+        # With revcomp the states are (component, strand): still one product each way.
         onehot = chunk.expanded()
         K = params.pwms.shape[0]
-        log_prob = np.ascontiguousarray((onehot @ np.log(params.pwms).reshape(K, -1).T).T)
+        perm = self._revcomp_perm(params)
         with np.errstate(divide="ignore"):
-            log_prob += np.log(params.weights)[:, None]
+            log_weights = np.log(params.weights)
+        log_prob = _state_log_prob(
+            onehot, np.log(params.pwms).reshape(K, -1), perm, self._n_plain, log_weights
+        )
         resp, log_norm = normalize_log_prob(log_prob, axis=0)
         resp *= chunk.weights
-        return MotifStats(resp.sum(axis=1), resp @ onehot), float(chunk.weights @ log_norm)
+        stranded = perm is not None
+        stats = MotifStats(
+            _fold_states(resp.sum(axis=1), self._n_plain, stranded),
+            _fold_states(resp @ onehot, self._n_plain, stranded, perm),
+        )
+        return stats, float(chunk.weights @ log_norm)
 
     def _accumulate(self, chunk, weighted_resp):
+        # Starting responsibilities (k-means, random) say nothing about the strand: the windows
+        # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
         counts = weighted_resp.T @ chunk.expanded()
         return MotifStats(weighted_resp.sum(axis=0), counts)
 
@@ -884,13 +1094,16 @@ class MotifMixture(BaseMixture):
         stats = self._accumulate(search, resp * weights[:, None])
         background = self._m_step(stats, None).pwms[0]
         params = MotifParams(np.ones(1), background[None])
+        # The candidates are scored and refined under the model's own likelihood: with
+        # revcomp, each is a motif on either strand.
+        perm = revcomp_permutation(w, self.alphabet) if self.revcomp else None
         for k in range(1, K):
             # Log-density of each window under the mixture found so far.
             rest = self._score_samples(params, search)
             candidates = _candidate_pwms(search, background, random_state)
             alpha = np.full(candidates.shape[0], START_WEIGHT)
             best = _refine_candidates(
-                onehot, weights, rest, candidates, alpha, self.pseudocount, A, N_SHORTLIST
+                onehot, weights, rest, candidates, alpha, self.pseudocount, A, N_SHORTLIST, perm
             )
             # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
             # so that a start half-covering the motif can still reach it.
@@ -902,7 +1115,7 @@ class MotifMixture(BaseMixture):
             ]
             best = _refine_candidates(
                 onehot, weights, rest, np.stack([log_pwm for log_pwm, _ in family]),
-                np.array([alpha for _, alpha in family]), self.pseudocount, A, len(family),
+                np.array([alpha for _, alpha in family]), self.pseudocount, A, len(family), perm,
             )
             runs = []
             for log_pwm, alpha in best:
@@ -958,6 +1171,11 @@ class MotifMixture(BaseMixture):
         cumulative = np.cumsum(params.pwms[k], axis=1)  # (w, A)
         u = random_state.uniform(size=(n, cumulative.shape[0], 1))
         codes = (u > cumulative[None, :, :-1]).sum(axis=2)
+        if self._stranded(k):
+            # Each draw lies on a random strand: half are read as their reverse complement.
+            complement = revcomp_permutation(1, self.alphabet)
+            minus = random_state.uniform(size=n) < 0.5
+            codes[minus] = complement[codes[minus, ::-1]]
         return codes.astype(_code_dtype(cumulative.shape[1]))
 
     # ------------------------------------------------------------ SQUAREM
@@ -987,6 +1205,47 @@ class MotifMixture(BaseMixture):
         if not isinstance(component, (Integral, np.integer)) or not -K <= component < K:
             raise ValueError(f"component must be an integer in 0..{K - 1}, got {component!r}.")
         return int(component) % K
+
+    def _stranded(self, k):
+        return bool(self.revcomp) and k >= self._n_plain
+
+    def predict_strand_proba(self, X, component=None):
+        """Posterior probability of each strand for a window that is a site of ``component``.
+
+        With ``revcomp=True`` the strand of a motif component is a hidden
+        variable: ``P(- | x, z = k) = p(rc(x) | pwms_[k]) / (p(x | pwms_[k]) +
+        p(rc(x) | pwms_[k]))``, where "-" means the window holds the motif as
+        its reverse complement. For a single-strand component (the tied
+        background, or any component when ``revcomp=False``) it is 1 for "+".
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, w)
+            Windows, as for :meth:`predict_proba`.
+        component : int, default=None
+            Which component; None means 1 (the first motif).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            Columns "+" (the motif as read) and "-" (its reverse complement);
+            rows sum to 1. Pass ``proba[:, 1]`` as ``minus_strand`` to
+            :meth:`SequenceWindows.sites`.
+        """
+        k = self._component(component)
+        data = self._prepare_new(X)
+        if not self._stranded(k):
+            proba = np.zeros((data.n_rows, 2))
+            proba[:, 0] = 1.0
+            return proba
+
+        def strand_proba(params, chunk):
+            log_pwm = np.log(params.pwms[k]).reshape(1, -1)
+            perm = revcomp_permutation(params.pwms.shape[1], self.alphabet)
+            states = _state_log_prob(chunk.expanded(), log_pwm, perm, 0)  # (2, n)
+            return normalize_log_prob(states, axis=0)[0].T
+
+        return self._chunked(strand_proba, data)
 
     def pwm(self, component=None, kind="probability"):
         """A component's matrix as a DataFrame (positions x letters, logomaker's layout).
@@ -1061,7 +1320,9 @@ def _shift(log_pwm, background, shift):
     return pwm.reshape(-1)
 
 
-def _refine_candidates(onehot, weights, rest, log_pwms, alpha, pseudocount, n_letters, shortlist):
+def _refine_candidates(
+    onehot, weights, rest, log_pwms, alpha, pseudocount, n_letters, shortlist, perm=None
+):
     """Score candidate motifs against a fixed mixture, refine the best side by side.
 
     The candidate ``c`` forms the two-part mixture ``(1 - alpha_c) p_rest +
@@ -1080,6 +1341,11 @@ def _refine_candidates(onehot, weights, rest, log_pwms, alpha, pseudocount, n_le
         Candidate log-PWMs.
     alpha : ndarray of shape (C,)
         Their starting mixing proportions.
+    perm : ndarray of shape (w * A,), default=None
+        With :func:`revcomp_permutation`, each candidate is a motif on either
+        strand (``p_c(x) = (p(x | c) + p(rc(x) | c)) / 2``) as in the model,
+        whose likelihood and strand posteriors come from the same kernels.
+        Candidates that are each other's reverse complement count as duplicates.
 
     Returns
     -------
@@ -1087,21 +1353,26 @@ def _refine_candidates(onehot, weights, rest, log_pwms, alpha, pseudocount, n_le
         Up to N_CONTINUE distinct refined candidates, best first.
     """
 
+    stranded = perm is not None
+
     def loglik(log_pwms, alpha):
-        """Objective of each candidate and its log-responsibilities, (C,) and (n, C)."""
+        """Objective of each candidate, its log-responsibilities (n, C) and the (component,
+        strand) states' log-likelihoods (S, n)."""
         # log((1 - a) p_rest + a p_c) = log p_rest + log1p(a expm1(d)), d = log(p_c / p_rest);
         # beyond LOG_RATIO_MAX the second term is log(a) + d to machine precision.
-        ratio = onehot @ log_pwms.T - rest[:, None]
+        states = _state_log_prob(onehot, log_pwms, perm)
+        ratio = _component_log_prob(states, 0, stranded).T - rest[:, None]
         large = ratio > LOG_RATIO_MAX
         log_gain = np.log1p(alpha * np.expm1(np.minimum(ratio, LOG_RATIO_MAX)))
         if large.any():
             log_gain = np.where(large, np.log(alpha) + ratio, log_gain)
         prior = pseudocount * log_pwms.sum(axis=1)
-        return weights @ (log_gain + rest[:, None]) + prior, np.log(alpha) + ratio - log_gain
+        objective = weights @ (log_gain + rest[:, None]) + prior
+        return objective, np.log(alpha) + ratio - log_gain, states
 
     if log_pwms.shape[0] > shortlist:
         # Scored in blocks of candidates, so the (n, C) work arrays stay small.
-        block = max(1, SCORE_BLOCK // max(1, onehot.shape[0]))
+        block = max(1, SCORE_BLOCK // max(1, (1 + stranded) * onehot.shape[0]))
         score = np.concatenate(
             [
                 loglik(log_pwms[start : start + block], alpha[start : start + block])[0]
@@ -1111,18 +1382,30 @@ def _refine_candidates(onehot, weights, rest, log_pwms, alpha, pseudocount, n_le
         keep = np.argsort(-score, kind="stable")[:shortlist]
         log_pwms, alpha = log_pwms[keep], alpha[keep]
     total = weights.sum()
+    C = log_pwms.shape[0]
     for _ in range(SHORT_ITER):
-        _, log_resp = loglik(log_pwms, alpha)
-        weighted = np.exp(log_resp) * weights[:, None]
-        alpha = np.clip(weighted.sum(axis=0) / total, 1e-10, 1.0 - 1e-10)
-        counts = (weighted.T @ onehot).reshape(log_pwms.shape[0], -1, n_letters)
-        log_pwms = np.log(_normalize(counts + pseudocount)).reshape(log_pwms.shape[0], -1)
-    score, _ = loglik(log_pwms, alpha)
-    # The best N_CONTINUE distinct candidates: many starts reach the same optimum.
+        _, log_resp, states = loglik(log_pwms, alpha)
+        weighted = (np.exp(log_resp) * weights[:, None]).T  # (C, n)
+        alpha = np.clip(weighted.sum(axis=1) / total, 1e-10, 1.0 - 1e-10)
+        if stranded:
+            # Split each candidate's responsibility between its strands, as the model's E-step does.
+            log_lik = _component_log_prob(states, 0, True)
+            weighted = np.exp(states - np.concatenate([log_lik, log_lik])) * np.tile(weighted, (2, 1))
+        counts = _fold_states(weighted @ onehot, 0, stranded, perm).reshape(C, -1, n_letters)
+        log_pwms = np.log(_normalize(counts + pseudocount)).reshape(C, -1)
+    score = loglik(log_pwms, alpha)[0]
+    # The best N_CONTINUE distinct candidates: many starts reach the same optimum (with
+    # revcomp, possibly as each other's reverse complement).
     pwms = np.exp(log_pwms)
+    flipped = pwms[:, perm] if stranded else pwms
+
+    def distance(c, other):
+        gap = np.abs(pwms[c] - pwms[other]).max()
+        return min(gap, np.abs(pwms[c] - flipped[other]).max()) if stranded else gap
+
     kept: list[int] = []
     for c in np.argsort(-score, kind="stable"):
-        if all(np.abs(pwms[c] - pwms[other]).max() > DUPLICATE_DISTANCE for other in kept):
+        if all(distance(c, other) > DUPLICATE_DISTANCE for other in kept):
             kept.append(c)
             if len(kept) == N_CONTINUE:
                 break

@@ -22,6 +22,7 @@ from skem.motifs import (
     motif_m_step,
     one_hot,
     reverse_complement,
+    revcomp_permutation,
     sequence_windows,
 )
 
@@ -205,15 +206,17 @@ def test_position_independent_background_is_tied():
 # ------------------------------------------------------------------ EM contract
 
 
+@pytest.mark.parametrize("revcomp", [False, True])
 @pytest.mark.parametrize("background", [None, "position-independent"])
-def test_log_likelihood_never_decreases_with_missing_letters(background):
+def test_log_likelihood_never_decreases_with_missing_letters(background, revcomp):
     X, _, _ = make_motif_windows(500, width=7, random_state=13)
     X = np.array([s[:3] + "N" + s[4:] if i % 5 == 0 else s for i, s in enumerate(X)])
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = MotifMixture(
-            background=background, init_params="random", max_iter=60, tol=0, random_state=1
+            background=background, revcomp=revcomp, init_params="random", max_iter=60, tol=0,
+            random_state=1,
         ).fit(X)
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12 * np.abs(model.lower_bounds_[1:]))
 
@@ -225,36 +228,40 @@ def test_log_likelihood_never_decreases_with_missing_letters(background):
     w=hst.integers(1, 6),
     K=hst.integers(1, 3),
     pseudocount=hst.floats(1e-3, 2.0),
+    revcomp=hst.booleans(),
 )
-def test_em_is_monotone_on_arbitrary_data(seed, n, w, K, pseudocount):
+def test_em_is_monotone_on_arbitrary_data(seed, n, w, K, pseudocount, revcomp):
     rng = np.random.default_rng(seed)
     X = rng.integers(-1, 4, size=(n, w))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = MotifMixture(
-            K, pseudocount=pseudocount, max_iter=20, tol=0, random_state=seed % 1000
+            K, pseudocount=pseudocount, revcomp=revcomp, max_iter=20, tol=0,
+            random_state=seed % 1000,
         ).fit(X)
     assert np.all(np.diff(model.lower_bounds_) >= -1e-10 * np.abs(model.lower_bounds_[1:]))
     assert np.isfinite(model.score_samples(X)).all()
 
 
-def test_sample_weight_equals_repeated_strings():
+@pytest.mark.parametrize("revcomp", [False, True])
+def test_sample_weight_equals_repeated_strings(revcomp):
     X, _, _ = make_motif_windows(300, width=6, random_state=14)
     counts = np.random.default_rng(0).integers(0, 4, size=300)
-    weighted = MotifMixture(random_state=0).fit(X, sample_weight=counts)
-    repeated = MotifMixture(random_state=0).fit(np.repeat(X, counts))
+    weighted = MotifMixture(revcomp=revcomp, random_state=0).fit(X, sample_weight=counts)
+    repeated = MotifMixture(revcomp=revcomp, random_state=0).fit(np.repeat(X, counts))
     np.testing.assert_allclose(weighted.pwms_, repeated.pwms_, rtol=1e-10)
     np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
 
 
-def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch):
+@pytest.mark.parametrize("revcomp", [False, True])
+def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch, revcomp):
     import skem.motifs
 
     X, _, _ = make_motif_windows(600, width=7, random_state=22)
-    stored = MotifMixture(random_state=0).fit(X)
+    stored = MotifMixture(revcomp=revcomp, random_state=0).fit(X)
     monkeypatch.setattr(skem.motifs, "ONEHOT_BYTES", 0)
-    lazy = MotifMixture(random_state=0, chunk_size=50).fit(X)
+    lazy = MotifMixture(revcomp=revcomp, random_state=0, chunk_size=50).fit(X)
     assert lazy._prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
     np.testing.assert_allclose(lazy.pwms_, stored.pwms_, rtol=1e-9)
     np.testing.assert_allclose(lazy.lower_bounds_, stored.lower_bounds_, rtol=1e-12)
@@ -323,6 +330,155 @@ def test_bic_prefers_the_motif_model_when_there_is_a_motif():
     assert MotifMixture(1).fit(noise).bic(noise) < MotifMixture(2, random_state=0).fit(noise).bic(
         noise
     )
+
+
+# ------------------------------------------------------------------ both strands
+
+
+def _flip(pwm):
+    """The reverse complement of an ACGT PWM (positions and letters reversed)."""
+    return pwm[::-1, ::-1]
+
+
+def test_revcomp_permutation_reverse_complements_one_hot_windows():
+    windows = ["AACGTN", "GTTNCA", "ACGCGT"]
+    onehot = one_hot(encode_sequences(windows), 4)
+    rc = one_hot(encode_sequences([reverse_complement(x) for x in windows]), 4)
+    perm = revcomp_permutation(6)
+    np.testing.assert_array_equal(onehot[:, perm], rc)
+    np.testing.assert_array_equal(perm[perm], np.arange(24))  # an involution
+    rna = revcomp_permutation(2, alphabet="UGCA")  # any order: U=0 G=1 C=2 A=3
+    np.testing.assert_array_equal(rna, [7, 6, 5, 4, 3, 2, 1, 0])
+
+
+def test_revcomp_likelihood_averages_both_strands_by_hand():
+    X, _, _ = make_motif_windows(400, width=5, motif_fraction=0.2, random_state=30)
+    model = MotifMixture(revcomp=True, random_state=0).fit(X)
+    weights, pwms = model.weights_, model.pwms_
+    windows = ["ACGTA", "TTGCA", "ACNTT", "CCCCC"]
+    codes = encode_sequences(windows)
+    rc_codes = encode_sequences([reverse_complement(x) for x in windows])
+
+    def log_p(k, row):
+        return sum(np.log(pwms[k, i, a]) for i, a in enumerate(row) if a >= 0)
+
+    forward = np.array([log_p(1, row) for row in codes])
+    reverse = np.array([log_p(1, row) for row in rc_codes])
+    background = np.logaddexp(
+        [log_p(0, row) for row in codes], [log_p(0, row) for row in rc_codes]
+    ) - np.log(2)
+    by_hand = np.logaddexp(
+        np.log(weights[0]) + background,
+        np.log(weights[1]) + np.logaddexp(forward, reverse) - np.log(2),
+    )
+    np.testing.assert_allclose(model.score_samples(windows), by_hand, rtol=1e-12)
+    strand = model.predict_strand_proba(windows)
+    np.testing.assert_allclose(strand[:, 1], 1 / (1 + np.exp(forward - reverse)), rtol=1e-12)
+    # The motif component is strand-blind: a window and its reverse complement are alike to it.
+    np.testing.assert_allclose(
+        model.predict_strand_proba(rc_codes), strand[:, ::-1], rtol=1e-12
+    )
+    # With background=None the background is strand-aware too; a tied one is single-strand.
+    assert (model.predict_strand_proba(windows, component=0)[:, 0] < 1.0).all()
+    tied = MotifMixture(background="position-independent", revcomp=True, random_state=0).fit(X)
+    np.testing.assert_array_equal(tied.predict_strand_proba(windows, component=0)[:, 0], 1.0)
+    plain = MotifMixture(random_state=0).fit(X)
+    np.testing.assert_array_equal(plain.predict_strand_proba(windows)[:, 0], 1.0)
+
+
+def _strand_recovery(seed, n_sequences=300, length=80, width=10):
+    sequences, planted, pwm = make_motif_sequences(
+        n_sequences, length, width=width, both_strands=True, random_state=seed
+    )
+    windows = sequence_windows(sequences, width)
+    model = MotifMixture(revcomp=True, random_state=0).fit(windows.windows)
+    motif = model.pwms_[1]
+    flipped = np.linalg.norm(motif - _flip(pwm)) < np.linalg.norm(motif - pwm)
+    found = windows.sites(
+        model.predict_proba(windows.windows)[:, 1],
+        minus_strand=model.predict_strand_proba(windows.windows)[:, 1],
+    )
+    return model, pwm, flipped, planted, found
+
+
+# Seeds 35, 36 and 39 draw motifs with a palindromic core (GATC, TTAA, ...): overlapping
+# windows then let a shifted motif explain each site twice and score higher than the truth
+# (TCM without MEME's non-overlap constraint), with or without revcomp.
+@pytest.mark.parametrize("seed", [31, 34, 38])
+def test_revcomp_recovers_a_motif_planted_on_either_strand(seed):
+    model, pwm, flipped, planted, found = _strand_recovery(seed)
+    assert set(planted["strand"]) == {"+", "-"}
+    motif = _flip(model.pwms_[1]) if flipped else model.pwms_[1]
+    assert np.linalg.norm(motif - pwm) < 0.5
+    # Sites at the planted offsets, on the planted strands up to the model's orientation.
+    truth = {(row.sequence, row.start): row.strand for row in planted.itertuples()}
+    hits = {(row.sequence, row.start): row.strand for row in found.itertuples()}
+    common = set(truth) & set(hits)
+    assert len(common) > 0.8 * len(truth)
+    opposite = {"+": "-", "-": "+"}
+    agree = [hits[key] == (opposite[truth[key]] if flipped else truth[key]) for key in common]
+    assert np.mean(agree) > 0.95
+    # A site is reported as the motif instance read on its strand.
+    for row in found.itertuples():
+        assert len(row.site) == 10 and row.end - row.start == 10
+
+
+def test_revcomp_beats_separate_strand_windows_on_the_site_fraction():
+    """One site is one window (not two) under revcomp: the fraction of sites is right."""
+    sequences, planted, pwm = make_motif_sequences(
+        200, 100, width=10, both_strands=True, random_state=34
+    )
+    windows = sequence_windows(sequences, 10)
+    model = MotifMixture(revcomp=True, random_state=0).fit(windows.windows)
+    assert model.weights_[1] == pytest.approx(len(planted) / len(windows), rel=0.25)
+
+
+def test_revcomp_samples_both_strands():
+    pwm = np.full((6, 4), 0.01)
+    pwm[np.arange(6), [0, 0, 0, 1, 1, 1]] = 0.97  # AAACCC, reverse complement GGGTTT
+    X, _, _ = make_motif_windows(3000, pwm=pwm, motif_fraction=0.1, random_state=35)
+    model = MotifMixture(revcomp=True, random_state=0).fit(X)
+    assert model.consensus_[1] in ("AAACCC", "GGGTTT")
+    codes, labels = model.sample(4000)
+    motif = decode_sequences(codes[labels == 1])
+    forward = np.mean([window == model.consensus_[1] for window in motif])
+    reverse = np.mean([window == reverse_complement(model.consensus_[1]) for window in motif])
+    assert 0.3 < forward < 0.55 and 0.3 < reverse < 0.55
+
+
+def test_sites_report_the_strand_of_the_motif():
+    windows = sequence_windows({"s": "AACCGTTT", "t": "GGGGGG"}, 4)
+    probability = np.zeros(len(windows))
+    probability[[0, 4]] = 0.9  # "AACC" on s, "GTTT" on s
+    minus = np.zeros(len(windows))
+    minus[4] = 0.8
+    sites = windows.sites(probability, minus_strand=minus)
+    assert sites[["start", "strand", "site"]].values.tolist() == [
+        [0, "+", "AACC"], [4, "-", "AAAC"]
+    ]
+    both = sequence_windows({"s": "AACCGTTT"}, 4, both_strands=True)
+    reverse = np.flatnonzero(both.strands == "-")[0]  # "-" window at 0 reads GGTT
+    p = np.zeros(len(both))
+    p[reverse] = 0.9
+    m = np.zeros(len(both))
+    m[reverse] = 0.9
+    assert both.sites(p, minus_strand=m)[["strand", "site"]].values.tolist() == [["+", "AACC"]]
+    with pytest.raises(ValueError, match="minus_strand"):
+        windows.sites(probability, minus_strand=minus[:-1])
+
+
+@pytest.mark.parametrize("alphabet", [PROTEIN, "ACGX", "01"])
+def test_revcomp_needs_a_nucleotide_alphabet(alphabet):
+    with pytest.raises(ValueError, match=r"revcomp=True needs a nucleotide alphabet.*alphabet="):
+        MotifMixture(alphabet=alphabet, revcomp=True).fit(np.zeros((5, 3), dtype=int))
+
+
+def test_revcomp_works_for_rna():
+    X, _, _ = make_motif_windows(500, width=6, motif_fraction=0.2, random_state=36)
+    rna = np.char.replace(X, "T", "U")
+    dna = MotifMixture(revcomp=True, random_state=0).fit(X)
+    model = MotifMixture(alphabet="ACGU", revcomp=True, random_state=0).fit(rna)
+    np.testing.assert_allclose(model.pwms_, dna.pwms_, rtol=1e-12)
 
 
 # ------------------------------------------------------------------ windows
