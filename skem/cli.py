@@ -231,11 +231,14 @@ def _motif(args, out, progress):
     short = [name for name, s in sequences.items() if len(s) < args.width]
     if short:
         raise UserError(f"{args.sequences}: sequence {short[0]!r} is shorter than -w {args.width}")
-    windows = sequence_windows(sequences, args.width, both_strands=args.both_strands)
-    progress(f"{len(sequences)} sequences -> {len(windows)} windows of width {args.width}")
+    # Both strands: forward windows, each site on either strand of its window (revcomp).
+    windows = sequence_windows(sequences, args.width)
+    progress(f"{len(sequences)} sequences -> {len(windows)} windows of width {args.width}"
+             + (", either strand" if args.both_strands else ""))
     model = MotifMixture(
         n_components=args.n_motifs + 1,
         background="position-independent",
+        revcomp=args.both_strands,
         n_init=args.n_init,
         random_state=args.seed,
     ).fit(windows.windows)
@@ -247,7 +250,9 @@ def _motif(args, out, progress):
                nsites={name: float(n) for name, n in zip(motifs, site_windows)})
     posterior = model.predict_proba(windows.windows)
     sites = pd.concat(
-        [windows.sites(posterior[:, k], threshold=args.threshold).assign(motif=f"motif{k}")
+        [windows.sites(posterior[:, k], threshold=args.threshold,
+                       minus_strand=model.predict_strand_proba(windows.windows, k)[:, 1])
+         .assign(motif=f"motif{k}")
          for k in range(1, model.n_components)],
         ignore_index=True,
     )
@@ -378,15 +383,22 @@ def _demo_motif(out, progress, output):
 
     data = load_motif_example()
     width = data.pwm.shape[0]
-    windows = sequence_windows(data.sequences, width, both_strands=True)
+    windows = sequence_windows(data.sequences, width)
     out(f"\n== MotifMixture: {len(data.sequences)} sequences -> {len(windows)} windows of "
-        f"width {width}, both strands (bundled example)")
+        f"width {width}, sites on either strand (revcomp=True; bundled example)")
     progress("searching for the motif")
-    model = MotifMixture(background="position-independent", random_state=0).fit(windows.windows)
+    model = MotifMixture(
+        background="position-independent", revcomp=True, random_state=0
+    ).fit(windows.windows)
     truth = "".join(np.array(list("ACGT"))[data.pwm.argmax(axis=1)])
     out(f"\nconsensus found: {model.consensus_[1]}")
     out(f"true consensus:  {truth}  (reverse complement {_reverse_complement(truth)})")
-    out(f"fraction of windows that are sites: {model.weights_[1]:.4f}")
+    out(f"fraction of windows that are sites: {model.weights_[1]:.4f} "
+        f"(planted: {len(data.sites) / len(windows):.4f})")
+    sites = windows.sites(model.predict_proba(windows.windows)[:, 1],
+                          minus_strand=model.predict_strand_proba(windows.windows)[:, 1])
+    out(f"sites at posterior >= 0.5: {len(sites)} ({(sites['strand'] == '+').sum()} on +, "
+        f"{(sites['strand'] == '-').sum()} on -); planted: {len(data.sites)}")
     out("\nFound motif, letter probabilities per position:")
     out(model.pwm(1).round(2).T.to_string())
     _figure(output, "motif_logo.png", lambda plt: _plot_logo(plt, model), progress)
@@ -498,7 +510,8 @@ def _build_parser():
     )
     motif.add_argument("sequences", help="FASTA file (optionally .gz)")
     motif.add_argument("-w", "--width", type=int, required=True, help="motif width")
-    motif.add_argument("--both-strands", action="store_true", help="search the reverse complement too")
+    motif.add_argument("--both-strands", action="store_true",
+                       help="a site may lie on either strand (MotifMixture(revcomp=True))")
     motif.add_argument("--n-motifs", type=int, default=1)
     motif.add_argument("--n-init", type=int, default=1)
     motif.add_argument("--threshold", type=float, default=0.5, help="posterior to report a site")

@@ -81,6 +81,24 @@ def test_motif_writes_meme_sites_and_logo(tmp_path, capsys):
     assert "consensus" in capsys.readouterr().out
 
 
+def test_motif_both_strands_reports_the_strand_of_each_site(tmp_path):
+    from skem.datasets import make_motif_sequences
+
+    sequences, planted, _ = make_motif_sequences(
+        150, 60, width=8, both_strands=True, random_state=1
+    )
+    (tmp_path / "seqs.fa").write_text("".join(f">{n}\n{s}\n" for n, s in sequences.items()))
+    out_dir = tmp_path / "motif"
+    argv = ["-q", "motif", str(tmp_path / "seqs.fa"), "-w", "8", "--both-strands", "-o", str(out_dir)]
+    assert main(argv) == 0
+    sites = pd.read_csv(out_dir / "sites.tsv", sep="\t")
+    assert set(sites["strand"]) == {"+", "-"}  # forward windows; the strand is the model's
+    found = sites.merge(planted, on=["sequence", "start"], suffixes=("", "_planted"))
+    assert len(found) > 0.7 * len(planted)
+    agree = (found["strand"] == found["strand_planted"]).mean()
+    assert max(agree, 1 - agree) > 0.95  # up to the orientation the model picked
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
