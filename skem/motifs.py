@@ -748,8 +748,10 @@ class MotifMixture(BaseMixture):
         components are then alike, and the background cannot gain over a
         motif by being the only single-strand one). A tied background
         (``"position-independent"``) is read on the windows' strand only: it
-        is invariant under reversal already. Needs a nucleotide alphabet (ACGT
-        or ACGU in any order). Fit it to forward-strand windows
+        is invariant under reversal already, and converges faster: the strand
+        of a near-uniform position-specific background is almost
+        unidentifiable, a flat direction for EM. Needs a nucleotide alphabet
+        (ACGT or ACGU in any order). Fit it to forward-strand windows
         (:func:`sequence_windows` with ``both_strands=False``).
     n_init : int, default=1
         Number of EM runs from different starts; the best final objective is kept.
