@@ -98,7 +98,7 @@ def load_transcript_example():
 
 
 def load_motif_example():
-    """300 DNA sequences of 120 nt; 80 % carry one site of a 12-nt motif, on either strand.
+    """300 DNA sequences of 120 nt; 80 % carry one site of a 12-nt motif (on the forward strand).
 
     Returns
     -------
