@@ -265,6 +265,7 @@ def decode_sequences(codes, alphabet="ACGT", missing="N"):
     Returns
     -------
     sequences : ndarray of str of shape (n_sequences,)
+        The decoded sequences, missing letters as ``missing``.
 
     Examples
     --------
@@ -328,12 +329,14 @@ def reverse_complement(sequence, alphabet="ACGT"):
     Parameters
     ----------
     sequence : str
+        The sequence.
     alphabet : {"ACGT", "ACGU"} in any order, default="ACGT"
         DNA or RNA (the complement of A is U for RNA).
 
     Returns
     -------
     str
+        The reverse complement.
 
     Examples
     --------
@@ -365,6 +368,8 @@ def revcomp_permutation(width, alphabet="ACGT"):
     Returns
     -------
     perm : ndarray of int of shape (width * 4,)
+        Column ``j`` of a reverse-complemented one-hot window is column
+        ``perm[j]`` of the forward one.
 
     Examples
     --------
@@ -420,7 +425,11 @@ class SequenceWindows:
     def to_frame(self):
         """The windows as a DataFrame with columns ``sequence, start, end, strand, window``.
 
-        ``end`` is exclusive (``sequence[start:end]`` on the forward strand).
+        Returns
+        -------
+        pandas.DataFrame
+            One row per window; ``end`` is exclusive (``sequence[start:end]``
+            on the forward strand).
         """
         return pd.DataFrame(
             {
@@ -521,6 +530,7 @@ def sequence_windows(sequences, width, *, both_strands=False, alphabet="ACGT"):
     Returns
     -------
     SequenceWindows
+        The windows with their sequence names, offsets and strands.
 
     Examples
     --------

@@ -25,6 +25,7 @@ def example_path(name):
     Returns
     -------
     pathlib.Path
+        Where the file is installed.
     """
     path = Path(str(resources.files("skem").joinpath("data", name)))
     if not path.is_file():

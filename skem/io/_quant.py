@@ -294,6 +294,7 @@ def read_salmon_quant(path):
     Parameters
     ----------
     path : str or path-like
+        The file to read.
 
     Returns
     -------
@@ -314,6 +315,7 @@ def read_kallisto_abundance(path):
     Parameters
     ----------
     path : str or path-like
+        The file to read.
 
     Returns
     -------
@@ -586,6 +588,7 @@ def read_bam(path):
     Parameters
     ----------
     path : str or path-like
+        The file to read.
 
     Returns
     -------
