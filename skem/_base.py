@@ -530,7 +530,7 @@ class BaseMixture(BaseEM):
                 features, K, sample_weight=weights[sample], random_state=random_state
             )
         else:
-            kmeans = KMeans(n_clusters=K, n_init=1, random_state=random_state)
+            kmeans = KMeans(n_clusters=K, n_init=3, random_state=random_state)
             centers = kmeans.fit(features, sample_weight=weights[sample]).cluster_centers_
         step = self._chunk_rows(data)
         labels = np.concatenate([

@@ -46,19 +46,22 @@ def compress_rows(X, sample_weight=None):
 
 
 def _distinct_dense_rows(X):
-    """Distinct rows of a dense array, in lexicographic order.
+    """Distinct rows of a dense array, in an order that depends only on their content.
 
     Rows of small non-negative integers are encoded as one integer each
-    (mixed radix), which sorts far faster than whole rows -- or needs no sort
-    at all when the codes are few enough to count.
+    (mixed radix, lexicographic order), which sorts far faster than whole
+    rows -- or needs no sort at all when the codes are few enough to count.
+    Other integer rows are sorted on two exact hashes, computed block by
+    block; only general floats fall back to ``np.unique(axis=0)``.
     """
-    n_rows = X.shape[0]
-    if X.size and X.dtype.kind in "fiu" and X.min() >= 0 and np.all(X == np.floor(X)):
+    n_rows, n_columns = X.shape
+    integer = X.size and X.dtype.kind in "fiu" and np.all(X == np.floor(X))
+    if integer and X.min() >= 0:
         radix = X.max(axis=0).astype(np.float64) + 1
         n_codes = float(np.prod(radix))
         if n_codes < 2**53:
             strides = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1.0]]).astype(np.int64)
-            codes = X.astype(np.int64) @ strides
+            codes = _integer_row_keys(X, strides)
             if n_codes <= 4 * n_rows + 1024:
                 present = np.bincount(codes, minlength=int(n_codes)) > 0
                 distinct_codes = np.flatnonzero(present)
@@ -68,8 +71,66 @@ def _distinct_dense_rows(X):
                 distinct_codes, inverse = np.unique(codes, return_inverse=True)
             distinct = (distinct_codes[:, None] // strides) % radix.astype(np.int64)
             return distinct.astype(X.dtype), inverse.reshape(-1)
+    if integer and np.abs(X).max() < 2**62:
+        # Sums of x_d * m_d with random odd multipliers, wrapping modulo 2**64: exact
+        # integer arithmetic, so identical rows get identical keys in any order.
+        multipliers = np.random.default_rng(20240607).integers(1, 2**62, size=(2, n_columns)) | 1
+        keys = [_integer_row_keys(X, m) for m in multipliers]
+        first, inverse = _distinct_by_keys(
+            keys, lambda a, b: np.all(X[a] == X[b], axis=1)
+        )
+        return X[first], inverse
     distinct, inverse = np.unique(X, axis=0, return_inverse=True)
     return distinct, inverse.reshape(-1)
+
+
+#: Rows converted to int64 at a time when computing row keys.
+_KEY_BLOCK_ROWS = 2**16
+
+
+def _integer_row_keys(X, multipliers):
+    """``X @ multipliers`` in int64 arithmetic (wrapping on overflow), block by block."""
+    keys = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], _KEY_BLOCK_ROWS):
+        block = slice(start, start + _KEY_BLOCK_ROWS)
+        with np.errstate(over="ignore"):
+            keys[block] = X[block].astype(np.int64) @ multipliers
+    return keys
+
+
+def _distinct_by_keys(keys, same_rows):
+    """Group rows by content keys, confirming equal keys with an exact comparison.
+
+    Parameters
+    ----------
+    keys : list of ndarray of shape (n_rows,)
+        Keys computed from each row's content alone; equal rows have equal keys.
+    same_rows : callable
+        ``same_rows(a, b)`` -> bool array: whether rows ``a[i]`` and ``b[i]`` are equal.
+
+    Returns
+    -------
+    first : ndarray
+        Index of one row of each distinct group, in key order.
+    inverse : ndarray of shape (n_rows,)
+        The group of each row.
+    """
+    n_rows = keys[0].shape[0]
+    order = np.lexsort(keys[::-1])
+    sorted_keys = [k[order] for k in keys]
+    same_key = np.zeros(n_rows, dtype=bool)
+    if n_rows > 1:
+        same_key[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in sorted_keys])
+    truly_same = same_key
+    if same_key.any():
+        head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
+        candidates = np.flatnonzero(same_key)
+        truly_same = same_key.copy()
+        # A key collision between different rows leaves them apart (not merged).
+        truly_same[candidates] = same_rows(order[candidates], order[head[candidates]])
+    inverse = np.empty(n_rows, dtype=np.intp)
+    inverse[order] = np.cumsum(~truly_same) - 1
+    return order[~truly_same], inverse
 
 
 def _distinct_sparse_rows(X):
@@ -79,31 +140,20 @@ def _distinct_sparse_rows(X):
         X = X.copy()
         X.sum_duplicates()
         X.eliminate_zeros()
-    n_rows, n_columns = X.shape
-    nnz = np.diff(X.indptr)
+    n_columns = X.shape[1]
     # Two fixed random projections of each row's content (a sparse matrix-vector
     # product sums each row's entries in order, so identical rows get identical
-    # keys); different rows
-    # almost surely differ, and any collision is caught by the exact check below.
+    # keys); different rows almost surely differ, and the exact check catches the rest.
     rng = np.random.default_rng(20240607)
-    keys = [X @ rng.uniform(0.5, 1.5, n_columns) for _ in range(2)]
-    order = np.lexsort((keys[1], keys[0], nnz))
-    sorted_keys = [nnz[order], keys[0][order], keys[1][order]]
-    same_key = np.zeros(n_rows, dtype=bool)
-    if n_rows > 1:
-        same_key[1:] = np.logical_and.reduce([k[1:] == k[:-1] for k in sorted_keys])
-    truly_same = same_key
-    if same_key.any():
-        head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
-        candidates = np.flatnonzero(same_key)
-        difference = X[order[candidates]] - X[order[head[candidates]]]
+    keys = [np.diff(X.indptr)] + [X @ rng.uniform(0.5, 1.5, n_columns) for _ in range(2)]
+
+    def same_rows(a, b):
+        difference = X[a] - X[b]
         difference.eliminate_zeros()
-        truly_same = same_key.copy()
-        truly_same[candidates] = difference.getnnz(axis=1) == 0
-    group_of_sorted = np.cumsum(~truly_same) - 1
-    inverse = np.empty(n_rows, dtype=np.intp)
-    inverse[order] = group_of_sorted
-    return X[order[~truly_same]], inverse
+        return difference.getnnz(axis=1) == 0
+
+    first, inverse = _distinct_by_keys(keys, same_rows)
+    return X[first], inverse
 
 
 def _row_sums(entry_values, indptr):

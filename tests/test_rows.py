@@ -34,3 +34,16 @@ def test_sparse_compression_handles_empty_rows_and_explicit_zeros():
     assert distinct.shape[0] == 2
     np.testing.assert_array_equal(distinct.toarray()[inverse], X.toarray())
     assert sorted(summed) == [2.0, 3.0]
+
+
+def test_wide_integer_rows_are_compressed_by_exact_hashes():
+    # 40 columns of values up to 999: too many codes for one mixed-radix integer.
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 1000, size=(30, 40)).astype(float)
+    base[:, 0] -= 500  # negative values too
+    X = base[rng.integers(0, 30, size=400)]
+    distinct, summed, inverse = compress_rows(X)
+    assert distinct.shape[0] == len({tuple(r) for r in X})
+    np.testing.assert_array_equal(distinct[inverse], X)
+    shuffled, _, _ = compress_rows(X[rng.permutation(400)])
+    np.testing.assert_array_equal(shuffled, distinct)
