@@ -221,7 +221,7 @@ def test_log_likelihood_never_decreases_with_missing_letters(background, revcomp
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12 * np.abs(model.lower_bounds_[1:]))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(
     seed=hst.integers(0, 2**31 - 1),
     n=hst.integers(3, 40),

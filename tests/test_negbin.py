@@ -154,7 +154,7 @@ def test_best_of_restarts_is_no_worse_than_the_truth():
 # --------------------------------------------------- properties of the fit
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(
     seed=hst.integers(0, 2**16),
     n_components=hst.integers(1, 4),
