@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
 from ._dask import DaskRows, is_dask_array, map_rows
 from ._em import CHUNK_BYTES, run_em
-from ._rows import compress_rows
+from ._rows import compress_rows, stack_rows
 
 __all__ = ["BaseEM", "BaseMixture"]
 
@@ -239,7 +239,18 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             params = self._initialize(data.init_rows(random_state), random_state)
         else:
             params = start
-        result = run_em(
+        result = self._run_em(data, params, chunk_rows)
+        if self.verbose:
+            state = "converged" if result.converged else "did not converge"
+            print(
+                f"Initialization {index} {state} after {result.n_iter} iterations; "
+                f"objective {result.lower_bound:.10g}"
+            )
+        return result
+
+    def _run_em(self, data, params, chunk_rows):
+        """The engine from ``params`` with this estimator's EM controls."""
+        return run_em(
             self,
             data,
             params,
@@ -251,13 +262,6 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             verbose_interval=self.verbose_interval,
             min_iter=getattr(self, "min_iter", 0),
         )
-        if self.verbose:
-            state = "converged" if result.converged else "did not converge"
-            print(
-                f"Initialization {index} {state} after {result.n_iter} iterations; "
-                f"objective {result.lower_bound:.10g}"
-            )
-        return result
 
     def _chunk_rows(self, data):
         if self.chunk_size is not None:
@@ -294,7 +298,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """Apply ``function(params, chunk)`` chunk by chunk and stack the rows."""
         params = self._get_fitted_params()
         pieces = [function(params, chunk) for chunk in data.chunks(self._chunk_rows(data))]
-        return _stack_rows(pieces)
+        return stack_rows(pieces)
 
     @_lazy_on_dask("values")
     def score_samples(self, X):
@@ -616,13 +620,3 @@ def _weighted_choice(weights, k, random_state):
 
 def _n_rows(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
-
-
-def _stack_rows(pieces):
-    import scipy.sparse as sp
-
-    if len(pieces) == 1:
-        return pieces[0]
-    if sp.issparse(pieces[0]):
-        return sp.vstack(pieces, format="csr")
-    return np.concatenate(pieces)

@@ -40,6 +40,7 @@ from functools import partial, reduce
 import numpy as np
 
 from ._em import add_items
+from ._rows import stack_rows
 
 __all__ = ["DaskRows", "import_dask", "is_dask_array", "map_rows"]
 
@@ -196,7 +197,7 @@ class DaskRows:
         pieces = dask.compute(
             [dask.delayed(_take_rows)(self._x[b], self._w[b], rows) for b, rows in picks]
         )[0]
-        X = _stack_rows([x for x, _ in pieces])
+        X = stack_rows([x for x, _ in pieces])
         weights = np.concatenate([w for _, w in pieces])
         if not np.any(weights > 0):
             raise ValueError(
@@ -237,14 +238,6 @@ def _take_rows(x, w, rows):
     if rows is None:
         return x, np.asarray(w, dtype=float)
     return x[rows], np.asarray(w, dtype=float)[rows]
-
-
-def _stack_rows(pieces):
-    import scipy.sparse as sp
-
-    if any(sp.issparse(piece) for piece in pieces):
-        return sp.vstack(pieces, format="csr")
-    return np.concatenate(pieces)
 
 
 # ------------------------------------------------------------ predictions

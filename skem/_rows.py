@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["compress_rows"]
+__all__ = ["compress_rows", "stack_rows"]
 
 
 def compress_rows(X, sample_weight=None):
@@ -164,3 +164,12 @@ def _row_sums(entry_values, indptr):
         # reduceat sums between consecutive start offsets, so only non-empty rows may be given.
         sums[nonempty] = np.add.reduceat(entry_values, indptr[:-1][nonempty])
     return sums
+
+
+def stack_rows(pieces):
+    """Stack row blocks (dense, or sparse when any block is) into one array."""
+    if len(pieces) == 1:
+        return pieces[0]
+    if any(sp.issparse(piece) for piece in pieces):
+        return sp.vstack(pieces, format="csr")
+    return np.concatenate(pieces)

@@ -33,6 +33,7 @@ objective:
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -47,11 +48,11 @@ from joblib import Parallel, delayed
 from scipy.special import digamma, gammaln, xlogy
 from sklearn.base import clone
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+from sklearn.utils.validation import check_non_negative, validate_data
 
 from ._base import BaseEM, _lazy_on_dask
 from ._compat import Interval, StrOptions
-from ._em import AdditiveStats, RowData, run_em
+from ._em import AdditiveStats, RowData
 from ._rows import compress_rows
 from .io import EquivalenceClasses, read_kallisto_tcc, read_salmon_eq_classes
 
@@ -313,10 +314,8 @@ class TranscriptData(RowData):
     def assigned(self):
         return self.empty == 0
 
-    def take(self, rows, stop=None):
-        """The given rows (a slice, an index array, or ``start, stop``) of every field."""
-        if stop is not None:
-            rows = slice(rows, stop)
+    def take(self, rows):
+        """The given rows (a slice or an index array); ``AT`` by its columns."""
         return TranscriptData(
             weights=self.weights[rows], A=self.A[rows], AT=self.AT[:, rows],
             log_scale=self.log_scale[rows], empty=self.empty[rows],
@@ -783,11 +782,7 @@ class TranscriptQuantifier(BaseEM):
     def _bootstrap_one(self, params, data, weights, chunk_rows):
         data = replace(data, weights=weights)
         start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
-        result = run_em(
-            self, data, start, max_iter=self.max_iter, tol=self.tol,
-            accelerate=self.accelerate, chunk_rows=chunk_rows, min_iter=self.min_iter,
-        )
-        return self._truncate(result.params).counts
+        return self._truncate(self._run_em(data, start, chunk_rows).params).counts
 
     # ------------------------------------------------------ fitted attributes
 
@@ -971,15 +966,15 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
 
 def _active_client(required):
     """The active dask.distributed Client, or None (dask is imported only if already in use)."""
-    if required:
+    distributed = sys.modules.get("distributed")
+    if required and distributed is None:
         try:
-            import distributed
+            distributed = importlib.import_module("distributed")
         except ImportError as error:
             raise ImportError(
                 "backend='dask' needs dask's distributed scheduler: install skem's 'dask' "
                 "extra (pip install 'skem[dask]')."
             ) from error
-    distributed = sys.modules.get("distributed")
     client = None
     if distributed is not None:
         try:

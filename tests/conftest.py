@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pytest
 from hypothesis import settings
 
