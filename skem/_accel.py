@@ -5,7 +5,7 @@ extrapolates along them in the model's flat coordinates,
 ``p' = p0 - 2 a r + a**2 v`` with ``r = p1 - p0``, ``v = p2 - 2 p1 + p0`` and
 the S3 step length ``a = -|r| / |v|`` clamped to ``[-step_max, -1]``
 (``a = -1`` gives ``p2``, the plain double step), maps ``p'`` back to valid
-parameters (the model's ``_unpack`` projects), and stabilises with one more EM
+parameters (the model's ``unpack`` projects), and stabilises with one more EM
 step. The extrapolation is kept only if the objective at ``p'`` is finite and no
 lower than at ``p1``; otherwise the cycle falls back to ``p2``, so the sequence
 of recorded objectives never decreases. ``step_max`` grows by ``step_factor``
@@ -39,13 +39,13 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
     Parameters
     ----------
     model : EMModel
-        Supplies ``_m_step``, ``_pack``, ``_unpack`` and ``_params_converged``.
+        Supplies ``m_step``, ``pack``, ``unpack`` and ``params_converged``.
     params : object
         Starting parameters.
     evaluate : callable
         ``evaluate(p) -> (objective, stats)``: one pass over the data at ``p``.
     monitor : ConvergenceMonitor
-        Records accepted objectives and counts passes.
+        Records the objective of every pass (``record`` if accepted, ``reject`` if not).
     max_iter : int
         Budget of passes after the first.
 
@@ -69,18 +69,18 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
             return p0, True
         if out_of_budget():
             return p0, False
-        p1 = model._m_step(stats0, p0)
+        p1 = model.m_step(stats0, p0)
         objective1, stats1 = evaluate(p1)
         monitor.record(objective1)
         if monitor.should_stop(model, p0, p1):
             return p1, True
         if out_of_budget():
             return p1, False
-        p2 = model._m_step(stats1, p1)
+        p2 = model.m_step(stats1, p1)
 
-        x0 = model._pack(p0)
-        r = model._pack(p1) - x0
-        v = model._pack(p2) - x0 - 2.0 * r
+        x0 = model.pack(p0)
+        r = model.pack(p1) - x0
+        v = model.pack(p2) - x0 - 2.0 * r
         alpha = squarem_step_length(r, v, step_max)
         if alpha == -1.0:
             # The plain double step; at the bound it counts as a success there, so the bound grows.
@@ -88,7 +88,7 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
                 step_max *= step_factor
             previous, p0 = p1, p2
             continue
-        extrapolated = model._unpack(x0 - 2.0 * alpha * r + alpha**2 * v, p0)
+        extrapolated = model.unpack(x0 - 2.0 * alpha * r + alpha**2 * v, p0)
         if out_of_budget():
             return p1, False
         objective_ext, stats_ext = evaluate(extrapolated)
@@ -96,8 +96,9 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
             monitor.record(objective_ext)
             if alpha == -step_max:
                 step_max *= step_factor
-            previous, p0 = extrapolated, model._m_step(stats_ext, extrapolated)
+            previous, p0 = extrapolated, model.m_step(stats_ext, extrapolated)
         else:
+            monitor.reject()
             if alpha == -step_max:
                 step_max = max(step_max0, step_max / step_factor)
             previous, p0 = p1, p2

@@ -2,12 +2,13 @@
 
 :class:`BaseEM` owns everything that is the same for every estimator --
 parameter validation, ``sample_weight``, exact row compression, ``n_init``
-restarts (optionally in parallel), ``warm_start``, chunking, warnings and
+restarts (optionally in parallel), ``warm_start``, dask input, warnings and
 the fitted attributes that describe the run -- and the public methods built
-on them. :class:`BaseMixture` adds what finite mixtures share: the E-step
-from per-component log-probabilities, initialization from responsibilities,
-``predict_proba`` and ``sample``. A subclass supplies only its own math
-through the hooks listed in each class docstring.
+on them. The math is elsewhere: ``fit`` builds a *model*
+(:class:`skem._em.EMModel`, a small frozen object) from the estimator's
+hyperparameters and the data, and the engine (:func:`skem._em.run_em`) fits
+it. :class:`BaseMixture` adds the parameters and ``sample`` that finite
+mixtures share.
 """
 
 from __future__ import annotations
@@ -20,28 +21,47 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
-from ._dask import DaskRows, is_dask_array, map_rows
-from ._em import CHUNK_BYTES, run_em
-from ._rows import compress_rows, stack_rows
+from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
+from ._em import EMControls, chunk_rows, in_memory_rows, run_em
+from ._rows import stack_rows
 
-__all__ = ["BaseEM", "BaseMixture"]
+__all__ = ["BaseEM", "BaseMixture", "check_sample_weight"]
 
-#: k-means initialization clusters at most this many rows, then assigns all rows.
-INIT_SAMPLE = 10_000
+
+def check_sample_weight(sample_weight, X):
+    """Validated row multiplicities of ``X``: finite, non-negative, one per row, not all 0.
+
+    Used by ``fit`` and ``score`` alike.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_rows,), float64
+    """
+    n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
+    if sample_weight is None:
+        return np.ones(n_rows)
+    weights = np.asarray(sample_weight)
+    if weights.ndim != 1 or weights.shape[0] != n_rows:
+        raise ValueError(
+            f"sample_weight must have shape (n_samples,) = ({n_rows},), got {weights.shape}."
+        )
+    weights = _check_sample_weight(weights, np.empty((n_rows, 0)), dtype=np.float64,
+                                   ensure_non_negative=True)
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to 0: there is nothing to fit or score.")
+    return weights
 
 
 def _lazy_on_dask(output):
     """Answer a dask array lazily with the same method applied block by block.
 
     ``output`` is "values" (one float per row), "labels" (one integer per
-    row) or "posterior" (``_n_outputs()`` floats per row).
+    row) or "posterior" (the model's ``n_outputs`` floats per row).
     """
 
     def decorate(method):
@@ -50,7 +70,7 @@ def _lazy_on_dask(output):
             if not is_dask_array(X):
                 return method(self, X, *args, **kwargs)
             check_is_fitted(self)
-            n_columns = self._n_outputs() if output == "posterior" else None
+            n_columns = self._model.n_outputs if output == "posterior" else None
             dtype = np.intp if output == "labels" else np.float64
             return map_rows(self, method.__name__, X, n_columns, dtype)
 
@@ -62,57 +82,30 @@ def _lazy_on_dask(output):
 class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of skem's estimators: scikit-learn API around the shared EM engine.
 
-    Subclasses implement these hooks (all but the data hooks are pure
-    functions of their arguments; ``params`` is the subclass's own frozen
-    dataclass of parameters):
+    A subclass declares its parameters and implements four hooks; the math is
+    in the model it builds (:class:`skem._em.EMModel`):
 
-    ``_validate_X(X, reset)``
-        Validate and convert user input (sets ``n_features_in_`` when ``reset``).
-    ``_prepare(X, weights) -> RowData``
-        The row data the engine iterates over.
-    ``_check_fit_data(X)``
-        Raise ValueError for data that cannot be fitted with these parameters.
-    ``_initialize(data, random_state) -> params``
-        Starting parameters (must respect ``data.weights``).
-    ``_e_step``, ``_m_step``, ``_log_prior``, ``_params_converged``, ``_pack``, ``_unpack``
-        The engine's model contract, see :class:`skem._em.EMModel`.
-    ``_score_samples(params, data) -> ndarray (n,)``, ``_predict_proba(params, data)``
-        Per-row log-likelihood and posterior.
-    ``_finish_fit(params, data) -> params``
-        Optional last step on the best run's parameters with the training
-        data, before they are published (default: unchanged); it may also set
-        fitted attributes that need the data.
+    ``_validate_X(X, reset) -> X``
+        Validate and convert user input (through ``validate_data``, which
+        sets ``n_features_in_`` when ``reset``).
+    ``_build_model(X) -> EMModel``
+        The model of this fit, from the hyperparameters and validated ``X``
+        (a dask array on dask input, where only its shape may be used).
+        Raises ValueError for data these parameters cannot fit.
     ``_get_fitted_params() -> params``, ``_set_fitted_params(params)``
         Read and publish the public fitted attributes (``weights_``, ``means_``...).
-    ``_n_parameters() -> int``
-        Free parameters, for BIC and AIC.
-    ``_work_per_row(data) -> int``
-        float64 values of E-step work per row, to size chunks automatically.
+    ``_finish_fit(params, data) -> params``
+        Optional last step on the best run's parameters with the training
+        data, before they are published (default: unchanged).
 
-    A subclass with a ``min_iter`` parameter has it passed to the engine (no
-    stopping rule before that many iterations); the others use 0.
-
-    Dask arrays (see :mod:`skem._dask`): a subclass with ``_fits_dask = True``
-    fits them block by block through these hooks, whose defaults suit models
-    whose blocks need nothing from the rest of the data:
-
-    ``_summarize_block(X_block) -> object``
-        Validate one block during the first pass; return what ``_dask_layout``
-        needs from it (default: validate with ``_validate_X``, return None).
-    ``_dask_layout(summaries, rows) -> object``
-        Data-wide tables shared by all blocks, from the blocks' summaries;
-        ``rows.map_blocks(function)`` runs a further pass if needed (default None).
-    ``_prepare_block(X_block, weights, layout) -> RowData``
-        A block's row data (default: ``_prepare(_validate_X(X_block), weights)``).
-    ``_n_outputs() -> int``
-        Columns of ``predict_proba``, for its lazy result on dask input.
+    The fitted model is kept as ``_model`` for the inference methods.
     """
 
     _parameter_constraints: dict = {
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="left")],
-        "accelerate": [StrOptions({"none", "squarem"})],
+        "accelerate": [StrOptions({"none", "squarem"}), None],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "warm_start": ["boolean"],
@@ -120,11 +113,6 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
     }
-
-    #: Whether fit collapses identical rows (every estimator here can; a subclass may opt out).
-    _compress_rows = True
-    #: Whether fit accepts dask arrays (through the block hooks).
-    _fits_dask = False
 
     def __init__(
         self,
@@ -182,20 +170,22 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
+        warm = self.warm_start and hasattr(self, "converged_")
         on_dask = is_dask_array(X)
         if on_dask:
-            data = DaskRows.for_fit(self, X, sample_weight)
-            chunk_rows = None  # each block sizes its own chunks, where it is
+            X = dask_row_blocks(X)
+            self._check_n_features(X, reset=not warm)
+            model = self._build_model(X)
+            data = DaskRows(model, X, sample_weight)
         else:
-            X = self._validate_X(X, reset=True)
-            weights = _check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True
-            )
-            self._check_fit_data(X)
-            data = self._in_memory_rows(X, weights)
-            chunk_rows = self._chunk_rows(data)
+            # A warm start continues the previous model: X must have its features.
+            X = self._validate_X(X, reset=not warm)
+            weights = check_sample_weight(sample_weight, X)
+            model = self._build_model(X)
+            data = in_memory_rows(model, X, weights)
 
-        if self.warm_start and hasattr(self, "converged_"):
+        controls = self._controls()
+        if warm:
             starts = [self._get_fitted_params()]
         else:
             rng = check_random_state(self.random_state)
@@ -204,11 +194,12 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         # parallel fit is identical to a serial one. Runs on dask rows stay in threads
         # of this process, which holds the connection to the cluster.
         results = Parallel(n_jobs=self.n_jobs, require="sharedmem" if on_dask else None)(
-            delayed(self._run_from)(data, start, chunk_rows, index)
+            delayed(_run_from)(model, data, start, controls, index)
             for index, start in enumerate(starts)
         )
         best = max(results, key=lambda result: result.lower_bound)
 
+        self._model = model
         self._set_fitted_params(self._finish_fit(best.params, data))
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
@@ -217,56 +208,30 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 f"Best of {len(starts)} EM run(s) did not converge in max_iter={self.max_iter} "
-                "iterations. Try a larger max_iter, a larger tol, or accelerate='squarem'.",
+                "iterations. Try a larger max_iter or accelerate='squarem'.",
                 ConvergenceWarning,
             )
         return self
 
-    def _in_memory_rows(self, X, weights):
-        """Row data of validated ``X``: identical rows collapsed, rows of weight 0 dropped."""
-        if self._compress_rows:
-            X, weights, _ = compress_rows(X, weights)
-        keep = weights > 0
-        if not keep.all():
-            X, weights = X[keep], weights[keep]
-        return self._prepare(X, weights)
-
-    def _run_from(self, data, start, chunk_rows, index):
-        if self.verbose:
-            print(f"Initialization {index}")
-        if isinstance(start, (Integral, np.integer)):
-            random_state = np.random.RandomState(start)
-            params = self._initialize(data.init_rows(random_state), random_state)
-        else:
-            params = start
-        result = self._run_em(data, params, chunk_rows)
-        if self.verbose:
-            state = "converged" if result.converged else "did not converge"
-            print(
-                f"Initialization {index} {state} after {result.n_iter} iterations; "
-                f"objective {result.lower_bound:.10g}"
-            )
-        return result
-
-    def _run_em(self, data, params, chunk_rows):
-        """The engine from ``params`` with this estimator's EM controls."""
-        return run_em(
-            self,
-            data,
-            params,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            accelerate=self.accelerate,
-            chunk_rows=chunk_rows,
-            verbose=self.verbose,
+    def _controls(self, **changes):
+        """This estimator's EM controls for the engine (``changes`` override some)."""
+        settings = dict(
+            max_iter=self.max_iter, tol=self.tol, accelerate=self.accelerate,
+            chunk_size=self.chunk_size, verbose=self.verbose,
             verbose_interval=self.verbose_interval,
-            min_iter=getattr(self, "min_iter", 0),
         )
+        return EMControls(**{**settings, **changes})
 
-    def _chunk_rows(self, data):
-        if self.chunk_size is not None:
-            return self.chunk_size
-        return max(1024, CHUNK_BYTES // (8 * max(1, self._work_per_row(data))))
+    def _check_n_features(self, X, reset):
+        if reset:
+            self.n_features_in_ = int(X.shape[1])
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit the model and return the most probable component of each row of ``X``.
@@ -292,13 +257,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _prepare_new(self, X):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._prepare(X, np.ones(X.shape[0]))
+        return self._model.prepare(X, np.ones(X.shape[0]))
 
     def _chunked(self, function, data):
         """Apply ``function(params, chunk)`` chunk by chunk and stack the rows."""
         params = self._get_fitted_params()
-        pieces = [function(params, chunk) for chunk in data.chunks(self._chunk_rows(data))]
-        return stack_rows(pieces)
+        step = chunk_rows(data, self._model, self.chunk_size)
+        return stack_rows([function(params, chunk) for chunk in data.chunks(step)])
 
     @_lazy_on_dask("values")
     def score_samples(self, X):
@@ -315,7 +280,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``log p(x_i)``, including all normalizing constants; a lazy dask
             array (computed block by block) for dask ``X``.
         """
-        return self._chunked(self._score_samples, self._prepare_new(X))
+        return self._chunked(self._model.score_samples, self._prepare_new(X))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean log-likelihood per row (weighted when ``sample_weight`` is given).
@@ -337,7 +302,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         score : float
         """
         log_likelihood = self.score_samples(X)
-        return float(np.average(log_likelihood, weights=sample_weight))
+        weights = check_sample_weight(sample_weight, log_likelihood)
+        return float(np.average(log_likelihood, weights=weights))
 
     @_lazy_on_dask("posterior")
     def predict_proba(self, X):
@@ -353,7 +319,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         posterior : ndarray of shape (n_samples, n_components)
             Rows sum to 1. A lazy dask array for dask ``X``.
         """
-        return self._chunked(self._predict_proba, self._prepare_new(X))
+        return self._chunked(self._model.predict_proba, self._prepare_new(X))
 
     @_lazy_on_dask("labels")
     def predict(self, X):
@@ -384,7 +350,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``-2 log L + p log n`` with ``p`` free parameters.
         """
         n = _n_rows(X)
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+        return -2.0 * self.score(X) * n + self._model.n_parameters(self._get_fitted_params()) * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion of the fitted model on ``X`` (lower is better).
@@ -398,45 +364,18 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         aic : float
             ``-2 log L + 2 p`` with ``p`` free parameters.
         """
-        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self._n_parameters()
+        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self._model.n_parameters(self._get_fitted_params())
 
-    # ------------------------------------------------------ default hooks
-
-    def _check_fit_data(self, X):
-        """Data-dependent checks before any work; none by default."""
-
-    def _log_prior(self, params):
-        return 0.0
+    # ------------------------------------------------------------- hooks
 
     def _finish_fit(self, params, data):
         return params
-
-    def _summarize_block(self, X):
-        self._validate_X(X, reset=False)
-
-    def _dask_layout(self, summaries, rows):
-        return None
-
-    def _prepare_block(self, X, weights, layout):
-        return self._prepare(self._validate_X(X, reset=False), weights)
-
-    def _params_converged(self, old, new):
-        return False
 
     @abstractmethod
     def _validate_X(self, X, reset): ...
 
     @abstractmethod
-    def _prepare(self, X, weights): ...
-
-    @abstractmethod
-    def _initialize(self, data, random_state): ...
-
-    @abstractmethod
-    def _e_step(self, params, chunk): ...
-
-    @abstractmethod
-    def _m_step(self, stats, params): ...
+    def _build_model(self, X): ...
 
     @abstractmethod
     def _get_fitted_params(self): ...
@@ -444,27 +383,32 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _set_fitted_params(self, params): ...
 
-    @abstractmethod
-    def _n_parameters(self): ...
+
+def _run_from(model, data, start, controls, index):
+    """One EM run of ``model`` from a seed (a fresh start) or from given parameters."""
+    if controls.verbose:
+        print(f"Initialization {index}")
+    if isinstance(start, (Integral, np.integer)):
+        random_state = np.random.RandomState(start)
+        params = model.initialize(
+            data.init_rows(model, random_state), random_state, controls.chunk_size
+        )
+    else:
+        params = start
+    result = run_em(model, data, params, controls)
+    if controls.verbose:
+        state = "converged" if result.converged else "did not converge"
+        print(
+            f"Initialization {index} {state} after {result.n_iter} iterations; "
+            f"objective {result.lower_bound:.10g}"
+        )
+    return result
 
 
 class BaseMixture(BaseEM):
-    """Finite mixtures: the E-step, initialization and sampling from per-component hooks.
+    """Finite mixtures: the shared parameters, the size check and :meth:`sample`.
 
-    On top of :class:`BaseEM`'s hooks (except ``_e_step``, ``_score_samples``,
-    ``_predict_proba`` and ``_initialize``, which this class provides), a
-    mixture implements:
-
-    ``_estimate_log_prob(params, chunk) -> ndarray (n, K)``
-        ``log p(x_i | component k)``.
-    ``_accumulate(chunk, weighted_resp) -> AdditiveStats``
-        Statistics of a chunk given ``w_i * q_ik``.
-    ``_init_features(data, rows) -> array (n_rows, d)``
-        Euclidean features of the given rows (slice or index array) for k-means.
-    ``_sample_component(params, k, n, random_state) -> ndarray (n, n_features)``
-        Draw rows from component ``k``.
-
-    Parameters must have a ``weights`` field (the mixing proportions, shape (K,)).
+    The model a subclass builds is a :class:`skem._mixture.MixtureModel`.
     """
 
     _parameter_constraints: dict = {
@@ -473,76 +417,13 @@ class BaseMixture(BaseEM):
         "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
     }
 
-    def _check_fit_data(self, X):
+    def _check_n_samples(self, X):
         n_samples = X.shape[0]
         if n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {n_samples}."
             )
-
-    #: Mixtures fit dask arrays: their E-step and initialization need nothing beyond the hooks.
-    _fits_dask = True
-
-    def _work_per_row(self, data):
-        return 4 * self.n_components
-
-    def _n_outputs(self):
-        return self.n_components
-
-    def _weighted_log_prob(self, params, chunk):
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        return self._estimate_log_prob(params, chunk) + log_weights
-
-    def _e_step(self, params, chunk):
-        resp, log_norm = normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)
-        resp *= chunk.weights[:, None]
-        return self._accumulate(chunk, resp), float(chunk.weights @ log_norm)
-
-    def _score_samples(self, params, chunk):
-        return normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)[1]
-
-    def _predict_proba(self, params, chunk):
-        return normalize_log_prob(self._weighted_log_prob(params, chunk), axis=1)[0]
-
-    def _initialize(self, data, random_state):
-        resp = self._initial_resp(data, random_state)
-        stats = self._accumulate(data, resp * data.weights[:, None])
-        return self._m_step(stats, None)
-
-    def _initial_resp(self, data, random_state):
-        """Responsibilities ``(n, K)`` that start EM, by ``init_params``; weight-aware."""
-        n, K = data.n_rows, self.n_components
-        weights = data.weights
-        if self.init_params == "random":
-            resp = random_state.uniform(size=(n, K))
-            return resp / resp.sum(axis=1, keepdims=True)
-        resp = np.zeros((n, K))
-        if self.init_params == "random_from_data":
-            chosen = _weighted_choice(weights, K, random_state)
-            resp[chosen, np.arange(K)] = 1.0
-            return resp
-        # k-means on at most INIT_SAMPLE rows (drawn uniformly, keeping their weights), then
-        # every row goes to its nearest center, chunk by chunk: the start costs little memory.
-        sample = np.arange(n)
-        if n > INIT_SAMPLE:
-            sample = np.sort(random_state.choice(n, size=INIT_SAMPLE, replace=False))
-        features = self._init_features(data, sample)
-        if self.init_params == "k-means++":
-            centers, _ = kmeans_plusplus(
-                features, K, sample_weight=weights[sample], random_state=random_state
-            )
-        else:
-            kmeans = KMeans(n_clusters=K, n_init=3, random_state=random_state)
-            centers = kmeans.fit(features, sample_weight=weights[sample]).cluster_centers_
-        step = self._chunk_rows(data)
-        labels = np.concatenate([
-            pairwise_distances_argmin(self._init_features(data, slice(start, start + step)), centers)
-            for start in range(0, n, step)
-        ])
-        resp[np.arange(n), labels] = 1.0
-        return resp
 
     def sample(self, n_samples=1):
         """Draw rows from the fitted mixture.
@@ -562,60 +443,8 @@ class BaseMixture(BaseEM):
         check_is_fitted(self)
         if not (isinstance(n_samples, (Integral, np.integer)) and n_samples >= 1):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        params = self._get_fitted_params()
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, params.weights)
-        X = np.concatenate(
-            [self._sample_component(params, k, n_k, rng) for k, n_k in enumerate(counts)]
-        )
-        y = np.repeat(np.arange(len(counts)), counts)
-        return X, y
-
-    @abstractmethod
-    def _estimate_log_prob(self, params, chunk): ...
-
-    @abstractmethod
-    def _accumulate(self, chunk, weighted_resp): ...
-
-    @abstractmethod
-    def _init_features(self, data, rows): ...
-
-    @abstractmethod
-    def _sample_component(self, params, k, n, random_state): ...
-
-
-def normalize_log_prob(log_prob, axis):
-    """Posterior probabilities and log-sum-exp of ``log_prob`` along ``axis``, in place.
-
-    One exponential serves both results (``scipy.special.logsumexp`` followed by
-    another ``exp`` would take two), which matters when the E-step is otherwise
-    a single matrix product.
-
-    Parameters
-    ----------
-    log_prob : ndarray
-        Log joint probabilities; overwritten by the probabilities.
-    axis : int
-        The component axis.
-
-    Returns
-    -------
-    prob : ndarray
-        ``exp(log_prob - log_norm)``, summing to 1 along ``axis`` (``log_prob``'s memory).
-    log_norm : ndarray
-        ``log sum exp(log_prob)`` along ``axis``.
-    """
-    top = log_prob.max(axis=axis, keepdims=True)
-    top[~np.isfinite(top)] = 0.0
-    prob = np.exp(np.subtract(log_prob, top, out=log_prob), out=log_prob)
-    total = prob.sum(axis=axis, keepdims=True)
-    prob /= total
-    return prob, np.squeeze(np.log(total) + top, axis=axis)
-
-
-def _weighted_choice(weights, k, random_state):
-    """``k`` distinct row indices drawn with probability proportional to ``weights``."""
-    return random_state.choice(weights.shape[0], size=k, replace=False, p=weights / weights.sum())
+        return self._model.sample(self._get_fitted_params(), n_samples, rng)
 
 
 def _n_rows(X):

@@ -7,12 +7,16 @@ need dask import it and raise an ImportError naming the ``dask`` extra when
 it is missing.
 
 Fitting. :class:`DaskRows` stands in for :class:`~skem._em.RowData` in the
-engine, so the EM loop (plain or SQUAREM) is the same one. Each pass sends
-the step -- the model and its current parameters, a few kilobytes -- to every
-row block; there the block is read, prepared by the model's
-``_prepare_block`` (validation, and for NegBinMixture the indexing into the
-data-wide pair table) and cut into chunks that the model's own ``_e_step``
-summarizes. The per-block sums are added in a tree of fixed shape (fan-in
+engine: both follow one row-source protocol (``n_rows``, ``total_weight``,
+``reduce_chunks(function, model, chunk_size)``, ``init_rows(model,
+random_state)``), so the EM loop (plain or SQUAREM) is the same one. A model
+opts in with ``fits_dask = True`` and its block hooks
+(:class:`skem._em.EMModel`); this module knows no model by name. Each pass
+sends the step -- the model and its current parameters, a few kilobytes -- to
+every row block; there the block is read, prepared by the model's
+``prepare_block`` (validation, and indexing into any data-wide table from
+``dask_layout``) and cut into chunks (sized by :func:`skem._em.chunk_rows`,
+as in memory) that the model's own ``e_step`` summarizes. The per-block sums are added in a tree of fixed shape (fan-in
 :data:`SPLIT_EVERY`), and only the total, of the size of the parameters,
 reaches the driver. Because the graph fixes the order of the additions, the
 result does not depend on which worker finishes first. With a
@@ -39,10 +43,10 @@ from functools import partial, reduce
 
 import numpy as np
 
-from ._em import add_items
+from ._em import add_items, in_memory_rows
 from ._rows import stack_rows
 
-__all__ = ["DaskRows", "import_dask", "is_dask_array", "map_rows"]
+__all__ = ["DaskRows", "dask_row_blocks", "import_dask", "is_dask_array", "map_rows"]
 
 #: Rows (at most) that initialization draws from the blocks.
 INIT_ROWS = 20_000
@@ -70,7 +74,7 @@ def import_dask(what="This"):
     return dask
 
 
-def _row_blocks(X):
+def dask_row_blocks(X):
     """``X`` as blocks of whole rows (one chunk across columns) of known sizes."""
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D dask array, got one with {X.ndim} dimension(s).")
@@ -103,24 +107,29 @@ def _row_weights(sample_weight, X):
 class DaskRows:
     """The rows of a dask array as the EM engine sees them: reduced where they are.
 
-    It has the part of :class:`~skem._em.RowData` that the engine and
-    ``fit`` use: ``n_rows``, ``total_weight``, ``reduce_chunks`` (one pass,
-    a dask reduction) and ``init_rows`` (an in-memory sample). Building it
-    takes one pass over the blocks, which validates them and the weights and
-    collects what the model's ``_dask_layout`` needs (NegBinMixture's pair table).
+    It follows the row-source protocol of :class:`~skem._em.RowData`:
+    ``n_rows``, ``total_weight``, ``reduce_chunks`` (one pass, a dask
+    reduction) and ``init_rows`` (an in-memory sample). Building it takes one
+    pass over the blocks, which validates them and the weights and collects
+    what the model's ``dask_layout`` needs.
 
     Parameters
     ----------
-    model : BaseEM
-        The estimator being fitted (``n_features_in_`` already set).
+    model : EMModel
+        The model being fitted; it must have ``fits_dask = True``.
     X : dask.array.Array of shape (n_rows, n_features)
-        Blocks of rows (dense, or scipy.sparse blocks).
-    weights : dask.array.Array of shape (n_rows,)
-        Row weights, chunked like ``X``'s rows.
+        Blocks of whole rows (:func:`dask_row_blocks`; dense, or scipy.sparse blocks).
+    sample_weight : None, array-like or dask array of shape (n_rows,)
+        Row weights (rechunked like ``X``'s rows).
     """
 
-    def __init__(self, model, X, weights):
-        self.model = model
+    def __init__(self, model, X, sample_weight=None):
+        import_dask(f"Fitting {type(model).__name__} on a dask array")
+        if not model.fits_dask:
+            raise TypeError(
+                f"{type(model).__name__} does not fit dask arrays; compute X first."
+            )
+        weights = _row_weights(sample_weight, X)
         self.n_rows = int(X.shape[0])
         # Empty blocks (from filtering, say) have nothing to add and cannot be validated.
         keep = [i for i, size in enumerate(X.chunks[0]) if size > 0]
@@ -132,22 +141,7 @@ class DaskRows:
         self.total_weight = float(sum(total for total, _ in summaries))
         if not self.total_weight > 0:
             raise ValueError("sample_weight sums to 0: there is nothing to fit.")
-        self.layout = model._dask_layout([summary for _, summary in summaries], self)
-
-    @classmethod
-    def for_fit(cls, model, X, sample_weight=None):
-        """Check a dask array for ``model.fit`` and set what ``fit`` would (``n_features_in_``)."""
-        import_dask(f"Fitting {type(model).__name__} on a dask array")
-        if not model._fits_dask:
-            raise TypeError(
-                f"{type(model).__name__}.fit does not accept dask arrays; compute X first."
-            )
-        X = _row_blocks(X)
-        model.n_features_in_ = int(X.shape[1])
-        if hasattr(model, "feature_names_in_"):
-            del model.feature_names_in_
-        model._check_fit_data(X)
-        return cls(model, X, _row_weights(sample_weight, X))
+        self.layout = model.dask_layout([summary for _, summary in summaries], self.map_blocks)
 
     def map_blocks(self, function):
         """``function(X_block, weight_block)`` of every block, computed in one go, as a list."""
@@ -156,18 +150,18 @@ class DaskRows:
         tasks = [dask.delayed(_apply)(shared, x, w) for x, w in zip(self._x, self._w)]
         return list(dask.compute(tasks)[0])
 
-    def reduce_chunks(self, function, chunk_rows):
+    def reduce_chunks(self, function, model, chunk_size):
         """The item-wise sum of ``function(chunk)`` over all chunks of all blocks.
 
-        Each block is prepared and cut into chunks of ``chunk_rows`` rows where
-        it is (None: the model sizes the chunks of each block), and its sum is
-        added to the others' in a tree; one ``dask.compute`` per call.
+        Each block is prepared and cut into chunks where it is, exactly as
+        in-memory rows are, and its sum is added to the others' in a tree;
+        one ``dask.compute`` per call.
         """
         dask = import_dask()
         # One graph node holds the step and the layout, so that a cluster ships them
         # once per worker, not once per block.
         shared = dask.delayed(
-            (partial(_reduce_block, self.model, self.layout, function, chunk_rows),),
+            (partial(_reduce_block, model, self.layout, function, chunk_size),),
             traverse=False,
         )
         parts = [dask.delayed(_apply)(shared, x, w) for x, w in zip(self._x, self._w)]
@@ -178,7 +172,7 @@ class DaskRows:
             ]
         return dask.compute(parts[0])[0]
 
-    def init_rows(self, random_state):
+    def init_rows(self, model, random_state):
         """An in-memory sample of the rows for initialization (see the module docstring)."""
         dask = import_dask()
         n_blocks = len(self._x)
@@ -204,7 +198,7 @@ class DaskRows:
                 "The initialization sample holds no row of positive weight; "
                 "give the rows of positive weight a larger share of X."
             )
-        return self.model._in_memory_rows(self.model._validate_X(X, reset=False), weights)
+        return in_memory_rows(model, model.check_block(X), weights)
 
 
 def _apply(shared, x, w):
@@ -224,14 +218,12 @@ def _check_weights(w):
 
 def _summarize_block(model, x, w):
     """Validate one block and its weights: (weight sum, the model's summary of the block)."""
-    return float(_check_weights(w).sum()), model._summarize_block(x)
+    return float(_check_weights(w).sum()), model.summarize_block(x)
 
 
-def _reduce_block(model, layout, function, chunk_rows, x, w):
-    rows = model._prepare_block(x, np.asarray(w, dtype=float), layout)
-    if chunk_rows is None:
-        chunk_rows = model._chunk_rows(rows)
-    return rows.reduce_chunks(function, chunk_rows)
+def _reduce_block(model, layout, function, chunk_size, x, w):
+    rows = model.prepare_block(x, np.asarray(w, dtype=float), layout)
+    return rows.reduce_chunks(function, model, chunk_size)
 
 
 def _take_rows(x, w, rows):
@@ -263,7 +255,7 @@ def map_rows(model, method, X, n_columns=None, dtype=float):
     -------
     dask.array.Array of shape (n_rows,) or (n_rows, n_columns)
     """
-    X = _row_blocks(X)
+    X = dask_row_blocks(X)
     if X.shape[1] != model.n_features_in_:
         raise ValueError(
             f"X has {X.shape[1]} features, but {type(model).__name__} is expecting "

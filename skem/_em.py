@@ -16,22 +16,28 @@ weight (``tol``), on the model's own parameter rule, or at ``max_iter``.
 from __future__ import annotations
 
 import time
+import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ._accel import squarem
+from ._rows import compress_rows
 
 __all__ = [
     "AdditiveStats",
     "ConvergenceMonitor",
+    "EMControls",
     "EMModel",
     "EMResult",
     "RowData",
     "add_items",
+    "chunk_rows",
     "e_pass",
+    "in_memory_rows",
     "run_em",
 ]
 
@@ -81,20 +87,22 @@ class RowData:
     def total_weight(self) -> float:
         return float(self.weights.sum())
 
-    def reduce_chunks(self, function, chunk_rows: int | None):
+    def reduce_chunks(self, function, model: EMModel, chunk_size: int | None):
         """Sum ``function(chunk)`` over the chunks, in order.
 
         ``function`` returns a tuple whose items add up (statistics, floats);
-        the result is their item-wise sum. Sources whose rows live elsewhere
-        (:class:`skem._dask.DaskRows`) override this with a distributed reduction.
+        the result is their item-wise sum. Chunks are sized by
+        :func:`chunk_rows`. Sources whose rows live elsewhere
+        (:class:`skem._dask.DaskRows`) follow the same protocol with a
+        distributed reduction.
         """
         total = None
-        for chunk in self.chunks(chunk_rows):
+        for chunk in self.chunks(chunk_rows(self, model, chunk_size)):
             value = function(chunk)
             total = value if total is None else add_items(total, value)
         return total
 
-    def init_rows(self, random_state) -> RowData:
+    def init_rows(self, model: EMModel, random_state) -> RowData:
         """The in-memory rows that initialization works on: all of them here."""
         return self
 
@@ -122,31 +130,159 @@ class AdditiveStats:
         )
 
 
-class EMModel(Protocol):
-    """What a model supplies to the engine (all hooks are pure functions of their arguments).
+@dataclass(frozen=True)
+class EMControls:
+    """How long and how the engine iterates: the estimators' shared EM controls.
 
-    ``_e_step(params, chunk) -> (stats, loglik)``
-        Additive statistics of one chunk of :class:`RowData` and its weighted
-        log-likelihood ``sum_i w_i log p(x_i | params)``.
-    ``_m_step(stats, params) -> params``
-        New parameters from the statistics summed over all chunks; ``params`` are
-        the current ones (for fixed entries or warm-started inner solvers).
-    ``_log_prior(params) -> float``
-        Log prior density added to the objective (0 for maximum likelihood).
-    ``_params_converged(old, new) -> bool``
-        A model-specific stopping rule on two successive parameter sets, used
-        together with the rule on the objective.
-    ``_pack(params) -> ndarray`` / ``_unpack(vector, params) -> params``
-        Flat coordinates in which SQUAREM extrapolates; ``_unpack`` maps any
-        finite vector back to valid parameters (its projection).
+    Parameters
+    ----------
+    max_iter : int
+        Maximum number of EM steps (M-steps). 0 evaluates the start only.
+    tol : float
+        Stop when the objective per unit of weight changes by less than this.
+    accelerate : {"squarem"} or None
+        SQUAREM (scheme S3) extrapolation with a monotone safeguard, or plain
+        EM (None; "none" is accepted as a synonym).
+    chunk_size : int or None
+        Rows per chunk of the E-step. None sizes chunks automatically so that
+        one chunk's work arrays take about :data:`CHUNK_BYTES` (see
+        :func:`chunk_rows`), for in-memory rows and within each dask block
+        alike. The result does not depend on it.
+    verbose, verbose_interval : int
+        Progress printing, see :class:`ConvergenceMonitor`.
     """
 
-    def _e_step(self, params: Any, chunk: RowData) -> tuple[AdditiveStats, float]: ...
-    def _m_step(self, stats: AdditiveStats, params: Any) -> Any: ...
-    def _log_prior(self, params: Any) -> float: ...
-    def _params_converged(self, old: Any, new: Any) -> bool: ...
-    def _pack(self, params: Any) -> np.ndarray: ...
-    def _unpack(self, vector: np.ndarray, params: Any) -> Any: ...
+    max_iter: int = 100
+    tol: float = 1e-3
+    accelerate: str | None = None
+    chunk_size: int | None = None
+    verbose: int = 0
+    verbose_interval: int = 10
+
+
+class EMModel(ABC):
+    """What a model supplies to the engine and to the estimator that builds it.
+
+    A model is a small, immutable object: the hyperparameters and the
+    fit-time tables (transcript lengths, an alphabet...) of one problem,
+    never an estimator. Every hook is a pure function of its arguments;
+    ``params`` are the model's own frozen dataclass of parameters and
+    ``stats`` its :class:`AdditiveStats`. :class:`skem._mixture.MixtureModel`
+    implements the EM hooks of finite mixtures from four smaller ones.
+
+    Data
+        ``prepare(X, weights) -> RowData``
+            Row data the engine iterates over, from validated ``X``.
+        ``work_per_row(data) -> int``
+            float64 values of E-step work per row, to size chunks (:func:`chunk_rows`).
+    EM
+        ``initialize(data, random_state, chunk_size) -> params``
+            Starting parameters; must respect ``data.weights`` (a weight is a
+            multiplicity). ``chunk_size`` bounds the memory of any pass it makes.
+        ``e_step(params, chunk) -> (stats, loglik)``
+            Additive statistics of one chunk and ``sum_i w_i log p(x_i | params)``.
+        ``m_step(stats, params) -> params``
+            New parameters from the statistics summed over all chunks; ``params``
+            are the current ones (for fixed entries or warm-started inner solvers).
+        ``log_prior(params) -> float``
+            Log prior density added to the objective (default 0: maximum likelihood).
+        ``params_converged(old, new) -> bool``
+            A model-specific stopping rule on two successive parameter sets,
+            applied together with the rule on the objective (default: none).
+        ``pack(params) -> ndarray``, ``unpack(vector, params) -> params``
+            Flat unconstrained coordinates in which SQUAREM extrapolates;
+            ``unpack`` maps any finite vector back to valid parameters.
+    Inference on rows
+        ``score_samples(params, chunk) -> ndarray (n,)``
+            ``log p(x_i)`` of each row.
+        ``predict_proba(params, chunk) -> array (n, n_outputs)``
+            Posterior of the hidden variable of each row.
+        ``n_parameters(params) -> int``
+            Free parameters, for BIC and AIC.
+    Dask (only when ``fits_dask`` is true; see :mod:`skem._dask`)
+        ``check_block(X) -> X``
+            Validate and convert one raw block of rows.
+        ``summarize_block(X) -> object``, ``dask_layout(summaries, map_blocks) -> object``,
+        ``prepare_block(X, weights, layout) -> RowData``
+            Data-wide tables shared by all blocks (defaults: none).
+
+    Engine options are declared, not probed: ``min_iter`` (no stopping rule
+    before that many steps) and ``compress_rows`` (whether identical rows may
+    be collapsed into one with the summed weight).
+    """
+
+    min_iter: ClassVar[int] = 0
+    compress_rows: ClassVar[bool] = True
+    fits_dask: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(self, X, weights) -> RowData: ...
+
+    @abstractmethod
+    def work_per_row(self, data: RowData) -> int: ...
+
+    @abstractmethod
+    def initialize(self, data: RowData, random_state, chunk_size: int | None) -> Any: ...
+
+    @abstractmethod
+    def e_step(self, params: Any, chunk: RowData) -> tuple[AdditiveStats, float]: ...
+
+    @abstractmethod
+    def m_step(self, stats: AdditiveStats, params: Any) -> Any: ...
+
+    def log_prior(self, params: Any) -> float:
+        return 0.0
+
+    def params_converged(self, old: Any, new: Any) -> bool:
+        return False
+
+    def pack(self, params: Any) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not support acceleration.")
+
+    def unpack(self, vector: np.ndarray, params: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not support acceleration.")
+
+    @abstractmethod
+    def score_samples(self, params: Any, chunk: RowData) -> np.ndarray: ...
+
+    @abstractmethod
+    def predict_proba(self, params: Any, chunk: RowData): ...
+
+    @abstractmethod
+    def n_parameters(self, params: Any) -> int: ...
+
+    def check_block(self, X):
+        raise TypeError(f"{type(self).__name__} does not fit dask arrays; compute X first.")
+
+    def summarize_block(self, X):
+        self.check_block(X)
+
+    def dask_layout(self, summaries, map_blocks):
+        return None
+
+    def prepare_block(self, X, weights, layout) -> RowData:
+        return self.prepare(self.check_block(X), weights)
+
+
+def chunk_rows(data: RowData, model: EMModel, chunk_size: int | None) -> int:
+    """Rows per E-step chunk: ``chunk_size``, or (None) as many as fit in :data:`CHUNK_BYTES`.
+
+    The one place where chunks are sized, for in-memory rows and dask blocks alike.
+    """
+    if chunk_size is not None:
+        return int(chunk_size)
+    return max(1024, CHUNK_BYTES // (8 * max(1, model.work_per_row(data))))
+
+
+def in_memory_rows(model: EMModel, X, weights) -> RowData:
+    """Row data of validated ``X``: identical rows collapsed (where the model allows),
+    rows of weight 0 dropped."""
+    if model.compress_rows:
+        X, weights, _ = compress_rows(X, weights)
+    keep = weights > 0
+    if not keep.all():
+        X, weights = X[keep], weights[keep]
+    return model.prepare(X, weights)
 
 
 @dataclass(frozen=True)
@@ -156,38 +292,38 @@ class EMResult:
     Attributes
     ----------
     params : object
-        The final parameters (those whose objective is ``lower_bounds[-1]``).
-    lower_bounds : ndarray
-        Objective (weighted mean log-likelihood plus log prior per unit of
-        weight) of each accepted parameter state, in order.
+        The final parameters (those whose objective is ``lower_bound``).
+    lower_bound : float
+        Objective (weighted log-likelihood plus log prior, per unit of weight)
+        at ``params``.
+    lower_bounds : ndarray of shape (n_iter,)
+        The objective after each EM iteration: the value at the best state
+        reached so far (with SQUAREM, a rejected extrapolation repeats it).
     n_iter : int
         Number of EM iterations: passes over the data after the one that
-        evaluated the start (with SQUAREM this includes rejected extrapolations).
+        evaluated the start.
     converged : bool
         Whether a stopping rule was met before ``max_iter``.
     """
 
     params: Any
+    lower_bound: float
     lower_bounds: np.ndarray
     n_iter: int
     converged: bool
 
-    @property
-    def lower_bound(self) -> float:
-        return float(self.lower_bounds[-1])
-
 
 @dataclass
 class ConvergenceMonitor:
-    """Records the objective of each accepted parameter state and decides when to stop.
+    """Records the objective of each parameter state and decides when to stop.
 
-    Created anew for every EM run, so it always sees the estimator's current
-    ``tol`` and ``max_iter``.
+    Created anew for every EM run, so it always sees the current controls.
 
     Parameters
     ----------
     tol : float
-        Stop when the objective changes by less than this between two successive states.
+        Stop when the objective changes by less than this between two successive
+        accepted states.
     verbose : int
         0 silent; 1 prints a line per run; 2 also one every ``verbose_interval`` steps.
     verbose_interval : int
@@ -200,29 +336,32 @@ class ConvergenceMonitor:
     verbose: int = 0
     verbose_interval: int = 10
     min_iter: int = 0
+    #: Objectives of the accepted states, in order (the stopping rule compares these).
     history: list[float] = field(default_factory=list)
-    n_passes: int = 0
+    #: After each pass over the data, the objective of the best state so far.
+    trace: list[float] = field(default_factory=list)
     _start: float = field(default_factory=time.perf_counter)
 
     #: Decreases smaller than this (relative) are floating-point noise, not a bug.
     NOISE: ClassVar[float] = np.sqrt(np.finfo(float).eps)
 
     def record(self, objective: float) -> None:
+        """An evaluated state that the run accepts."""
         self.history.append(objective)
-        if self.verbose >= 2 and (len(self.history) - 1) % self.verbose_interval == 0:
+        self.trace.append(objective)
+        if self.verbose >= 2 and self.n_steps % self.verbose_interval == 0:
             self._print_row()
+
+    def reject(self) -> None:
+        """A pass whose state the run does not accept (a failed extrapolation)."""
+        self.trace.append(self.history[-1])
 
     @property
     def n_steps(self) -> int:
         """EM iterations so far: passes over the data after the one at the start."""
-        return max(self.n_passes - 1, 0)
+        return max(len(self.trace) - 1, 0)
 
-    @property
-    def may_stop(self) -> bool:
-        """Whether the stopping rules apply yet (at least ``min_iter`` steps taken)."""
-        return self.n_steps >= self.min_iter
-
-    def should_stop(self, model, previous, current) -> bool:
+    def should_stop(self, model: EMModel, previous, current) -> bool:
         """Whether to stop at ``current``, reached by one EM step from ``previous``.
 
         True once ``min_iter`` steps are taken and either the objective changed by
@@ -231,8 +370,8 @@ class ConvergenceMonitor:
         """
         return (
             previous is not None
-            and self.may_stop
-            and (self.converged or model._params_converged(previous, current))
+            and self.n_steps >= self.min_iter
+            and (self.converged or model.params_converged(previous, current))
         )
 
     @property
@@ -258,78 +397,58 @@ def add_items(a: tuple, b: tuple) -> tuple:
     return tuple(x + y for x, y in zip(a, b))
 
 
-def e_pass(model: EMModel, params: Any, data: RowData, chunk_rows: int | None):
+def e_pass(model: EMModel, params: Any, data: RowData, chunk_size: int | None = None):
     """One E-step over all chunks: the summed statistics and the objective per unit weight."""
     # A partial of a module-level function (not a closure) so that the step can be
     # pickled to where the rows are, for sources that reduce remotely.
-    stats, loglik = data.reduce_chunks(partial(_e_step_of, model, params), chunk_rows)
-    objective = (loglik + model._log_prior(params)) / data.total_weight
+    stats, loglik = data.reduce_chunks(partial(_e_step_of, model, params), model, chunk_size)
+    objective = (loglik + model.log_prior(params)) / data.total_weight
     return stats, float(objective)
 
 
 def _e_step_of(model, params, chunk):
-    return model._e_step(params, chunk)
+    return model.e_step(params, chunk)
 
 
-def run_em(
-    model: EMModel,
-    data: RowData,
-    params: Any,
-    *,
-    max_iter: int,
-    tol: float,
-    accelerate: str = "none",
-    chunk_rows: int | None = None,
-    verbose: int = 0,
-    verbose_interval: int = 10,
-    min_iter: int = 0,
-) -> EMResult:
-    """Run EM from ``params`` until a stopping rule holds or ``max_iter`` steps are taken.
+def run_em(model: EMModel, data: RowData, params: Any, controls: EMControls) -> EMResult:
+    """Run EM from ``params`` until a stopping rule holds or ``controls.max_iter`` steps are taken.
 
     Parameters
     ----------
     model : EMModel
-        Supplies the E-step, M-step and (for acceleration) pack/unpack hooks.
-    data : RowData
+        Supplies the E-step, M-step, stopping rule and (for acceleration) pack/unpack.
+    data : RowData or skem._dask.DaskRows
         The rows, with their weights.
     params : object
         Starting parameters.
-    max_iter : int
-        Maximum number of EM steps (M-steps). 0 evaluates the start only.
-    tol : float
-        Stopping threshold on the change of the objective per unit of weight.
-    accelerate : {"none", "squarem"}
-        Plain EM, or SQUAREM (scheme S3) extrapolation with a monotone safeguard.
-    chunk_rows : int or None
-        Rows per chunk of the E-step; None means all rows at once.
-    verbose, verbose_interval : int
-        Progress printing, see :class:`ConvergenceMonitor`.
-    min_iter : int
-        Minimum number of EM steps before any stopping rule applies (kallisto
-        and salmon run 50 and 100 rounds before their parameter rule).
+    controls : EMControls
+        Budget, tolerance, acceleration, chunk size and printing.
 
     Returns
     -------
     EMResult
     """
     monitor = ConvergenceMonitor(
-        tol=tol, verbose=verbose, verbose_interval=verbose_interval, min_iter=min_iter
+        tol=controls.tol, verbose=controls.verbose,
+        verbose_interval=controls.verbose_interval, min_iter=model.min_iter,
     )
 
     def evaluate(current):
         """One pass over the data: the objective at ``current`` and its statistics."""
-        monitor.n_passes += 1
-        stats, objective = e_pass(model, current, data, chunk_rows)
+        stats, objective = e_pass(model, current, data, controls.chunk_size)
         return objective, stats
 
-    if accelerate == "squarem":
-        params, converged = squarem(model, params, evaluate, monitor, max_iter)
+    if controls.accelerate in (None, "none"):
+        params, converged = _plain_em(model, params, evaluate, monitor, controls.max_iter)
+    elif controls.accelerate == "squarem":
+        params, converged = squarem(model, params, evaluate, monitor, controls.max_iter)
     else:
-        params, converged = _plain_em(model, params, evaluate, monitor, max_iter)
+        raise ValueError(f"accelerate must be None or 'squarem', got {controls.accelerate!r}.")
     _warn_if_decreasing(monitor)
     return EMResult(
         params=params,
-        lower_bounds=np.asarray(monitor.history),
+        lower_bound=float(monitor.history[-1]),
+        lower_bounds=np.asarray(monitor.trace[1:]),
         n_iter=monitor.n_steps,
         converged=converged,
     )
@@ -344,7 +463,7 @@ def _plain_em(model, params, evaluate, monitor, max_iter):
             return params, True
         if monitor.n_steps >= max_iter:
             return params, False
-        previous, params = params, model._m_step(stats, params)
+        previous, params = params, model.m_step(stats, params)
 
 
 def _warn_if_decreasing(monitor: ConvergenceMonitor) -> None:
@@ -354,8 +473,6 @@ def _warn_if_decreasing(monitor: ConvergenceMonitor) -> None:
     drops = history[:-1] - history[1:]
     scale = np.maximum(1.0, np.abs(history[1:]))
     if np.any(drops > ConvergenceMonitor.NOISE * scale):
-        import warnings
-
         worst = int(np.argmax(drops / scale))
         warnings.warn(
             f"EM objective decreased by {drops[worst]:.3e} at step {worst + 1}; "

@@ -1,0 +1,167 @@
+"""Finite mixtures as engine models: the E-step, starts and sampling from per-component hooks.
+
+:class:`MixtureModel` implements :class:`skem._em.EMModel`'s EM and
+inference hooks for any finite mixture ``p(x) = sum_k weights_k p(x | k)``.
+A concrete mixture (a frozen dataclass) adds four hooks with its own math:
+
+``estimate_log_prob(params, chunk) -> ndarray (n, K)``
+    ``log p(x_i | component k)``.
+``accumulate(params, chunk, weighted_resp) -> AdditiveStats``
+    Statistics of a chunk given ``w_i q_ik``. ``params`` is None for the
+    starting responsibilities.
+``init_features(data, rows) -> array (n_rows, d)``
+    Euclidean features of the given rows (slice or index array), for k-means starts.
+``sample_component(params, k, n, random_state) -> ndarray (n, n_features)``
+    Draw rows from component ``k``.
+
+and the data hooks ``prepare``, ``m_step``, ``n_parameters`` (and, to
+accelerate, ``pack``/``unpack``). Its parameters must have a ``weights``
+field (the mixing proportions, shape (K,)). The first M-step, from the
+starting responsibilities, is :meth:`MixtureModel.initial_m_step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.metrics import pairwise_distances_argmin
+
+from ._em import EMModel, chunk_rows
+
+__all__ = ["INIT_SAMPLE", "MixtureModel", "normalize_log_prob"]
+
+#: k-means initialization clusters at most this many rows, then assigns all rows.
+INIT_SAMPLE = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixtureModel(EMModel):
+    """A finite mixture with ``n_components`` components, started by ``init_params``.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+        How the starting responsibilities are chosen (see :meth:`initial_resp`).
+    """
+
+    n_components: int
+    init_params: str = "kmeans"
+
+    fits_dask = True
+
+    # ------------------------------------------------------------ the E-step
+
+    def weighted_log_prob(self, params, chunk):
+        """``log weights_k + log p(x_i | k)``, shape (n, K)."""
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        return self.estimate_log_prob(params, chunk) + log_weights
+
+    def e_step(self, params, chunk):
+        resp, log_norm = normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)
+        resp *= chunk.weights[:, None]
+        return self.accumulate(params, chunk, resp), float(chunk.weights @ log_norm)
+
+    def score_samples(self, params, chunk):
+        return normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)[1]
+
+    def predict_proba(self, params, chunk):
+        return normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)[0]
+
+    def work_per_row(self, data):
+        return 4 * self.n_components
+
+    # ------------------------------------------------------------- starts
+
+    def initialize(self, data, random_state, chunk_size):
+        resp = self.initial_resp(data, random_state, chunk_size)
+        return self.initial_m_step(self.accumulate(None, data, resp * data.weights[:, None]))
+
+    def initial_m_step(self, stats):
+        """Parameters from the statistics of the starting responsibilities.
+
+        The default is ``m_step(stats, None)``: an M-step with no current
+        parameters to keep or to warm-start from.
+        """
+        return self.m_step(stats, None)
+
+    def initial_resp(self, data, random_state, chunk_size):
+        """Responsibilities ``(n, K)`` that start EM, by ``init_params``; weight-aware.
+
+        k-means runs on at most :data:`INIT_SAMPLE` rows (drawn uniformly,
+        keeping their weights); then every row goes to its nearest center,
+        chunk by chunk, so the start costs little memory. With fewer distinct
+        rows than components, k-means and a draw of K rows cannot start, and
+        random responsibilities are used instead.
+        """
+        n, K = data.n_rows, self.n_components
+        weights = data.weights
+        if self.init_params == "random" or n < K:
+            resp = random_state.uniform(size=(n, K))
+            return resp / resp.sum(axis=1, keepdims=True)
+        resp = np.zeros((n, K))
+        if self.init_params == "random_from_data":
+            chosen = random_state.choice(n, size=K, replace=False, p=weights / weights.sum())
+            resp[chosen, np.arange(K)] = 1.0
+            return resp
+        sample = np.arange(n)
+        if n > INIT_SAMPLE:
+            sample = np.sort(random_state.choice(n, size=INIT_SAMPLE, replace=False))
+        features = self.init_features(data, sample)
+        if self.init_params == "k-means++":
+            centers, _ = kmeans_plusplus(
+                features, K, sample_weight=weights[sample], random_state=random_state
+            )
+        else:
+            kmeans = KMeans(n_clusters=K, n_init=3, random_state=random_state)
+            centers = kmeans.fit(features, sample_weight=weights[sample]).cluster_centers_
+        step = chunk_rows(data, self, chunk_size)
+        labels = np.concatenate([
+            pairwise_distances_argmin(self.init_features(data, slice(start, start + step)), centers)
+            for start in range(0, n, step)
+        ])
+        resp[np.arange(n), labels] = 1.0
+        return resp
+
+    # ------------------------------------------------------------ sampling
+
+    def sample(self, params, n_samples, random_state):
+        """``n_samples`` rows drawn from the mixture, grouped by component, and their components."""
+        counts = random_state.multinomial(n_samples, params.weights)
+        X = np.concatenate(
+            [self.sample_component(params, k, n_k, random_state) for k, n_k in enumerate(counts)]
+        )
+        return X, np.repeat(np.arange(len(counts)), counts)
+
+
+def normalize_log_prob(log_prob, axis):
+    """Posterior probabilities and log-sum-exp of ``log_prob`` along ``axis``, in place.
+
+    One exponential serves both results (``scipy.special.logsumexp`` followed by
+    another ``exp`` would take two), which matters when the E-step is otherwise
+    a single matrix product.
+
+    Parameters
+    ----------
+    log_prob : ndarray
+        Log joint probabilities; overwritten by the probabilities.
+    axis : int
+        The component axis.
+
+    Returns
+    -------
+    prob : ndarray
+        ``exp(log_prob - log_norm)``, summing to 1 along ``axis`` (``log_prob``'s memory).
+    log_norm : ndarray
+        ``log sum exp(log_prob)`` along ``axis``.
+    """
+    top = log_prob.max(axis=axis, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    prob = np.exp(np.subtract(log_prob, top, out=log_prob), out=log_prob)
+    total = prob.sum(axis=axis, keepdims=True)
+    prob /= total
+    return prob, np.squeeze(np.log(total) + top, axis=axis)
