@@ -109,10 +109,10 @@ def child(args):
     def time_passes(cls):
         original = cls.reduce_chunks
 
-        def timed(self, function, chunk_rows):
+        def timed(self, function, model, chunk_size):
             start = time.perf_counter()
             try:
-                return original(self, function, chunk_rows)
+                return original(self, function, model, chunk_size)
             finally:
                 passes.append(time.perf_counter() - start)
 

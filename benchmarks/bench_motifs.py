@@ -38,7 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from _common import peak_memory, print_table, timed
 from skem import MotifMixture
 from skem.datasets import make_motif_windows
-from skem.motifs import encode_sequences, one_hot
+from skem.sequences import encode_sequences, one_hot
 
 STEPS = 20
 

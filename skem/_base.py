@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
 from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
-from ._em import EMControls, chunk_rows, in_memory_rows, run_em
+from ._em import EMControls, best_result, chunk_rows, in_memory_rows, run_em
 from ._rows import stack_rows
 
 __all__ = ["BaseEM", "BaseMixture", "check_sample_weight"]
@@ -90,7 +90,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         sets ``n_features_in_`` when ``reset``).
     ``_build_model(X) -> EMModel``
         The model of this fit, from the hyperparameters and validated ``X``
-        (a dask array on dask input, where only its shape may be used).
+        (a dask array on dask input: its shape and dtype are free, a
+        reduction such as ``X.max()`` costs one pass over the blocks).
         Raises ValueError for data these parameters cannot fit.
     ``_get_fitted_params() -> params``, ``_set_fitted_params(params)``
         Read and publish the public fitted attributes (``weights_``, ``means_``...).
@@ -197,7 +198,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             delayed(_run_from)(model, data, start, controls, index)
             for index, start in enumerate(starts)
         )
-        best = max(results, key=lambda result: result.lower_bound)
+        best = best_result(results)
 
         self._model = model
         self._set_fitted_params(self._finish_fit(best.params, data))
@@ -254,13 +255,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # -------------------------------------------------- inference on new rows
 
-    def _prepare_new(self, X):
+    def _per_row(self, X, function=None, *, method=None):
+        """Apply a function of ``(params, chunk)`` -- given, or the model's ``method`` -- to
+        the rows of new data ``X``, chunk by chunk, and stack the results."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._model.prepare(X, np.ones(X.shape[0]))
-
-    def _chunked(self, function, data):
-        """Apply ``function(params, chunk)`` chunk by chunk and stack the rows."""
+        data = self._model.prepare(X, np.ones(X.shape[0]))
+        function = function or getattr(self._model, method)
         params = self._get_fitted_params()
         step = chunk_rows(data, self._model, self.chunk_size)
         return stack_rows([function(params, chunk) for chunk in data.chunks(step)])
@@ -280,7 +281,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``log p(x_i)``, including all normalizing constants; a lazy dask
             array (computed block by block) for dask ``X``.
         """
-        return self._chunked(self._model.score_samples, self._prepare_new(X))
+        return self._per_row(X, method="score_samples")
 
     def score(self, X, y=None, sample_weight=None):
         """Mean log-likelihood per row (weighted when ``sample_weight`` is given).
@@ -319,7 +320,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         posterior : ndarray of shape (n_samples, n_components)
             Rows sum to 1. A lazy dask array for dask ``X``.
         """
-        return self._chunked(self._model.predict_proba, self._prepare_new(X))
+        return self._per_row(X, method="predict_proba")
 
     @_lazy_on_dask("labels")
     def predict(self, X):
@@ -390,9 +391,7 @@ def _run_from(model, data, start, controls, index):
         print(f"Initialization {index}")
     if isinstance(start, (Integral, np.integer)):
         random_state = np.random.RandomState(start)
-        params = model.initialize(
-            data.init_rows(model, random_state), random_state, controls.chunk_size
-        )
+        params = model.initialize(data.init_rows(model, random_state), random_state, controls)
     else:
         params = start
     result = run_em(model, data, params, controls)

@@ -35,6 +35,7 @@ __all__ = [
     "EMResult",
     "RowData",
     "add_items",
+    "best_result",
     "chunk_rows",
     "e_pass",
     "in_memory_rows",
@@ -176,9 +177,10 @@ class EMModel(ABC):
         ``work_per_row(data) -> int``
             float64 values of E-step work per row, to size chunks (:func:`chunk_rows`).
     EM
-        ``initialize(data, random_state, chunk_size) -> params``
+        ``initialize(data, random_state, controls) -> params``
             Starting parameters; must respect ``data.weights`` (a weight is a
-            multiplicity). ``chunk_size`` bounds the memory of any pass it makes.
+            multiplicity). Any pass or inner EM run it makes follows
+            ``controls`` (:class:`EMControls`: chunk size, printing).
         ``e_step(params, chunk) -> (stats, loglik)``
             Additive statistics of one chunk and ``sum_i w_i log p(x_i | params)``.
         ``m_step(stats, params) -> params``
@@ -196,7 +198,8 @@ class EMModel(ABC):
         ``score_samples(params, chunk) -> ndarray (n,)``
             ``log p(x_i)`` of each row.
         ``predict_proba(params, chunk) -> array (n, n_outputs)``
-            Posterior of the hidden variable of each row.
+            Posterior of the hidden variable of each row; ``n_outputs`` is a
+            property of the model.
         ``n_parameters(params) -> int``
             Free parameters, for BIC and AIC.
     Dask (only when ``fits_dask`` is true; see :mod:`skem._dask`)
@@ -222,7 +225,7 @@ class EMModel(ABC):
     def work_per_row(self, data: RowData) -> int: ...
 
     @abstractmethod
-    def initialize(self, data: RowData, random_state, chunk_size: int | None) -> Any: ...
+    def initialize(self, data: RowData, random_state, controls: EMControls) -> Any: ...
 
     @abstractmethod
     def e_step(self, params: Any, chunk: RowData) -> tuple[AdditiveStats, float]: ...
@@ -272,6 +275,17 @@ def chunk_rows(data: RowData, model: EMModel, chunk_size: int | None) -> int:
     if chunk_size is not None:
         return int(chunk_size)
     return max(1024, CHUNK_BYTES // (8 * max(1, model.work_per_row(data))))
+
+
+def best_result(results: list[EMResult]) -> EMResult:
+    """The first of the results whose objective is the highest up to rounding.
+
+    Runs that reach one optimum (often with components in another order) tie;
+    rounding, which depends on the chunk size, must not choose between them.
+    """
+    top = max(result.lower_bound for result in results)
+    margin = ConvergenceMonitor.NOISE * max(1.0, abs(top))
+    return next(result for result in results if result.lower_bound >= top - margin)
 
 
 def in_memory_rows(model: EMModel, X, weights) -> RowData:

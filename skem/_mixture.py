@@ -51,8 +51,6 @@ class MixtureModel(EMModel):
     n_components: int
     init_params: str = "kmeans"
 
-    fits_dask = True
-
     # ------------------------------------------------------------ the E-step
 
     def weighted_log_prob(self, params, chunk):
@@ -77,8 +75,12 @@ class MixtureModel(EMModel):
 
     # ------------------------------------------------------------- starts
 
-    def initialize(self, data, random_state, chunk_size):
-        resp = self.initial_resp(data, random_state, chunk_size)
+    @property
+    def n_outputs(self):
+        return self.n_components
+
+    def initialize(self, data, random_state, controls):
+        resp = self.initial_resp(data, random_state, controls.chunk_size)
         return self.initial_m_step(self.accumulate(None, data, resp * data.weights[:, None]))
 
     def initial_m_step(self, stats):

@@ -223,7 +223,7 @@ def _salmon_effective_lengths(path, names):
 def _motif(args, out, progress):
     from . import MotifMixture
     from .io import read_fasta, write_meme
-    from .motifs import sequence_windows
+    from .sequences import sequence_windows
 
     sequences = read_fasta(_existing(args.sequences))
     if not sequences:
@@ -379,7 +379,7 @@ def _plot_transcripts(plt, table):
 def _demo_motif(out, progress, output):
     from . import MotifMixture
     from .datasets import load_motif_example
-    from .motifs import sequence_windows
+    from .sequences import sequence_windows
 
     data = load_motif_example()
     width = data.pwm.shape[0]

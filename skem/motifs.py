@@ -1,8 +1,10 @@
 """Motif finding as a mixture of position-specific letter distributions.
 
-Only this model's math and the sequence encoding live here; the EM loop,
-restarts, chunking and the scikit-learn API come from :mod:`skem._base` and
-:mod:`skem._em`.
+:class:`MotifModel` is the model's math, a small frozen object that the EM
+engine (:mod:`skem._em`) fits; :class:`MotifMixture` is its scikit-learn
+face. Letter codes, one-hot windows, reverse complements and windows cut from
+long sequences are in :mod:`skem.sequences` (re-exported here); the
+MEME-style start search is in :mod:`skem._motif_search`.
 
 Encoding. Windows of width ``w`` over an alphabet of ``A`` letters are coded
 as integers ``0..A-1`` (``-1`` for a missing letter: 'N' or another wildcard)
@@ -11,14 +13,6 @@ letter is a row of zeros at its position. With ``L_k = log pwms[k]`` flattened
 to length ``w*A``, the E-step is one matrix product, ``log p(x | k) = E @ L_k``
 (a missing letter contributes ``log 1 = 0``, which marginalizes it exactly),
 and the M-step's expected letter counts are another, ``(w q)^T @ E``.
-
-Finding a motif. The likelihood of a window mixture has many local optima: a
-start that half-covers the motif converges to a *shifted* copy of it. The
-default start (``init_params="random_from_data"``) follows MEME's remedy
-(Bailey & Elkan 1994): many observed windows, each made into a fuzzy PWM, are
-scored against the data at once (a matrix product over all candidates), the
-best are refined by a few EM steps run side by side, and the best few of those
-are continued; the best continuation starts the full fit.
 
 Both strands (``revcomp=True``). The reverse complement of a one-hot window
 is the same window with its positions reversed and its letters complemented:
@@ -31,561 +25,51 @@ the same permutation (:func:`_state_log_prob`, :func:`_fold_states`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import string
+from dataclasses import dataclass
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import BaseMixture, normalize_log_prob
+from ._base import BaseMixture
 from ._compat import Interval, StrOptions
-from ._em import AdditiveStats, RowData, run_em
+from ._dask import is_dask_array
+from ._em import AdditiveStats, RowData
+from ._mixture import MixtureModel, normalize_log_prob
+from .sequences import __all__ as _SEQUENCE_NAMES
+from .sequences import (
+    SequenceWindows,
+    _as_codes,
+    _check_alphabet,
+    _code_dtype,
+    _is_nucleotide,
+    decode_sequences,
+    encode_sequences,
+    one_hot,
+    reverse_complement,
+    revcomp_permutation,
+    sequence_windows,
+)
 
-__all__ = [
-    "MotifMixture",
-    "SequenceWindows",
-    "decode_sequences",
-    "encode_sequences",
-    "reverse_complement",
-    "revcomp_permutation",
-    "sequence_windows",
-]
+# The sequence names lived here before skem.sequences; they stay importable from here.
+__all__ = ["MotifMixture", *_SEQUENCE_NAMES]
 
-#: Wildcards of nucleotide alphabets: 'N' and the IUPAC ambiguity codes, all treated as unknown.
-NUCLEOTIDE_WILDCARDS = "NRYSWKMBDHV"
-#: Wildcard of other alphabets (proteins), unless it is itself a letter of the alphabet.
-OTHER_WILDCARD = "X"
-#: Code of a missing letter.
-MISSING = -1
 #: Letter probabilities are kept at or above this (only SQUAREM's extrapolation can approach it).
 PROB_FLOOR = 1e-300
 #: The one-hot matrix is stored for all rows when it takes at most this many bytes, else built per chunk.
 ONEHOT_BYTES = 2 * 2**30
-
-# The start search (init_params="random_from_data"); see MotifMixture's Notes.
-#: Weighted draws of rows the search works on (all rows when there are fewer).
-SEARCH_ROWS = 20_000
-#: Observed windows tried as starts: a motif in a fraction f of windows is among
-#: them with probability 1 - exp(-f * N_CANDIDATES) (99 % at f = 0.5 %).
-N_CANDIDATES = 1000
-#: Candidates kept after scoring, refined by SHORT_ITER side-by-side EM steps.
-N_SHORTLIST, SHORT_ITER = 50, 10
-#: The best refined candidates, continued for CONTINUE_ITER full EM steps.
-N_CONTINUE, CONTINUE_ITER = 3, 50
-#: Entries of one (rows x candidates) block of the candidate scoring.
-SCORE_BLOCK = 2**22
-#: Above this log-likelihood ratio, log1p(a expm1(d)) is computed as log(a) + d.
-LOG_RATIO_MAX = 300.0
-#: Refined candidates whose probabilities all differ by less than this are the same optimum.
-DUPLICATE_DISTANCE = 0.2
-#: Largest phase shift tried on the best candidates.
-MAX_SHIFT = 3
-#: EM steps on all rows that decide between the continued candidates (when the search used fewer).
-FINAL_ITER = 5
-#: A start puts this much of each position's probability on the background (MEME's spfuzz).
-START_FUZZ = 0.5
-#: Starting mixing proportion of a candidate motif.
-START_WEIGHT = 0.02
 #: log 2: the prior probability of each strand of a strand-aware component is 1/2.
 LOG2 = float(np.log(2.0))
+#: The default alphabet's letters: of strings, and of integer codes up to 3.
+DNA = "ACGT"
+#: With the default alphabet, integer codes 0..A-1 beyond DNA's four are letters named by these.
+CODE_LETTERS = string.digits + string.ascii_uppercase
 
 
-# --------------------------------------------------------------- alphabets
-
-
-def _check_alphabet(alphabet, wildcards=None):
-    """Validate an alphabet and resolve its wildcards; both upper case."""
-    if not isinstance(alphabet, str) or len(alphabet) < 2:
-        raise ValueError(f"alphabet must be a string of at least 2 letters, got {alphabet!r}.")
-    letters = alphabet.upper()
-    if len(set(letters)) != len(letters):
-        repeated = sorted({c for c in letters if letters.count(c) > 1})
-        raise ValueError(
-            f"alphabet {alphabet!r} has repeated letters (case-insensitive): {''.join(repeated)!r}."
-        )
-    if any(ord(c) > 127 or not c.isprintable() or c.isspace() for c in letters):
-        raise ValueError(f"alphabet {alphabet!r} must consist of printable ASCII characters.")
-    if wildcards is None:
-        if set(letters) <= set("ACGTU"):
-            wildcards = NUCLEOTIDE_WILDCARDS
-        else:
-            wildcards = "" if OTHER_WILDCARD in letters else OTHER_WILDCARD
-    if not isinstance(wildcards, str):
-        raise ValueError(f"wildcards must be a string or None, got {wildcards!r}.")
-    wildcards = "".join(dict.fromkeys(wildcards.upper()))
-    overlap = set(wildcards) & set(letters)
-    if overlap:
-        raise ValueError(
-            f"wildcards {wildcards!r} overlap the alphabet {alphabet!r}: {''.join(sorted(overlap))!r}."
-        )
-    if any(ord(c) > 127 for c in wildcards):
-        raise ValueError(f"wildcards {wildcards!r} must be ASCII characters.")
-    return letters, wildcards
-
-
-def _letter_table(letters, wildcards):
-    """Code of each ASCII character: letters 0..A-1, wildcards -1, anything else -2."""
-    table = np.full(128, -2, dtype=np.int16)
-    for code, letter in enumerate(letters):
-        table[ord(letter)] = table[ord(letter.lower())] = code
-    for letter in wildcards:
-        table[ord(letter)] = table[ord(letter.lower())] = MISSING
-    return table
-
-
-def _code_dtype(n_letters):
-    return np.int8 if n_letters <= 127 else np.int16
-
-
-def _as_sequences(X):
-    """The input as a string array when it holds letters, else None (integer codes).
-
-    Returns a 1-D array of sequences, or a 2-D array of single letters.
-    """
-    if isinstance(X, str):
-        raise ValueError(
-            "Expected a list of sequences (or a 2-D array of letter codes), got a single string."
-        )
-    if isinstance(X, pd.DataFrame):
-        if X.shape[1] == 1 and not pd.api.types.is_numeric_dtype(X.dtypes.iloc[0]):
-            X = X.iloc[:, 0]
-        else:
-            return None
-    array = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=object)
-    if array.dtype.kind == "S":
-        return array.astype(str)
-    if array.dtype.kind == "U":
-        return array
-    if array.dtype != object or array.size == 0 or not isinstance(array.flat[0], str):
-        if array.dtype == object and array.size == 0 and array.ndim == 1:
-            raise ValueError("No sequences were given: X is empty.")
-        return None
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    for index, item in enumerate(array.flat):
-        if not isinstance(item, str):
-            raise TypeError(f"Sequence {index} is {type(item).__name__} {item!r}, not a string.")
-    return array.astype(str)
-
-
-def encode_sequences(sequences, alphabet="ACGT", wildcards=None):
-    """Encode equal-length sequences as integer letter codes.
-
-    Parameters
-    ----------
-    sequences : array-like of str of shape (n_sequences,), or of shape (n_sequences, width)
-        Sequences of one length (any case), or a 2-D array of single letters.
-    alphabet : str, default="ACGT"
-        The letters, coded ``0..len(alphabet)-1`` in this order (case-insensitive).
-    wildcards : str, default=None
-        Letters that stand for an unknown letter (coded -1). None means 'N' and
-        the IUPAC ambiguity codes for nucleotide alphabets, 'X' otherwise.
-
-    Returns
-    -------
-    codes : ndarray of shape (n_sequences, width)
-        int8 (int16 for alphabets of more than 127 letters); -1 marks a wildcard.
-
-    Raises
-    ------
-    ValueError
-        For no sequences, sequences of different or zero length, or a letter
-        outside the alphabet and wildcards (the message names the letter, its
-        sequence and position).
-
-    Examples
-    --------
-    >>> from skem.motifs import encode_sequences
-    >>> encode_sequences(["ACGT", "tnca"])
-    array([[ 0,  1,  2,  3],
-           [ 3, -1,  1,  0]], dtype=int8)
-    """
-    letters, wildcards = _check_alphabet(alphabet, wildcards)
-    array = _as_sequences(sequences)
-    if array is None:
-        raise ValueError("sequences must be strings.")
-    return _encode(array, letters, wildcards)
-
-
-def _encode(array, letters, wildcards):
-    """Codes of a string array (1-D sequences or 2-D single letters)."""
-    if array.size == 0:
-        raise ValueError("No sequences were given: X is empty.")
-    if array.ndim == 2:
-        lengths = np.char.str_len(array)
-        if np.any(lengths != 1):
-            row, col = np.argwhere(lengths != 1)[0]
-            raise ValueError(
-                f"A 2-D array of letters must hold one letter per cell; cell ({row}, {col}) "
-                f"holds {array[row, col]!r}."
-            )
-        points = np.ascontiguousarray(array.astype("<U1")).view(np.uint32).reshape(array.shape)
-    elif array.ndim == 1:
-        lengths = np.char.str_len(array)
-        width = int(lengths[0])
-        different = np.flatnonzero(lengths != width)
-        if different.size:
-            i = int(different[0])
-            raise ValueError(
-                f"Sequences must all have the same length: sequence {i} has length "
-                f"{lengths[i]}, sequence 0 has length {width}."
-            )
-        if width == 0:
-            raise ValueError("Sequences have length 0: there is nothing to fit.")
-        array = np.ascontiguousarray(array.astype(f"<U{width}"))
-        points = array.view(np.uint32).reshape(array.shape[0], width)
-    else:
-        raise ValueError(f"Expected a 1-D array of sequences, got shape {array.shape}.")
-    table = _letter_table(letters, wildcards)
-    codes = table[np.minimum(points, 127)]
-    codes[points > 127] = -2
-    unknown = codes == -2
-    if unknown.any():
-        row, col = np.argwhere(unknown)[0]
-        raise ValueError(
-            f"Unknown letter {chr(points[row, col])!r} in sequence {row} at position {col}: "
-            f"the alphabet is {letters!r} and the wildcards (missing letters) are {wildcards!r}."
-        )
-    return codes.astype(_code_dtype(len(letters)))
-
-
-def decode_sequences(codes, alphabet="ACGT", missing="N"):
-    """Turn integer letter codes back into strings.
-
-    Parameters
-    ----------
-    codes : array-like of int of shape (n_sequences, width)
-        Codes ``0..len(alphabet)-1``; -1 for a missing letter.
-    alphabet : str, default="ACGT"
-        The letters.
-    missing : str, default="N"
-        The character written for code -1.
-
-    Returns
-    -------
-    sequences : ndarray of str of shape (n_sequences,)
-        The decoded sequences, missing letters as ``missing``.
-
-    Examples
-    --------
-    >>> from skem.motifs import decode_sequences
-    >>> decode_sequences([[0, 1, 2, 3], [3, -1, 1, 0]])
-    array(['ACGT', 'TNCA'], dtype='<U4')
-    """
-    codes = np.asarray(codes)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D, got shape {codes.shape}.")
-    symbols = np.array(list(alphabet.upper()) + [missing])
-    if codes.size and (codes.min() < -1 or codes.max() >= len(alphabet)):
-        raise ValueError(f"codes must be in -1..{len(alphabet) - 1}.")
-    letters = symbols[np.where(codes < 0, len(alphabet), codes)]
-    width = codes.shape[1]
-    return np.ascontiguousarray(letters.astype("<U1")).view(f"<U{max(width, 1)}").reshape(-1)
-
-
-def one_hot(codes, n_letters):
-    """One-hot expansion of letter codes, a missing letter (-1) being a row of zeros.
-
-    Parameters
-    ----------
-    codes : ndarray of shape (n, w)
-        Codes ``-1..n_letters-1``.
-    n_letters : int
-        Alphabet size ``A``.
-
-    Returns
-    -------
-    onehot : ndarray of shape (n, w * n_letters)
-        float64; column ``i * A + a`` is the indicator of letter ``a`` at position ``i``.
-    """
-    n, w = codes.shape
-    onehot = np.zeros((n, w * n_letters))
-    rows, positions = np.nonzero(codes >= 0)
-    onehot[rows, positions * n_letters + codes[rows, positions]] = 1.0
-    return onehot
-
-
-_COMPLEMENT_DNA = str.maketrans(
-    "ACGTNRYSWKMBDHVacgtnryswkmbdhv", "TGCANYRSWMKVHDBtgcanyrswmkvhdb"
-)
-_COMPLEMENT_RNA = str.maketrans(
-    "ACGUNRYSWKMBDHVacgunryswkmbdhv", "UGCANYRSWMKVHDBugcanyrswmkvhdb"
-)
-
-
-def _check_nucleotides(alphabet):
-    letters = alphabet.upper()
-    if sorted(letters) not in (sorted("ACGT"), sorted("ACGU")):
-        raise ValueError(
-            f"Reverse complements need a nucleotide alphabet (ACGT or ACGU), got {alphabet!r}."
-        )
-    return "U" in letters
-
-
-def reverse_complement(sequence, alphabet="ACGT"):
-    """The reverse complement of a nucleotide sequence (IUPAC codes complemented, case kept).
-
-    Parameters
-    ----------
-    sequence : str
-        The sequence.
-    alphabet : {"ACGT", "ACGU"} in any order, default="ACGT"
-        DNA or RNA (the complement of A is U for RNA).
-
-    Returns
-    -------
-    str
-        The reverse complement.
-
-    Examples
-    --------
-    >>> from skem.motifs import reverse_complement
-    >>> reverse_complement("AACGTn")
-    'nACGTT'
-    """
-    table = _COMPLEMENT_RNA if _check_nucleotides(alphabet) else _COMPLEMENT_DNA
-    return sequence.translate(table)[::-1]
-
-
-def revcomp_permutation(width, alphabet="ACGT"):
-    """Column permutation of the one-hot matrix that reverse-complements a window.
-
-    Column ``i * A + a`` of the reverse complement's one-hot row is column
-    ``(w - 1 - i) * A + c(a)`` of the window's, ``c`` being the complement;
-    the permutation is its own inverse. So ``onehot[:, perm]`` encodes the
-    reverse complements, ``onehot @ log_pwm[perm]`` scores them against a
-    flattened log-PWM, and ``counts[perm]`` maps letter counts of reverse
-    complements back onto the window's strand.
-
-    Parameters
-    ----------
-    width : int
-        Window width ``w``.
-    alphabet : str, default="ACGT"
-        ACGT or ACGU in any order (case-insensitive).
-
-    Returns
-    -------
-    perm : ndarray of int of shape (width * 4,)
-        Column ``j`` of a reverse-complemented one-hot window is column
-        ``perm[j]`` of the forward one.
-
-    Examples
-    --------
-    >>> from skem.motifs import encode_sequences, one_hot, revcomp_permutation
-    >>> onehot = one_hot(encode_sequences(["AACG", "CGTT"]), 4)
-    >>> bool((onehot[0, revcomp_permutation(4)] == onehot[1]).all())
-    True
-    """
-    rna = _check_nucleotides(alphabet)
-    letters = alphabet.upper()
-    table = _COMPLEMENT_RNA if rna else _COMPLEMENT_DNA
-    complement = np.array([letters.index(letter.translate(table)) for letter in letters])
-    A = len(letters)
-    positions = np.arange(width)[::-1]
-    return (positions[:, None] * A + complement[None, :]).reshape(-1)
-
-
-# ------------------------------------------------------------ windowing
-
-
-@dataclass(frozen=True)
-class SequenceWindows:
-    """All windows of one width cut from a set of sequences, with where each came from.
-
-    Attributes
-    ----------
-    windows : ndarray of str of shape (n_windows,)
-        The windows (upper case), ready for :meth:`MotifMixture.fit`. A window
-        on the minus strand is the reverse complement of the forward-strand
-        letters it covers.
-    names : ndarray of shape (n_windows,)
-        Name of the sequence each window comes from.
-    starts : ndarray of int of shape (n_windows,)
-        0-based offset of the window's leftmost letter on the forward strand.
-    strands : ndarray of str of shape (n_windows,)
-        '+' or '-'.
-    width : int
-        Window width.
-    alphabet : str
-        The alphabet given to :func:`sequence_windows` (for reverse complements).
-    """
-
-    windows: np.ndarray
-    names: np.ndarray
-    starts: np.ndarray
-    strands: np.ndarray
-    width: int
-    alphabet: str = "ACGT"
-
-    def __len__(self):
-        return self.windows.shape[0]
-
-    def to_frame(self):
-        """The windows as a DataFrame with columns ``sequence, start, end, strand, window``.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per window; ``end`` is exclusive (``sequence[start:end]``
-            on the forward strand).
-        """
-        return pd.DataFrame(
-            {
-                "sequence": self.names,
-                "start": self.starts,
-                "end": self.starts + self.width,
-                "strand": self.strands,
-                "window": self.windows,
-            }
-        )
-
-    def sites(self, probability, threshold=0.5, non_overlapping=True, minus_strand=None):
-        """Windows whose site probability reaches ``threshold``, mapped back to their sequences.
-
-        Parameters
-        ----------
-        probability : array-like of shape (n_windows,)
-            Probability that each window is a site, for instance
-            ``model.predict_proba(windows.windows)[:, 1]``.
-        threshold : float, default=0.5
-            Smallest probability reported.
-        non_overlapping : bool, default=True
-            Within each sequence, keep only the most probable of overlapping
-            sites (on either strand), greedily, as MEME's site model does.
-        minus_strand : array-like of shape (n_windows,), default=None
-            Probability that each window holds the motif as its reverse
-            complement, from a model fitted with ``revcomp=True``:
-            ``model.predict_strand_proba(windows.windows)[:, 1]``. When given,
-            a window whose value is above 0.5 is reported on the other strand
-            than the window's, and its ``site`` is the reverse complement of the
-            window (the motif instance as read on its strand).
-
-        Returns
-        -------
-        sites : DataFrame
-            Columns ``sequence, start, end, strand, site, probability``, in the
-            order of the sequences and then of positions.
-        """
-        probability = np.asarray(probability, dtype=float).reshape(-1)
-        if probability.shape[0] != len(self):
-            raise ValueError(
-                f"probability has {probability.shape[0]} entries, but there are {len(self)} windows."
-            )
-        hits = np.flatnonzero(probability >= threshold)
-        if non_overlapping and hits.size:
-            hits = hits[np.argsort(-probability[hits], kind="stable")]
-            taken: dict = {}
-            kept = []
-            for index in hits:
-                starts = taken.setdefault(self.names[index], [])
-                start = self.starts[index]
-                if all(abs(start - other) >= self.width for other in starts):
-                    starts.append(start)
-                    kept.append(index)
-            hits = np.array(kept, dtype=np.intp)
-        rank = pd.factorize(pd.Series(self.names, dtype=object))[0]
-        hits = hits[np.lexsort((self.strands[hits], self.starts[hits], rank[hits]))]
-        frame = self.to_frame().iloc[hits].rename(columns={"window": "site"})
-        if minus_strand is not None:
-            minus_strand = np.asarray(minus_strand, dtype=float).reshape(-1)
-            if minus_strand.shape[0] != len(self):
-                raise ValueError(
-                    f"minus_strand has {minus_strand.shape[0]} entries, but there are "
-                    f"{len(self)} windows."
-                )
-            flip = minus_strand[hits] > 0.5
-            frame["strand"] = np.where(flip, np.where(frame["strand"] == "+", "-", "+"), frame["strand"])
-            frame["site"] = [
-                reverse_complement(site, self.alphabet) if flipped else site
-                for site, flipped in zip(frame["site"], flip)
-            ]
-        frame["probability"] = probability[hits]
-        return frame.reset_index(drop=True)
-
-
-def sequence_windows(sequences, width, *, both_strands=False, alphabet="ACGT"):
-    """Cut sequences of any length into all their windows of width ``width``.
-
-    A mixture over these windows is MEME's TCM ("any number of sites") model
-    without its non-overlap constraint; :meth:`SequenceWindows.sites` maps
-    the fitted site probabilities back to sequences and positions.
-
-    Parameters
-    ----------
-    sequences : dict of str to str, or iterable of str
-        Named sequences (e.g. from :func:`skem.io.read_fasta`), or unnamed ones
-        (named by their index). Sequences shorter than ``width`` give no windows.
-    width : int
-        Window width, at least 1.
-    both_strands : bool, default=False
-        Also cut the reverse complement of each sequence (nucleotides only),
-        as separate windows. To find a motif on either strand, prefer the
-        forward windows and ``MotifMixture(revcomp=True)``, which makes the
-        strand of each site a hidden variable of the same window.
-    alphabet : str, default="ACGT"
-        Used only to complement ("ACGU" complements A with U).
-
-    Returns
-    -------
-    SequenceWindows
-        The windows with their sequence names, offsets and strands.
-
-    Examples
-    --------
-    >>> from skem.motifs import sequence_windows
-    >>> w = sequence_windows({"s1": "ACGTA"}, 3, both_strands=True)
-    >>> w.windows.tolist(), w.starts.tolist(), w.strands.tolist()
-    (['ACG', 'CGT', 'GTA', 'CGT', 'ACG', 'TAC'], [0, 1, 2, 0, 1, 2], ['+', '+', '+', '-', '-', '-'])
-    """
-    if not isinstance(width, (Integral, np.integer)) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}.")
-    if isinstance(sequences, str):
-        raise ValueError("Expected several sequences (a dict or a list), got a single string.")
-    items = sequences.items() if isinstance(sequences, dict) else enumerate(sequences)
-    if both_strands:
-        rna = _check_nucleotides(alphabet)
-        complement = np.arange(256, dtype=np.uint8)
-        source, target = ("ACGUNRYSWKMBDHV", "UGCANYRSWMKVHDB") if rna else (
-            "ACGTNRYSWKMBDHV", "TGCANYRSWMKVHDB"
-        )
-        complement[np.frombuffer(source.encode(), np.uint8)] = np.frombuffer(target.encode(), np.uint8)
-    blocks, names, counts = [], [], []
-    for name, sequence in items:
-        if not isinstance(sequence, str):
-            raise TypeError(f"Sequence {name!r} is {type(sequence).__name__}, not a string.")
-        try:
-            letters = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
-        except UnicodeEncodeError as error:
-            raise ValueError(f"Sequence {name!r} has a non-ASCII character.") from error
-        n_windows = letters.size - width + 1
-        if n_windows < 1:
-            continue
-        names.append(name)
-        counts.append(n_windows)
-        blocks.append(np.lib.stride_tricks.sliding_window_view(letters, width))
-        if both_strands:
-            # Window j of the reversed strand covers forward positions L-w-j .. L-1-j,
-            # so reversing the list of windows orders them by forward start.
-            reverse = complement[letters[::-1]]
-            blocks.append(np.lib.stride_tricks.sliding_window_view(reverse, width)[::-1])
-    if not blocks:
-        raise ValueError(f"No sequence is at least {width} letters long: there are no windows.")
-    strands_per_sequence = 2 if both_strands else 1
-    counts = np.repeat(np.asarray(counts), strands_per_sequence)
-    letters = np.ascontiguousarray(np.concatenate(blocks))
-    return SequenceWindows(
-        windows=letters.view(f"S{width}").reshape(-1).astype(f"<U{width}"),
-        names=np.repeat(np.repeat(np.array(names), strands_per_sequence), counts),
-        starts=np.concatenate([np.arange(count) for count in counts]),
-        strands=np.repeat(np.tile(np.array(["+", "-"][:strands_per_sequence]), len(names)), counts),
-        width=int(width),
-        alphabet=alphabet,
-    )
-
-
-# ----------------------------------------------------------------- model
+# ----------------------------------------------------------------- kernels
 
 
 @dataclass(frozen=True)
@@ -625,13 +109,13 @@ def _normalize(counts):
 
 
 def motif_m_step(resp_sum, counts, pseudocount, tied_background):
-    """MAP M-step of the motif mixture.
+    """MAP M-step of the motif mixture, or of independent mixtures stacked along leading axes.
 
     Parameters
     ----------
-    resp_sum : ndarray of shape (K,)
+    resp_sum : ndarray of shape (..., K)
         ``sum_i w_i q_ik``.
-    counts : ndarray of shape (K, w, A)
+    counts : ndarray of shape (..., K, w, A)
         Expected letter counts per component and position (missing letters excluded).
     pseudocount : float
         Dirichlet pseudocount ``beta`` added to each letter count.
@@ -640,18 +124,19 @@ def motif_m_step(resp_sum, counts, pseudocount, tied_background):
 
     Returns
     -------
-    weights : ndarray of shape (K,)
+    weights : ndarray of shape (..., K)
         ``resp_sum / sum``; a component without rows keeps 1e-10 of the total.
-    pwms : ndarray of shape (K, w, A)
+    pwms : ndarray of shape (..., K, w, A)
         ``theta[k, i, a] = (counts[k, i, a] + beta) / (sum_a counts[k, i, a] + A beta)``;
         for a tied background the counts are pooled over positions first.
     """
-    total = resp_sum.sum()
+    total = resp_sum.sum(axis=-1, keepdims=True)
     weights = np.maximum(resp_sum, 1e-10 * total)
-    weights = weights / weights.sum()
+    weights = weights / weights.sum(axis=-1, keepdims=True)
     pwms = _normalize(counts + pseudocount)
     if tied_background:
-        pwms[0] = _normalize(counts[0].sum(axis=0) + pseudocount)
+        pooled = counts[..., 0, :, :].sum(axis=-2, keepdims=True)
+        pwms[..., 0, :, :] = _normalize(pooled + pseudocount)
     return weights, pwms
 
 
@@ -718,6 +203,195 @@ def _fold_states(state_values, n_plain, stranded, perm=None):
     return folded
 
 
+# ------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, kw_only=True)
+class MotifModel(MixtureModel):
+    """The motif mixture's math, for the engine (see :class:`MotifMixture`).
+
+    The EM and inference hooks take the number of components from their
+    parameters, so that the motif search can run the model on mixtures with
+    fewer components than ``n_components`` while it adds them.
+
+    Parameters
+    ----------
+    n_components, init_params
+        See :class:`~skem._mixture.MixtureModel`; ``"random_from_data"`` (with
+        more than one component) is the motif search of :mod:`skem._motif_search`.
+    letters : str
+        The alphabet, upper case: the letters of codes ``0..A-1``.
+    wildcards : str
+        Letters read as missing (code -1) in string input.
+    pseudocount : float
+        Dirichlet pseudocount added to every expected letter count.
+    tied_background : bool, default=False
+        Whether component 0 has one letter distribution for all positions.
+    revcomp : bool, default=False
+        Whether the components (but a tied background) lie on either strand.
+    """
+
+    letters: str
+    wildcards: str
+    pseudocount: float
+    tied_background: bool = False
+    revcomp: bool = False
+
+    fits_dask = True
+
+    @property
+    def n_letters(self):
+        return len(self.letters)
+
+    @property
+    def n_plain(self):
+        """Components 0..n_plain-1 are single-strand even with revcomp=True: the tied background."""
+        return 1 if self.tied_background else 0
+
+    def stranded(self, k):
+        """Whether component ``k`` lies on either strand."""
+        return self.revcomp and k >= self.n_plain
+
+    def revcomp_perm(self, params):
+        """The reverse-complement column permutation when some component is strand-aware, else None."""
+        if not self.revcomp or params.pwms.shape[0] <= self.n_plain:
+            return None
+        return revcomp_permutation(params.pwms.shape[1], self.letters)
+
+    # ---------------------------------------------------------------- data
+
+    def prepare(self, X, weights):
+        n, w = X.shape
+        if n * w * self.n_letters * 8 <= ONEHOT_BYTES:
+            onehot = one_hot(X, self.n_letters)
+        else:
+            onehot = np.zeros((n, 0))
+        return MotifData(weights=weights, codes=X, onehot=onehot, n_letters=self.n_letters)
+
+    def work_per_row(self, data):
+        lazy = 0 if data.onehot.shape[1] else data.codes.shape[1] * data.n_letters
+        states = 2 * self.n_components - self.n_plain if self.revcomp else self.n_components
+        return 4 * states + lazy
+
+    def check_block(self, X):
+        validate = partial(check_array, ensure_min_samples=0)
+        return _as_codes(X, self.letters, self.wildcards, validate)
+
+    # -------------------------------------------------------------- kernels
+
+    def estimate_log_prob(self, params, chunk):
+        K = params.pwms.shape[0]
+        perm = self.revcomp_perm(params)
+        states = _state_log_prob(
+            chunk.expanded(), np.log(params.pwms).reshape(K, -1), perm, self.n_plain
+        )
+        return _component_log_prob(states, self.n_plain, perm is not None).T
+
+    def e_step(self, params, chunk):
+        # MixtureModel's E-step laid out as (states, n): the log-sum-exp over states
+        # then runs along contiguous rows and shares one exponential with the
+        # responsibilities, so that it costs less than the two matrix products.
+        # With revcomp the states are (component, strand): still one product each way.
+        onehot = chunk.expanded()
+        K = params.pwms.shape[0]
+        perm = self.revcomp_perm(params)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        log_prob = _state_log_prob(
+            onehot, np.log(params.pwms).reshape(K, -1), perm, self.n_plain, log_weights
+        )
+        resp, log_norm = normalize_log_prob(log_prob, axis=0)
+        resp *= chunk.weights
+        stranded = perm is not None
+        stats = MotifStats(
+            _fold_states(resp.sum(axis=1), self.n_plain, stranded),
+            _fold_states(resp @ onehot, self.n_plain, stranded, perm),
+        )
+        return stats, float(chunk.weights @ log_norm)
+
+    def accumulate(self, params, chunk, weighted_resp):
+        # Starting responsibilities (k-means, random) say nothing about the strand: the windows
+        # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
+        counts = weighted_resp.T @ chunk.expanded()
+        return MotifStats(weighted_resp.sum(axis=0), counts)
+
+    def m_step(self, stats, params):
+        K = stats.resp_sum.shape[0]
+        counts = stats.counts.reshape(K, -1, self.n_letters)
+        weights, pwms = motif_m_step(stats.resp_sum, counts, self.pseudocount, self.tied_background)
+        return MotifParams(weights, pwms)
+
+    def log_prior(self, params):
+        log_pwms = np.log(params.pwms)
+        total = log_pwms.sum()
+        if self.tied_background:
+            total -= log_pwms[0, 1:].sum()  # the tied background counts once
+        return float(self.pseudocount * total)
+
+    def strand_proba(self, k, params, chunk):
+        """Posterior of each strand ("+", "-") of the rows as sites of component ``k``, (n, 2)."""
+        if not self.stranded(k):
+            proba = np.zeros((chunk.n_rows, 2))
+            proba[:, 0] = 1.0
+            return proba
+        log_pwm = np.log(params.pwms[k]).reshape(1, -1)
+        perm = revcomp_permutation(params.pwms.shape[1], self.letters)
+        states = _state_log_prob(chunk.expanded(), log_pwm, perm, 0)  # (2, n)
+        return normalize_log_prob(states, axis=0)[0].T
+
+    # -------------------------------------------------------- initialization
+
+    def initialize(self, data, random_state, controls):
+        if self.n_components == 1 or self.init_params != "random_from_data":
+            return super().initialize(data, random_state, controls)
+        # Imported here: the search module builds on this one's kernels.
+        from ._motif_search import search_motifs
+
+        return search_motifs(self, data, random_state, controls)
+
+    def init_features(self, data, rows):
+        return data.take(rows).expanded()
+
+    # ------------------------------------------------- sampling and selection
+
+    def sample_component(self, params, k, n, random_state):
+        cumulative = np.cumsum(params.pwms[k], axis=1)  # (w, A)
+        u = random_state.uniform(size=(n, cumulative.shape[0], 1))
+        codes = (u > cumulative[None, :, :-1]).sum(axis=2)
+        if self.stranded(k):
+            # Each draw lies on a random strand: half are read as their reverse complement.
+            complement = revcomp_permutation(1, self.letters)
+            minus = random_state.uniform(size=n) < 0.5
+            codes[minus] = complement[codes[minus, ::-1]]
+        return codes.astype(_code_dtype(cumulative.shape[1]))
+
+    def n_parameters(self, params):
+        K, w, A = params.pwms.shape
+        per_component = w * (A - 1)
+        n_pwm = (A - 1) + (K - 1) * per_component if self.tied_background else K * per_component
+        return (K - 1) + n_pwm
+
+    # ------------------------------------------------------------ SQUAREM
+
+    def pack(self, params):
+        return np.concatenate([np.log(params.weights), np.log(params.pwms).ravel()])
+
+    def unpack(self, vector, params):
+        K = params.weights.shape[0]
+        log_weights = vector[:K]
+        weights = np.exp(log_weights - log_weights.max())
+        log_pwms = vector[K:].reshape(params.pwms.shape)
+        if self.tied_background:
+            log_pwms = log_pwms.copy()
+            log_pwms[0] = log_pwms[0].mean(axis=0)
+        pwms = np.exp(log_pwms - log_pwms.max(axis=2, keepdims=True))
+        pwms = np.maximum(_normalize(pwms), PROB_FLOOR)
+        return MotifParams(weights / weights.sum(), _normalize(pwms))
+
+
+# --------------------------------------------------------------- estimator
+
+
 class MotifMixture(BaseMixture):
     """Mixture of position-specific letter distributions: DNA (or protein) motif finding by EM.
 
@@ -734,9 +408,19 @@ class MotifMixture(BaseMixture):
     n_components : int, default=2
         Number of components. With the default start, component 0 is the
         background and components 1.. are motifs.
-    alphabet : str, default="ACGT"
+    alphabet : str or None, default=None
         The letters (case-insensitive), coded ``0..A-1`` in this order. Any
-        alphabet works, e.g. the 20 amino acids.
+        alphabet works, e.g. the 20 amino acids; a letter outside it and its
+        wildcards, or an integer code outside ``-1..A-1``, is an error that
+        names it and its position. None (the default) reads strings as DNA
+        (``"ACGT"``) and fits integer codes whatever they are: the letters
+        are the codes ``0..A-1`` with ``A = max(4, largest code + 1)``, found
+        by ``fit`` and published as :attr:`alphabet_`. Four letters are
+        DNA's, ``"ACGT"`` (the codes :func:`encode_sequences` gives by
+        default); more are named by the digits and then the capitals,
+        ``"0123456789AB..."`` (at most 36 letters: name larger alphabets).
+        After ``fit``, new windows (``predict``, a warm start) are read in
+        the fitted alphabet.
     wildcards : str, default=None
         Letters that mean "unknown": they are missing data, marginalized out.
         None means 'N' and the IUPAC ambiguity codes (R, Y, ...; their partial
@@ -774,11 +458,12 @@ class MotifMixture(BaseMixture):
         Maximum number of EM iterations per run.
     tol : float, default=1e-7
         Stop when the objective per (weighted) window changes by less than this.
-    accelerate : {"none", "squarem"}, default="none"
+    accelerate : {"squarem"} or None, default=None
         Plain EM, or SQUAREM extrapolation (fewer iterations on slowly converging data).
     chunk_size : int, default=None
-        Windows per E-step chunk; None sizes chunks to about 64 MiB of work
-        arrays. The fit does not depend on it.
+        Windows per E-step chunk, in the fit and in its start search; None
+        sizes chunks to about 32 MiB of work arrays. The fit does not depend
+        on it.
     n_jobs : int, default=None
         Runs the ``n_init`` starts in parallel through joblib; results are
         identical to a serial fit.
@@ -807,7 +492,8 @@ class MotifMixture(BaseMixture):
     consensus_ : ndarray of str of shape (n_components,)
         Most probable letter at each position, per component.
     alphabet_ : str
-        The alphabet, upper case.
+        The alphabet of the fit, upper case: ``alphabet``, or for the default
+        one the letters found from the data (see ``alphabet``).
     converged_ : bool
         Whether the best run met the stopping rule.
     n_iter_ : int
@@ -816,8 +502,8 @@ class MotifMixture(BaseMixture):
         Objective per window of the training data at the fitted parameters:
         mean log-likelihood plus the log prior of the pseudocounts divided by
         the total weight.
-    lower_bounds_ : ndarray of shape (`n_iter_` + 1,)
-        The same along the best run, from its start.
+    lower_bounds_ : ndarray of shape (`n_iter_`,)
+        The same after each iteration of the best run.
     n_features_in_ : int
         The window width ``w``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -825,7 +511,7 @@ class MotifMixture(BaseMixture):
 
     See Also
     --------
-    skem.motifs.sequence_windows : Cut long sequences into windows and map sites back.
+    skem.sequences.sequence_windows : Cut long sequences into windows and map sites back.
     skem.datasets.make_motif_sequences : Sequences with a planted motif.
     skem.io.write_meme, skem.io.write_jaspar : Save the fitted PWMs.
     skem.plotting.plot_logo : Sequence logo of a component.
@@ -855,7 +541,10 @@ class MotifMixture(BaseMixture):
     all windows, and the best starts the fit. Further motif components are
     added one at a time the same way. A motif in a fraction ``f`` of the
     windows is among the candidates with probability ``1 - exp(-1000 f)``;
-    ``n_init`` repeats the search with other candidates.
+    ``n_init`` repeats the search with other candidates. Every EM run of the
+    search, the candidates' side-by-side steps included, is one of the
+    engine's, with the same kernels, ``chunk_size`` and check that the
+    objective never decreases as the fit.
 
     Both strands (``revcomp=True``). For a strand-aware component ``k``
     (every component but a tied background) the strand ``s_j`` of window
@@ -864,7 +553,7 @@ class MotifMixture(BaseMixture):
     ``rc(x)`` is the reverse complement. The one-hot matrix of the reverse
     complements is the one-hot matrix with its ``w * A`` columns permuted
     (positions reversed, letters complemented; see
-    :func:`~skem.motifs.revcomp_permutation`), so ``log p(rc(x) | k) = E @
+    :func:`~skem.sequences.revcomp_permutation`), so ``log p(rc(x) | k) = E @
     L_k[perm]``: the E-step is one matrix product over the columns of the
     ``2K`` (``2K - 1`` with a tied background) (component, strand) states,
     whose posteriors ``q_jk+`` and
@@ -905,11 +594,18 @@ class MotifMixture(BaseMixture):
     True
     >>> model.pwm().shape
     (8, 4)
+
+    Integer codes with the default alphabet fit whatever their range:
+
+    >>> import numpy as np
+    >>> codes = np.random.default_rng(0).integers(0, 6, size=(100, 5))
+    >>> MotifMixture(random_state=0).fit(codes).alphabet_
+    '012345'
     """
 
     _parameter_constraints: dict = {
         **BaseMixture._parameter_constraints,
-        "alphabet": [str],
+        "alphabet": [str, None],
         "wildcards": [str, None],
         "pseudocount": [Interval(Real, 0.0, None, closed="neither")],
         "background": [StrOptions({"position-independent"}), None],
@@ -920,7 +616,7 @@ class MotifMixture(BaseMixture):
         self,
         n_components=2,
         *,
-        alphabet="ACGT",
+        alphabet=None,
         wildcards=None,
         pseudocount=0.1,
         background=None,
@@ -929,7 +625,7 @@ class MotifMixture(BaseMixture):
         init_params="random_from_data",
         max_iter=200,
         tol=1e-7,
-        accelerate="none",
+        accelerate=None,
         chunk_size=None,
         n_jobs=None,
         warm_start=False,
@@ -962,199 +658,40 @@ class MotifMixture(BaseMixture):
         tags.input_tags.categorical = True
         return tags
 
-    # ---------------------------------------------------------------- data
+    # ---------------------------------------------------------------- model
 
     def _validate_X(self, X, reset):
-        letters, wildcards = _check_alphabet(self.alphabet, self.wildcards)
-        n_letters = len(letters)
-        if self.revcomp and sorted(letters) not in (sorted("ACGT"), sorted("ACGU")):
+        validate = partial(validate_data, self, reset=reset, ensure_min_samples=1)
+        if not reset:  # read like the training windows: new rows, or a warm start
+            return _as_codes(X, self._model.letters, self._model.wildcards, validate)
+        if self.alphabet is not None:
+            return _as_codes(X, *_check_alphabet(self.alphabet, self.wildcards), validate)
+        # The default alphabet: strings are DNA, integer codes letters of their own (_build_model).
+        return _as_codes(X, *_check_alphabet(DNA, self.wildcards), validate, bounded=False)
+
+    def _build_model(self, X):
+        self._check_n_samples(X)
+        if self.warm_start and hasattr(self, "converged_"):
+            # A warm start continues the fitted PWMs, whose columns are the fitted letters.
+            letters, wildcards = self._model.letters, self._model.wildcards
+        else:
+            alphabet = _default_letters(X) if self.alphabet is None else self.alphabet
+            letters, wildcards = _check_alphabet(alphabet, self.wildcards)
+        if self.revcomp and not _is_nucleotide(letters):
+            found = "" if self.alphabet is not None else f" (letters {letters!r} for the codes)"
             raise ValueError(
                 f"revcomp=True needs a nucleotide alphabet (ACGT or ACGU, in any order), got "
-                f"alphabet={self.alphabet!r}: only DNA and RNA have a reverse complement."
+                f"alphabet={self.alphabet!r}{found}: only DNA and RNA have a reverse complement."
             )
-        sequences = _as_sequences(X)
-        if sequences is not None:
-            codes = _encode(sequences, letters, wildcards)
-            validate_data(self, codes, reset=reset, dtype=None, ensure_min_samples=1)
-            return codes
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=1)
-        if X.dtype.kind == "f":
-            fractional = X != np.round(X)
-            if fractional.any():
-                row, col = np.argwhere(fractional)[0]
-                raise ValueError(
-                    f"Letter codes must be integers; X[{row}, {col}] = {X[row, col]!r}."
-                )
-        outside = (X < MISSING) | (X >= n_letters)
-        if outside.any():
-            row, col = np.argwhere(outside)[0]
-            raise ValueError(
-                f"Letter codes must be in 0..{n_letters - 1} for the alphabet {letters!r} "
-                f"(or -1 for a missing letter); X[{row}, {col}] = {X[row, col]!r}."
-            )
-        return X.astype(_code_dtype(n_letters))
-
-    def _n_letters(self):
-        return len(self.alphabet)
-
-    def _prepare(self, X, weights):
-        n_letters = self._n_letters()
-        n, w = X.shape
-        if n * w * n_letters * 8 <= ONEHOT_BYTES:
-            onehot = one_hot(X, n_letters)
-        else:
-            onehot = np.zeros((n, 0))
-        return MotifData(weights=weights, codes=X, onehot=onehot, n_letters=n_letters)
-
-    def _work_per_row(self, data):
-        lazy = 0 if data.onehot.shape[1] else data.codes.shape[1] * data.n_letters
-        states = 2 * self.n_components - self._n_plain if self.revcomp else self.n_components
-        return 4 * states + lazy
-
-    @property
-    def _tied(self):
-        return self.background == "position-independent"
-
-    # -------------------------------------------------------------- kernels
-
-    @property
-    def _n_plain(self):
-        """Components 0.._n_plain-1 are single-strand even with revcomp=True: the tied background."""
-        return 1 if self._tied else 0
-
-    def _revcomp_perm(self, params):
-        """The reverse-complement column permutation when some component is strand-aware, else None."""
-        if not self.revcomp or params.pwms.shape[0] <= self._n_plain:
-            return None
-        return revcomp_permutation(params.pwms.shape[1], self.alphabet)
-
-    def _estimate_log_prob(self, params, chunk):
-        K = params.pwms.shape[0]
-        perm = self._revcomp_perm(params)
-        states = _state_log_prob(
-            chunk.expanded(), np.log(params.pwms).reshape(K, -1), perm, self._n_plain
+        return MotifModel(
+            n_components=self.n_components,
+            init_params=self.init_params,
+            letters=letters,
+            wildcards=wildcards,
+            pseudocount=self.pseudocount,
+            tied_background=self.background == "position-independent",
+            revcomp=self.revcomp,
         )
-        return _component_log_prob(states, self._n_plain, perm is not None).T
-
-    def _e_step(self, params, chunk):
-        # BaseMixture's E-step laid out as (states, n): the log-sum-exp over states
-        # then runs along contiguous rows and shares one exponential with the
-        # responsibilities, so that it costs less than the two matrix products.
-        # With revcomp the states are (component, strand): still one product each way.
-        onehot = chunk.expanded()
-        K = params.pwms.shape[0]
-        perm = self._revcomp_perm(params)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        log_prob = _state_log_prob(
-            onehot, np.log(params.pwms).reshape(K, -1), perm, self._n_plain, log_weights
-        )
-        resp, log_norm = normalize_log_prob(log_prob, axis=0)
-        resp *= chunk.weights
-        stranded = perm is not None
-        stats = MotifStats(
-            _fold_states(resp.sum(axis=1), self._n_plain, stranded),
-            _fold_states(resp @ onehot, self._n_plain, stranded, perm),
-        )
-        return stats, float(chunk.weights @ log_norm)
-
-    def _accumulate(self, chunk, weighted_resp):
-        # Starting responsibilities (k-means, random) say nothing about the strand: the windows
-        # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
-        counts = weighted_resp.T @ chunk.expanded()
-        return MotifStats(weighted_resp.sum(axis=0), counts)
-
-    def _m_step(self, stats, params):
-        K = stats.resp_sum.shape[0]
-        counts = stats.counts.reshape(K, -1, self._n_letters())
-        weights, pwms = motif_m_step(stats.resp_sum, counts, self.pseudocount, self._tied)
-        return MotifParams(weights, pwms)
-
-    def _log_prior(self, params):
-        log_pwms = np.log(params.pwms)
-        total = log_pwms.sum()
-        if self._tied:
-            total -= log_pwms[0, 1:].sum()  # the tied background counts once
-        return float(self.pseudocount * total)
-
-    # -------------------------------------------------------- initialization
-
-    def _initialize(self, data, random_state):
-        if self.n_components == 1 or self.init_params != "random_from_data":
-            return super()._initialize(data, random_state)
-        return self._search_motifs(data, random_state)
-
-    def _initial_resp(self, data, random_state):
-        if data.n_rows < self.n_components and self.init_params != "random":
-            # Fewer distinct windows than components: k-means cannot start; random responsibilities can.
-            resp = random_state.uniform(size=(data.n_rows, self.n_components))
-            return resp / resp.sum(axis=1, keepdims=True)
-        return super()._initial_resp(data, random_state)
-
-    def _init_features(self, data, rows):
-        return data.take(rows).expanded()
-
-    def _search_motifs(self, data, random_state):
-        """MEME-style start: add motif components one by one from scored observed windows."""
-        search = _search_rows(data, random_state)
-        onehot = search.expanded()
-        weights = search.weights
-        K, A = self.n_components, data.n_letters
-        w = data.codes.shape[1]
-        resp = np.zeros((search.n_rows, K))
-        resp[:, 0] = 1.0
-        stats = self._accumulate(search, resp * weights[:, None])
-        background = self._m_step(stats, None).pwms[0]
-        params = MotifParams(np.ones(1), background[None])
-        # The candidates are scored and refined under the model's own likelihood: with
-        # revcomp, each is a motif on either strand.
-        perm = revcomp_permutation(w, self.alphabet) if self.revcomp else None
-        for k in range(1, K):
-            # Log-density of each window under the mixture found so far.
-            rest = self._score_samples(params, search)
-            candidates = _candidate_pwms(search, background, random_state)
-            alpha = np.full(candidates.shape[0], START_WEIGHT)
-            best = _refine_candidates(
-                onehot, weights, rest, candidates, alpha, self.pseudocount, A, N_SHORTLIST, perm
-            )
-            # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
-            # so that a start half-covering the motif can still reach it.
-            family = best + [
-                (_shift(log_pwm, background, shift), alpha)
-                for log_pwm, alpha in best
-                for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
-                if 0 < abs(shift) < w
-            ]
-            best = _refine_candidates(
-                onehot, weights, rest, np.stack([log_pwm for log_pwm, _ in family]),
-                np.array([alpha for _, alpha in family]), self.pseudocount, A, len(family), perm,
-            )
-            runs = []
-            for log_pwm, alpha in best:
-                start = MotifParams(
-                    np.append(params.weights * (1.0 - alpha), alpha),
-                    np.concatenate([params.pwms, np.exp(log_pwm).reshape(1, w, A)]),
-                )
-                runs.append(run_em(self, search, start, max_iter=CONTINUE_ITER, tol=0.0))
-            if search is not data:
-                # The search rows hold few sites of a rare motif: all the rows decide
-                # between the continued candidates.
-                chunk_rows = self._chunk_rows(data)
-                runs = [
-                    run_em(self, data, run.params, max_iter=FINAL_ITER, tol=0.0,
-                           chunk_rows=chunk_rows)
-                    for run in runs
-                ]
-            result = max(runs, key=lambda run: run.lower_bound)
-            if self.verbose:
-                print(
-                    f"  motif search: component {k} from {len(candidates)} candidates, "
-                    f"objective {result.lower_bound:.6g}"
-                )
-            params = result.params
-        return params
-
-    # ------------------------------------------------------ fitted attributes
 
     def _get_fitted_params(self):
         return MotifParams(self.weights_, self.pwms_)
@@ -1162,50 +699,15 @@ class MotifMixture(BaseMixture):
     def _set_fitted_params(self, params):
         self.weights_ = params.weights
         self.pwms_ = params.pwms
-        letters, _ = _check_alphabet(self.alphabet, self.wildcards)
-        self.alphabet_ = letters
+        self.alphabet_ = self._model.letters
         self.background_ = self.pwms_[0].mean(axis=0)
         self.log_odds_ = np.log2(self.pwms_ / self.background_)
         A = self.pwms_.shape[2]
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.sum(np.where(self.pwms_ > 0, self.pwms_ * np.log2(self.pwms_), 0.0), axis=2)
         self.information_content_ = np.log2(A) - entropy
-        symbols = np.array(list(letters))
+        symbols = np.array(list(self.alphabet_))
         self.consensus_ = np.array(["".join(symbols[row]) for row in self.pwms_.argmax(axis=2)])
-
-    def _n_parameters(self):
-        K, w, A = self.pwms_.shape
-        per_component = w * (A - 1)
-        n_pwm = (A - 1) + (K - 1) * per_component if self._tied else K * per_component
-        return (K - 1) + n_pwm
-
-    def _sample_component(self, params, k, n, random_state):
-        cumulative = np.cumsum(params.pwms[k], axis=1)  # (w, A)
-        u = random_state.uniform(size=(n, cumulative.shape[0], 1))
-        codes = (u > cumulative[None, :, :-1]).sum(axis=2)
-        if self._stranded(k):
-            # Each draw lies on a random strand: half are read as their reverse complement.
-            complement = revcomp_permutation(1, self.alphabet)
-            minus = random_state.uniform(size=n) < 0.5
-            codes[minus] = complement[codes[minus, ::-1]]
-        return codes.astype(_code_dtype(cumulative.shape[1]))
-
-    # ------------------------------------------------------------ SQUAREM
-
-    def _pack(self, params):
-        return np.concatenate([np.log(params.weights), np.log(params.pwms).ravel()])
-
-    def _unpack(self, vector, params):
-        K = params.weights.shape[0]
-        log_weights = vector[:K]
-        weights = np.exp(log_weights - log_weights.max())
-        log_pwms = vector[K:].reshape(params.pwms.shape)
-        if self._tied:
-            log_pwms = log_pwms.copy()
-            log_pwms[0] = log_pwms[0].mean(axis=0)
-        pwms = np.exp(log_pwms - log_pwms.max(axis=2, keepdims=True))
-        pwms = np.maximum(_normalize(pwms), PROB_FLOOR)
-        return MotifParams(weights / weights.sum(), _normalize(pwms))
 
     # --------------------------------------------------------- results
 
@@ -1217,9 +719,6 @@ class MotifMixture(BaseMixture):
         if not isinstance(component, (Integral, np.integer)) or not -K <= component < K:
             raise ValueError(f"component must be an integer in 0..{K - 1}, got {component!r}.")
         return int(component) % K
-
-    def _stranded(self, k):
-        return bool(self.revcomp) and k >= self._n_plain
 
     def predict_strand_proba(self, X, component=None):
         """Posterior probability of each strand for a window that is a site of ``component``.
@@ -1245,19 +744,7 @@ class MotifMixture(BaseMixture):
             :meth:`SequenceWindows.sites`.
         """
         k = self._component(component)
-        data = self._prepare_new(X)
-        if not self._stranded(k):
-            proba = np.zeros((data.n_rows, 2))
-            proba[:, 0] = 1.0
-            return proba
-
-        def strand_proba(params, chunk):
-            log_pwm = np.log(params.pwms[k]).reshape(1, -1)
-            perm = revcomp_permutation(params.pwms.shape[1], self.alphabet)
-            states = _state_log_prob(chunk.expanded(), log_pwm, perm, 0)  # (2, n)
-            return normalize_log_prob(states, axis=0)[0].T
-
-        return self._chunked(strand_proba, data)
+        return self._per_row(X, partial(self._model.strand_proba, k))
 
     def pwm(self, component=None, kind="probability"):
         """A component's matrix as a DataFrame (positions x letters, logomaker's layout).
@@ -1292,133 +779,23 @@ class MotifMixture(BaseMixture):
         return frame
 
 
-def _search_rows(data, random_state):
-    """At most SEARCH_ROWS distinct rows: all of them, or a weighted draw with counts as weights."""
-    if data.n_rows <= SEARCH_ROWS:
-        return data
-    draws = random_state.multinomial(SEARCH_ROWS, data.weights / data.weights.sum())
-    chosen = np.flatnonzero(draws)
-    return replace(data.take(chosen), weights=draws[chosen].astype(float))
+def _default_letters(X):
+    """The default alphabet's letters for validated codes ``X`` (or a dask array of rows).
 
-
-def _candidate_pwms(data, background, random_state):
-    """Log-PWMs (C, w * A) made from up to N_CANDIDATES distinct observed windows.
-
-    Each puts ``1 - START_FUZZ`` on the observed letter and spreads the rest
-    like the background; a missing letter gives the background itself.
+    DNA's for codes up to 3 (strings are DNA: their codes are), else one
+    letter per code ``0..max``, named by :data:`CODE_LETTERS`.
     """
-    n = data.n_rows
-    size = min(N_CANDIDATES, n)
-    chosen = random_state.choice(n, size=size, replace=False, p=data.weights / data.weights.sum())
-    onehot = data.expanded()[chosen]
-    w, A = background.shape
-    observed = onehot.reshape(size, w, A)
-    pwms = (1.0 - START_FUZZ) * observed + (
-        1.0 - (1.0 - START_FUZZ) * observed.sum(axis=2, keepdims=True)
-    ) * background[None]
-    return np.log(pwms).reshape(size, w * A)
-
-
-def _shift(log_pwm, background, shift):
-    """A log-PWM (w * A,) moved by ``shift`` positions (column i takes column i + shift); the
-    positions moved in are the background's."""
-    w, A = background.shape
-    pwm = np.log(background).copy()
-    source = log_pwm.reshape(w, A)
-    if shift >= 0:
-        pwm[: w - shift] = source[shift:]
-    else:
-        pwm[-shift:] = source[: w + shift]
-    return pwm.reshape(-1)
-
-
-def _refine_candidates(
-    onehot, weights, rest, log_pwms, alpha, pseudocount, n_letters, shortlist, perm=None
-):
-    """Score candidate motifs against a fixed mixture, refine the best side by side.
-
-    The candidate ``c`` forms the two-part mixture ``(1 - alpha_c) p_rest +
-    alpha_c p_c``. Every candidate is scored by its log posterior at the start
-    (one matrix product for all); the best ``shortlist`` take SHORT_ITER EM
-    steps on ``(alpha_c, p_c)`` with ``p_rest`` fixed (a generalized EM, so
-    each improves); the N_CONTINUE best are returned.
-
-    Parameters
-    ----------
-    onehot : ndarray of shape (n, w * A)
-    weights : ndarray of shape (n,)
-    rest : ndarray of shape (n,)
-        Log-density of each row under the fixed part of the mixture.
-    log_pwms : ndarray of shape (C, w * A)
-        Candidate log-PWMs.
-    alpha : ndarray of shape (C,)
-        Their starting mixing proportions.
-    perm : ndarray of shape (w * A,), default=None
-        With :func:`revcomp_permutation`, each candidate is a motif on either
-        strand (``p_c(x) = (p(x | c) + p(rc(x) | c)) / 2``) as in the model,
-        whose likelihood and strand posteriors come from the same kernels.
-        Candidates that are each other's reverse complement count as duplicates.
-
-    Returns
-    -------
-    list of (log_pwm, alpha)
-        Up to N_CONTINUE distinct refined candidates, best first.
-    """
-
-    stranded = perm is not None
-
-    def loglik(log_pwms, alpha):
-        """Objective of each candidate, its log-responsibilities (n, C) and the (component,
-        strand) states' log-likelihoods (S, n)."""
-        # log((1 - a) p_rest + a p_c) = log p_rest + log1p(a expm1(d)), d = log(p_c / p_rest);
-        # beyond LOG_RATIO_MAX the second term is log(a) + d to machine precision.
-        states = _state_log_prob(onehot, log_pwms, perm)
-        ratio = _component_log_prob(states, 0, stranded).T - rest[:, None]
-        large = ratio > LOG_RATIO_MAX
-        log_gain = np.log1p(alpha * np.expm1(np.minimum(ratio, LOG_RATIO_MAX)))
-        if large.any():
-            log_gain = np.where(large, np.log(alpha) + ratio, log_gain)
-        prior = pseudocount * log_pwms.sum(axis=1)
-        objective = weights @ (log_gain + rest[:, None]) + prior
-        return objective, np.log(alpha) + ratio - log_gain, states
-
-    if log_pwms.shape[0] > shortlist:
-        # Scored in blocks of candidates, so the (n, C) work arrays stay small.
-        block = max(1, SCORE_BLOCK // max(1, (1 + stranded) * onehot.shape[0]))
-        score = np.concatenate(
-            [
-                loglik(log_pwms[start : start + block], alpha[start : start + block])[0]
-                for start in range(0, log_pwms.shape[0], block)
-            ]
+    if X.dtype.kind not in "biuf":  # dask blocks of strings, read as DNA
+        return DNA
+    largest = X.max()
+    if is_dask_array(X):
+        largest = largest.compute()  # a pass over the blocks, before the model exists
+    n_letters = int(largest) + 1 if np.isfinite(largest) else 0  # the blocks' check reports NaN
+    if n_letters <= len(DNA):
+        return DNA
+    if n_letters > len(CODE_LETTERS):
+        raise ValueError(
+            f"Integer codes up to {n_letters - 1} need an alphabet of {n_letters} letters: "
+            f"pass alphabet= (the default names at most {len(CODE_LETTERS)} letters)."
         )
-        keep = np.argsort(-score, kind="stable")[:shortlist]
-        log_pwms, alpha = log_pwms[keep], alpha[keep]
-    total = weights.sum()
-    C = log_pwms.shape[0]
-    for _ in range(SHORT_ITER):
-        _, log_resp, states = loglik(log_pwms, alpha)
-        weighted = (np.exp(log_resp) * weights[:, None]).T  # (C, n)
-        alpha = np.clip(weighted.sum(axis=1) / total, 1e-10, 1.0 - 1e-10)
-        if stranded:
-            # Split each candidate's responsibility between its strands, as the model's E-step does.
-            log_lik = _component_log_prob(states, 0, True)
-            weighted = np.exp(states - np.concatenate([log_lik, log_lik])) * np.tile(weighted, (2, 1))
-        counts = _fold_states(weighted @ onehot, 0, stranded, perm).reshape(C, -1, n_letters)
-        log_pwms = np.log(_normalize(counts + pseudocount)).reshape(C, -1)
-    score = loglik(log_pwms, alpha)[0]
-    # The best N_CONTINUE distinct candidates: many starts reach the same optimum (with
-    # revcomp, possibly as each other's reverse complement).
-    pwms = np.exp(log_pwms)
-    flipped = pwms[:, perm] if stranded else pwms
-
-    def distance(c, other):
-        gap = np.abs(pwms[c] - pwms[other]).max()
-        return min(gap, np.abs(pwms[c] - flipped[other]).max()) if stranded else gap
-
-    kept: list[int] = []
-    for c in np.argsort(-score, kind="stable"):
-        if all(distance(c, other) > DUPLICATE_DISTANCE for other in kept):
-            kept.append(c)
-            if len(kept) == N_CONTINUE:
-                break
-    return [(log_pwms[c], float(alpha[c])) for c in kept]
+    return CODE_LETTERS[:n_letters]

@@ -36,14 +36,15 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma, gammaln, polygamma
-from sklearn.utils.validation import check_non_negative, validate_data
+from sklearn.utils.validation import check_array, check_non_negative, validate_data
 
 from ._base import BaseMixture
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, RowData
+from ._mixture import MixtureModel
 from ._rows import _row_sums
 
-__all__ = ["NegBinMixture"]
+__all__ = ["NegBinMixture", "NegBinModel"]
 
 #: Means are kept at or above this, so that no count has probability exactly zero.
 MEAN_FLOOR = 1e-8
@@ -336,7 +337,7 @@ def _log_factorial(value_index, pairs):
 
 def _block_pairs(model, X, weights):
     """Distinct (feature, value) pairs of one dask block."""
-    features, values, _ = _distinct_pairs(model._validate_X(X, reset=False))
+    features, values, _ = _distinct_pairs(model.check_block(X))
     return features, values
 
 
@@ -398,6 +399,195 @@ def negbin_log_pmf(x, mean, dispersion):
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class NegBinModel(MixtureModel):
+    """The negative-binomial mixture's math, for the engine (see :class:`NegBinMixture`).
+
+    Parameters
+    ----------
+    n_components, init_params
+        See :class:`~skem._mixture.MixtureModel`.
+    n_features : int
+        Columns of the count matrix.
+    dispersion : float or {"shared", "component", "feature", "full"}
+        A known dispersion, or how estimated dispersions are tied.
+    means_init : ndarray of shape (K, D) or None
+        Starting means (validated), overriding ``init_params``.
+    weights_init : ndarray of shape (K,) or None
+        Starting mixing proportions (validated).
+    """
+
+    n_features: int
+    dispersion: float | str = "shared"
+    means_init: np.ndarray | None = None
+    weights_init: np.ndarray | None = None
+
+    fits_dask = True
+
+    @property
+    def estimates_dispersion(self):
+        return isinstance(self.dispersion, str)
+
+    # ---------------------------------------------------------------- data
+
+    def prepare(self, X, weights):
+        value_index, log_factorial, pairs = _index_entries(X)
+        return NegBinData(
+            weights=weights, X=X, value_index=value_index, log_factorial=log_factorial, pairs=pairs
+        )
+
+    def work_per_row(self, data):
+        entries_per_row = data.X.nnz / max(data.n_rows, 1) if sp.issparse(data.X) else data.X.shape[1]
+        return int(4 * self.n_components + 3 * entries_per_row)
+
+    # Dask blocks share one pair table, built from all blocks in the first pass.
+
+    def check_block(self, X):
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_min_samples=0)
+        if X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model is expecting {self.n_features}."
+            )
+        return _check_counts(X)
+
+    def summarize_block(self, X):
+        return _entry_summary(self.check_block(X))
+
+    def dask_layout(self, summaries, map_blocks):
+        column_max = np.max([summary[0] for summary in summaries], axis=0)
+        n_entries = sum(summary[2] for summary in summaries)
+        if all(summary[1] for summary in summaries) and _direct_table_pays(column_max, n_entries):
+            return _direct_table(column_max)
+        # The general table needs the distinct pairs of all blocks: a second pass.
+        pairs = map_blocks(partial(_block_pairs, self))
+        return _sorted_table(
+            np.concatenate([features for features, _ in pairs]),
+            np.concatenate([values for _, values in pairs]),
+            self.n_features,
+        )
+
+    def prepare_block(self, X, weights, pairs):
+        X = self.check_block(X)
+        value_index = _index_against(X, pairs)
+        return NegBinData(
+            weights=weights, X=X, value_index=value_index,
+            log_factorial=_log_factorial(value_index, pairs), pairs=pairs,
+        )
+
+    # -------------------------------------------------------------- kernels
+
+    def estimate_log_prob(self, params, chunk):
+        phi, mu = params.dispersion, params.means
+        log1p_phi_mu = np.log1p(phi * mu)
+        with np.errstate(divide="ignore"):
+            linear = chunk.X @ (np.log(mu) - log1p_phi_mu).T
+        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mu).sum(axis=1)
+        log_prob = np.asarray(linear) + zero_term - chunk.log_factorial[:, None]
+        if np.any(phi > 0):
+            # sum_d B(x_id, phi_kd) over the entries of each row, shape (n, K)
+            log_prob += np.asarray(chunk.entry_pairs @ chunk.pairs.rising(phi).T)
+        return log_prob
+
+    def accumulate(self, params, chunk, weighted_resp):
+        x_sum = np.asarray(chunk.X.T @ weighted_resp).T
+        value_hist = (
+            np.asarray(chunk.entry_pairs.T @ weighted_resp).T
+            if self.estimates_dispersion
+            else 0.0
+        )
+        return NegBinStats(weighted_resp.sum(axis=0), x_sum, value_hist, chunk.pairs)
+
+    def m_step(self, stats, params):
+        resp_sum = stats.resp_sum
+        total = resp_sum.sum()
+        # An empty component keeps a tiny weight, its previous means and dispersions.
+        weights = np.maximum(resp_sum, 1e-10 * total)
+        weights = weights / weights.sum()
+        occupied = resp_sum > 1e-10 * total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = stats.x_sum / resp_sum[:, None]
+        if params is not None:
+            means = np.where(occupied[:, None], means, params.means)
+        else:
+            pooled = stats.x_sum.sum(axis=0) / total
+            means = np.where(occupied[:, None], means, pooled)
+        means = np.maximum(means, MEAN_FLOOR)
+
+        if not self.estimates_dispersion:
+            dispersion = np.full(means.shape, float(self.dispersion))
+        else:
+            dispersion = _solve_dispersion(
+                stats, means, _TIED_AXES[self.dispersion],
+                None if params is None else params.dispersion,
+            )
+        return NegBinParams(weights, means, dispersion)
+
+    # -------------------------------------------------------- initialization
+
+    def initialize(self, data, random_state, controls):
+        if self.means_init is None:
+            params = super().initialize(data, random_state, controls)
+        else:
+            K, D = self.n_components, self.n_features
+            phi = 0.1 if self.estimates_dispersion else float(self.dispersion)
+            params = NegBinParams(
+                np.full(K, 1.0 / K), np.maximum(self.means_init, MEAN_FLOOR), np.full((K, D), phi)
+            )
+        if self.weights_init is not None:
+            params = NegBinParams(self.weights_init, params.means, params.dispersion)
+        return params
+
+    def init_features(self, data, rows):
+        X = data.X[rows]
+        if sp.issparse(X):  # a fresh copy: transform its stored values in place
+            np.log1p(X.data, out=X.data)
+            return X
+        return np.log1p(X)
+
+    # ------------------------------------------------------ model selection
+
+    def n_parameters(self, params):
+        K, D = params.means.shape
+        n_dispersion = (
+            {"shared": 1, "component": K, "feature": D, "full": K * D}[self.dispersion]
+            if self.estimates_dispersion
+            else 0
+        )
+        return (K - 1) + K * D + n_dispersion
+
+    def sample_component(self, params, k, n, random_state):
+        mu, phi = params.means[k], params.dispersion[k]
+        poisson = random_state.poisson(mu, size=(n, mu.size))
+        with np.errstate(divide="ignore"):
+            size = np.where(phi > 0, 1.0 / np.where(phi > 0, phi, 1.0), 1.0)
+        negbin = random_state.negative_binomial(size, size / (size + mu), size=(n, mu.size))
+        return np.where(phi > 0, negbin, poisson).astype(float)
+
+    # ------------------------------------------------------------ SQUAREM
+
+    def pack(self, params):
+        return np.concatenate(
+            [np.log(params.weights), np.log(params.means).ravel(),
+             np.log(params.dispersion + PHI_MIN).ravel()]
+        )
+
+    def unpack(self, vector, params):
+        K, D = params.means.shape
+        log_weights = vector[:K]
+        weights = np.exp(log_weights - log_weights.max())
+        means = np.maximum(np.exp(vector[K : K + K * D]).reshape(K, D), MEAN_FLOOR)
+        if self.estimates_dispersion:
+            dispersion = np.clip(np.exp(vector[K + K * D :]).reshape(K, D) - PHI_MIN, 0, PHI_MAX)
+        else:
+            dispersion = params.dispersion
+        return NegBinParams(weights / weights.sum(), means, dispersion)
+
+
+def _check_counts(X):
+    check_non_negative(X, "NegBinMixture (counts must be >= 0)")
+    return X
+
+
 class NegBinMixture(BaseMixture):
     """Mixture of negative binomial distributions for clustering count data.
 
@@ -433,10 +623,10 @@ class NegBinMixture(BaseMixture):
         Maximum number of EM iterations per run.
     tol : float, default=1e-3
         Stop when the mean log-likelihood per (weighted) row changes by less than this.
-    accelerate : {"none", "squarem"}, default="none"
+    accelerate : {"squarem"} or None, default=None
         Plain EM, or SQUAREM extrapolation (fewer iterations on slowly converging data).
     chunk_size : int, default=None
-        Rows per E-step chunk; None sizes chunks to about 64 MiB of work
+        Rows per E-step chunk; None sizes chunks to about 32 MiB of work
         arrays. The fit does not depend on it.
     n_jobs : int, default=None
         Runs the ``n_init`` starts in parallel through joblib; results are
@@ -464,8 +654,8 @@ class NegBinMixture(BaseMixture):
         EM iterations of the best run.
     lower_bound_ : float
         Mean log-likelihood per row of the training data at the fitted parameters.
-    lower_bounds_ : ndarray of shape (`n_iter_` + 1,)
-        The same along the best run, from its start.
+    lower_bounds_ : ndarray of shape (`n_iter_`,)
+        The same after each iteration of the best run.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -528,7 +718,7 @@ class NegBinMixture(BaseMixture):
         weights_init=None,
         max_iter=100,
         tol=1e-3,
-        accelerate="none",
+        accelerate=None,
         chunk_size=None,
         n_jobs=None,
         warm_start=False,
@@ -560,23 +750,16 @@ class NegBinMixture(BaseMixture):
         tags.input_tags.sparse = True
         return tags
 
-    # ---------------------------------------------------------------- data
-
     def _validate_X(self, X, reset):
         X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse="csr",
-            dtype=np.float64,
-            ensure_min_samples=1,
+            self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_min_samples=1
         )
-        check_non_negative(X, f"{type(self).__name__} (counts must be >= 0)")
-        return X
+        return _check_counts(X)
 
-    def _check_fit_data(self, X):
-        super()._check_fit_data(X)
+    def _build_model(self, X):
+        self._check_n_samples(X)
         K, D = self.n_components, X.shape[1]
+        means = weights = None
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype=float)
             if means.shape != (K, D):
@@ -594,136 +777,10 @@ class NegBinMixture(BaseMixture):
                 )
             if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
                 raise ValueError("weights_init must be non-negative and sum to 1.")
-
-    def _prepare(self, X, weights):
-        value_index, log_factorial, pairs = _index_entries(X)
-        return NegBinData(
-            weights=weights, X=X, value_index=value_index, log_factorial=log_factorial, pairs=pairs
+        return NegBinModel(
+            n_components=K, init_params=self.init_params, n_features=D,
+            dispersion=self.dispersion, means_init=means, weights_init=weights,
         )
-
-    # Dask blocks share one pair table, built from all blocks in the first pass.
-
-    def _summarize_block(self, X):
-        return _entry_summary(self._validate_X(X, reset=False))
-
-    def _dask_layout(self, summaries, rows):
-        column_max = np.max([summary[0] for summary in summaries], axis=0)
-        n_entries = sum(summary[2] for summary in summaries)
-        if all(summary[1] for summary in summaries) and _direct_table_pays(column_max, n_entries):
-            return _direct_table(column_max)
-        # The general table needs the distinct pairs of all blocks: a second pass.
-        pairs = rows.map_blocks(partial(_block_pairs, self))
-        return _sorted_table(
-            np.concatenate([features for features, _ in pairs]),
-            np.concatenate([values for _, values in pairs]),
-            self.n_features_in_,
-        )
-
-    def _prepare_block(self, X, weights, pairs):
-        X = self._validate_X(X, reset=False)
-        value_index = _index_against(X, pairs)
-        return NegBinData(
-            weights=weights, X=X, value_index=value_index,
-            log_factorial=_log_factorial(value_index, pairs), pairs=pairs,
-        )
-
-    def _work_per_row(self, data):
-        entries_per_row = data.X.nnz / max(data.n_rows, 1) if sp.issparse(data.X) else data.X.shape[1]
-        return int(4 * self.n_components + 3 * entries_per_row)
-
-    @property
-    def _estimates_dispersion(self):
-        return isinstance(self.dispersion, str)
-
-    # -------------------------------------------------------------- kernels
-
-    def _estimate_log_prob(self, params, chunk):
-        phi, mu = params.dispersion, params.means
-        log1p_phi_mu = np.log1p(phi * mu)
-        with np.errstate(divide="ignore"):
-            linear = chunk.X @ (np.log(mu) - log1p_phi_mu).T
-        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mu).sum(axis=1)
-        log_prob = np.asarray(linear) + zero_term - chunk.log_factorial[:, None]
-        if np.any(phi > 0):
-            log_prob += self._rising_term(phi, chunk)
-        return log_prob
-
-    @staticmethod
-    def _rising_term(phi, chunk):
-        """``sum_d B(x_id, phi_kd)`` over the entries of each row, shape (n, K)."""
-        return np.asarray(chunk.entry_pairs @ chunk.pairs.rising(phi).T)
-
-    def _accumulate(self, chunk, weighted_resp):
-        X = chunk.X
-        x_sum = np.asarray(X.T @ weighted_resp).T
-        value_hist = (
-            np.asarray(chunk.entry_pairs.T @ weighted_resp).T
-            if self._estimates_dispersion
-            else 0.0
-        )
-        return NegBinStats(
-            weighted_resp.sum(axis=0), x_sum, value_hist, chunk.pairs
-        )
-
-    def _m_step(self, stats, params):
-        resp_sum = stats.resp_sum
-        total = resp_sum.sum()
-        # An empty component keeps a tiny weight, its previous means and dispersions.
-        weights = np.maximum(resp_sum, 1e-10 * total)
-        weights = weights / weights.sum()
-        occupied = resp_sum > 1e-10 * total
-        with np.errstate(divide="ignore", invalid="ignore"):
-            means = stats.x_sum / resp_sum[:, None]
-        if params is not None:
-            means = np.where(occupied[:, None], means, params.means)
-        else:
-            pooled = stats.x_sum.sum(axis=0) / total
-            means = np.where(occupied[:, None], means, pooled)
-        means = np.maximum(means, MEAN_FLOOR)
-
-        if not self._estimates_dispersion:
-            dispersion = np.full(means.shape, float(self.dispersion))
-        else:
-            dispersion = _solve_dispersion(
-                stats, means, _TIED_AXES[self.dispersion],
-                None if params is None else params.dispersion,
-            )
-        return NegBinParams(weights, means, dispersion)
-
-    # -------------------------------------------------------- initialization
-
-    def _initialize(self, data, random_state):
-        if self.means_init is None:
-            params = super()._initialize(data, random_state)
-        else:
-            K, D = self.n_components, data.X.shape[1]
-            phi = 0.1 if self._estimates_dispersion else float(self.dispersion)
-            params = NegBinParams(
-                np.full(K, 1.0 / K),
-                np.maximum(np.asarray(self.means_init, dtype=float), MEAN_FLOOR),
-                np.full((K, D), phi),
-            )
-        if self.weights_init is not None:
-            params = NegBinParams(
-                np.asarray(self.weights_init, dtype=float), params.means, params.dispersion
-            )
-        return params
-
-    def _initial_resp(self, data, random_state):
-        if data.n_rows < self.n_components:
-            # Fewer distinct rows than components: k-means cannot start; random responsibilities can.
-            resp = random_state.uniform(size=(data.n_rows, self.n_components))
-            return resp / resp.sum(axis=1, keepdims=True)
-        return super()._initial_resp(data, random_state)
-
-    def _init_features(self, data, rows):
-        X = data.X[rows]
-        if sp.issparse(X):  # a fresh copy: transform its stored values in place
-            np.log1p(X.data, out=X.data)
-            return X
-        return np.log1p(X)
-
-    # ------------------------------------------------------ fitted attributes
 
     def _get_fitted_params(self):
         return NegBinParams(self.weights_, self.means_, self.dispersion_)
@@ -732,40 +789,6 @@ class NegBinMixture(BaseMixture):
         self.weights_ = params.weights
         self.means_ = params.means
         self.dispersion_ = params.dispersion
-
-    def _n_parameters(self):
-        K, D = self.means_.shape
-        n_dispersion = {"shared": 1, "component": K, "feature": D, "full": K * D}.get(
-            self.dispersion, 0
-        ) if self._estimates_dispersion else 0
-        return (K - 1) + K * D + n_dispersion
-
-    def _sample_component(self, params, k, n, random_state):
-        mu, phi = params.means[k], params.dispersion[k]
-        poisson = random_state.poisson(mu, size=(n, mu.size))
-        with np.errstate(divide="ignore"):
-            size = np.where(phi > 0, 1.0 / np.where(phi > 0, phi, 1.0), 1.0)
-        negbin = random_state.negative_binomial(size, size / (size + mu), size=(n, mu.size))
-        return np.where(phi > 0, negbin, poisson).astype(float)
-
-    # ------------------------------------------------------------ SQUAREM
-
-    def _pack(self, params):
-        return np.concatenate(
-            [np.log(params.weights), np.log(params.means).ravel(),
-             np.log(params.dispersion + PHI_MIN).ravel()]
-        )
-
-    def _unpack(self, vector, params):
-        K, D = params.means.shape
-        log_weights = vector[:K]
-        weights = np.exp(log_weights - log_weights.max())
-        means = np.maximum(np.exp(vector[K : K + K * D]).reshape(K, D), MEAN_FLOOR)
-        if self._estimates_dispersion:
-            dispersion = np.clip(np.exp(vector[K + K * D :]).reshape(K, D) - PHI_MIN, 0, PHI_MAX)
-        else:
-            dispersion = params.dispersion
-        return NegBinParams(weights / weights.sum(), means, dispersion)
 
 
 def _solve_dispersion(stats, means, tied_axes, previous):

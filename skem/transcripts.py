@@ -1,7 +1,11 @@
 """Transcript abundance from RNA-seq reads by EM (kallisto / salmon style).
 
-Only this model's math lives here; the EM loop, SQUAREM, restarts, chunking
-and the scikit-learn API come from :mod:`skem._base` and :mod:`skem._em`.
+Only this model's math lives here: :class:`TranscriptModel` is the engine's
+model (:class:`skem._em.EMModel`), and :class:`TranscriptQuantifier` the
+scikit-learn estimator that builds it from its parameters and publishes the
+abundances. The EM loop, SQUAREM, restarts and chunking come from
+:mod:`skem._em` and :mod:`skem._base`; many samples at once are
+:func:`skem.samples.quantify_samples`.
 
 Model. Transcripts ``k = 1..M`` have effective lengths ``l_k``. A read picks
 transcript ``k`` with probability ``nu_k`` (nucleotide abundance) and a start
@@ -33,10 +37,7 @@ objective:
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
-import sys
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
@@ -46,17 +47,15 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from scipy.special import digamma, gammaln, xlogy
-from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_non_negative, validate_data
 
 from ._base import BaseEM, _lazy_on_dask
 from ._compat import Interval, StrOptions
-from ._em import AdditiveStats, RowData
+from ._em import AdditiveStats, EMModel, RowData, run_em
 from ._rows import compress_rows
-from .io import EquivalenceClasses, read_kallisto_tcc, read_salmon_eq_classes
 
-__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes", "quantify_samples"]
+__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes"]
 
 #: Expected read counts below this are set to zero at the end of a fit (as kallisto and salmon do).
 TRUNCATE_BELOW = 1e-8
@@ -328,6 +327,168 @@ class TranscriptData(RowData):
         )
 
 
+# ``eq=False``: the fields are arrays, whose ``==`` has no single truth value.
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TranscriptModel(EMModel):
+    """The engine's model of one quantification: transcript lengths, prior and method.
+
+    Built by :class:`TranscriptQuantifier` from its validated parameters; every
+    hook is a pure function of its arguments (see :class:`skem._em.EMModel`).
+
+    Parameters
+    ----------
+    eff_lengths : ndarray of shape (n_transcripts,)
+        Effective lengths (> 0).
+    lengths : ndarray of shape (n_transcripts,)
+        Transcript lengths, reported in the abundance table only.
+    prior : ndarray of shape () or (n_transcripts,)
+        Dirichlet pseudo-counts (>= 0; > 0 for VBEM).
+    method : {"em", "vbem"}
+        Maximum likelihood / MAP EM, or variational Bayes EM.
+    x_includes_length : bool
+        Whether the rows already include the ``1 / eff_length`` factor.
+    rel_tol, rel_tol_cutoff : float
+        The field's stopping rule (see :meth:`params_converged`).
+    init_params : {"uniform", "random"}
+        Equal starting counts, or counts drawn from a flat Dirichlet.
+    min_iter : int
+        Engine option: no stopping rule applies before this many iterations.
+    """
+
+    eff_lengths: np.ndarray
+    lengths: np.ndarray
+    prior: np.ndarray
+    method: str = "em"
+    x_includes_length: bool = False
+    rel_tol: float = 0.01
+    rel_tol_cutoff: float = 0.01
+    init_params: str = "uniform"
+    min_iter: int = 50
+
+    @property
+    def n_outputs(self):
+        """Columns of ``predict_proba``: one per transcript."""
+        return self.eff_lengths.shape[0]
+
+    # ---------------------------------------------------------------- data
+
+    def prepare(self, X, weights):
+        A, log_scale, empty = _length_scaled_rows(
+            X, self.eff_lengths, divide_by_length=not self.x_includes_length
+        )
+        return TranscriptData.from_rows(weights, A, log_scale, empty)
+
+    def work_per_row(self, data):
+        return 4 + 2 * data.A.nnz // max(1, data.n_rows)
+
+    # ------------------------------------------------------------------ EM
+
+    def initialize(self, data, random_state, controls):
+        total = float(np.sum(data.weights, where=data.assigned))
+        if not total > 0:
+            raise ValueError(
+                "No read is compatible with any transcript (every row of X with a positive "
+                "weight is all zeros): there is nothing to fit."
+            )
+        M = self.n_outputs
+        if self.init_params == "random":
+            return TranscriptParams(total * random_state.dirichlet(np.ones(M)))
+        return TranscriptParams(np.full(M, total / M))
+
+    def theta(self, params):
+        """The per-transcript factor of the E-step's posterior (``nu`` or ``exp(E log nu)``)."""
+        alpha = params.counts + self.prior
+        if self.method == "vbem":
+            return np.exp(digamma(alpha) - digamma(alpha.sum()))
+        return alpha / alpha.sum()
+
+    def e_step(self, params, chunk):
+        counts, log_norm_sum = _e_step_kernel(
+            chunk.A, chunk.AT, chunk.weights, chunk.log_scale, chunk.empty, self.theta(params)
+        )
+        return TranscriptStats(counts), log_norm_sum
+
+    def m_step(self, stats, params):
+        return TranscriptParams(stats.counts)
+
+    def log_prior(self, params):
+        if self.method == "vbem":
+            prior = np.broadcast_to(self.prior, params.counts.shape)
+            return -_dirichlet_kl(params.counts + prior, prior)
+        if not np.any(self.prior > 0):  # maximum likelihood: no Dirichlet density at all
+            return 0.0
+        return _log_dirichlet_density(_posterior_mean(params.counts, self.prior), self.prior)
+
+    def params_converged(self, old, new):
+        """The field's rule: no count above ``rel_tol_cutoff`` moved by more than ``rel_tol``."""
+        new, old = new.counts, old.counts
+        settled = (np.abs(new - old) <= self.rel_tol * new) | (new <= self.rel_tol_cutoff)
+        return bool(settled.all())
+
+    def pack(self, params):
+        return np.log(params.counts + PACK_FLOOR)
+
+    def unpack(self, vector, params):
+        total = params.counts.sum()
+        shift = float(vector.max())  # NaN if any coordinate is
+        if not math.isfinite(shift):
+            return params
+        # counts ∝ exp(vector) - PACK_FLOOR, computed relative to the largest coordinate
+        floor = math.exp(min(math.log(PACK_FLOOR) - shift, 700.0))
+        counts = np.exp(vector - shift)
+        counts -= floor
+        np.maximum(counts, 0.0, out=counts)
+        scale = counts.sum()
+        if not (np.isfinite(scale) and scale > 0):
+            return params
+        return TranscriptParams(counts * (total / scale))
+
+    # ----------------------------------------------------- inference on rows
+
+    def score_samples(self, params, chunk):
+        nu = _posterior_mean(params.counts, self.prior)
+        Z = chunk.A @ nu
+        with np.errstate(divide="ignore"):
+            return np.log(Z) + chunk.log_scale
+
+    def predict_proba(self, params, chunk):
+        """Sparse posteriors (as sparse as the rows); all-zero rows stay zero, never NaN."""
+        nu = _posterior_mean(params.counts, self.prior)
+        A = chunk.A
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        values = A.data * nu[A.indices]
+        Z = np.bincount(rows, weights=values, minlength=A.shape[0])
+        values = np.divide(values, Z[rows], out=np.zeros_like(values), where=Z[rows] > 0)
+        proba = sp.csr_matrix((values, A.indices.copy(), A.indptr.copy()), shape=A.shape)
+        proba.eliminate_zeros()
+        return proba
+
+    def n_parameters(self, params):
+        return self.n_outputs - 1  # the abundances sum to 1
+
+
+# ------------------------------------------------------------- end of a fit
+
+
+def _truncate(params):
+    """Zero counts below TRUNCATE_BELOW and rescale the others to keep the total."""
+    small = params.counts < TRUNCATE_BELOW
+    if not small.any():
+        return params
+    counts = np.where(small, 0.0, params.counts)
+    return TranscriptParams(counts * (params.counts.sum() / counts.sum()))
+
+
+def _bootstrap_one(model, controls, params, data):
+    """The truncated counts of one refit on resampled rows, started from the point estimate.
+
+    A module-level function of the model (not a method of the estimator), so that
+    parallel workers receive the model and the rows only.
+    """
+    start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
+    return _truncate(run_em(model, data, start, controls).params).counts
+
+
 class TranscriptQuantifier(BaseEM):
     """Transcript abundances from RNA-seq reads by EM, as kallisto and salmon estimate them.
 
@@ -392,8 +553,8 @@ class TranscriptQuantifier(BaseEM):
         Maximum number of EM iterations (kallisto's and salmon's cap).
     tol : float, default=1e-8
         Also stop when the objective per read changes by less than this.
-    accelerate : {"none", "squarem"}, default="squarem"
-        SQUAREM extrapolation (in log counts, monotone); "none" is plain EM.
+    accelerate : {"squarem", "none"} or None, default="squarem"
+        SQUAREM extrapolation (in log counts, monotone); None (or "none") is plain EM.
     chunk_size : int, default=None
         Rows per E-step chunk; None sizes chunks automatically. The fit does
         not depend on it (up to rounding).
@@ -443,8 +604,8 @@ class TranscriptQuantifier(BaseEM):
         Objective per read at the end of EM: log-likelihood, plus the log
         prior for MAP, or the evidence lower bound for VBEM (before the
         final truncation, which changes it by less than 1e-8 reads' worth).
-    lower_bounds_ : ndarray
-        The objective of each accepted state of the best run.
+    lower_bounds_ : ndarray of shape (n_iter_,)
+        The objective after each EM iteration of the best run.
     n_features_in_ : int
         Number of transcripts seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -586,7 +747,7 @@ class TranscriptQuantifier(BaseEM):
         self.min_iter = min_iter
         self.n_bootstraps = n_bootstraps
 
-    # ---------------------------------------------------------------- data
+    # ------------------------------------------------------------- the model
 
     def _validate_X(self, X, reset):
         X = validate_data(
@@ -595,9 +756,9 @@ class TranscriptQuantifier(BaseEM):
         check_non_negative(X, f"{type(self).__name__} (compatibilities must be >= 0)")
         return X
 
-    def _check_fit_data(self, X):
+    def _build_model(self, X):
         M = X.shape[1]
-        self._lengths, self._eff_lengths = self._resolve_lengths(M)
+        lengths, eff_lengths = self._resolve_lengths(M)
         prior = np.asarray(self.prior, dtype=float)
         if prior.ndim > 1 or (prior.ndim == 1 and prior.shape != (M,)):
             raise ValueError(f"prior must be a number or have shape (n_transcripts,) = ({M},).")
@@ -608,12 +769,21 @@ class TranscriptQuantifier(BaseEM):
                 "method='vbem' needs a positive prior for every transcript "
                 "(salmon's default is prior=0.01)."
             )
-        self._prior = prior
-        self._has_prior = bool(np.any(prior > 0))
         if self.transcript_names is not None and len(self.transcript_names) != M:
             raise ValueError(
                 f"transcript_names has {len(self.transcript_names)} entries for {M} transcripts."
             )
+        return TranscriptModel(
+            eff_lengths=eff_lengths,
+            lengths=lengths,
+            prior=prior,
+            method=self.method,
+            x_includes_length=self.x_includes_length,
+            rel_tol=self.rel_tol,
+            rel_tol_cutoff=self.rel_tol_cutoff,
+            init_params=self.init_params,
+            min_iter=self.min_iter,
+        )
 
     def _resolve_lengths(self, M):
         """Validated ``(lengths, effective_lengths)`` for ``M`` transcripts."""
@@ -640,106 +810,10 @@ class TranscriptQuantifier(BaseEM):
         lengths = as_lengths(self.lengths, "lengths")
         return lengths, effective_lengths(lengths, self.fragment_length, self.fragment_length_sd)
 
-    def _prepare(self, X, weights):
-        A, log_scale, empty = _length_scaled_rows(
-            X, self._eff_lengths, divide_by_length=not self.x_includes_length
-        )
-        return TranscriptData.from_rows(weights, A, log_scale, empty)
-
-    def _work_per_row(self, data):
-        return 4 + 2 * data.A.nnz // max(1, data.n_rows)
-
-    # -------------------------------------------------------------- kernels
-
-    def _theta(self, params):
-        """The per-transcript factor of the E-step's posterior."""
-        alpha = params.counts + self._prior if self._has_prior else params.counts
-        if self.method == "vbem":
-            return np.exp(digamma(alpha) - digamma(alpha.sum()))
-        return alpha / alpha.sum()
-
-    def _e_step(self, params, chunk):
-        counts, log_norm_sum = _e_step_kernel(
-            chunk.A, chunk.AT, chunk.weights, chunk.log_scale, chunk.empty, self._theta(params)
-        )
-        return TranscriptStats(counts), log_norm_sum
-
-    def _m_step(self, stats, params):
-        return TranscriptParams(stats.counts)
-
-    def _log_prior(self, params):
-        if self.method == "vbem":
-            prior = np.broadcast_to(self._prior, params.counts.shape)
-            return -_dirichlet_kl(params.counts + prior, prior)
-        if not self._has_prior:
-            return 0.0
-        return _log_dirichlet_density(_posterior_mean(params.counts, self._prior), self._prior)
-
-    def _params_converged(self, old, new):
-        new, old = new.counts, old.counts
-        settled = (np.abs(new - old) <= self.rel_tol * new) | (new <= self.rel_tol_cutoff)
-        return bool(settled.all())
-
-    def _pack(self, params):
-        return np.log(params.counts + PACK_FLOOR)
-
-    def _unpack(self, vector, params):
-        total = params.counts.sum()
-        shift = float(vector.max())  # NaN if any coordinate is
-        if not math.isfinite(shift):
-            return params
-        # counts ∝ exp(vector) - PACK_FLOOR, computed relative to the largest coordinate
-        floor = math.exp(min(math.log(PACK_FLOOR) - shift, 700.0))
-        counts = np.exp(vector - shift)
-        counts -= floor
-        np.maximum(counts, 0.0, out=counts)
-        scale = counts.sum()
-        if not (np.isfinite(scale) and scale > 0):
-            return params
-        return TranscriptParams(counts * (total / scale))
-
-    def _score_samples(self, params, chunk):
-        nu = _posterior_mean(params.counts, self._prior)
-        Z = chunk.A @ nu
-        with np.errstate(divide="ignore"):
-            return np.log(Z) + chunk.log_scale
-
-    def _predict_proba(self, params, chunk):
-        nu = _posterior_mean(params.counts, self._prior)
-        A = chunk.A
-        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-        values = A.data * nu[A.indices]
-        Z = np.bincount(rows, weights=values, minlength=A.shape[0])
-        values = np.divide(values, Z[rows], out=np.zeros_like(values), where=Z[rows] > 0)
-        proba = sp.csr_matrix((values, A.indices.copy(), A.indptr.copy()), shape=A.shape)
-        proba.eliminate_zeros()
-        return proba
-
-    def _n_parameters(self):
-        return self.n_features_in_ - 1
-
-    def _n_outputs(self):
-        return self.n_features_in_
-
-    # -------------------------------------------------------- initialization
-
-    def _initialize(self, data, random_state):
-        total = float(np.sum(data.weights, where=data.assigned))
-        if not total > 0:
-            raise ValueError(
-                "No read is compatible with any transcript (every row of X with a positive "
-                "weight is all zeros): there is nothing to fit."
-            )
-        M = data.A.shape[1]
-        if self.init_params == "random":
-            return TranscriptParams(total * random_state.dirichlet(np.ones(M)))
-        return TranscriptParams(np.full(M, total / M))
-
     # ------------------------------------------------------- end of the fit
 
     def _finish_fit(self, params, data):
-        chunk_rows = self._chunk_rows(data)
-        params = self._truncate(params)
+        params = _truncate(params)
         self.n_unassigned_ = float(np.sum(data.weights, where=~data.assigned))
         if self.n_unassigned_ > 0:
             warnings.warn(
@@ -748,19 +822,10 @@ class TranscriptQuantifier(BaseEM):
                 UserWarning,
                 stacklevel=4,  # the user's call to fit
             )
-        self.bootstrap_est_counts_, self.bootstrap_tpm_ = self._bootstrap(params, data, chunk_rows)
+        self.bootstrap_est_counts_, self.bootstrap_tpm_ = self._bootstrap(params, data)
         return params
 
-    @staticmethod
-    def _truncate(params):
-        """Zero counts below TRUNCATE_BELOW and rescale the others to keep the total."""
-        small = params.counts < TRUNCATE_BELOW
-        if not small.any():
-            return params
-        counts = np.where(small, 0.0, params.counts)
-        return TranscriptParams(counts * (params.counts.sum() / counts.sum()))
-
-    def _bootstrap(self, params, data, chunk_rows):
+    def _bootstrap(self, params, data):
         """Refit on multinomially resampled class counts; returns (est_counts, tpm) per replicate."""
         M = params.counts.shape[0]
         if self.n_bootstraps == 0:
@@ -770,19 +835,16 @@ class TranscriptQuantifier(BaseEM):
         n_reads = int(round(data.weights.sum()))
         probabilities = data.weights / data.weights.sum()
         resampled = rng.multinomial(n_reads, probabilities, size=self.n_bootstraps).astype(float)
+        model, controls = self._model, self._controls()
         replicates = Parallel(n_jobs=self.n_jobs)(
-            delayed(self._bootstrap_one)(params, data.select(w > 0), w[w > 0], chunk_rows)
+            delayed(_bootstrap_one)(
+                model, controls, params, replace(data.select(w > 0), weights=w[w > 0])
+            )
             for w in resampled
         )
         counts = np.stack(replicates)
-        eff = self._eff_lengths
-        tpm = np.stack([1e6 * _tau(c, eff) for c in counts])
+        tpm = np.stack([1e6 * _tau(c, model.eff_lengths) for c in counts])
         return counts, tpm
-
-    def _bootstrap_one(self, params, data, weights, chunk_rows):
-        data = replace(data, weights=weights)
-        start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
-        return self._truncate(self._run_em(data, start, chunk_rows).params).counts
 
     # ------------------------------------------------------ fitted attributes
 
@@ -790,19 +852,19 @@ class TranscriptQuantifier(BaseEM):
         return TranscriptParams(self.est_counts_)
 
     def _set_fitted_params(self, params):
-        eff = self._eff_lengths
+        model = self._model
         self.est_counts_ = params.counts
-        self.nu_ = _posterior_mean(params.counts, self._prior)
-        self.tau_ = _tau(params.counts, eff)
+        self.nu_ = _posterior_mean(params.counts, model.prior)
+        self.tau_ = _tau(params.counts, model.eff_lengths)
         self.tpm_ = 1e6 * self.tau_
-        self.effective_lengths_ = eff
+        self.effective_lengths_ = model.eff_lengths
         self.abundance_ = self._abundance_table()
 
     def _abundance_table(self):
         table = pd.DataFrame(
             {
                 "target_id": self._names(),
-                "length": self._lengths,
+                "length": self._model.lengths,
                 "eff_length": self.effective_lengths_,
                 "est_counts": self.est_counts_,
                 "tpm": self.tpm_,
@@ -886,133 +948,3 @@ class TranscriptQuantifier(BaseEM):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         return tags
-
-
-# ------------------------------------------------------------ many samples
-
-
-def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
-    """Quantify many samples at once, in parallel: one tidy table of all their abundances.
-
-    Each sample's equivalence classes are read with :mod:`skem.io`, fitted
-    by a clone of ``estimator`` and reduced to its abundance table where the
-    sample is processed: in joblib workers, or on the workers of the active
-    ``dask.distributed`` cluster. Only file names travel there and only the
-    tables come back (the files must be readable by the workers).
-
-    Parameters
-    ----------
-    samples : dict of str to source, or list of source
-        The samples: a mapping from sample name to source, or a list of
-        sources named by their position (0, 1, ...). A source is a path to
-        salmon's ``aux_info/eq_classes.txt[.gz]``; a tuple ``(matrix.ec,
-        transcripts.txt, counts)`` of kallisto TCC files, optionally with the
-        0-based row of a multi-sample counts matrix as a fourth item; or
-        :class:`skem.io.EquivalenceClasses` already read.
-    estimator : TranscriptQuantifier, default=None
-        Model settings (lengths, prior, method, ...) for every sample; None
-        means ``TranscriptQuantifier()``. Per sample, ``transcript_names``
-        come from the files (unless set), and ``x_includes_length=True`` is
-        set for salmon dumps with weights.
-    n_jobs : int, default=None
-        joblib workers (None: one, unless a ``parallel_config`` says
-        otherwise); with dask, the cluster decides.
-    backend : {None, "joblib", "dask"}, default=None
-        None uses dask when a ``dask.distributed.Client`` is active, joblib
-        otherwise. "dask" requires an active Client.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``sample, target_id, est_counts, tpm`` (and ``est_counts_sd,
-        tpm_sd`` with bootstraps), one row per sample and transcript, samples
-        in the given order.
-
-    Raises
-    ------
-    ImportError
-        For ``backend="dask"`` without dask's distributed scheduler installed.
-    ValueError
-        For an empty ``samples``, or ``backend="dask"`` without an active Client.
-
-    Examples
-    --------
-    >>> from skem.transcripts import quantify_samples  # doctest: +SKIP
-    >>> table = quantify_samples(  # doctest: +SKIP
-    ...     {"A": "A/aux_info/eq_classes.txt.gz", "B": "B/aux_info/eq_classes.txt.gz"},
-    ...     TranscriptQuantifier(prior=0.01, method="vbem"), n_jobs=2,
-    ... )
-    >>> table.pivot(index="target_id", columns="sample", values="tpm")  # doctest: +SKIP
-    """
-    if backend not in (None, "joblib", "dask"):
-        raise ValueError(f"backend must be None, 'joblib' or 'dask', got {backend!r}.")
-    items = list(samples.items()) if isinstance(samples, dict) else list(enumerate(samples))
-    if not items:
-        raise ValueError("No samples were given.")
-    estimator = TranscriptQuantifier() if estimator is None else estimator
-    client = None if backend == "joblib" else _active_client(required=backend == "dask")
-    if client is not None:
-        futures = client.map(
-            _quantify_one, [name for name, _ in items], [source for _, source in items],
-            estimator=estimator, pure=False,
-        )
-        tables = client.gather(futures)
-    else:
-        tables = Parallel(n_jobs=n_jobs)(
-            delayed(_quantify_one)(name, source, estimator) for name, source in items
-        )
-    return pd.concat(tables, ignore_index=True)
-
-
-def _active_client(required):
-    """The active dask.distributed Client, or None (dask is imported only if already in use)."""
-    distributed = sys.modules.get("distributed")
-    if required and distributed is None:
-        try:
-            distributed = importlib.import_module("distributed")
-        except ImportError as error:
-            raise ImportError(
-                "backend='dask' needs dask's distributed scheduler: install skem's 'dask' "
-                "extra (pip install 'skem[dask]')."
-            ) from error
-    client = None
-    if distributed is not None:
-        try:
-            client = distributed.default_client()
-        except ValueError:  # no client has been started
-            client = None
-    if client is None and required:
-        raise ValueError("backend='dask' needs an active dask.distributed Client.")
-    return client
-
-
-def _read_classes(source):
-    """Equivalence classes from a source of :func:`quantify_samples`."""
-    if isinstance(source, EquivalenceClasses):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        return read_salmon_eq_classes(source)
-    if isinstance(source, (tuple, list)) and len(source) in (3, 4):
-        sample = source[3] if len(source) == 4 else None
-        return read_kallisto_tcc(*source[:3], sample=sample)
-    raise TypeError(
-        "A sample must be a path to salmon's eq_classes.txt, a tuple (matrix.ec, "
-        f"transcripts.txt, counts[, row]) of kallisto files, or EquivalenceClasses; got {source!r}."
-    )
-
-
-def _quantify_one(name, source, estimator):
-    """Fit one sample and return its rows of the tidy table."""
-    classes = _read_classes(source)
-    model = clone(estimator)
-    if model.transcript_names is None:
-        model.set_params(transcript_names=classes.transcript_names)
-    if classes.weighted:
-        model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
-    model.fit(classes.X, sample_weight=classes.counts)
-    columns = ["target_id", "est_counts", "tpm"]
-    if model.n_bootstraps > 0:
-        columns += ["est_counts_sd", "tpm_sd"]
-    table = model.abundance_[columns].copy()
-    table.insert(0, "sample", name)
-    return table

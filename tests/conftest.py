@@ -14,9 +14,11 @@ from typing import Callable
 import pytest
 from hypothesis import settings
 
+from poisson_mixture import PoissonMixture
+
 from skem import MotifMixture, NegBinMixture, TranscriptQuantifier
 from skem.datasets import make_motif_windows, make_negbin_mixture, make_transcript_reads
-from skem.motifs import encode_sequences
+from skem.sequences import encode_sequences
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,9 @@ def _transcript_data(seed):
     return X
 
 
-#: The 20 amino acids: sklearn's checks make categorical codes up to about 8, all letters here
-#: (a DNA alphabet rejects codes >= 4 with a ValueError, as it should).
-PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
-
-
 def _motif_data(seed):
-    X, _, _ = make_motif_windows(
-        300, width=6, motif_fraction=0.3, alphabet=PROTEIN, random_state=seed
-    )
-    return encode_sequences(X, alphabet=PROTEIN)
+    X, _, _ = make_motif_windows(300, width=6, motif_fraction=0.3, random_state=seed)
+    return encode_sequences(X)
 
 
 #: Why sklearn's sparse-container checks cannot run on a density estimator with predict_proba.
@@ -78,7 +73,22 @@ settings.load_profile(
     os.environ.get("SKEM_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "fast")
 )
 
+def _poisson_data(seed):
+    X, _ = make_negbin_mixture(
+        200, weights=(0.5, 0.5), means=((2.0, 9.0), (12.0, 3.0)), dispersion=0.0,
+        random_state=seed,
+    )
+    return X
+
+
 ESTIMATORS: dict[str, Case] = {
+    # A test-only model (tests/poisson_mixture.py): what a new contributor writes.
+    "PoissonMixture": Case(
+        make_estimator=lambda **params: PoissonMixture(
+            **{"random_state": 0, "tol": 1e-8, "max_iter": 500, **params}
+        ),
+        make_data=_poisson_data,
+    ),
     "NegBinMixture": Case(
         make_estimator=lambda **params: NegBinMixture(
             **{"n_components": 2, "random_state": 0, "tol": 1e-6, "max_iter": 200, **params}
@@ -101,11 +111,11 @@ ESTIMATORS: dict[str, Case] = {
             "check_estimator_sparse_matrix": SPARSE_CHECK_REASON,
         },
     ),
-    # Integer letter codes (n, w) with the categorical tag; strings are tested in test_motifs.
+    # Integer letter codes (n, w) with the categorical tag, and the default alphabet: DNA's
+    # for these codes, one that fits the codes for sklearn's (up to about 8); strings are
+    # tested in test_motifs.
     "MotifMixture": Case(
-        make_estimator=lambda **params: MotifMixture(
-            **{"alphabet": PROTEIN, "random_state": 0, **params}
-        ),
+        make_estimator=lambda **params: MotifMixture(**{"random_state": 0, **params}),
         make_data=_motif_data,
         expected_failed_checks={
             "check_positive_only_tag_during_fit": (

@@ -62,22 +62,24 @@ def test_log_likelihood_never_decreases(case, seed):
         model = case.make_estimator(random_state=seed, max_iter=30, tol=0).fit(X)
     steps = np.diff(model.lower_bounds_)
     assert np.all(steps >= -1e-10 * np.abs(model.lower_bounds_[1:]))
-    assert len(model.lower_bounds_) == model.n_iter_ + 1
+    # as in GaussianMixture: one value per iteration, the last one is lower_bound_
+    assert len(model.lower_bounds_) == model.n_iter_ == 30
     assert model.lower_bound_ == model.lower_bounds_[-1]
 
 
 def test_lower_bound_is_training_score(case, seed):
     X = case.make_data(seed)
     model = case.make_estimator(random_state=seed).fit(X)
-    assert model.score(X) == pytest.approx(model.lower_bound_ - model._log_prior(
-        model._get_fitted_params()) / X.shape[0], rel=1e-9)
+    log_prior = model._model.log_prior(model._get_fitted_params())
+    assert model.score(X) == pytest.approx(model.lower_bound_ - log_prior / X.shape[0], rel=1e-9)
 
 
-def test_chunked_equals_one_batch(case, seed):
+@pytest.mark.parametrize("chunk_size", [7, 17])
+def test_chunked_equals_one_batch(case, seed, chunk_size):
     X = case.make_data(seed)
     whole = case.make_estimator(random_state=seed).fit(X)
-    chunked = case.make_estimator(random_state=seed, chunk_size=17).fit(X)
-    _assert_same_fit(whole, chunked)
+    chunked = case.make_estimator(random_state=seed, chunk_size=chunk_size).fit(X)
+    _assert_same_fit(whole, chunked)  # component order included
     np.testing.assert_allclose(whole.score_samples(X), chunked.score_samples(X), rtol=1e-10)
 
 
@@ -106,7 +108,7 @@ def test_max_iter_zero_evaluates_the_start(case, seed):
         warnings.simplefilter("error", ConvergenceWarning)  # max_iter=0 must not warn
         model = case.make_estimator(random_state=seed, max_iter=0).fit(X)
     assert model.n_iter_ == 0 and not model.converged_
-    assert len(model.lower_bounds_) == 1
+    assert len(model.lower_bounds_) == 0 and np.isfinite(model.lower_bound_)
 
 
 def test_warns_when_not_converged(case, seed):
@@ -122,9 +124,18 @@ def test_warm_start_continues_from_previous_fit(case, seed):
         model = case.make_estimator(random_state=seed, max_iter=3, tol=0, warm_start=True)
         model.fit(X)
         first = model.lower_bound_
-        model.fit(X)
-    assert model.lower_bounds_[0] == pytest.approx(first, rel=1e-12)
+        model.set_params(max_iter=0).fit(X)  # the start of a warm fit is the previous end
+        assert model.lower_bound_ == pytest.approx(first, rel=1e-12)
+        model.set_params(max_iter=3).fit(X)
+    assert model.lower_bounds_[0] >= first - 1e-12
     assert model.lower_bound_ >= first - 1e-12
+
+
+def test_warm_start_rejects_other_features(case, seed):
+    X = case.make_data(seed)
+    model = case.make_estimator(random_state=seed, warm_start=True).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        model.fit(X[:, :-1])
 
 
 def test_n_init_keeps_the_best_run(case, seed):
@@ -167,7 +178,23 @@ def test_pickle_round_trip(case, seed):
     assert clone(model).get_params() == model.get_params()
 
 
-def test_rejects_all_zero_weights(case, seed):
+@pytest.mark.parametrize(
+    "bad",
+    [lambda n: np.zeros(n), lambda n: -np.ones(n), lambda n: np.full(n, np.nan),
+     lambda n: np.ones(n + 1), lambda n: np.ones((n, 2))],
+    ids=["zeros", "negative", "nan", "length", "2d"],
+)
+def test_bad_sample_weight_is_a_clear_error_in_fit_and_score(case, seed, bad):
     X = case.make_data(seed)
     with pytest.raises(ValueError, match="(?i)sample.weight"):
-        case.make_estimator().fit(X, sample_weight=np.zeros(X.shape[0]))
+        case.make_estimator().fit(X, sample_weight=bad(X.shape[0]))
+    model = case.make_estimator().fit(X)
+    with pytest.raises(ValueError, match="(?i)sample.weight"):
+        model.score(X, sample_weight=bad(X.shape[0]))
+
+
+def test_accelerate_none_means_plain_em(case, seed):
+    X = case.make_data(seed)
+    a = case.make_estimator(random_state=seed, accelerate=None).fit(X)
+    b = case.make_estimator(random_state=seed, accelerate="none").fit(X)
+    _assert_same_fit(a, b, rtol=0, atol=0)

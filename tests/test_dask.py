@@ -1,5 +1,5 @@
 """Dask input: fits on a local process cluster equal the in-memory fits; lazy predictions;
-GridSearchCV through joblib's dask backend; many transcript samples at once."""
+GridSearchCV through joblib's dask backend. (Many transcript samples at once: test_samples.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -28,7 +27,6 @@ from skem.datasets import (  # noqa: E402
     make_transcript_reads,
 )
 from skem.motifs import encode_sequences  # noqa: E402
-from skem.transcripts import _active_client, equivalence_classes, quantify_samples  # noqa: E402
 
 #: Parameters of the same data fitted in memory and as dask blocks agree to this (relative).
 RTOL = 1e-8
@@ -145,7 +143,8 @@ def test_initialization_uses_a_sample_of_blocks(monkeypatch):
     monkeypatch.setattr(skem._dask, "INIT_ROWS", 600)
     monkeypatch.setattr(skem._dask, "INIT_BLOCKS", 4)
     model = NegBinMixture(2, tol=1e-8, random_state=0)
-    rows = DaskRows.for_fit(model, dX).init_rows(np.random.RandomState(0))
+    engine_model = model._build_model(dX)
+    rows = DaskRows(engine_model, dX).init_rows(engine_model, np.random.RandomState(0))
     assert rows.weights.sum() == 600  # 4 blocks x 150 rows, identical rows merged
     fitted = model.fit(dX)
     memory = NegBinMixture(2, tol=1e-8, random_state=0).fit(X)
@@ -212,9 +211,6 @@ def test_missing_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)  # import dask now raises ImportError
     with pytest.raises(ImportError, match=r"skem\[dask\]"):
         import_dask()
-    monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r"skem\[dask\]"):
-        _active_client(required=True)
 
 
 # ---------------------------------------------------------- model selection
@@ -233,91 +229,6 @@ def test_grid_search_over_n_components_with_joblib_dask_backend(client):
     np.testing.assert_allclose(
         on_cluster.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-12
     )
-
-
-# --------------------------------------------------- many transcript samples
-
-
-def write_salmon(path, X, counts_, names):
-    X = sp.csr_matrix(X)
-    lines = [str(len(names)), str(X.shape[0]), *names]
-    for row, count in zip(range(X.shape[0]), counts_):
-        tids = X.indices[X.indptr[row] : X.indptr[row + 1]]
-        lines.append("\t".join(map(str, [len(tids), *tids, count])))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_kallisto(directory, X, counts_, names):
-    X = sp.csr_matrix(X)
-    directory.mkdir()
-    ecs = [",".join(map(str, X.indices[X.indptr[r] : X.indptr[r + 1]])) for r in range(X.shape[0])]
-    (directory / "matrix.ec").write_text("".join(f"{i}\t{ec}\n" for i, ec in enumerate(ecs)))
-    (directory / "transcripts.txt").write_text("".join(f"{name}\n" for name in names))
-    (directory / "counts.tsv").write_text("".join(f"{i}\t{c:g}\n" for i, c in enumerate(counts_)))
-    return tuple(str(directory / f) for f in ("matrix.ec", "transcripts.txt", "counts.tsv"))
-
-
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    """Three samples of the same transcriptome: two salmon dumps and one kallisto TCC set."""
-    directory = tmp_path_factory.mktemp("quant")
-    reads, _, truth = make_transcript_reads(9000, n_genes=6, collapse=False, random_state=10)
-    names = [str(n) for n in truth.transcript_names]
-    sources, expected = {}, {}
-    for i, name in enumerate(["A", "B", "C"]):
-        X, counts_ = equivalence_classes(reads[i * 3000 : (i + 1) * 3000])
-        if name == "C":
-            sources[name] = write_kallisto(directory / name, X, counts_, names)
-        else:
-            sources[name] = write_salmon(directory / f"{name}.txt", X, counts_, names)
-        expected[name] = (X, counts_, names)
-    return sources, expected, truth
-
-
-def expected_table(expected, estimator):
-    tables = []
-    for name, (X, counts_, names) in expected.items():
-        model = estimator.set_params(transcript_names=names).fit(X, sample_weight=counts_)
-        table = model.abundance_[["target_id", "est_counts", "tpm"]].copy()
-        table.insert(0, "sample", name)
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
-
-
-def test_quantify_samples_with_joblib(samples):
-    sources, expected, truth = samples
-    estimator = TranscriptQuantifier(lengths=truth.lengths, fragment_length=100)
-    table = quantify_samples(sources, estimator, n_jobs=2, backend="joblib")
-    assert list(table.columns) == ["sample", "target_id", "est_counts", "tpm"]
-    pd.testing.assert_frame_equal(table, expected_table(expected, estimator), rtol=1e-12)
-    by_position = quantify_samples(list(sources.values()), estimator)
-    assert by_position["sample"].unique().tolist() == [0, 1, 2]
-
-
-def test_quantify_samples_on_the_active_client(samples, client):
-    sources, expected, truth = samples
-    estimator = TranscriptQuantifier(lengths=truth.lengths, fragment_length=100, n_bootstraps=2,
-                                     random_state=0)
-    assert _active_client(required=False) is client
-    table = quantify_samples(sources, estimator)  # the client is active: dask
-    serial = quantify_samples(sources, estimator, backend="joblib")
-    assert list(table.columns) == [
-        "sample", "target_id", "est_counts", "tpm", "est_counts_sd", "tpm_sd"
-    ]
-    pd.testing.assert_frame_equal(table, serial)
-
-
-def test_quantify_samples_errors(samples):
-    sources, _, _ = samples
-    with pytest.raises(ValueError, match="No samples"):
-        quantify_samples({})
-    with pytest.raises(ValueError, match="backend"):
-        quantify_samples(sources, backend="ray")
-    with pytest.raises(TypeError, match="eq_classes"):
-        quantify_samples([42], backend="joblib")
-    with pytest.raises(ValueError, match="line"):  # the reader names the file and line
-        quantify_samples({"bad": sources["C"][1]}, backend="joblib")
 
 
 def test_compute_uses_threads_without_a_client():

@@ -7,7 +7,10 @@ import pytest
 
 numpydoc_validate = pytest.importorskip("numpydoc.validate")
 
-MODULES = ["skem", "skem.datasets", "skem.io", "skem.plotting", "skem.transcripts", "skem.motifs"]
+MODULES = [
+    "skem", "skem.datasets", "skem.io", "skem.plotting", "skem.transcripts", "skem.samples", "skem.sequences",
+    "skem.motifs",
+]
 #: Missing docstring, undocumented or unknown parameters, parameters or returns
 #: without a description, no Returns section, no summary.
 CHECKS = {"GL08", "PR01", "PR02", "PR07", "RT01", "RT03", "SS01"}

@@ -1,4 +1,6 @@
-"""Tests of MotifMixture: kernels by hand, recovery of planted motifs, windowing, results, bad input."""
+"""Tests of MotifMixture and its model: kernels by hand, recovery of planted motifs, both strands,
+the alphabet, results, bad input. Encoding and windows: test_sequences; the start search:
+test_motif_search."""
 
 from __future__ import annotations
 
@@ -16,13 +18,12 @@ from sklearn.metrics import roc_auc_score
 
 from skem import MotifMixture
 from skem.datasets import make_motif_pwm, make_motif_sequences, make_motif_windows
-from skem.motifs import (
+from skem.motifs import motif_m_step
+from skem.sequences import (
     decode_sequences,
     encode_sequences,
-    motif_m_step,
     one_hot,
     reverse_complement,
-    revcomp_permutation,
     sequence_windows,
 )
 
@@ -39,18 +40,6 @@ def _motif_component(model, pwm):
 
 
 # ------------------------------------------------------------------ kernels
-
-
-def test_one_hot_marks_each_letter_and_leaves_missing_letters_empty():
-    codes = np.array([[0, 3, -1], [2, 2, 1]])
-    onehot = one_hot(codes, 4)
-    assert onehot.shape == (2, 12)
-    for row, position in itertools.product(range(2), range(3)):
-        block = onehot[row, 4 * position : 4 * position + 4]
-        if codes[row, position] < 0:
-            assert not block.any()
-        else:
-            assert block.sum() == 1 and block[codes[row, position]] == 1
 
 
 def test_log_probability_is_sum_of_log_letter_probabilities():
@@ -103,15 +92,13 @@ def test_m_step_is_weighted_letter_frequencies_plus_pseudocount_not_a_weighted_m
     np.testing.assert_allclose(tied[1], pwms[1])
 
 
-# ------------------------------------------------------------------ encoding
+# ------------------------------------------------------------------ input and alphabets
 
 
 def test_strings_of_any_case_equal_codes():
     X, _, _ = make_motif_windows(400, width=8, random_state=3)
     codes = encode_sequences(X)
     mixed = [s.lower() if i % 2 else s for i, s in enumerate(X)]
-    np.testing.assert_array_equal(encode_sequences(mixed), codes)
-    np.testing.assert_array_equal(decode_sequences(codes), X)
     from_strings = MotifMixture(random_state=0).fit(mixed)
     from_codes = MotifMixture(random_state=0).fit(codes)
     np.testing.assert_array_equal(from_strings.pwms_, from_codes.pwms_)
@@ -132,6 +119,58 @@ def test_any_alphabet_works():
     assert model.pwms_.shape == (2, 8, 20)
     assert _distance_to(model, pwm) < 0.5
     assert "X" not in PROTEIN and np.isfinite(model.score_samples(["XXXXXXXX"])).all()
+
+
+def test_default_alphabet_fits_integer_codes_whatever_their_range():
+    codes = np.random.default_rng(23).integers(-1, 6, size=(300, 5))
+    model = MotifMixture(random_state=0).fit(codes)
+    assert model.alphabet_ == "012345" and model.pwms_.shape == (2, 5, 6)
+    assert list(model.pwm().columns) == list("012345")
+    assert all(set(consensus) <= set("012345") for consensus in model.consensus_)
+    # The same codes with six named letters are the same fit.
+    named = MotifMixture(alphabet="ABCDEF", random_state=0).fit(codes)
+    np.testing.assert_array_equal(named.pwms_, model.pwms_)
+    # New windows are read in the fitted alphabet: its letters, and codes of its letters only.
+    np.testing.assert_array_equal(
+        model.score_samples(["01234", "5X5x5"]),
+        model.score_samples([[0, 1, 2, 3, 4], [5, -1, 5, -1, 5]]),
+    )
+    with pytest.raises(ValueError, match=r"0\.\.5 for the alphabet '012345'.*X\[0, 2\] = .*6"):
+        model.predict(np.array([[0, 1, 6, 0, 0]]))
+    # Codes up to 3 are DNA's, as encode_sequences makes them (and strings are DNA).
+    dna = MotifMixture(random_state=0).fit(np.where(codes > 3, codes - 4, codes))
+    assert dna.alphabet_ == "ACGT" and dna.pwms_.shape == (2, 5, 4)
+    # Past 36 letters the default has no names for them: the error asks for an alphabet.
+    with pytest.raises(ValueError, match="up to 40 need an alphabet of 41 letters: pass alphabet="):
+        MotifMixture().fit(np.array([[0, 40], [1, 2]]))
+
+
+def test_an_explicit_alphabet_rejects_codes_outside_it():
+    with pytest.raises(ValueError, match=r"0\.\.3.*X\[1, 0\] = .*4"):
+        MotifMixture(alphabet="ACGT").fit(np.array([[0, 1], [4, 0]]))
+    model = MotifMixture(random_state=0).fit(make_motif_windows(100, width=2, random_state=0)[0])
+    with pytest.raises(ValueError, match=r"0\.\.3 for the alphabet 'ACGT'.*X\[1, 0\] = .*4"):
+        model.predict(np.array([[0, 1], [4, 0]]))
+
+
+def test_warm_start_keeps_the_fitted_alphabet():
+    codes = np.random.default_rng(24).integers(0, 6, size=(200, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MotifMixture(warm_start=True, max_iter=5, random_state=0).fit(codes)
+        model.fit(np.where(codes > 3, codes - 4, codes))
+    assert model.alphabet_ == "012345" and model.pwms_.shape == (2, 4, 6)
+    with pytest.raises(ValueError, match=r"X\[0, 0\] = .*7"):
+        model.fit(np.full((5, 4), 7))
+
+
+def test_default_alphabet_on_dask_codes_equals_the_in_memory_fit():
+    da = pytest.importorskip("dask.array")
+    codes = np.random.default_rng(25).integers(0, 7, size=(400, 5))
+    memory = MotifMixture(random_state=0).fit(codes)
+    blocks = MotifMixture(random_state=0).fit(da.from_array(codes, chunks=(100, -1)))
+    assert blocks.alphabet_ == memory.alphabet_ == "0123456"
+    np.testing.assert_allclose(blocks.pwms_, memory.pwms_, rtol=1e-9)
 
 
 # ------------------------------------------------------------------ recovery
@@ -156,34 +195,6 @@ def test_predict_proba_separates_sites_from_background():
     assert model.weights_[motif] == pytest.approx(y.mean(), abs=0.03)
 
 
-def test_finds_a_motif_in_two_percent_of_windows_with_the_defaults():
-    X, y, pwm = make_motif_windows(5000, motif_fraction=0.02, random_state=7)
-    model = MotifMixture(random_state=0).fit(X)
-    assert _distance_to(model, pwm) < 0.5
-    assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.95
-
-
-def test_recovers_one_site_per_sequence_from_overlapping_windows():
-    """500 sequences of 150 nt, one site each, all windows: shifted copies are local optima."""
-    sequences, sites, pwm = make_motif_sequences(500, 150, width=10, random_state=8)
-    windows = sequence_windows(sequences, 10)
-    model = MotifMixture(random_state=0).fit(windows.windows)
-    assert _distance_to(model, pwm) < 0.5
-    found = windows.sites(model.predict_proba(windows.windows)[:, 1])
-    planted = set(zip(sites["sequence"], sites["start"]))
-    hits = set(zip(found["sequence"], found["start"]))
-    assert len(planted & hits) > 0.8 * len(planted)
-    assert len(hits - planted) < 0.2 * len(hits)
-
-
-def test_two_motifs_with_three_components():
-    X1, _, pwm1 = make_motif_windows(3000, width=8, motif_fraction=0.05, random_state=9)
-    X2, y2, pwm2 = make_motif_windows(3000, width=8, motif_fraction=0.05, random_state=10)
-    model = MotifMixture(3, random_state=0).fit(np.concatenate([X1, X2[y2 == 1]]))
-    assert _distance_to(model, pwm1) < 0.5 and _distance_to(model, pwm2) < 0.5
-    assert _motif_component(model, pwm1) != _motif_component(model, pwm2)
-
-
 @pytest.mark.parametrize("init_params", ["random", "kmeans", "k-means++"])
 def test_other_starts_find_an_abundant_motif(init_params):
     X, _, pwm = make_motif_windows(2000, motif_fraction=0.3, random_state=11)
@@ -199,8 +210,8 @@ def test_position_independent_background_is_tied():
     np.testing.assert_allclose(model.background_, model.pwms_[0, 0])
     assert _distance_to(model, pwm) < 0.5
     free = MotifMixture(random_state=0).fit(windows)
-    assert model._n_parameters() == 1 + 3 + 8 * 3
-    assert free._n_parameters() == 1 + 2 * 8 * 3
+    assert model._model.n_parameters(model._get_fitted_params()) == 1 + 3 + 8 * 3
+    assert free._model.n_parameters(free._get_fitted_params()) == 1 + 2 * 8 * 3
 
 
 # ------------------------------------------------------------------ EM contract
@@ -262,7 +273,7 @@ def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch, revcomp):
     stored = MotifMixture(revcomp=revcomp, random_state=0).fit(X)
     monkeypatch.setattr(skem.motifs, "ONEHOT_BYTES", 0)
     lazy = MotifMixture(revcomp=revcomp, random_state=0, chunk_size=50).fit(X)
-    assert lazy._prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
+    assert lazy._model.prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
     np.testing.assert_allclose(lazy.pwms_, stored.pwms_, rtol=1e-9)
     np.testing.assert_allclose(lazy.lower_bounds_, stored.lower_bounds_, rtol=1e-12)
     np.testing.assert_allclose(lazy.predict_proba(X), stored.predict_proba(X), rtol=1e-9)
@@ -338,17 +349,6 @@ def test_bic_prefers_the_motif_model_when_there_is_a_motif():
 def _flip(pwm):
     """The reverse complement of an ACGT PWM (positions and letters reversed)."""
     return pwm[::-1, ::-1]
-
-
-def test_revcomp_permutation_reverse_complements_one_hot_windows():
-    windows = ["AACGTN", "GTTNCA", "ACGCGT"]
-    onehot = one_hot(encode_sequences(windows), 4)
-    rc = one_hot(encode_sequences([reverse_complement(x) for x in windows]), 4)
-    perm = revcomp_permutation(6)
-    np.testing.assert_array_equal(onehot[:, perm], rc)
-    np.testing.assert_array_equal(perm[perm], np.arange(24))  # an involution
-    rna = revcomp_permutation(2, alphabet="UGCA")  # any order: U=0 G=1 C=2 A=3
-    np.testing.assert_array_equal(rna, [7, 6, 5, 4, 3, 2, 1, 0])
 
 
 def test_revcomp_likelihood_averages_both_strands_by_hand():
@@ -446,31 +446,17 @@ def test_revcomp_samples_both_strands():
     assert 0.3 < forward < 0.55 and 0.3 < reverse < 0.55
 
 
-def test_sites_report_the_strand_of_the_motif():
-    windows = sequence_windows({"s": "AACCGTTT", "t": "GGGGGG"}, 4)
-    probability = np.zeros(len(windows))
-    probability[[0, 4]] = 0.9  # "AACC" on s, "GTTT" on s
-    minus = np.zeros(len(windows))
-    minus[4] = 0.8
-    sites = windows.sites(probability, minus_strand=minus)
-    assert sites[["start", "strand", "site"]].values.tolist() == [
-        [0, "+", "AACC"], [4, "-", "AAAC"]
-    ]
-    both = sequence_windows({"s": "AACCGTTT"}, 4, both_strands=True)
-    reverse = np.flatnonzero(both.strands == "-")[0]  # "-" window at 0 reads GGTT
-    p = np.zeros(len(both))
-    p[reverse] = 0.9
-    m = np.zeros(len(both))
-    m[reverse] = 0.9
-    assert both.sites(p, minus_strand=m)[["strand", "site"]].values.tolist() == [["+", "AACC"]]
-    with pytest.raises(ValueError, match="minus_strand"):
-        windows.sites(probability, minus_strand=minus[:-1])
-
-
 @pytest.mark.parametrize("alphabet", [PROTEIN, "ACGX", "01"])
 def test_revcomp_needs_a_nucleotide_alphabet(alphabet):
     with pytest.raises(ValueError, match=r"revcomp=True needs a nucleotide alphabet.*alphabet="):
         MotifMixture(alphabet=alphabet, revcomp=True).fit(np.zeros((5, 3), dtype=int))
+
+
+def test_revcomp_with_the_default_alphabet_needs_dna_codes():
+    model = MotifMixture(revcomp=True, random_state=0).fit(np.array([[0, 3], [1, 2], [3, 3]]))
+    assert model.alphabet_ == "ACGT"
+    with pytest.raises(ValueError, match=r"revcomp=True needs a nucleotide alphabet.*'01234'"):
+        MotifMixture(revcomp=True).fit(np.array([[0, 4], [1, 2], [3, 3]]))
 
 
 def test_revcomp_works_for_rna():
@@ -479,59 +465,6 @@ def test_revcomp_works_for_rna():
     dna = MotifMixture(revcomp=True, random_state=0).fit(X)
     model = MotifMixture(alphabet="ACGU", revcomp=True, random_state=0).fit(rna)
     np.testing.assert_allclose(model.pwms_, dna.pwms_, rtol=1e-12)
-
-
-# ------------------------------------------------------------------ windows
-
-
-def test_windows_remember_sequence_offset_and_strand():
-    sequences = {"a": "ACGTTGCA", "b": "GGN", "c": "TTACG"}
-    windows = sequence_windows(sequences, 4, both_strands=True)
-    assert "b" not in set(windows.names)  # shorter than the width
-    for name, start, strand, window in zip(
-        windows.names, windows.starts, windows.strands, windows.windows
-    ):
-        forward = sequences[name][start : start + 4]
-        assert window == (forward if strand == "+" else reverse_complement(forward))
-    assert len(windows) == 2 * (5 + 2)
-    frame = windows.to_frame()
-    assert list(frame.columns) == ["sequence", "start", "end", "strand", "window"]
-    assert (frame["end"] - frame["start"] == 4).all()
-    unnamed = sequence_windows(["ACGTA", "CC"], 2)
-    assert unnamed.names.tolist() == [0, 0, 0, 0, 1]
-
-
-def test_sites_map_back_and_overlaps_are_resolved():
-    windows = sequence_windows({"s": "AAAACCCCAAAA", "t": "CCCCAAAAA"}, 4)
-    probability = np.zeros(len(windows))
-    probability[[3, 4, 5]] = [0.6, 0.9, 0.7]  # overlapping windows of "s" at 3, 4, 5
-    probability[len(windows) - 1] = 0.8  # the last window of "t"
-    sites = windows.sites(probability)
-    assert sites[["sequence", "start"]].values.tolist() == [["s", 4], ["t", 5]]
-    assert sites["site"].tolist() == ["CCCC", "AAAA"]
-    assert len(windows.sites(probability, non_overlapping=False)) == 4
-    with pytest.raises(ValueError, match="windows"):
-        windows.sites(probability[:-1])
-
-
-def test_simulated_sites_are_in_the_sequences():
-    sequences, sites, pwm = make_motif_sequences(
-        50, 60, width=9, both_strands=True, site_probability=0.6, random_state=20
-    )
-    assert len(sequences) == 50 and all(len(s) == 60 for s in sequences.values())
-    assert 0 < len(sites) < 50 and set(sites["strand"]) == {"+", "-"}
-    for row in sites.itertuples():
-        forward = sequences[row.sequence][row.start : row.end]
-        assert row.site == (forward if row.strand == "+" else reverse_complement(forward))
-    assert pwm.shape == (9, 4)
-
-
-def test_reverse_complement():
-    assert reverse_complement("ACGTN") == "NACGT"
-    assert reverse_complement("acgRY") == "RYcgt"
-    assert reverse_complement("ACGU", alphabet="ACGU") == "ACGU"
-    with pytest.raises(ValueError, match="nucleotide"):
-        reverse_complement("ACDE", alphabet=PROTEIN)
 
 
 # ------------------------------------------------------------------ plotting
@@ -581,7 +514,6 @@ def test_logo_without_logomaker_names_the_plot_extra(monkeypatch):
         ([], "empty"),
         (["", ""], "length 0"),
         (np.zeros((5, 0), dtype=int), "0 feature"),
-        (np.array([[0, 1], [4, 0]]), r"0\.\.3.*X\[1, 0\] = .*4"),
         (np.array([[0, 1], [-2, 0]]), r"X\[1, 0\]"),
         (np.array([[0.0, 1.5], [1.0, 0.0]]), "integers"),
         ("ACGT", "single string"),
@@ -619,14 +551,3 @@ def test_new_windows_must_have_the_fitted_width():
         model.predict(["ACGTA"])
     with pytest.raises(ValueError, match="Unknown letter 'U'"):
         model.predict(["ACGTAU"])
-
-
-def test_windowing_rejects_bad_input():
-    with pytest.raises(ValueError, match="width"):
-        sequence_windows(["ACGT"], 0)
-    with pytest.raises(ValueError, match="no windows"):
-        sequence_windows(["ACG"], 4)
-    with pytest.raises(ValueError, match="single string"):
-        sequence_windows("ACGT", 2)
-    with pytest.raises(ValueError, match="nucleotide"):
-        sequence_windows(["ACDE"], 2, both_strands=True, alphabet=PROTEIN)

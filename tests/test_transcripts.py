@@ -16,13 +16,16 @@ from sklearn.model_selection import GridSearchCV, KFold
 from threadpoolctl import threadpool_limits
 
 from skem import TranscriptQuantifier
+from skem._em import EMControls, in_memory_rows, run_em
 from skem.datasets import make_transcript_reads
 from skem.transcripts import (
     TRUNCATE_BELOW,
+    TranscriptModel,
     TranscriptParams,
     _dirichlet_kl,
     _e_step_kernel,
     _length_scaled_rows,
+    _truncate,
     effective_lengths,
     equivalence_classes,
 )
@@ -166,6 +169,45 @@ def test_two_transcript_maximum_likelihood_in_closed_form():
     np.testing.assert_allclose(model.tpm_, 1e6 * tau / tau.sum(), rtol=1e-9)
 
 
+def test_model_alone_reaches_the_em_fixed_point_through_the_engine():
+    # The closed-form case above, with no estimator: c_A solves c^2 - 50 c - 3000 = 0.
+    X = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]))
+    weights = np.array([60.0, 30.0, 10.0])
+    lengths = np.array([1000.0, 2000.0])
+    model = TranscriptModel(eff_lengths=lengths, lengths=lengths, prior=np.array(0.0), rel_tol=0.0)
+    data = in_memory_rows(model, X, weights)
+    start = model.initialize(data, np.random.RandomState(0), EMControls())
+    np.testing.assert_array_equal(start.counts, [50.0, 50.0])  # uniform start
+    controls = EMControls(max_iter=100000, tol=1e-15, accelerate="squarem")
+    result = run_em(model, data, start, controls)
+    c_a = (50 + np.sqrt(50**2 + 4 * 3000)) / 2
+    np.testing.assert_allclose(result.params.counts, [c_a, 100 - c_a], rtol=1e-9)
+    np.testing.assert_allclose(np.round(result.params.counts, 2), [85.21, 14.79])
+    assert result.converged and result.n_iter >= model.min_iter == 50
+    assert len(result.lower_bounds) == result.n_iter
+    # a fixed point: one more EM step stays there, and the objective is the log-likelihood per read
+    stats, log_likelihood = model.e_step(result.params, data)
+    np.testing.assert_allclose(model.m_step(stats, result.params).counts, result.params.counts,
+                               rtol=1e-9)
+    nu = np.array([c_a, 100 - c_a]) / 100
+    by_hand = weights @ np.log(X.toarray() @ (nu / lengths))
+    assert log_likelihood == pytest.approx(by_hand, rel=1e-12)
+    assert result.lower_bound == pytest.approx(by_hand / weights.sum(), rel=1e-12)
+    assert model.log_prior(result.params) == 0.0 and model.n_outputs == 2
+
+
+def test_accelerate_none_is_plain_em(reads):
+    X, counts, truth = reads
+    settings = dict(rel_tol=0, tol=1e-10, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        unset = quantifier(truth, accelerate=None, **settings).fit(X, sample_weight=counts)
+        plain = quantifier(truth, accelerate="none", **settings).fit(X, sample_weight=counts)
+    assert unset.n_iter_ == plain.n_iter_
+    np.testing.assert_array_equal(unset.est_counts_, plain.est_counts_)
+    np.testing.assert_array_equal(unset.lower_bounds_, plain.lower_bounds_)
+
+
 # ------------------------------------------------------------ recovery and EM behaviour
 
 
@@ -189,7 +231,7 @@ def test_plain_em_objective_never_decreases(reads, method, prior):
             truth, method=method, prior=prior, accelerate="none", rel_tol=0, tol=0, max_iter=400
         ).fit(X, sample_weight=counts)
     history = model.lower_bounds_
-    assert len(history) == 401
+    assert len(history) == model.n_iter_ == 400  # one objective per iteration
     assert np.all(np.diff(history) >= -1e-13 * np.abs(history[1:]))
     assert history[-1] > history[0]
 
@@ -241,7 +283,7 @@ def test_truncation_zeroes_tiny_counts(reads):
 
 def test_truncate_keeps_the_total():
     params = TranscriptParams(np.array([5.0, 1e-9, 3e-300, 2.0]))
-    out = TranscriptQuantifier._truncate(params)
+    out = _truncate(params)
     assert out.counts[1] == 0 and out.counts[2] == 0
     assert out.counts.sum() == pytest.approx(params.counts.sum(), rel=1e-15)
 
@@ -258,7 +300,7 @@ def test_prior_pulls_towards_uniform_and_keeps_counts_as_reads(reads):
     # nu_ includes pseudo-counts; est_counts_ stay reads and sum to the reads
     np.testing.assert_allclose(map_.nu_, (map_.est_counts_ + 1e4) / (counts.sum() + 1e4 * M))
     assert map_.est_counts_.sum() == pytest.approx(counts.sum())
-    assert map_._log_prior(map_._get_fitted_params()) != 0.0
+    assert map_._model.log_prior(map_._get_fitted_params()) != 0.0
 
 
 def test_prior_per_transcript(reads):

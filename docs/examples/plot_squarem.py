@@ -8,8 +8,8 @@ directions, and EM creeps along them. ``accelerate="squarem"`` (the default
 of :class:`skem.TranscriptQuantifier`) extrapolates along two successive EM
 steps and keeps the extrapolation only when it does not lower the
 likelihood. Here both run with every stopping rule but a very strict ``tol``
-switched off, and ``lower_bounds_`` -- the objective after each accepted
-state -- shows how fast each gets to the top.
+switched off, and ``lower_bounds_`` -- the objective after each pass over
+the data -- shows how fast each gets to the top.
 """
 
 # %%
@@ -36,11 +36,11 @@ for name, fit in fits.items():
 
 # %%
 # The gap to the best log-likelihood reached, against passes over the data
-# (SQUAREM records one objective per accepted state, about one per pass).
+# (``lower_bounds_`` has one value per pass).
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 for name, fit in fits.items():
     gap = np.maximum(best - np.asarray(fit.lower_bounds_), 1e-13)
-    passes = np.linspace(0, fit.n_iter_, gap.size)
+    passes = np.arange(1, gap.size + 1)
     ax.plot(passes, gap, label=f"{name} ({fit.n_iter_} passes)")
 ax.set(xscale="log", yscale="log", xlabel="passes over the data",
        ylabel="best - log-likelihood per read")

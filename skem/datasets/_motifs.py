@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from ..motifs import _check_alphabet, decode_sequences, reverse_complement
+from ..sequences import _check_alphabet, decode_sequences, reverse_complement
 
 
 def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, random_state=None):

@@ -1,0 +1,151 @@
+"""Many RNA-seq samples at once: equivalence classes read, quantified and tabulated in parallel.
+
+One sample's classes fit in memory, so :class:`~skem.TranscriptQuantifier`
+fits one sample at a time; a study has many. :func:`quantify_samples` reads
+each sample's files with :mod:`skem.io` and fits it where it is processed
+(joblib workers, or the workers of an active ``dask.distributed`` cluster),
+so the estimator module itself needs no file formats.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+
+from .io import EquivalenceClasses, read_kallisto_tcc, read_salmon_eq_classes
+from .transcripts import TranscriptQuantifier
+
+__all__ = ["quantify_samples"]
+
+
+def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
+    """Quantify many samples at once, in parallel: one tidy table of all their abundances.
+
+    Each sample's equivalence classes are read with :mod:`skem.io`, fitted
+    by a clone of ``estimator`` and reduced to its abundance table where the
+    sample is processed: in joblib workers, or on the workers of the active
+    ``dask.distributed`` cluster. Only file names travel there and only the
+    tables come back (the files must be readable by the workers).
+
+    Parameters
+    ----------
+    samples : dict of str to source, or list of source
+        The samples: a mapping from sample name to source, or a list of
+        sources named by their position (0, 1, ...). A source is a path to
+        salmon's ``aux_info/eq_classes.txt[.gz]``; a tuple ``(matrix.ec,
+        transcripts.txt, counts)`` of kallisto TCC files, optionally with the
+        0-based row of a multi-sample counts matrix as a fourth item; or
+        :class:`skem.io.EquivalenceClasses` already read.
+    estimator : TranscriptQuantifier, default=None
+        Model settings (lengths, prior, method, ...) for every sample; None
+        means ``TranscriptQuantifier()``. Per sample, ``transcript_names``
+        come from the files (unless set), and ``x_includes_length=True`` is
+        set for salmon dumps with weights.
+    n_jobs : int, default=None
+        joblib workers (None: one, unless a ``parallel_config`` says
+        otherwise); with dask, the cluster decides.
+    backend : {None, "joblib", "dask"}, default=None
+        None uses dask when a ``dask.distributed.Client`` is active, joblib
+        otherwise. "dask" requires an active Client.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``sample, target_id, est_counts, tpm`` (and ``est_counts_sd,
+        tpm_sd`` with bootstraps), one row per sample and transcript, samples
+        in the given order.
+
+    Raises
+    ------
+    ImportError
+        For ``backend="dask"`` without dask's distributed scheduler installed.
+    ValueError
+        For an empty ``samples``, or ``backend="dask"`` without an active Client.
+
+    Examples
+    --------
+    >>> from skem import TranscriptQuantifier
+    >>> from skem.samples import quantify_samples
+    >>> table = quantify_samples(  # doctest: +SKIP
+    ...     {"A": "A/aux_info/eq_classes.txt.gz", "B": "B/aux_info/eq_classes.txt.gz"},
+    ...     TranscriptQuantifier(prior=0.01, method="vbem"), n_jobs=2,
+    ... )
+    >>> table.pivot(index="target_id", columns="sample", values="tpm")  # doctest: +SKIP
+    """
+    if backend not in (None, "joblib", "dask"):
+        raise ValueError(f"backend must be None, 'joblib' or 'dask', got {backend!r}.")
+    items = list(samples.items()) if isinstance(samples, dict) else list(enumerate(samples))
+    if not items:
+        raise ValueError("No samples were given.")
+    estimator = TranscriptQuantifier() if estimator is None else estimator
+    client = None if backend == "joblib" else _active_client(required=backend == "dask")
+    if client is not None:
+        futures = client.map(
+            _quantify_one, [name for name, _ in items], [source for _, source in items],
+            estimator=estimator, pure=False,
+        )
+        tables = client.gather(futures)
+    else:
+        tables = Parallel(n_jobs=n_jobs)(
+            delayed(_quantify_one)(name, source, estimator) for name, source in items
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def _active_client(required):
+    """The active dask.distributed Client, or None (dask is imported only if already in use)."""
+    distributed = sys.modules.get("distributed")
+    if required and distributed is None:
+        try:
+            distributed = importlib.import_module("distributed")
+        except ImportError as error:
+            raise ImportError(
+                "backend='dask' needs dask's distributed scheduler: install skem's 'dask' "
+                "extra (pip install 'skem[dask]')."
+            ) from error
+    client = None
+    if distributed is not None:
+        try:
+            client = distributed.default_client()
+        except ValueError:  # no client has been started
+            client = None
+    if client is None and required:
+        raise ValueError("backend='dask' needs an active dask.distributed Client.")
+    return client
+
+
+def _read_classes(source):
+    """Equivalence classes from a source of :func:`quantify_samples`."""
+    if isinstance(source, EquivalenceClasses):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return read_salmon_eq_classes(source)
+    if isinstance(source, (tuple, list)) and len(source) in (3, 4):
+        sample = source[3] if len(source) == 4 else None
+        return read_kallisto_tcc(*source[:3], sample=sample)
+    raise TypeError(
+        "A sample must be a path to salmon's eq_classes.txt, a tuple (matrix.ec, "
+        f"transcripts.txt, counts[, row]) of kallisto files, or EquivalenceClasses; got {source!r}."
+    )
+
+
+def _quantify_one(name, source, estimator):
+    """Fit one sample and return its rows of the tidy table."""
+    classes = _read_classes(source)
+    model = clone(estimator)
+    if model.transcript_names is None:
+        model.set_params(transcript_names=classes.transcript_names)
+    if classes.weighted:
+        model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
+    model.fit(classes.X, sample_weight=classes.counts)
+    columns = ["target_id", "est_counts", "tpm"]
+    if model.n_bootstraps > 0:
+        columns += ["est_counts_sd", "tpm_sd"]
+    table = model.abundance_[columns].copy()
+    table.insert(0, "sample", name)
+    return table

@@ -1,0 +1,124 @@
+"""A mixture of independent Poissons, written as a new contributor would add a model.
+
+Test-only (not part of skem's public API): it shows, and the contract tests
+check, that a model needs one module with its math -- a frozen
+:class:`~skem._mixture.MixtureModel` -- and a thin estimator, and nothing in
+the engine. It is registered in ``conftest.ESTIMATORS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+from sklearn.utils.validation import check_non_negative, validate_data
+
+from skem._base import BaseMixture
+from skem._em import AdditiveStats, RowData
+from skem._mixture import MixtureModel
+
+RATE_FLOOR = 1e-10
+
+
+@dataclass(frozen=True)
+class PoissonParams:
+    weights: np.ndarray  # (K,)
+    rates: np.ndarray  # (K, D)
+
+
+@dataclass(frozen=True)
+class PoissonStats(AdditiveStats):
+    resp_sum: np.ndarray  # (K,)     sum_i w_i q_ik
+    x_sum: np.ndarray  # (K, D)      sum_i w_i q_ik x_id
+
+
+@dataclass(frozen=True)
+class Counts(RowData):
+    X: np.ndarray = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoissonModel(MixtureModel):
+    """``x_id | k ~ Poisson(rates[k, d])``."""
+
+    def prepare(self, X, weights):
+        return Counts(weights=weights, X=X)
+
+    def estimate_log_prob(self, params, chunk):
+        X = chunk.X
+        return X @ np.log(params.rates).T - params.rates.sum(axis=1) - gammaln(X + 1).sum(axis=1)[:, None]
+
+    def accumulate(self, params, chunk, weighted_resp):
+        return PoissonStats(weighted_resp.sum(axis=0), weighted_resp.T @ chunk.X)
+
+    def m_step(self, stats, params):
+        total = stats.resp_sum.sum()
+        resp_sum = np.maximum(stats.resp_sum, 1e-10 * total)
+        rates = np.maximum(stats.x_sum / resp_sum[:, None], RATE_FLOOR)
+        return PoissonParams(resp_sum / resp_sum.sum(), rates)
+
+    def init_features(self, data, rows):
+        return np.log1p(data.X[rows])
+
+    def sample_component(self, params, k, n, random_state):
+        return random_state.poisson(params.rates[k], size=(n, params.rates.shape[1])).astype(float)
+
+    def n_parameters(self, params):
+        K, D = params.rates.shape
+        return K - 1 + K * D
+
+    def pack(self, params):
+        return np.concatenate([np.log(params.weights), np.log(params.rates).ravel()])
+
+    def unpack(self, vector, params):
+        K = params.weights.shape[0]
+        weights = np.exp(vector[:K] - vector[:K].max())
+        rates = np.maximum(np.exp(vector[K:]).reshape(params.rates.shape), RATE_FLOOR)
+        return PoissonParams(weights / weights.sum(), rates)
+
+
+class PoissonMixture(BaseMixture):
+    """Mixture of independent Poisson distributions (a test-only example estimator).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of components.
+    **em_controls
+        ``n_init, init_params, max_iter, tol, accelerate, chunk_size, n_jobs,
+        warm_start, random_state, verbose, verbose_interval``, as for
+        :class:`skem.NegBinMixture`.
+    """
+
+    def __init__(
+        self, n_components=2, *, n_init=1, init_params="kmeans", max_iter=100, tol=1e-3,
+        accelerate=None, chunk_size=None, n_jobs=None, warm_start=False, random_state=None,
+        verbose=0, verbose_interval=10,
+    ):
+        super().__init__(
+            n_init=n_init, init_params=init_params, max_iter=max_iter, tol=tol,
+            accelerate=accelerate, chunk_size=chunk_size, n_jobs=n_jobs, warm_start=warm_start,
+            random_state=random_state, verbose=verbose, verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        check_non_negative(X, "PoissonMixture")
+        return X
+
+    def _build_model(self, X):
+        self._check_n_samples(X)
+        return PoissonModel(n_components=self.n_components, init_params=self.init_params)
+
+    def _get_fitted_params(self):
+        return PoissonParams(self.weights_, self.rates_)
+
+    def _set_fitted_params(self, params):
+        self.weights_, self.rates_ = params.weights, params.rates
