@@ -33,7 +33,7 @@ def squarem_step_length(r: np.ndarray, v: np.ndarray, step_max: float) -> float:
     return float(np.clip(alpha, -step_max, -1.0))
 
 
-def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_factor=4.0):
+def squarem(model, params, evaluate, monitor, *, step_max0=1.0, step_factor=4.0):
     """Run SQUAREM cycles until a stopping rule holds or the budget of data passes is spent.
 
     Parameters
@@ -45,37 +45,27 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
     evaluate : callable
         ``evaluate(p) -> (objective, stats)``: one pass over the data at ``p``.
     monitor : ConvergenceMonitor
-        Records the objective of every pass (``record`` if accepted, ``reject`` if not).
-    max_iter : int
-        Budget of passes after the first.
+        Records the objective of every pass (``visit`` or ``reject``), holds the
+        budget of passes and the stopping rules.
 
     Returns
     -------
     params : object
         The last parameters whose objective was evaluated and accepted.
-    converged : bool
     """
     step_max = step_max0
     previous = None  # the EM state one step before p0, for the parameter rule
 
-    def out_of_budget():
-        return monitor.n_steps >= max_iter
-
     p0 = params
     while True:
-        objective0, stats0 = evaluate(p0)
-        monitor.record(objective0)
-        if monitor.should_stop(model, previous, p0):
-            return p0, True
-        if out_of_budget():
-            return p0, False
+        stats0, stop = monitor.visit(model, evaluate, previous, p0)
+        if stop:
+            return p0
         p1 = model.m_step(stats0, p0)
-        objective1, stats1 = evaluate(p1)
-        monitor.record(objective1)
-        if monitor.should_stop(model, p0, p1):
-            return p1, True
-        if out_of_budget():
-            return p1, False
+        stats1, stop = monitor.visit(model, evaluate, p0, p1)
+        if stop:
+            return p1
+        objective1 = monitor.history[-1]
         p2 = model.m_step(stats1, p1)
 
         x0 = model.pack(p0)
@@ -89,8 +79,8 @@ def squarem(model, params, evaluate, monitor, max_iter, *, step_max0=1.0, step_f
             previous, p0 = p1, p2
             continue
         extrapolated = model.unpack(x0 - 2.0 * alpha * r + alpha**2 * v, p0)
-        if out_of_budget():
-            return p1, False
+        if monitor.out_of_budget:
+            return p1
         objective_ext, stats_ext = evaluate(extrapolated)
         if np.isfinite(objective_ext) and objective_ext >= objective1:
             monitor.record(objective_ext)

@@ -344,12 +344,17 @@ class ConvergenceMonitor:
         Steps between two printed lines at ``verbose >= 2``.
     min_iter : int
         No stopping rule is applied before this many steps.
+    max_iter : int or None
+        The budget of steps (None: unlimited).
     """
 
     tol: float
     verbose: int = 0
     verbose_interval: int = 10
     min_iter: int = 0
+    max_iter: int | None = None
+    #: Whether a stopping rule (not the budget) ended the run.
+    converged_by_rule: bool = False
     #: Objectives of the accepted states, in order (the stopping rule compares these).
     history: list[float] = field(default_factory=list)
     #: After each pass over the data, the objective of the best state so far.
@@ -365,6 +370,30 @@ class ConvergenceMonitor:
         self.trace.append(objective)
         if self.verbose >= 2 and self.n_steps % self.verbose_interval == 0:
             self._print_row()
+
+    def visit(self, model: EMModel, evaluate, previous, params):
+        """Evaluate ``params`` (one pass), record the objective, and decide whether to stop.
+
+        ``previous`` is the state one EM step before ``params`` (None at the start).
+
+        Returns
+        -------
+        stats : AdditiveStats
+            The statistics at ``params``, for the next M-step.
+        stop : bool
+            True when a stopping rule holds (then ``converged_by_rule`` is set) or the
+            budget is spent.
+        """
+        objective, stats = evaluate(params)
+        self.record(objective)
+        if self.should_stop(model, previous, params):
+            self.converged_by_rule = True
+            return stats, True
+        return stats, self.out_of_budget
+
+    @property
+    def out_of_budget(self) -> bool:
+        return self.max_iter is not None and self.n_steps >= self.max_iter
 
     def reject(self) -> None:
         """A pass whose state the run does not accept (a failed extrapolation)."""
@@ -443,8 +472,8 @@ def run_em(model: EMModel, data: RowData, params: Any, controls: EMControls) -> 
     EMResult
     """
     monitor = ConvergenceMonitor(
-        tol=controls.tol, verbose=controls.verbose,
-        verbose_interval=controls.verbose_interval, min_iter=model.min_iter,
+        tol=controls.tol, verbose=controls.verbose, verbose_interval=controls.verbose_interval,
+        min_iter=model.min_iter, max_iter=controls.max_iter,
     )
 
     def evaluate(current):
@@ -453,9 +482,9 @@ def run_em(model: EMModel, data: RowData, params: Any, controls: EMControls) -> 
         return objective, stats
 
     if controls.accelerate in (None, "none"):
-        params, converged = _plain_em(model, params, evaluate, monitor, controls.max_iter)
+        params = _plain_em(model, params, evaluate, monitor)
     elif controls.accelerate == "squarem":
-        params, converged = squarem(model, params, evaluate, monitor, controls.max_iter)
+        params = squarem(model, params, evaluate, monitor)
     else:
         raise ValueError(f"accelerate must be None or 'squarem', got {controls.accelerate!r}.")
     _warn_if_decreasing(monitor)
@@ -464,19 +493,16 @@ def run_em(model: EMModel, data: RowData, params: Any, controls: EMControls) -> 
         lower_bound=float(monitor.history[-1]),
         lower_bounds=np.asarray(monitor.trace[1:]),
         n_iter=monitor.n_steps,
-        converged=converged,
+        converged=monitor.converged_by_rule,
     )
 
 
-def _plain_em(model, params, evaluate, monitor, max_iter):
+def _plain_em(model, params, evaluate, monitor):
     previous = None
     while True:
-        objective, stats = evaluate(params)
-        monitor.record(objective)
-        if monitor.should_stop(model, previous, params):
-            return params, True
-        if monitor.n_steps >= max_iter:
-            return params, False
+        stats, stop = monitor.visit(model, evaluate, previous, params)
+        if stop:
+            return params
         previous, params = params, model.m_step(stats, params)
 
 
