@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
 from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
@@ -31,6 +32,13 @@ from ._em import EMControls, best_result, chunk_rows, in_memory_rows, run_em
 from ._rows import stack_rows
 
 __all__ = ["BaseEM", "BaseMixture", "check_sample_weight"]
+
+#: BLAS threads in EM runs and predictions. The products are skinny (rows x features
+#: times features x components): a second BLAS thread gains little on an idle machine
+#: and costs several times over on a busy one or inside a parallel grid search, so
+#: parallelism comes from ``n_jobs`` (restarts) and dask (rows) instead. See
+#: benchmarks/bench_threads.py.
+BLAS_THREADS = 1
 
 
 def check_sample_weight(sample_weight, X):
@@ -264,7 +272,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         function = function or getattr(self._model, method)
         params = self._get_fitted_params()
         step = chunk_rows(data, self._model, self.chunk_size)
-        return stack_rows([function(params, chunk) for chunk in data.chunks(step)])
+        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+            return stack_rows([function(params, chunk) for chunk in data.chunks(step)])
 
     @_lazy_on_dask("values")
     def score_samples(self, X):
@@ -389,12 +398,13 @@ def _run_from(model, data, start, controls, index):
     """One EM run of ``model`` from a seed (a fresh start) or from given parameters."""
     if controls.verbose:
         print(f"Initialization {index}")
-    if isinstance(start, (Integral, np.integer)):
-        random_state = np.random.RandomState(start)
-        params = model.initialize(data.init_rows(model, random_state), random_state, controls)
-    else:
-        params = start
-    result = run_em(model, data, params, controls)
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        if isinstance(start, (Integral, np.integer)):
+            random_state = np.random.RandomState(start)
+            params = model.initialize(data.init_rows(model, random_state), random_state, controls)
+        else:
+            params = start
+        result = run_em(model, data, params, controls)
     if controls.verbose:
         state = "converged" if result.converged else "did not converge"
         print(

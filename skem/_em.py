@@ -140,7 +140,10 @@ class EMControls:
     max_iter : int
         Maximum number of EM steps (M-steps). 0 evaluates the start only.
     tol : float
-        Stop when the objective per unit of weight changes by less than this.
+        Stop when the objective per unit of weight changes by less than
+        ``tol * max(1, |objective|)`` between two accepted states: an absolute
+        change for objectives of order one, a relative one (as R flexmix's
+        ``tolerance``) for rows with many features, whose log-likelihood is large.
     accelerate : {"squarem"} or None
         SQUAREM (scheme S3) extrapolation with a monotone safeguard, or plain
         EM (None; "none" is accepted as a synonym).
@@ -336,8 +339,8 @@ class ConvergenceMonitor:
     Parameters
     ----------
     tol : float
-        Stop when the objective changes by less than this between two successive
-        accepted states.
+        Stop when the objective changes by less than ``tol * max(1, |objective|)``
+        between two successive accepted states.
     verbose : int
         0 silent; 1 prints a line per run; 2 also one every ``verbose_interval`` steps.
     verbose_interval : int
@@ -425,7 +428,7 @@ class ConvergenceMonitor:
 
     @property
     def converged(self) -> bool:
-        return abs(self.change) < self.tol
+        return abs(self.change) < self.tol * max(1.0, abs(self.history[-1]))
 
     def _print_row(self) -> None:
         elapsed = time.perf_counter() - self._start

@@ -604,7 +604,7 @@ class TranscriptQuantifier(BaseEM):
         Objective per read at the end of EM: log-likelihood, plus the log
         prior for MAP, or the evidence lower bound for VBEM (before the
         final truncation, which changes it by less than 1e-8 reads' worth).
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape (`n_iter_`,)
         The objective after each EM iteration of the best run.
     n_features_in_ : int
         Number of transcripts seen during fit.
