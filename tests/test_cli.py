@@ -1,13 +1,118 @@
 """The ``skem`` command, run in process through ``main(argv)``."""
 
+import argparse
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import skem
 from skem.cli import main
+from skem.cli._common import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from skem.datasets import example_path, make_negbin_mixture
+
+#: The ``skem`` console script, run as a separate process with this interpreter.
+SKEM = [sys.executable, "-c", "import sys; from skem.cli import main; sys.exit(main())"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skem {skem.__version__}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--version"],
+    ["-q", "quant", "--eq-classes", str(example_path("transcripts_eq_classes.txt.gz")),
+     "--lengths", str(example_path("transcripts_lengths.tsv")), "--fragment-length", "100"],
+])
+def test_closed_stdout_ends_quietly(tmp_path, argv):
+    """``skem ... | head``: the reader closes the pipe before the command has written."""
+    if "quant" in argv:
+        argv = [*argv, "-o", str(tmp_path / "q")]
+    process = subprocess.Popen([*SKEM, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the interpreter has even imported skem
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, err
+    assert err == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_warnings_are_one_line(tmp_path):
+    X, _ = make_negbin_mixture(200, weights=(0.5, 0.5), means=((5.0, 8.0), (8.0, 5.0)),
+                               dispersion=0.5, random_state=0)
+    pd.DataFrame(X.astype(int), columns=["a", "b"]).to_csv(tmp_path / "counts.csv", index=False)
+    argv = ["nbmix", str(tmp_path / "counts.csv"), "-k", "2", "--max-iter", "1", "--n-init", "1",
+            "-o", str(tmp_path / "out"), "-q"]
+    result = subprocess.run([*SKEM, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "skem nbmix: warning: Best of 1 EM run(s) did not converge in max_iter=1 iterations. "
+        "Try a larger max_iter or accelerate='squarem'."
+    ]
+
+
+def test_truncated_gzip_is_one_line_naming_the_file(tmp_path, capsys):
+    data = gzip.compress(b"g1,g2\n" + b"1,2\n" * 5000)
+    (tmp_path / "counts.csv.gz").write_bytes(data[: len(data) // 2])
+    assert main(["nbmix", str(tmp_path / "counts.csv.gz"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        f"skem nbmix: error: cannot read {tmp_path / 'counts.csv.gz'}: "
+        "Compressed file ended before the end-of-stream marker was reached"
+    ]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nbmix"], "skem nbmix: error: the following arguments are required: counts, -o/--output"),
+    (["motif", "x.fa", "-w"], "skem motif: error: argument -w/--width: expected one argument"),
+    (["frobnicate"], "skem: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_option_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(message)
+
+
+def test_quiet_after_the_command(tmp_path, capsys):
+    argv = ["quant", "--eq-classes", str(example_path("transcripts_eq_classes.txt.gz")),
+            "--lengths", str(example_path("transcripts_lengths.tsv")), "-o", str(tmp_path), "-q"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind, good, bad", [
+    (positive_int, {"1": 1, "12": 12}, ["0", "-1", "1.5", "x", ""]),
+    (non_negative_int, {"0": 0, "7": 7}, ["-1", "2.0", "nan"]),
+    (positive_float, {"0.5": 0.5, "1e3": 1000.0}, ["0", "-2", "inf", "nan", "x"]),
+    (non_negative_float, {"0": 0.0, "2.5": 2.5}, ["-0.1", "inf", "nan"]),
+    (probability, {"0": 0.0, "0.5": 0.5, "1": 1.0}, ["-1", "2", "1.01", "nan", "x"]),
+])
+def test_option_types(kind, good, bad):
+    for text, value in good.items():
+        assert kind(text) == value and type(kind(text)) is type(value)
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
+            kind(text)
+
+
+def test_option_type_errors_name_the_option(capsys):
+    parser = argparse.ArgumentParser(prog="skem motif")
+    parser.add_argument("--threshold", type=probability)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threshold", "2"])
+    assert "argument --threshold: must be a probability in [0, 1], got '2'" in capsys.readouterr().err
 
 
 def test_demo_fits_all_three_estimators(capsys, tmp_path):

@@ -3,18 +3,23 @@
 Each subcommand only parses arguments, reads input, fits and writes; all the
 modelling lives in the estimators. User errors (a missing file, malformed
 input, bad options) end with a one-line message and exit code 2, never a
-traceback. Progress goes to standard error, results to files and standard
-output.
+traceback. Warnings are one ``warning:`` line each. Progress goes to standard
+error, results to files and standard output; when standard output is closed
+early (``skem quant ... | head``) the command ends quietly with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
+import zlib
+from pathlib import Path
 
+from .. import __version__
 from . import _demo, _motif, _nbmix, _quant
-from ._common import Progress, UserError
+from ._common import READ_ERRORS, Progress, UserError, first_line, read_error_message
 
 __all__ = ["main"]
 
@@ -29,19 +34,39 @@ EPILOG = """examples:
 Run 'skem COMMAND --help' for the options of a command.
 """
 
+#: What reading or parsing the user's input can raise: each is reported as one line.
+#: (UnicodeDecodeError is a ValueError; a truncated gzip stream raises EOFError,
+#: a corrupt one gzip.BadGzipFile (an OSError) or zlib.error.)
+USER_ERRORS = (UserError, ValueError, OSError, EOFError, ImportError, zlib.error)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``skem CMD: error: ...``.
+
+    argparse prints the usage before its message; the usage is one
+    ``--help`` away, and one line keeps the command's errors uniform.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
 
 def _build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skem",
         description="EM estimators for computational biology, scikit-learn style.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"skem {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for command in (_demo, _nbmix, _quant, _motif):
         command.add_parser(commands)
+    for subparser in commands.choices.values():  # -q also after the command's name
+        subparser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                               help="no progress messages")
     return parser
 
 
@@ -56,20 +81,90 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit code: 0 on success, 2 on a user error.
+        The exit code: 0 on success (also when standard output is closed
+        before all was written), 2 on a user error, 130 on Ctrl-C.
     """
+    try:
+        try:
+            code = _run(argv)
+        except SystemExit:  # --help, --version and argument errors: flush what they printed
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader (``head``) has all it wants. Point standard output at
+        # devnull so that the interpreter's final flush does not fail again.
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        print("skem: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv):
     parser = _build_parser()
     args = parser.parse_args(argv)
+    prog = f"skem {args.command}"
     progress = Progress(args.quiet)
     try:
+        _check_output(args)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            warnings.showwarning = _one_line_warning(prog)
             args.run(args, print, progress)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"skem {args.command}: error: {message}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {_message(error, args)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line_warning(prog):
+    """A ``warnings.showwarning`` that prints ``skem CMD: warning: <message>``, no source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message).strip().splitlines()
+        print(f"{prog}: warning: {text[0] if text else category.__name__}",
+              file=file or sys.stderr)
+
+    return show
+
+
+def _check_output(args):
+    """An output path that exists but is not a folder fails before any work."""
+    output = getattr(args, "output", None)
+    if output is not None and Path(output).exists() and not Path(output).is_dir():
+        raise UserError(f"-o {output}: exists and is not a folder")
+
+
+def _input_files(args):
+    """The command's arguments that name existing files (its inputs)."""
+    return list(dict.fromkeys(
+        value for key, value in vars(args).items()
+        if key != "output" and isinstance(value, str) and os.path.isfile(value)
+    ))
+
+
+def _message(error, args):
+    """One line for a user error; a reading error names the input file when it does not itself.
+
+    Readers name file and line themselves; decompression, decoding and table
+    parsing errors from lower layers (a truncated ``.gz``: "Compressed file
+    ended before the end-of-stream marker was reached") do not.
+    """
+    if isinstance(error, READ_ERRORS):
+        return read_error_message(error, _input_files(args))
+    return first_line(error)
+
+
+def _silence_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout has no file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -1,12 +1,48 @@
-"""What the command's subcommands share: the user-error type, progress lines, files and figures."""
+"""What the command's subcommands share: the user-error type, option types, progress lines, files and figures.
+
+Option types
+------------
+``positive_int``, ``non_negative_int``, ``positive_float``,
+``non_negative_float``, ``probability`` and ``input_file`` are argparse
+``type=`` callables: a bad value stops the command before any work with one
+line that names the option, e.g.
+``skem motif: error: argument --threshold: must be a probability in [0, 1], got '2'``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import math
 import sys
 import time
+import zlib
 from pathlib import Path
 
-__all__ = ["Progress", "UserError", "existing", "figure", "output_dir"]
+import pandas as pd
+
+__all__ = [
+    "READ_ERRORS",
+    "Progress",
+    "UserError",
+    "existing",
+    "figure",
+    "first_line",
+    "input_file",
+    "non_negative_float",
+    "non_negative_int",
+    "output_dir",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "read_error_message",
+    "reading",
+]
+
+#: Errors of reading a file that do not say which file: decompression (a
+#: truncated ``.gz`` raises EOFError), decoding and pandas' table parsing.
+READ_ERRORS = (EOFError, OSError, zlib.error, UnicodeDecodeError,
+               pd.errors.ParserError, pd.errors.EmptyDataError)
 
 
 class UserError(Exception):
@@ -26,21 +62,125 @@ class Progress:
             print(f"[{elapsed:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------ option types
+# argparse prefixes the message of an ArgumentTypeError with "argument --option:".
+
+
+def _number(text, cast, kind):
+    try:
+        value = cast(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """An integer >= 1 (a count of components, restarts, motifs)."""
+    value = _number(text, int, "an integer >= 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """An integer >= 0 (a seed, a number of bootstraps or iterations)."""
+    value = _number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0 (a length, a standard deviation)."""
+    value = _number(text, float, "a number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    """A finite number >= 0 (a pseudo-count, a tolerance)."""
+    value = _number(text, float, "a number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def probability(text):
+    """A number in [0, 1] (a posterior threshold)."""
+    value = _number(text, float, "a probability in [0, 1]")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}")
+    return value
+
+
+def input_file(text):
+    """An existing file, checked when the options are parsed (before any work)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text}")
+    return text
+
+
+# ------------------------------------------------------------------ files
+
+
 def existing(path):
+    """The path of an input file that exists, else a UserError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no such file: {path}")
+        raise UserError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
     return path
 
 
+def first_line(error):
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def read_error_message(error, paths):
+    """One line for an error of reading one of ``paths``; it names the file if the error does not."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    message = first_line(error)
+    paths = [str(p) for p in paths]
+    if not paths or any(Path(p).name in message for p in paths):
+        return message
+    where = paths[0] if len(paths) == 1 else f"one of {', '.join(paths)}"
+    return f"cannot read {where}: {message}"
+
+
+@contextlib.contextmanager
+def reading(path):
+    """Turn an error of reading ``path`` into a UserError whose one line names the file.
+
+    Examples
+    --------
+    >>> from skem.cli._common import reading
+    >>> with reading("counts.csv.gz"):  # doctest: +SKIP
+    ...     table = pd.read_csv("counts.csv.gz")
+    """
+    try:
+        yield
+    except READ_ERRORS as error:
+        if isinstance(error, BrokenPipeError):
+            raise
+        raise UserError(read_error_message(error, [path])) from error
+
+
 def output_dir(path):
+    """Create the output folder (and its parents) if needed."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create output folder {path}: {error.strerror}") from None
     return path
-
 
 
 def figure(output, name, draw, progress):
