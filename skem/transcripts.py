@@ -71,18 +71,21 @@ PACK_FLOOR = 1e-10
 def effective_lengths(lengths, fragment_length=None, fragment_length_sd=None):
     """Effective transcript lengths: the expected number of fragment start positions.
 
-    With a fragment-length distribution ``P`` on ``1..F`` (salmon's and
-    eXpress's definition) ::
+    kallisto's and salmon's definition: with a fragment-length distribution
+    ``P`` on ``1..F``, truncated at the transcript length ``L`` and
+    renormalized (a fragment longer than its transcript cannot be sequenced) ::
 
-        eff_length(L) = sum_{l = 1}^{min(L, F)} P(l) (L - l + 1)
+        eff_length(L) = sum_{f <= min(L, F)} P(f) (L - f + 1) / sum_{f <= min(L, F)} P(f)
+                      = L + 1 - E[f | f <= L].
 
     ``P`` is a normal density with mean ``fragment_length`` and standard
-    deviation ``fragment_length_sd``, discretized on ``1..F`` and normalized,
-    with ``F = max(1000, ceil(mean + 10 sd))`` (1000 is salmon's and
-    kallisto's maximum fragment length). Without a standard deviation every
-    fragment has the mean length: ``eff_length = L - mean + 1``. Where the
-    result is below 1 the transcript length itself is used, as kallisto and
-    salmon do, so no effective length is ever zero.
+    deviation ``fragment_length_sd``, discretized on ``1..F`` with
+    ``F = max(1000, ceil(mean + 10 sd))`` (1000 is salmon's and kallisto's
+    maximum fragment length). Without a standard deviation every fragment
+    has the mean length (the limit ``sd -> 0``): ``eff_length =
+    max(L - mean + 1, 1)``. The result is at least 1, never decreases with
+    ``L`` and grows by at most 1 per base, so transcripts shorter than the
+    fragments get small effective lengths instead of their full length.
 
     Parameters
     ----------
@@ -92,43 +95,63 @@ def effective_lengths(lengths, fragment_length=None, fragment_length_sd=None):
         Mean fragment length; None returns ``lengths`` unchanged.
     fragment_length_sd : float, default=None
         Standard deviation of the fragment length; None or 0 means every
-        fragment has the mean length.
+        fragment has the mean length. Needs ``fragment_length``.
 
     Returns
     -------
     eff_lengths : ndarray of shape (n_transcripts,)
-        Effective lengths, each >= 1 or equal to the transcript's length.
+        Effective lengths, each >= 1.
+
+    Raises
+    ------
+    ValueError
+        For lengths that are not finite and positive (naming the first such
+        transcript by its index), a non-positive mean, a negative standard
+        deviation, or a standard deviation without a mean.
 
     Examples
     --------
     >>> from skem.transcripts import effective_lengths
     >>> effective_lengths([1000, 300, 50], fragment_length=200)
-    array([801., 101.,  50.])
+    array([801., 101.,   1.])
     """
     lengths = np.asarray(lengths, dtype=float)
-    if lengths.ndim != 1 or not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+    if lengths.ndim != 1:
         raise ValueError("lengths must be a 1-D array of finite positive numbers.")
+    bad = ~np.isfinite(lengths) | (lengths <= 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(
+            f"lengths must be finite and positive; transcript {k} has length {lengths[k]:g}."
+        )
     if fragment_length is None:
+        if fragment_length_sd is not None:
+            raise ValueError("fragment_length_sd needs fragment_length (the mean).")
         return lengths.copy()
     if not (np.isfinite(fragment_length) and fragment_length > 0):
         raise ValueError(f"fragment_length must be positive, got {fragment_length!r}.")
-    if fragment_length_sd is None or fragment_length_sd == 0:
-        eff = lengths - fragment_length + 1.0
-    else:
-        if not (np.isfinite(fragment_length_sd) and fragment_length_sd > 0):
-            raise ValueError(f"fragment_length_sd must be >= 0, got {fragment_length_sd!r}.")
-        support = max(MAX_FRAGMENT_LENGTH, int(np.ceil(fragment_length + 10 * fragment_length_sd)))
-        frag = np.arange(1, support + 1, dtype=float)
-        density = np.exp(-0.5 * ((frag - fragment_length) / fragment_length_sd) ** 2)
-        if not density.sum() > 0:
-            raise ValueError("The fragment-length distribution has no mass on 1..max length.")
-        density /= density.sum()
-        # Cumulative P(l <= L) and sum_{l <= L} l P(l), with a leading 0 for L < 1.
-        mass = np.concatenate([[0.0], np.cumsum(density)])
-        first_moment = np.concatenate([[0.0], np.cumsum(frag * density)])
-        upto = np.clip(np.floor(lengths), 0, support).astype(np.intp)
-        eff = (lengths + 1.0) * mass[upto] - first_moment[upto]
-    return np.where(eff < 1.0, lengths, eff)
+    if fragment_length_sd is not None and not (
+        np.isfinite(fragment_length_sd) and fragment_length_sd >= 0
+    ):
+        raise ValueError(f"fragment_length_sd must be >= 0, got {fragment_length_sd!r}.")
+    if not fragment_length_sd or fragment_length_sd < 1e-6:
+        # (below 1e-6 the discretized normal is a point mass up to rounding; its square overflows)
+        return np.maximum(lengths - fragment_length + 1.0, 1.0)
+    support = max(MAX_FRAGMENT_LENGTH, int(np.ceil(fragment_length + 10 * fragment_length_sd)))
+    # starts[L] = E[L - f | f <= L] = eff_length(L) - 1 for L = 1..support, by the recursion
+    # starts[L] = q(L) (starts[L - 1] + 1) with q(L) = P(f <= L - 1) / P(f <= L): each
+    # fragment that fits L - 1 has one more start on L. The cumulative masses are kept in
+    # log space (far below the mean they underflow, their ratio does not), and the
+    # recursion adds small numbers to small numbers, so the tail keeps full precision.
+    frag = np.arange(1, support + 1, dtype=float)
+    log_mass = np.logaddexp.accumulate(-0.5 * ((frag - fragment_length) / fragment_length_sd) ** 2)
+    kept = np.exp(log_mass[:-1] - log_mass[1:]).tolist()
+    starts = [0.0, 0.0]  # index 0 unused; a transcript of length 1 has one start whatever P
+    for q in kept:  # support steps (1000 for the usual means), once per fit
+        starts.append(q * (starts[-1] + 1.0))
+    starts = np.asarray(starts)
+    upto = np.clip(np.floor(lengths), 1, support).astype(np.intp)
+    return np.maximum(lengths - upto + 1.0 + starts[upto], 1.0)
 
 
 def equivalence_classes(X, sample_weight=None, *, return_inverse=False):
@@ -360,7 +383,7 @@ class TranscriptModel(EMModel):
     prior: np.ndarray
     method: str = "em"
     x_includes_length: bool = False
-    rel_tol: float = 0.01
+    rel_tol: float = 0.0
     rel_tol_cutoff: float = 0.01
     init_params: str = "uniform"
     min_iter: int = 50
@@ -529,10 +552,13 @@ class TranscriptQuantifier(BaseEM):
     method : {"em", "vbem"}, default="em"
         Plain EM (maximum likelihood or MAP), or variational Bayes EM
         (salmon's default inference), which needs ``prior > 0``.
-    rel_tol : float, default=0.01
-        The field's stopping rule: stop when no transcript with more than
+    rel_tol : float, default=0.0
+        The field's stopping rule, off by default: ``rel_tol=0.01`` stops,
+        as kallisto and salmon do, when no transcript with more than
         ``rel_tol_cutoff`` expected reads changes by more than ``rel_tol``
-        (relative) in one iteration. 0 disables it.
+        (relative) in one iteration. It stops before the optimum (transcripts
+        without reads are still decaying; see Notes), so it is an option for
+        reproducing those tools, not the default. 0 disables it.
     rel_tol_cutoff : float, default=0.01
         Expected reads above which a transcript is checked by ``rel_tol``.
     min_iter : int, default=50
@@ -551,8 +577,11 @@ class TranscriptQuantifier(BaseEM):
         ``init_params="random"``); the best objective is kept.
     max_iter : int, default=10000
         Maximum number of EM iterations (kallisto's and salmon's cap).
-    tol : float, default=1e-8
-        Also stop when the objective per read changes by less than this.
+    tol : float, default=1e-12
+        Stop when the objective per read changes by less than
+        ``tol * max(1, |objective|)`` in one iteration (a relative change:
+        the objective per read is of the order of ``-log(eff_length)``).
+        The default ends at the optimum (see Notes).
     accelerate : {"squarem", "none"} or None, default="squarem"
         SQUAREM extrapolation (in log counts, monotone); None (or "none") is plain EM.
     chunk_size : int, default=None
@@ -626,12 +655,17 @@ class TranscriptQuantifier(BaseEM):
     The likelihood of a read is ``sum_k nu_k X_nk / l_k``; the constant
     factor of the two orientations of an unstranded read is left out.
 
-    Stopping: after ``max_iter`` iterations, or after at least ``min_iter``
-    iterations when the objective per read changes by less than ``tol`` or
-    by kallisto's and salmon's rule (``rel_tol``). Plain EM can creep along
-    nearly flat directions of the likelihood for 10^5 iterations; both rules
-    stop it there, and SQUAREM (on by default) gets much further in far
-    fewer iterations.
+    Stopping: after ``max_iter`` iterations (with a ConvergenceWarning), or
+    after at least ``min_iter`` iterations when the objective per read
+    changes by less than ``tol`` (relative) or, if ``rel_tol > 0``, by
+    kallisto's and salmon's rule. The defaults (SQUAREM, ``tol=1e-12``,
+    ``rel_tol=0``) end within 1e-9 (relative) of the maximum: on 2 x 10^6
+    simulated reads of 3 000 transcripts, 188 iterations, where the field's
+    rule (``rel_tol=0.01``) stops after 50 with 104 truly absent
+    transcripts still above 1e-8 reads (the optimum: 8; the default: 9).
+    Plain EM (``accelerate=None``) can creep along nearly flat directions
+    of the likelihood for 10^5 iterations; use it with a looser ``tol`` or
+    the field's rule.
 
     Priors: ``nu_`` includes the pseudo-counts (it is the MAP estimate or the
     posterior mean), while ``est_counts_``, ``tau_`` and ``tpm_`` are the
@@ -705,14 +739,14 @@ class TranscriptQuantifier(BaseEM):
         transcript_names=None,
         prior=0.0,
         method="em",
-        rel_tol=0.01,
+        rel_tol=0.0,
         rel_tol_cutoff=0.01,
         min_iter=50,
         n_bootstraps=0,
         init_params="uniform",
         n_init=1,
         max_iter=10000,
-        tol=1e-8,
+        tol=1e-12,
         accelerate="squarem",
         chunk_size=None,
         n_jobs=None,

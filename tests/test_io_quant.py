@@ -5,16 +5,19 @@ from __future__ import annotations
 import gzip
 import re
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 from skem import TranscriptQuantifier
 from skem.datasets import make_transcript_reads
 from skem.io import (
     alignments_to_matrix,
+    lengths_file_kind,
     read_bam,
     read_kallisto_abundance,
     read_kallisto_tcc,
@@ -86,10 +89,16 @@ def test_fitting_salmon_weights_reproduces_the_length_aware_fit(tmp_path):
 
     eq = read_salmon_eq_classes(path)
     salmon_eff = read_salmon_quant(tmp_path / "quant.sf")["EffectiveLength"].to_numpy()
-    model = TranscriptQuantifier(
-        effective_lengths=salmon_eff, x_includes_length=eq.weighted, transcript_names=eq.transcript_names
-    ).fit(eq.X, sample_weight=eq.counts)
-    reference = TranscriptQuantifier(effective_lengths=eff).fit(X, sample_weight=counts)
+    # one plain-EM trajectory of fixed length: fits stopped by a rule may sit a fraction of a
+    # read apart along this problem's near-flat directions after different rounding
+    fixed = dict(accelerate="none", tol=0, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = TranscriptQuantifier(
+            effective_lengths=salmon_eff, x_includes_length=eq.weighted,
+            transcript_names=eq.transcript_names, **fixed,
+        ).fit(eq.X, sample_weight=eq.counts)
+        reference = TranscriptQuantifier(effective_lengths=eff, **fixed).fit(X, sample_weight=counts)
     np.testing.assert_allclose(model.est_counts_, reference.est_counts_, rtol=1e-6, atol=1e-6)
     assert list(model.abundance_["target_id"]) == names
 
@@ -133,6 +142,27 @@ def test_salmon_quant_and_lengths(tmp_path):
     np.testing.assert_array_equal(table["EffectiveLength"], [851.5, 151])
     lengths = read_lengths(path)
     assert list(lengths.index) == ["A", "B"] and list(lengths) == [1000, 300]
+    effective = read_lengths(path, effective=True)
+    assert list(effective) == [851.5, 151] and effective.name == "eff_length"
+    assert lengths_file_kind(path) == "salmon"
+
+
+def test_kallisto_abundance_effective_lengths(tmp_path):
+    text = "target_id\tlength\teff_length\test_counts\ttpm\nA\t1000\t801.5\t3\t1\n"
+    path = write(tmp_path / "abundance.tsv", text)
+    assert lengths_file_kind(path) == "kallisto"
+    assert list(read_lengths(path, effective=True)) == [801.5]
+    table = write(tmp_path / "two.tsv", "A\t100\n")
+    assert lengths_file_kind(table) == "table"
+    with pytest.raises(ValueError, match="no effective lengths"):
+        read_lengths(table, effective=True)
+
+
+def test_zero_effective_length_names_the_transcript(tmp_path):
+    text = "Name\tLength\tEffectiveLength\tTPM\tNumReads\nA\t1000\t851\t1\t2\nB\t30\t0\t0\t0\n"
+    path = write(tmp_path / "quant.sf", text)
+    with pytest.raises(ValueError, match=r"line 3: transcript 'B' has EffectiveLength 0"):
+        read_lengths(path, effective=True)
 
 
 @pytest.mark.parametrize(
@@ -162,6 +192,14 @@ def test_two_column_lengths_with_and_without_header(tmp_path):
     bad = write(tmp_path / "d.tsv", "A\t100\nB\t3\textra\n")
     with error_at(bad, 2):
         read_lengths(bad)
+    bad = write(tmp_path / "e.tsv", "A\t100\nB\t0\n")
+    with error_at(bad, 2) as error:
+        read_lengths(bad)
+    assert "transcript 'B'" in str(error.value)
+    bad = write(tmp_path / "f.tsv", "name\tlength\nA\t100\nB\t3\nA\t7\n")
+    with error_at(bad, 4) as error:
+        read_lengths(bad)
+    assert "'A' repeats line 2" in str(error.value)
 
 
 # ---------------------------------------------------------------- kallisto

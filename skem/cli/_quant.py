@@ -35,6 +35,8 @@ def run(args, out, progress):
     from ..io import alignments_to_matrix, read_bam, read_lengths, read_salmon_eq_classes
     from ..io import write_kallisto_abundance
 
+    if args.fragment_sd is not None and args.fragment_length is None:
+        raise UserError("--fragment-sd needs --fragment-length (the mean fragment length)")
     effective = None
     if args.eq_classes:
         if not args.lengths:
@@ -56,12 +58,7 @@ def run(args, out, progress):
         if aligned.transcript_lengths is not None and not args.lengths:
             lengths = np.asarray(aligned.transcript_lengths, dtype=float)
     if args.lengths:
-        table = read_lengths(existing(args.lengths))
-        missing = [n for n in names if n not in table.index]
-        if missing:
-            raise UserError(f"{args.lengths}: no length for transcript {missing[0]!r}")
-        lengths = table.reindex(names).to_numpy(dtype=float)
-        effective = _salmon_effective_lengths(args.lengths, names) if weighted else None
+        lengths, effective = _lengths_from_file(args, names, weighted, progress)
     elif args.eq_classes or "lengths" not in locals():
         raise UserError("transcript lengths are needed: give --lengths")
     model = TranscriptQuantifier(
@@ -85,14 +82,37 @@ def run(args, out, progress):
     out(top.round(2).to_string(index=False))
 
 
-def _salmon_effective_lengths(path, names):
-    """Salmon's own effective lengths when the lengths file is a quant.sf (its weights include them)."""
-    from ..io import read_salmon_quant
+def _lengths_from_file(args, names, weighted, progress):
+    """``(lengths, effective lengths or None)`` of ``names`` from ``--lengths``.
 
-    try:
-        quant = read_salmon_quant(path)
-    except ValueError:
-        raise UserError(
-            f"{path}: salmon weights in the classes need salmon's effective lengths: give its quant.sf"
-        ) from None
-    return quant.set_index("Name").reindex(names)["EffectiveLength"].to_numpy(dtype=float)
+    A quant.sf or abundance.tsv carries the tool's own effective lengths:
+    they are used (and said so) unless ``--fragment-length`` asks for ours.
+    Salmon's class weights already include salmon's effective lengths, so
+    with them only salmon's own quant.sf will do.
+    """
+    from ..io import lengths_file_kind, read_lengths
+
+    path = existing(args.lengths)
+    kind = lengths_file_kind(path)
+    table = read_lengths(path)
+    missing = [n for n in names if n not in table.index]
+    if missing:
+        raise UserError(f"{args.lengths}: no length for transcript {missing[0]!r}")
+    lengths = table.reindex(names).to_numpy(dtype=float)
+    column = {"salmon": "EffectiveLength", "kallisto": "eff_length"}.get(kind)
+    if weighted:
+        if kind != "salmon":
+            raise UserError(
+                f"{args.lengths}: salmon's weighted classes include salmon's effective lengths: "
+                "give its quant.sf as --lengths"
+            )
+        if args.fragment_length is not None:
+            progress("ignoring --fragment-length: salmon's weights include its effective lengths")
+    elif column is None or args.fragment_length is not None:
+        if column is not None:
+            progress(f"effective lengths from the Length column and --fragment-length "
+                     f"(not the file's {column} column)")
+        return lengths, None
+    effective = read_lengths(path, effective=True).reindex(names).to_numpy(dtype=float)
+    progress(f"using the {column} column of {path.name} as effective lengths")
+    return lengths, effective

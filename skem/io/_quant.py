@@ -33,6 +33,7 @@ __all__ = [
     "AlignedReads",
     "EquivalenceClasses",
     "alignments_to_matrix",
+    "lengths_file_kind",
     "read_bam",
     "read_kallisto_abundance",
     "read_kallisto_tcc",
@@ -330,36 +331,61 @@ def read_kallisto_abundance(path):
     return _read_table(path, KALLISTO_COLUMNS, ("str", "float", "float", "float", "float"))
 
 
-def read_lengths(path):
+def read_lengths(path, *, effective=False):
     """Transcript lengths from salmon's ``quant.sf``, kallisto's ``abundance.tsv`` or a two-column table.
 
     Parameters
     ----------
     path : str or path-like
         A ``quant.sf`` or ``abundance.tsv`` (recognized by its header), or
-        lines ``<name>\\t<length>`` with an optional header line.
+        lines ``<name>\t<length>`` with an optional header line.
+    effective : bool, default=False
+        Return the tool's effective lengths (``EffectiveLength`` of
+        ``quant.sf``, ``eff_length`` of ``abundance.tsv``) instead of the
+        lengths. A two-column table has none: ValueError.
 
     Returns
     -------
     lengths : pandas.Series
-        Lengths (float) indexed by transcript name, in file order.
+        Lengths (float) indexed by transcript name, in file order; named
+        ``"length"`` or ``"eff_length"``.
 
     Raises
     ------
     ValueError
-        On a malformed file, naming the file and line.
+        On a malformed file, a repeated transcript name, or a length that
+        is not positive, naming the file, the line and the transcript; for
+        ``effective=True`` on a file without effective lengths.
+
+    See Also
+    --------
+    lengths_file_kind : Which of the three formats a file is.
     """
-    probe = iter(_Lines(path))
-    first = next(probe, None)
-    probe.close()
-    if first is not None and tuple(first.split("\t")) == SALMON_COLUMNS:
-        table = read_salmon_quant(path)
-        return pd.Series(table["Length"].to_numpy(), index=table["Name"].to_numpy(), name="length")
-    if first is not None and tuple(first.split("\t")) == KALLISTO_COLUMNS:
-        table = read_kallisto_abundance(path)
-        return pd.Series(table["length"].to_numpy(), index=table["target_id"].to_numpy(), name="length")
+    kind = lengths_file_kind(path)
+    if kind != "table":
+        table = read_salmon_quant(path) if kind == "salmon" else read_kallisto_abundance(path)
+        names, length, eff = (
+            ("Name", "Length", "EffectiveLength") if kind == "salmon"
+            else ("target_id", "length", "eff_length")
+        )
+        column = eff if effective else length
+        values = table[column].to_numpy()
+        bad = values <= 0
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"{os.fspath(path)}, line {k + 2}: transcript {table[names].iloc[k]!r} has "
+                f"{column} {values[k]:g}; lengths must be positive."
+            )
+        return pd.Series(values, index=table[names].to_numpy(),
+                         name="eff_length" if effective else "length")
+    if effective:
+        raise ValueError(
+            f"{os.fspath(path)}: a two-column lengths table has no effective lengths "
+            "(salmon's quant.sf and kallisto's abundance.tsv have them)."
+        )
     lines = _Lines(path)
-    names, lengths = [], []
+    names, lengths, first_seen = [], [], {}
     for text in lines:
         if not text.strip():
             continue
@@ -368,14 +394,38 @@ def read_lengths(path):
             raise lines.error(f"expected 2 tab-separated fields (name, length), got {len(fields)}.")
         if lines.number == 1 and not _is_number(fields[1]):
             continue  # a header
-        length = _parse_float(fields[1], lines, "the length")
+        length = _parse_float(fields[1], lines, f"the length of {fields[0]!r}", nonnegative=False)
         if length <= 0:
-            raise lines.error(f"the length must be positive, got {fields[1]!r}.")
+            raise lines.error(f"transcript {fields[0]!r} has length {fields[1]!r}; lengths must be positive.")
+        if fields[0] in first_seen:
+            raise lines.error(f"transcript name {fields[0]!r} repeats line {first_seen[fields[0]]}.")
+        first_seen[fields[0]] = lines.number
         names.append(fields[0])
         lengths.append(length)
     if not names:
         raise ValueError(f"{lines.path}: no transcript lengths found.")
     return pd.Series(np.asarray(lengths), index=np.asarray(names, dtype=object), name="length")
+
+
+def lengths_file_kind(path):
+    """Which kind of lengths file ``path`` is, from its first line.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file for :func:`read_lengths`.
+
+    Returns
+    -------
+    kind : {"salmon", "kallisto", "table"}
+        salmon's ``quant.sf``, kallisto's ``abundance.tsv`` (both with
+        effective lengths), or a two-column table of lengths.
+    """
+    probe = iter(_Lines(path))
+    first = next(probe, None)
+    probe.close()
+    header = None if first is None else tuple(first.split("\t"))
+    return {SALMON_COLUMNS: "salmon", KALLISTO_COLUMNS: "kallisto"}.get(header, "table")
 
 
 # ---------------------------------------------------------------- kallisto
