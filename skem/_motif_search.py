@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
+from scipy.special import logsumexp
 
 from ._em import AdditiveStats, EMControls, EMModel, best_result, run_em
 from .motifs import (
@@ -358,3 +359,261 @@ class CandidateBatch(EMModel):
 
 def _candidate_loglik(batch, params, chunk):
     return (batch._log_densities(params, chunk)[2] @ chunk.weights,)
+
+
+# ------------------------------------------------- the sequence models' search
+
+
+#: Sequences the sequence models' search scores its candidates on (a weighted draw).
+SEQUENCE_SEARCH_ROWS = 64
+#: Substrings of the search sequences tried as starts.
+N_SEQUENCE_CANDIDATES = 256
+#: Full EM steps on all sequences that decide between the best distinct candidates.
+SEQUENCE_CONTINUE_ITER = 4
+#: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
+CANDIDATE_WORK = 2**22
+
+
+def search_sequence_motif(model, data, random_state, controls):
+    """Starting parameters of a sequence model, found among substrings of the sequences (MEME).
+
+    For each width from ``model.min_width`` to ``model.max_width``:
+    :data:`N_SEQUENCE_CANDIDATES` substrings of a weighted draw of
+    :data:`SEQUENCE_SEARCH_ROWS` sequences become candidate PWMs
+    (:data:`START_FUZZ` of each position like the background); all take one
+    EM step side by side on those sequences (:class:`SiteCandidateBatch`,
+    TCM scored as ZOOPS) and are scored by their objective after it, as MEME
+    scores its starts. The :data:`N_CONTINUE` best distinct ones and their
+    shifts by up to :data:`MAX_SHIFT` positions take one more step; the
+    :data:`N_CONTINUE` best distinct ones then take
+    :data:`SEQUENCE_CONTINUE_ITER` EM steps of the full model on all
+    sequences, and the best is kept. With several widths, each width's best
+    is run to convergence and the width of the smallest E-value
+    (:func:`skem._motif_sequences.log10_evalue`) wins.
+
+    Parameters
+    ----------
+    model : skem._motif_sequences.SequenceMotifModel
+    data : skem._motif_sequences.SequenceData
+        All sequences (with any erasing weights).
+    random_state : numpy.random.RandomState
+    controls : EMControls
+        The fit's controls (chunk size, tolerance, printing).
+
+    Returns
+    -------
+    SequenceMotifParams
+        One motif.
+    """
+    from ._motif_sequences import SequenceMotifParams, log10_evalue
+
+    A = model.n_letters
+    beta = model.pseudocount
+    background = data.weights @ data.letter_counts + beta
+    background /= background.sum()
+    search = _search_sequences(data, random_state)
+    widths = range(model.min_width or model.width, (model.max_width or model.width) + 1)
+    short = EMControls(max_iter=SEQUENCE_CONTINUE_ITER, tol=controls.tol, chunk_size=controls.chunk_size)
+    best = None
+    for w in widths:
+        batch = SiteCandidateBatch(model=model, background=background, width=w)
+        candidates = batch.initialize(search, random_state, controls)
+        top = _best_after_one_step(batch, search, candidates)
+        shifted = [
+            _shift(log_pwm, np.tile(background, (w, 1)), shift)
+            for log_pwm in top.log_pwms
+            for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
+            if 0 < abs(shift) < w
+        ]
+        family = CandidateParams(
+            np.concatenate([top.log_pwms, np.array(shifted).reshape(-1, w * A)]),
+            np.concatenate([top.alpha, np.repeat(top.alpha, len(shifted) // max(len(top.alpha), 1))]),
+        )
+        top = _best_after_one_step(batch, search, family)
+        starts = [
+            SequenceMotifParams(background.copy(), (np.exp(log_pwm).reshape(w, A),), np.array([alpha]))
+            for log_pwm, alpha in zip(top.log_pwms, top.alpha)
+        ]
+        result = best_result([run_em(model, data, start, short) for start in starts])
+        if len(widths) > 1:
+            # Widths compete on converged fits: an E-value of a half-fitted motif says little.
+            result = run_em(model, data, result.params, replace(short, max_iter=controls.max_iter))
+            from .motifs import _hard_site_counts
+
+            counts = _hard_site_counts(model, result.params, data, controls.chunk_size)
+            n_positions = model.n_strands * float(data.weights @ np.maximum(data.lengths - w + 1, 0))
+            dof = (A - 1) / (2 if model.palindromic else 1)
+            score = -log10_evalue(counts, result.params.background, n_positions, dof)
+        else:
+            score = 0.0
+        if controls.verbose:
+            print(f"  motif search: width {w}, objective {result.lower_bound:.6g}"
+                  + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
+        if best is None or score > best[0]:
+            best = (score, result.params)
+    return best[1]
+
+
+def _search_sequences(data, random_state):
+    """At most SEQUENCE_SEARCH_ROWS sequences: all, or a weighted draw with counts as weights."""
+    if data.n_rows <= SEQUENCE_SEARCH_ROWS:
+        return data
+    draws = random_state.multinomial(SEQUENCE_SEARCH_ROWS, data.weights / data.weights.sum())
+    chosen = np.flatnonzero(draws)
+    return replace(data.take(chosen), weights=draws[chosen].astype(float))
+
+
+def _best_after_one_step(batch, rows, params):
+    """The N_CONTINUE best distinct candidates after one EM step, by their objective then."""
+    from ._em import e_pass
+
+    stats, _ = e_pass(batch, params, rows)
+    params = batch.m_step(stats, params)
+    stats, _ = e_pass(batch, params, rows)
+    score = stats.loglik + batch.model.pseudocount * params.log_pwms.sum(axis=1)
+    perm = revcomp_permutation(batch.width, batch.model.letters) if batch.model.revcomp else None
+    return _distinct(params, score, perm)
+
+
+@dataclass(frozen=True)
+class SiteCandidateStats(AdditiveStats):
+    counts: np.ndarray  # (C, w * A) expected site letters of each candidate, on its strand
+    n_sites: np.ndarray  # (C,)
+    n_trials: float  # sequences where a site fits
+    loglik: np.ndarray  # (C,) sum_i w_i log p(x_i | candidate) / p_b(x_i)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SiteCandidateBatch(EMModel):
+    """Candidate motifs of one width side by side, each in its own sequence model (background fixed).
+
+    Candidate ``c`` (log-PWM ``L_c``, site probability ``gamma_c``) explains a
+    sequence by the OOPS or ZOOPS likelihood of :mod:`skem._motif_sequences`
+    (TCM is scored as ZOOPS). The site scores of all candidates at all start
+    positions are one matrix product of the one-hot windows of a group of
+    sequences with the candidates' log-ratio columns (and their reverse
+    complements); the expected letter counts are another.
+
+    Parameters
+    ----------
+    model : skem._motif_sequences.SequenceMotifModel
+    background : ndarray of shape (A,)
+    width : int
+    """
+
+    model: EMModel
+    background: np.ndarray
+    width: int
+
+    def prepare(self, X, weights):
+        return self.model.prepare(X, weights)
+
+    def work_per_row(self, data):
+        return self.model.work_per_row(data) * 4
+
+    def initialize(self, data, random_state, controls):
+        """Substrings of the rows (weighted), fuzzed towards the background, as log-PWMs."""
+        w, A = self.width, self.model.n_letters
+        starts = np.maximum(data.lengths - w + 1, 0)
+        p = data.weights * (starts > 0)
+        if not p.sum() > 0:
+            raise ValueError(f"No sequence is at least {w} letters long: no site fits.")
+        rows = random_state.choice(data.n_rows, size=N_SEQUENCE_CANDIDATES, p=p / p.sum())
+        offsets = (random_state.uniform(size=rows.size) * starts[rows]).astype(np.intp)
+        codes = data.codes[rows[:, None], offsets[:, None] + np.arange(w)]  # A: missing letter
+        observed = np.zeros((rows.size, w, A + 1))
+        np.put_along_axis(observed, codes[:, :, None], 1.0, axis=2)
+        observed = observed[:, :, :A]
+        pwms = (1.0 - START_FUZZ) * observed + (
+            1.0 - (1.0 - START_FUZZ) * observed.sum(axis=2, keepdims=True)
+        ) * self.background
+        gamma = 1.0 if self.model.mode == "oops" else 0.5
+        return CandidateParams(np.log(pwms).reshape(rows.size, -1), np.full(rows.size, gamma))
+
+    def _windows(self, chunk):
+        """One-hot windows (n, M, w * A) of the chunk's rows and their log site priors (n, M)."""
+        w, A = self.width, self.model.n_letters
+        n, length = chunk.codes.shape
+        M = max(length - w + 1, 0)
+        onehot = np.zeros((n, length, A + 1))
+        np.put_along_axis(onehot, chunk.codes[:, :, None], 1.0, axis=2)
+        view = np.lib.stride_tricks.sliding_window_view(onehot[:, :, :A], w, axis=1)
+        windows = np.ascontiguousarray(view[:, :M].transpose(0, 1, 3, 2)).reshape(n, M, w * A)
+        starts = np.maximum(chunk.lengths - w + 1, 0)
+        with np.errstate(divide="ignore"):
+            prior = np.where(np.arange(M) < starts[:, None], -np.log(np.maximum(starts, 1))[:, None],
+                             -np.inf)
+        if chunk.erased.shape[1]:
+            log_erased = np.log(np.maximum(chunk.erased, 1e-12))
+            cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
+            prior = prior + (cumulative[:, w : w + M] - cumulative[:, :M])
+        return windows, prior - np.log(self.model.n_strands)
+
+    def _group_stats(self, params, chunk):
+        windows, prior = self._windows(chunk)
+        n, M, D = windows.shape
+        C = params.n_candidates
+        perm = revcomp_permutation(self.width, self.model.letters) if self.model.revcomp else None
+        log_pwms = params.log_pwms
+        if perm is not None:
+            log_pwms = np.concatenate([log_pwms, log_pwms[:, perm]])
+        # Log-ratios against the background of the letters as read (on either strand).
+        columns = log_pwms - np.tile(np.log(self.background), self.width)  # (S C, D)
+        flat = windows.reshape(n * M, D)
+        scores = (flat @ columns.T).reshape(n, M, -1, C) + prior[:, :, None, None]  # (n, M, S, C)
+        log_site = logsumexp(scores.reshape(n, -1, C), axis=1)  # (n, C)
+        gamma = params.alpha
+        if self.model.mode == "oops":
+            log_norm = log_site
+        else:
+            with np.errstate(divide="ignore"):
+                log_norm = np.logaddexp(np.log1p(-np.minimum(gamma, 1.0)), np.log(gamma) + log_site)
+        fits = np.isfinite(log_site)
+        log_norm = np.where(fits, log_norm, 0.0)
+        with np.errstate(invalid="ignore"):
+            post = np.exp(np.log(np.maximum(gamma, 1e-300)) + scores - log_norm[:, None, None, :])
+        post = np.where(fits[:, None, None, :], post, 0.0) * chunk.weights[:, None, None, None]
+        post = post.reshape(n * M, -1, C)
+        counts = post[:, 0].T @ flat
+        if perm is not None:
+            counts += (post[:, 1].T @ flat)[:, perm]
+        trials = float(chunk.weights @ fits[:, 0])
+        return SiteCandidateStats(counts, post.sum(axis=(0, 1)), trials, chunk.weights @ log_norm)
+
+    def e_step(self, params, chunk):
+        length = chunk.codes.shape[1]
+        per_row = max(1, length * params.n_candidates * self.model.n_strands * 3)
+        group = max(1, CANDIDATE_WORK // per_row)
+        stats = None
+        for start in range(0, chunk.n_rows, group):
+            part = self._group_stats(params, chunk.take(slice(start, start + group)))
+            stats = part if stats is None else stats + part
+        return stats, float(stats.loglik.sum())
+
+    def m_step(self, stats, params):
+        beta = self.model.pseudocount
+        C, A = stats.counts.shape[0], self.model.n_letters
+        counts = stats.counts
+        if self.model.palindromic:
+            perm = revcomp_permutation(self.width, self.model.letters)
+            counts = (counts + counts[:, perm]) / 2
+        pwms = (counts + beta).reshape(C, self.width, A)
+        pwms /= pwms.sum(axis=2, keepdims=True)
+        if self.model.mode == "oops":
+            gamma = np.ones(C)
+        else:
+            gamma = np.clip(stats.n_sites / max(stats.n_trials, 1e-300), 1e-6, 1.0)
+        return CandidateParams(np.log(pwms).reshape(C, -1), gamma)
+
+    def log_prior(self, params):
+        return float(self.model.pseudocount * params.log_pwms.sum())
+
+    def score_samples(self, params, chunk):
+        raise NotImplementedError("The candidates are scored by their objectives only.")
+
+    def predict_proba(self, params, chunk):
+        raise NotImplementedError("The candidates are scored by their objectives only.")
+
+    def n_parameters(self, params):
+        A = self.model.n_letters
+        return params.n_candidates * (1 + self.width * (A - 1))

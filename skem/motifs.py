@@ -26,12 +26,15 @@ the same permutation (:func:`_state_log_prob`, :func:`_fold_states`).
 from __future__ import annotations
 
 import string
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import BaseMixture
@@ -42,6 +45,7 @@ from ._mixture import MixtureModel, normalize_log_prob
 from .sequences import __all__ as _SEQUENCE_NAMES
 from .sequences import (
     SequenceWindows,
+    encode_ragged,
     _as_codes,
     _check_alphabet,
     _code_dtype,
@@ -610,6 +614,10 @@ class MotifMixture(BaseMixture):
         "pseudocount": [Interval(Real, 0.0, None, closed="neither")],
         "background": [StrOptions({"position-independent"}), None],
         "revcomp": ["boolean"],
+        "width": [Interval(Integral, 1, None, closed="left"), tuple, None],
+        "mode": [StrOptions({"oops", "zoops", "tcm"})],
+        "n_motifs": [Interval(Integral, 1, None, closed="left"), None],
+        "palindromic": ["boolean"],
     }
 
     def __init__(
@@ -621,6 +629,10 @@ class MotifMixture(BaseMixture):
         pseudocount=0.1,
         background=None,
         revcomp=False,
+        width=None,
+        mode="zoops",
+        n_motifs=None,
+        palindromic=False,
         n_init=1,
         init_params="random_from_data",
         max_iter=200,
@@ -652,6 +664,10 @@ class MotifMixture(BaseMixture):
         self.pseudocount = pseudocount
         self.background = background
         self.revcomp = revcomp
+        self.width = width
+        self.mode = mode
+        self.n_motifs = n_motifs
+        self.palindromic = palindromic
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -661,6 +677,8 @@ class MotifMixture(BaseMixture):
     # ---------------------------------------------------------------- model
 
     def _validate_X(self, X, reset):
+        if self.width is not None:
+            return self._validate_sequences(X, reset)
         validate = partial(validate_data, self, reset=reset, ensure_min_samples=1)
         if not reset:  # read like the training windows: new rows, or a warm start
             return _as_codes(X, self._model.letters, self._model.wildcards, validate)
@@ -669,7 +687,88 @@ class MotifMixture(BaseMixture):
         # The default alphabet: strings are DNA, integer codes letters of their own (_build_model).
         return _as_codes(X, *_check_alphabet(DNA, self.wildcards), validate, bounded=False)
 
+    # ------------------------------------------------- the sequence models
+
+    def _sequence_alphabet(self):
+        if self.width is not None and self.warm_start and hasattr(self, "converged_"):
+            return self._model.letters, self._model.wildcards
+        return _check_alphabet(DNA if self.alphabet is None else self.alphabet, self.wildcards)
+
+    def _validate_sequences(self, X, reset):
+        """Whole sequences as a padded code matrix (see :func:`encode_ragged`); sets ``_names``."""
+        if hasattr(X, "shape") and len(getattr(X, "shape")) == 2 and not isinstance(X, pd.DataFrame):
+            if np.asarray(X).dtype.kind in "US":
+                raise ValueError(
+                    "With width= set, X is a 1-D array of whole sequences; got a 2-D array of "
+                    "letters. Pass one string per sequence."
+                )
+        letters, wildcards = (
+            self._sequence_alphabet() if reset else (self._model.letters, self._model.wildcards)
+        )
+        codes, names = encode_ragged(X, letters, wildcards)
+        if reset:
+            self.n_features_in_ = 1
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        self._names = names
+        return codes
+
+    def _widths(self):
+        width = self.width
+        if isinstance(width, tuple):
+            if (len(width) != 2 or not all(isinstance(v, (Integral, np.integer)) for v in width)
+                    or not 1 <= width[0] <= width[1]):
+                raise ValueError(
+                    f"width must be a positive integer or a pair (min_width, max_width) of "
+                    f"integers with 1 <= min_width <= max_width, got {width!r}."
+                )
+            return int(width[0]), int(width[1])
+        return int(width), int(width)
+
+    def _n_motifs(self):
+        return self.n_components - 1 if self.n_motifs is None else self.n_motifs
+
+    def _build_sequence_model(self, X):
+        from ._motif_sequences import SequenceMotifModel
+
+        min_width, max_width = self._widths()
+        letters, wildcards = self._sequence_alphabet()
+        if (self.revcomp or self.palindromic) and not _is_nucleotide(letters):
+            raise ValueError(
+                f"revcomp=True and palindromic=True need a nucleotide alphabet (ACGT or ACGU, in "
+                f"any order), got alphabet={self.alphabet!r}: only DNA and RNA have a reverse "
+                "complement."
+            )
+        if self._n_motifs() < 1:
+            raise ValueError("n_motifs (or n_components - 1) must be at least 1 with width= set.")
+        lengths = (X != len(letters) + 1).sum(axis=1)
+        if not np.any(lengths >= min_width):
+            raise ValueError(
+                f"No sequence is at least {min_width} letters long (the longest has "
+                f"{int(lengths.max())}): no motif site fits."
+            )
+        if self.mode == "oops" and np.any(lengths < max_width):
+            i = int(np.argmax(lengths < max_width))
+            raise ValueError(
+                f"mode='oops' puts one site in every sequence, but sequence {self._names[i]!r} "
+                f"has {lengths[i]} letters, fewer than the width {max_width}; use mode='zoops'."
+            )
+        return SequenceMotifModel(
+            width=min_width, min_width=min_width, max_width=max_width, mode=self.mode,
+            letters=letters, wildcards=wildcards, pseudocount=self.pseudocount,
+            revcomp=self.revcomp or self.palindromic, palindromic=self.palindromic,
+            n_outputs=self._n_motifs() + 1,
+        )
+
+    def _finish_fit(self, params, data):
+        if self.width is None:
+            return params
+        self._train_lengths = np.repeat(data.lengths, 1)
+        return _more_motifs(self, params, data)
+
     def _build_model(self, X):
+        if self.width is not None:
+            return self._build_sequence_model(X)
         self._check_n_samples(X)
         if self.warm_start and hasattr(self, "converged_"):
             # A warm start continues the fitted PWMs, whose columns are the fitted letters.
@@ -694,26 +793,50 @@ class MotifMixture(BaseMixture):
         )
 
     def _get_fitted_params(self):
+        if self.width is not None:
+            return self._sequence_params
         return MotifParams(self.weights_, self.pwms_)
 
     def _set_fitted_params(self, params):
+        if self.width is not None:
+            return self._set_sequence_params(params)
         self.weights_ = params.weights
         self.pwms_ = params.pwms
         self.alphabet_ = self._model.letters
         self.background_ = self.pwms_[0].mean(axis=0)
         self.log_odds_ = np.log2(self.pwms_ / self.background_)
-        A = self.pwms_.shape[2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            entropy = -np.sum(np.where(self.pwms_ > 0, self.pwms_ * np.log2(self.pwms_), 0.0), axis=2)
-        self.information_content_ = np.log2(A) - entropy
+        self.information_content_ = _information(self.pwms_)
         symbols = np.array(list(self.alphabet_))
         self.consensus_ = np.array(["".join(symbols[row]) for row in self.pwms_.argmax(axis=2)])
+
+    def _set_sequence_params(self, params):
+        self._sequence_params = params
+        self.alphabet_ = self._model.letters
+        self.background_ = params.background
+        self.site_probs_ = params.site_probs
+        self.weights_ = np.concatenate([[np.prod(1.0 - params.site_probs)], params.site_probs])
+        widths = {pwm.shape[0] for pwm in params.pwms}
+        tiled = [np.tile(params.background, (pwm.shape[0], 1)) for pwm in params.pwms[:1]]
+        matrices = tiled + list(params.pwms)
+        self.widths_ = np.array([pwm.shape[0] for pwm in params.pwms])
+        self.pwms_ = np.stack(matrices) if len(widths) == 1 else matrices
+        self.log_odds_ = [np.log2(pwm / self.background_) for pwm in matrices]
+        self.information_content_ = [_information(pwm) for pwm in matrices]
+        if len(widths) == 1:
+            self.log_odds_ = np.stack(self.log_odds_)
+            self.information_content_ = np.stack(self.information_content_)
+        symbols = np.array(list(self.alphabet_))
+        self.consensus_ = np.array(["".join(symbols[pwm.argmax(axis=1)]) for pwm in matrices])
+        with np.errstate(over="ignore", under="ignore"):
+            self.evalues_ = 10.0 ** params.log10_evalues
+        self.log10_evalues_ = params.log10_evalues
+        self.nsites_ = params.nsites
 
     # --------------------------------------------------------- results
 
     def _component(self, component):
         check_is_fitted(self)
-        K = self.pwms_.shape[0]
+        K = len(self.pwms_)
         if component is None:
             return 1 if K > 1 else 0
         if not isinstance(component, (Integral, np.integer)) or not -K <= component < K:
@@ -743,8 +866,49 @@ class MotifMixture(BaseMixture):
             rows sum to 1. Pass ``proba[:, 1]`` as ``minus_strand`` to
             :meth:`SequenceWindows.sites`.
         """
+        if self.width is not None:
+            raise ValueError(
+                "predict_strand_proba is for the window model (width=None); with width= set, "
+                "sites(X) reports each site's strand."
+            )
         k = self._component(component)
         return self._per_row(X, partial(self._model.strand_proba, k))
+
+    def sites(self, X, threshold=0.5):
+        """Motif sites in whole sequences: positions whose site posterior reaches ``threshold``.
+
+        Only with ``width`` set (the sequence models). Each motif is read on
+        its own (no erasing): the posterior of a site of motif ``k`` at a start
+        and strand is the exact E-step posterior of the fitted mode.
+
+        Parameters
+        ----------
+        X : dict of str to str, or 1-D array-like of sequences
+            Sequences, as for :meth:`fit`; a dict's keys (or a Series' index)
+            name them, else their positions do.
+        threshold : float, default=0.5
+            Smallest posterior reported. At 0.5 or above, OOPS and ZOOPS
+            report at most one site per sequence and TCM no overlapping sites.
+
+        Returns
+        -------
+        sites : DataFrame
+            Columns ``motif`` (1, 2, ...), ``sequence`` (name), ``start``
+            (0-based, forward strand), ``end`` (exclusive), ``strand`` ("+" or
+            "-"), ``posterior`` and ``site`` (the letters as read on the site's
+            strand, wildcards as 'N'), ordered by motif, sequence and start.
+        """
+        check_is_fitted(self)
+        if self.width is None:
+            raise ValueError(
+                "sites(X) needs the sequence model (width= set); for windows use "
+                "skem.sequences.sequence_windows(...).sites(...)."
+            )
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}.")
+        codes = self._validate_X(X, reset=False)
+        return _site_table(self._model, self._get_fitted_params(), codes, self._names,
+                           threshold, self.chunk_size)
 
     def pwm(self, component=None, kind="probability"):
         """A component's matrix as a DataFrame (positions x letters, logomaker's layout).
@@ -777,6 +941,150 @@ class MotifMixture(BaseMixture):
         frame = pd.DataFrame(values, columns=list(self.alphabet_))
         frame.index.name = "position"
         return frame
+
+    def sample(self, n_samples=1):
+        """Draw from the fitted model: windows (width=None) or whole sequences (width set).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of windows or sequences to draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, w), or ndarray of str of shape (n_samples,)
+            Windows as letter codes grouped by component; with ``width`` set,
+            sequences as strings, their lengths drawn from the training
+            sequences' lengths.
+        y : ndarray of shape (n_samples,), or of shape (n_samples, n_motifs)
+            The component of each window; with ``width`` set, the number of
+            sites of each motif planted in each sequence.
+        """
+        if self.width is None:
+            return super().sample(n_samples)
+        check_is_fitted(self)
+        if not (isinstance(n_samples, (Integral, np.integer)) and n_samples >= 1):
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        lengths = rng.choice(self._train_lengths, size=n_samples)
+        codes, planted = self._model.sample(self._get_fitted_params(), lengths, rng)
+        symbols = np.array(list(self.alphabet_))
+        sequences = np.array(["".join(symbols[row[:n]]) for row, n in zip(codes, lengths)])
+        return sequences, planted
+
+
+def _information(pwms):
+    """Information content in bits of each position (last axis: letters)."""
+    A = pwms.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.sum(np.where(pwms > 0, pwms * np.log2(pwms), 0.0), axis=-1)
+    return np.log2(A) - entropy
+
+
+def _more_motifs(estimator, params, data):
+    """All motifs of a sequence-model fit: the first (``params``), then more by erasing.
+
+    Each further motif is searched and fitted on the sequences with the
+    erasing weights of the earlier ones (MEME's probabilistic erasing: each
+    position keeps ``1 - P(it lies in a site)`` of its weight per motif).
+    Returns the parameters of all motifs with their E-values and expected
+    numbers of sites, each computed on the sequences as erased when it was found.
+    """
+    from ._em import e_pass, run_em
+    from ._motif_sequences import SequenceMotifParams, log10_evalue
+
+    model = estimator._model
+    controls = estimator._controls()
+    random_state = check_random_state(estimator.random_state)
+    found = [params]
+    erased = np.ones(data.codes.shape)
+    evalues, nsites = [], []
+    for k in range(estimator._n_motifs()):
+        current = model.with_erased(data, erased) if k else data
+        if k:
+            start = model.initialize(current, random_state, controls)
+            result = run_em(model, current, start, controls)
+            if not result.converged and controls.max_iter > 0:
+                warnings.warn(
+                    f"The EM run of motif {k + 1} did not converge in max_iter={controls.max_iter} "
+                    "iterations.", ConvergenceWarning,
+                )
+            found.append(result.params)
+        motif = found[k]
+        w = motif.pwms[0].shape[0]
+        stats, _ = e_pass(model, motif, current, controls.chunk_size)
+        positions = model.n_strands * float(data.weights @ np.maximum(data.lengths - w + 1, 0))
+        dof = (model.n_letters - 1) / (2 if model.palindromic else 1)
+        evalues.append(log10_evalue(_hard_site_counts(model, motif, current, controls.chunk_size),
+                                    motif.background, positions, dof))
+        nsites.append(stats.n_sites)
+        if k + 1 < estimator._n_motifs():
+            erased = erased * (1.0 - _coverage(model, motif, current, controls.chunk_size))
+    return SequenceMotifParams(
+        background=params.background,
+        pwms=tuple(motif.pwms[0] for motif in found),
+        site_probs=np.array([float(motif.site_probs[0]) for motif in found]),
+        log10_evalues=np.array(evalues),
+        nsites=np.array(nsites),
+    )
+
+
+def _hard_site_counts(model, params, data, chunk_size):
+    """Letter counts (w, A) of the sites whose posterior exceeds 1/2: the aligned sites whose
+    log-likelihood ratio MEME's E-value assesses."""
+    from ._em import chunk_rows
+
+    w = params.pwms[0].shape[0]
+    counts = np.zeros((w, model.n_letters))
+    for chunk in data.chunks(chunk_rows(data, model, chunk_size)):
+        post = model.posteriors(params, chunk)[0]
+        hard = (post > 0.5) * chunk.weights[:, None, None]
+        counts += model._site_letter_counts(hard, chunk, w)[0]
+    return counts
+
+
+def _coverage(model, params, data, chunk_size):
+    """Posterior probability (n, max_length) that each position lies in a site of the motif."""
+    from ._em import chunk_rows
+
+    w = params.pwms[0].shape[0]
+    pieces = []
+    for chunk in data.chunks(chunk_rows(data, model, chunk_size)):
+        starts = model.posteriors(params, chunk)[0].sum(axis=2)  # (n, M)
+        n, length = chunk.codes.shape
+        padded = np.zeros((n, length))
+        padded[:, : starts.shape[1]] = starts
+        cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(padded, axis=1)], axis=1)
+        t = np.arange(length)
+        pieces.append(cumulative[:, t + 1] - cumulative[:, np.maximum(t - w + 1, 0)])
+    return np.clip(np.concatenate(pieces), 0.0, 1.0)
+
+
+def _site_table(model, params, codes, names, threshold, chunk_size):
+    """The sites of every motif whose posterior reaches ``threshold`` (see MotifMixture.sites)."""
+    from ._em import chunk_rows
+    from ._motif_sequences import SequenceMotifParams
+
+    data = model.prepare(codes, np.ones(codes.shape[0]))
+    symbols = np.array(list(model.letters) + ["N", ""])
+    step = chunk_rows(data, model, chunk_size)
+    rows = []
+    for k, pwm in enumerate(params.pwms):
+        single = SequenceMotifParams(params.background, (pwm,), params.site_probs[k : k + 1])
+        w = pwm.shape[0]
+        for offset in range(0, data.n_rows, step):
+            chunk = data.take(slice(offset, offset + step))
+            post = model.posteriors(single, chunk)[0]
+            for i, j, s in np.argwhere(post >= max(threshold, 1e-300)):
+                letters = "".join(symbols[codes[offset + i, j : j + w]])
+                if s == 1:
+                    letters = reverse_complement(letters, model.letters)
+                rows.append((k + 1, names[offset + i], int(j), int(j + w), "+-"[s],
+                             float(post[i, j, s]), letters, offset + i))
+    columns = ["motif", "sequence", "start", "end", "strand", "posterior", "site", "_row"]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values(["motif", "_row", "start", "strand"], kind="stable")
+    return table.drop(columns="_row").reset_index(drop=True)
 
 
 def _default_letters(X):

@@ -244,6 +244,103 @@ def _as_codes(X, letters, wildcards, validate, bounded=True):
     return X.astype(_code_dtype(n_letters))
 
 
+def encode_ragged(sequences, letters, wildcards):
+    """Sequences of any lengths as one padded code matrix, and their names.
+
+    Parameters
+    ----------
+    sequences : dict of str to str, pandas Series or 1-column DataFrame, or 1-D array-like
+        Named sequences (e.g. from :func:`skem.io.read_fasta`; a Series is
+        named by its index), or a list of strings, of bytes, or of integer code
+        arrays (``0..A-1``, -1 for a missing letter).
+    letters, wildcards : str
+        The alphabet and its wildcards, upper case (as :func:`_check_alphabet` gives them).
+
+    Returns
+    -------
+    codes : ndarray of shape (n_sequences, max_length)
+        Letters ``0..A-1``, ``A`` for a missing letter (a wildcard), ``A + 1``
+        for padding after the end of a shorter sequence. Non-negative, so that
+        identical sequences compress fast (:func:`skem._rows.compress_rows`).
+    names : ndarray of shape (n_sequences,)
+        The sequences' names (their positions when they have none).
+
+    Raises
+    ------
+    ValueError
+        For no sequences, an empty sequence, or a letter outside the alphabet
+        and its wildcards; the message names the sequence (by name) and the position.
+    """
+    A = len(letters)
+    if isinstance(sequences, str):
+        raise ValueError("Expected a list of sequences, got a single string.")
+    if isinstance(sequences, dict):
+        names, items = list(sequences.keys()), list(sequences.values())
+    elif isinstance(sequences, pd.DataFrame):
+        if sequences.shape[1] != 1:
+            raise ValueError(
+                f"A DataFrame of sequences must have one column, got {sequences.shape[1]}."
+            )
+        names, items = list(sequences.index), list(sequences.iloc[:, 0])
+    elif isinstance(sequences, pd.Series):
+        names, items = list(sequences.index), list(sequences)
+    else:
+        if isinstance(sequences, np.ndarray) and sequences.ndim == 2 and sequences.dtype.kind in "iu":
+            items = list(sequences)  # equal-length integer codes, one sequence per row
+        else:
+            items = list(sequences)
+        names = list(range(len(items)))
+    if not items:
+        raise ValueError("No sequences were given: X is empty.")
+    table = _letter_table(letters, wildcards)
+    rows = []
+    for name, item in zip(names, items):
+        if isinstance(item, bytes):
+            item = item.decode("ascii", errors="replace")
+        if isinstance(item, str):
+            try:
+                points = np.frombuffer(item.encode("ascii"), dtype=np.uint8)
+            except UnicodeEncodeError:
+                bad = next(i for i, c in enumerate(item) if ord(c) > 127)
+                raise ValueError(
+                    f"Unknown letter {item[bad]!r} in sequence {name!r} at position {bad}: "
+                    f"the alphabet is {letters!r} and the wildcards are {wildcards!r}."
+                ) from None
+            codes = table[points]
+            unknown = np.flatnonzero(codes == -2)
+            if unknown.size:
+                bad = int(unknown[0])
+                raise ValueError(
+                    f"Unknown letter {item[bad]!r} in sequence {name!r} at position {bad}: "
+                    f"the alphabet is {letters!r} and the wildcards (missing letters) are "
+                    f"{wildcards!r}."
+                )
+        else:
+            codes = np.asarray(item)
+            if codes.ndim != 1 or (codes.size and codes.dtype.kind not in "iub"):
+                raise ValueError(
+                    f"Sequence {name!r} must be a string or a 1-D array of integer letter codes, "
+                    f"got {type(item).__name__}."
+                )
+            outside = np.flatnonzero((codes < MISSING) | (codes >= A))
+            if outside.size:
+                bad = int(outside[0])
+                raise ValueError(
+                    f"Letter codes must be in 0..{A - 1} for the alphabet {letters!r} (or -1 for a "
+                    f"missing letter); sequence {name!r} has {codes[bad]!r} at position {bad}."
+                )
+        if codes.size == 0:
+            raise ValueError(f"Sequence {name!r} is empty.")
+        rows.append(codes)
+    lengths = np.array([row.size for row in rows])
+    dtype = np.uint8 if A + 1 <= 255 else np.uint16
+    padded = np.full((len(rows), lengths.max()), A + 1, dtype=dtype)
+    flat = np.concatenate(rows).astype(np.int64)
+    flat[flat < 0] = A
+    padded[np.arange(lengths.max()) < lengths[:, None]] = flat
+    return padded, np.asarray(names, dtype=object)
+
+
 def decode_sequences(codes, alphabet="ACGT", missing="N"):
     """Turn integer letter codes back into strings.
 

@@ -1,0 +1,344 @@
+"""MotifMixture(width=...): MEME's OOPS, ZOOPS and TCM models on whole sequences.
+
+References are independent of the code under test: likelihoods by enumerating
+every site configuration of short sequences, recovery of planted motifs (their
+PWMs known), and the EM contract (monotone objective, weights = repeats, chunk
+and row-order invariance) checked on the engine's own runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+from skem import MotifMixture
+from skem._em import EMControls, in_memory_rows, run_em
+from skem._motif_sequences import SequenceMotifModel, SequenceMotifParams
+from skem.datasets import make_motif_pwm, make_motif_sequences
+from skem.sequences import encode_ragged, reverse_complement, revcomp_permutation
+
+DNA = "ACGT"
+
+
+def _rc_pwm(pwm):
+    w = pwm.shape[0]
+    return pwm.reshape(-1)[revcomp_permutation(w)].reshape(w, 4)
+
+
+def _l2(found, true, revcomp=True):
+    """Frobenius distance to the planted PWM, in the orientation and shift that fit best."""
+    if found.shape != true.shape:
+        return np.inf
+    options = [found, _rc_pwm(found)] if revcomp else [found]
+    return min(np.linalg.norm(option - true) for option in options)
+
+
+def _model(mode, revcomp=False, palindromic=False, width=3):
+    return SequenceMotifModel(
+        width=width, mode=mode, letters=DNA, wildcards="N", pseudocount=0.1,
+        revcomp=revcomp, palindromic=palindromic, min_width=width, max_width=width,
+    )
+
+
+def _params(rng, w=3, gamma=0.4):
+    return SequenceMotifParams(
+        rng.dirichlet(np.ones(4)), (rng.dirichlet(np.ones(4), size=w),), np.array([gamma])
+    )
+
+
+# ----------------------------------------------------------- likelihood by enumeration
+
+
+def _brute_force_loglik(sequence, params, mode, revcomp):
+    """log p(x) by summing over every allowed set of sites (with strands), straight from the model."""
+    b, pwm, gamma = params.background, params.pwms[0], float(params.site_probs[0])
+    w, L = pwm.shape[0], len(sequence)
+    x = [DNA.index(c) for c in sequence]
+    strands = [pwm, _rc_pwm(pwm)] if revcomp else [pwm]
+    S = len(strands)
+
+    def site(j, s):
+        return np.prod([strands[s][p, x[j + p]] for p in range(w)])
+
+    def background(positions):
+        return np.prod([b[x[t]] for t in positions])
+
+    m = L - w + 1
+    if mode in ("oops", "zoops"):
+        total = sum(
+            site(j, s) * background([t for t in range(L) if not j <= t < j + w]) / (m * S)
+            for j in range(m) for s in range(S)
+        )
+        if mode == "zoops":
+            return np.log((1 - gamma) * background(range(L)) + gamma * total)
+        return np.log(total)
+
+    # TCM: walk left to right; where a site fits, start one (lambda) or emit a letter (1 - lambda).
+    def walk(t):
+        if t == L:
+            return 1.0
+        if t <= L - w:
+            letter = (1 - gamma) * b[x[t]] * walk(t + 1)
+            sites = sum(gamma / S * site(t, s) for s in range(S)) * walk(t + w)
+            return letter + sites
+        return b[x[t]] * walk(t + 1)
+
+    return np.log(walk(0))
+
+
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+@pytest.mark.parametrize("revcomp", [False, True])
+def test_likelihood_equals_enumeration_of_site_configurations(mode, revcomp):
+    rng = np.random.default_rng(3)
+    params = _params(rng)
+    if mode == "oops":
+        params = SequenceMotifParams(params.background, params.pwms, np.array([1.0]))
+    sequences = ["".join(rng.choice(list(DNA), size=n)) for n in (3, 5, 8, 9)]
+    model = _model(mode, revcomp)
+    codes, _ = encode_ragged(sequences, DNA, "N")
+    data = model.prepare(codes, np.ones(len(sequences)))
+    ours = model.score_samples(params, data)
+    expected = [_brute_force_loglik(s, params, mode, revcomp) for s in sequences]
+    np.testing.assert_allclose(ours, expected, rtol=1e-10)
+
+
+def test_missing_letters_are_marginalized():
+    rng = np.random.default_rng(4)
+    params = _params(rng)
+    model = _model("zoops", revcomp=True)
+    # 'N' at a position: the sum of the likelihoods over its four letters.
+    with_n, _ = encode_ragged(["ACNTGA"], DNA, "N")
+    each, _ = encode_ragged([f"AC{a}TGA" for a in DNA], DNA, "N")
+    ll_n = model.score_samples(params, model.prepare(with_n, np.ones(1)))
+    ll_each = model.score_samples(params, model.prepare(each, np.ones(4)))
+    np.testing.assert_allclose(ll_n, np.log(np.exp(ll_each).sum()), rtol=1e-12)
+
+
+# --------------------------------------------------------------- the EM contract
+
+
+@settings(deadline=None, max_examples=15)
+@given(
+    seed=hst.integers(0, 10_000),
+    mode=hst.sampled_from(["oops", "zoops", "tcm"]),
+    revcomp=hst.booleans(),
+    palindromic=hst.booleans(),
+    chunk=hst.sampled_from([None, 3]),
+)
+def test_objective_never_decreases(seed, mode, revcomp, palindromic, chunk):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, 15, size=12)
+    sequences = ["".join(rng.choice(list("ACGTN"), p=[0.24] * 4 + [0.04], size=n)) for n in lengths]
+    model = _model(mode, revcomp or palindromic, palindromic, width=4)
+    codes, _ = encode_ragged(sequences, DNA, "N")
+    data = in_memory_rows(model, codes, rng.integers(1, 3, size=12).astype(float))
+    start = _params(rng, w=4, gamma=1.0 if mode == "oops" else 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the engine warns on any decrease
+        result = run_em(model, data, start, EMControls(max_iter=25, tol=0.0, chunk_size=chunk))
+    steps = np.diff(result.lower_bounds)
+    assert np.all(steps >= -1e-10 * np.abs(result.lower_bounds[1:]))
+
+
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+def test_weight_two_equals_the_sequence_twice_and_rows_chunks_and_order_do_not_matter(mode):
+    sequences, _, _ = make_motif_sequences(40, 30, width=6, both_strands=True, random_state=1)
+    names = list(sequences)
+    weights = np.ones(len(names))
+    weights[:5] = 2
+    repeated = names + names[:5]
+    kwargs = dict(width=6, mode=mode, revcomp=True, random_state=0, tol=1e-10, max_iter=500)
+    weighted = MotifMixture(**kwargs).fit([sequences[n] for n in names], sample_weight=weights)
+    twice = MotifMixture(**kwargs).fit([sequences[n] for n in repeated])
+    chunked = MotifMixture(chunk_size=7, **kwargs).fit(
+        [sequences[n] for n in names], sample_weight=weights
+    )
+    order = np.random.default_rng(0).permutation(len(repeated))
+    shuffled = MotifMixture(**kwargs).fit([sequences[repeated[i]] for i in order])
+    for other in (twice, chunked, shuffled):
+        np.testing.assert_allclose(other.lower_bound_, weighted.lower_bound_, rtol=1e-8)
+        np.testing.assert_allclose(other.pwms_, weighted.pwms_, atol=1e-5)
+
+
+# ------------------------------------------------------------- recovery of planted motifs
+
+
+def _recover(seed, mode, palindromic=False, n=300, length=120, width=10):
+    rng = np.random.RandomState(seed)
+    pwm = make_motif_pwm(width, concentration=0.2, random_state=rng)
+    if palindromic:
+        pwm = (pwm + _rc_pwm(pwm)) / 2
+    site_probability = 1.0 if mode == "oops" else 0.6
+    if mode == "tcm":
+        sequences = {}
+        for part in range(2):  # two sites per sequence, in two halves
+            half, _, _ = make_motif_sequences(n, length // 2, pwm=pwm, site_probability=0.6,
+                                              both_strands=True, random_state=rng)
+            sequences = {k: sequences.get(k, "") + v for k, v in half.items()}
+    else:
+        sequences, _, _ = make_motif_sequences(n, length, pwm=pwm, site_probability=site_probability,
+                                               both_strands=True, random_state=rng)
+    model = MotifMixture(width=width, mode=mode, revcomp=True, palindromic=palindromic,
+                         random_state=seed).fit(sequences)
+    return _l2(model.pwms_[1], pwm), model
+
+
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_recovers_a_planted_dirichlet_motif_on_both_strands(mode, seed):
+    distance, _ = _recover(seed, mode)
+    assert distance < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+def test_recovers_planted_motifs_across_20_seeds(mode):
+    distances = [_recover(seed, mode)[0] for seed in range(20)]
+    assert max(distances) < 0.5, distances
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_recovers_a_palindromic_motif(seed):
+    distance, model = _recover(seed, "zoops", palindromic=True)
+    assert distance < 0.5
+    pwm = model.pwms_[1]
+    np.testing.assert_allclose(pwm, _rc_pwm(pwm), atol=1e-12)
+
+
+# Consensus of JASPAR MA0139.1 (CTCF), 19 positions; a sharp but not saturated PWM around it.
+CTCF_CONSENSUS = "TGGCCACCAGGGGGCGCTA"
+
+
+def _ctcf_like():
+    strength = np.array([0.55, 0.6, 0.6, 0.8, 0.85, 0.6, 0.9, 0.9, 0.7, 0.85,
+                         0.85, 0.8, 0.9, 0.85, 0.8, 0.8, 0.6, 0.5, 0.45])
+    pwm = np.tile((1 - strength)[:, None] / 3, (1, 4))
+    pwm[np.arange(19), [DNA.index(c) for c in CTCF_CONSENSUS]] = strength
+    return pwm
+
+
+def test_no_palindromic_chimera_on_500_sequences_with_one_ctcf_like_site():
+    pwm = _ctcf_like()
+    sequences, sites, _ = make_motif_sequences(500, 200, pwm=pwm, both_strands=True, random_state=0)
+    model = MotifMixture(width=19, revcomp=True, random_state=0).fit(sequences)
+    found = model.pwms_[1]
+    assert _l2(found, pwm) < 0.5
+    # A chimera is close to its own reverse complement; the CTCF motif is not.
+    assert np.linalg.norm(found - _rc_pwm(found)) > 1.5
+    assert 450 <= model.nsites_[0] <= 510
+    table = model.sites(sequences)
+    merged = table.merge(sites, on="sequence", suffixes=("", "_true"))
+    assert (merged["start"] == merged["start_true"]).mean() > 0.9
+    assert (merged["strand"] == merged["strand_true"]).mean() > 0.9
+
+
+def test_two_planted_motifs_are_found_by_n_motifs_2():
+    rng = np.random.RandomState(5)
+    first, second = make_motif_pwm(8, random_state=rng), make_motif_pwm(12, random_state=rng)
+    a, _, _ = make_motif_sequences(200, 80, pwm=first, both_strands=True, random_state=rng)
+    b, _, _ = make_motif_sequences(200, 80, pwm=second, both_strands=True, random_state=rng)
+    sequences = [a[k] + b[k] for k in a]
+    model = MotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
+    found = list(model.pwms_[1:])
+    assert min(_l2(f, first) for f in found) < 0.5
+    assert min(_l2(f, second) for f in found) < 0.5
+    assert sorted(model.widths_) == [8, 12]
+    assert np.all(model.log10_evalues_ < 0)
+
+
+def test_significance_separates_a_motif_from_none():
+    rng = np.random.RandomState(2)
+    sequences, _, _ = make_motif_sequences(100, 100, width=10, random_state=rng)
+    noise = ["".join(rng.choice(list(DNA), size=100)) for _ in range(100)]
+    with_motif = MotifMixture(width=10, random_state=0).fit(sequences)
+    without = MotifMixture(width=10, random_state=0).fit(noise)
+    assert with_motif.log10_evalues_[0] < -20
+    assert without.log10_evalues_[0] > with_motif.log10_evalues_[0] + 15
+
+
+# ----------------------------------------------------------------------- inputs and outputs
+
+
+def test_inputs_of_any_kind_give_the_same_fit():
+    sequences, _, _ = make_motif_sequences(60, 40, width=6, random_state=3)
+    names = list(sequences)
+    strings = [sequences[n] for n in names]
+    forms = {
+        "dict": sequences,
+        "list": strings,
+        "bytes": [s.encode() for s in strings],
+        "series": pd.Series(strings, index=names),
+        "frame": pd.DataFrame({"seq": strings}, index=names),
+        "codes": [np.array([DNA.index(c) for c in s]) for s in strings],
+        "ragged": [s[: 30 + i % 10] for i, s in enumerate(strings)],
+    }
+    fits = {k: MotifMixture(width=6, random_state=0).fit(v) for k, v in forms.items()}
+    for key in ("list", "bytes", "series", "frame", "codes"):
+        np.testing.assert_allclose(fits[key].pwms_, fits["dict"].pwms_)
+    assert fits["dict"].sites(sequences)["sequence"].iloc[0] in names
+
+
+def test_sites_and_predict_proba_and_sample():
+    sequences, sites, pwm = make_motif_sequences(200, 60, width=8, site_probability=0.5,
+                                                 both_strands=True, random_state=4)
+    model = MotifMixture(width=8, revcomp=True, random_state=0).fit(sequences)
+    proba = model.predict_proba(list(sequences.values()))
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    has_site = np.isin(list(sequences), sites["sequence"])
+    # A weak motif (8 positions of a Dirichlet(0.2) draw): site calls are right well above chance.
+    assert np.mean((proba[:, 1] > 0.5) == has_site) > 0.65
+    assert proba[has_site, 1].mean() > proba[~has_site, 1].mean() + 0.2
+    table = model.sites(sequences)
+    assert list(table.columns) == ["motif", "sequence", "start", "end", "strand", "posterior", "site"]
+    for row in table.itertuples():
+        forward = sequences[row.sequence][row.start : row.end]
+        assert row.site == (forward if row.strand == "+" else reverse_complement(forward))
+    drawn, planted = model.sample(50)
+    assert drawn.dtype.kind == "U" and len(drawn) == 50 and all(len(s) == 60 for s in drawn)
+    assert planted.shape == (50, 1)
+
+
+@pytest.mark.parametrize(
+    "X, params, message",
+    [
+        (["ACGT", "ACGZ"], {}, "Unknown letter 'Z' in sequence 1 at position 3"),
+        ({"a": "ACGTACGT", "b": "AC"}, {"mode": "oops"}, "sequence 'b' has 2 letters"),
+        (["ACG", "AC"], {}, "No sequence is at least 5 letters long"),
+        (["ACGTAA", ""], {}, "Sequence 1 is empty"),
+        ("ACGTACGT", {}, "single string"),
+        (["ACGTAC"], {"width": (6, 3)}, "min_width <= max_width"),
+        (["ACDEFGHIK"], {"alphabet": "ACDEFGHIKLMNPQRSTVWY", "revcomp": True}, "nucleotide"),
+    ],
+)
+def test_bad_input_is_a_clear_error(X, params, message):
+    with pytest.raises(ValueError, match=message):
+        MotifMixture(**{"width": 5, **params}).fit(X)
+
+
+def test_protein_alphabet():
+    rng = np.random.RandomState(0)
+    letters = "ACDEFGHIKLMNPQRSTVWY"
+    pwm = make_motif_pwm(6, alphabet=letters, concentration=0.1, random_state=rng)
+    sequences, _, _ = make_motif_sequences(150, 50, pwm=pwm, alphabet=letters, random_state=rng)
+    model = MotifMixture(width=6, alphabet=letters, random_state=0).fit(sequences)
+    assert np.linalg.norm(model.pwms_[1] - pwm) < 0.5
+
+
+def test_window_model_is_unchanged_without_width():
+    X = ["ACGTAC", "ACGTAA", "TTTTTT"] * 10
+    assert MotifMixture(random_state=0).fit(X).pwms_.shape == (2, 6, 4)
+
+
+def test_enumeration_helper_agrees_with_itself_on_oops_vs_zoops_at_gamma_one():
+    # Sanity of the reference: ZOOPS with gamma = 1 is OOPS.
+    rng = np.random.default_rng(0)
+    params = _params(rng, gamma=1.0)
+    for sequence in ("ACGTA", "GGCAT"):
+        assert np.isclose(_brute_force_loglik(sequence, params, "zoops", True),
+                          _brute_force_loglik(sequence, params, "oops", True))
