@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -264,3 +266,80 @@ def test_fasta_windows_fit_and_sites_end_to_end(tmp_path):
     planted = set(zip(sites["sequence"], sites["start"]))
     assert len(planted & set(zip(found["sequence"], found["start"]))) > 0.7 * len(planted)
     assert isinstance(found, pd.DataFrame)
+
+
+# ------------------------------------------------ MEME files other software reads
+
+
+def _fitted_sequence_model():
+    from skem import MotifMixture
+    from skem.datasets import make_motif_sequences
+
+    sequences, _, pwm = make_motif_sequences(80, 60, width=8, both_strands=True, random_state=0)
+    return MotifMixture(width=8, revcomp=True, random_state=0).fit(sequences), pwm
+
+
+def test_biopython_parses_our_meme_output(tmp_path):
+    motifs_module = pytest.importorskip("Bio.motifs")
+    model, _ = _fitted_sequence_model()
+    path = tmp_path / "m.meme"
+    write_meme(path, {"motif1": model.pwms_[1]}, background=model.background_,
+               nsites={"motif1": model.nsites_[0]}, evalues={"motif1": model.evalues_[0]})
+    with open(path) as handle:
+        parsed = motifs_module.parse(handle, "minimal")
+    (motif,) = parsed
+    assert motif.name == "motif1"
+    assert motif.num_occurrences == round(model.nsites_[0])
+    # Biopython rounds the probabilities times nsites to whole counts.
+    counts = np.array([[motif.counts[letter][i] for letter in "ACGT"] for i in range(8)])
+    frequencies = counts / counts.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(frequencies, model.pwms_[1], atol=1.0 / motif.num_occurrences)
+    text = path.read_text()
+    assert re.search(r"nsites= \d+ E= \d\.\de[+-]\d+", text)
+
+
+def test_write_meme_takes_the_letters_of_a_dataframe():
+    frame = pd.DataFrame([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]], columns=list("ACGU"))
+    out = io.StringIO()
+    write_meme(out, {"rna": frame}, nsites=12.6)
+    text = out.getvalue()
+    assert "ALPHABET= ACGU" in text and "nsites= 13" in text
+    # Columns in another order are reordered to the alphabet's.
+    shuffled = frame[list("UGCA")]
+    again = io.StringIO()
+    write_meme(again, {"rna": shuffled}, alphabet="ACGU", nsites=12.6)
+    assert again.getvalue() == text
+    with pytest.raises(ValueError, match="pass alphabet='ACGU'"):
+        write_meme(io.StringIO(), {"rna": frame}, alphabet="ACGT")
+
+
+MEME5 = """MEME version 5
+
+ALPHABET "DNA" DNA-LIKE
+A "Adenine" CC0000 ~ T "Thymine" 008000
+C "Cytosine" 0000CC ~ G "Guanine" FFB300
+N "Any base" = ACGT
+X = ACGT
+END ALPHABET
+
+strands: + -
+
+Background letter frequencies
+A 0.3 C 0.2 G 0.2 T 0.3
+
+MOTIF m1 ALT
+letter-probability matrix: alength= 4 w= 2 nsites= 20 E= 3.1e-12
+0.1 0.2 0.3 0.4
+0.4 0.3 0.2 0.1
+"""
+
+
+def test_read_meme_reads_a_meme5_alphabet_block():
+    motifs = read_meme(io.StringIO(MEME5))
+    frame = motifs["m1"]
+    assert list(frame.columns) == list("ACGT")
+    assert frame.attrs["nsites"] == 20 and frame.attrs["E"] == 3.1e-12
+    np.testing.assert_allclose(frame.iloc[0], [0.1, 0.2, 0.3, 0.4])
+    block = MEME5.replace("END ALPHABET\n", "")
+    with pytest.raises(ValueError, match="END ALPHABET"):
+        read_meme(io.StringIO(block))

@@ -150,8 +150,14 @@ def _as_motifs(motifs, alphabet):
     result = []
     for name, matrix in items:
         if isinstance(matrix, pd.DataFrame):
-            if [str(c).upper() for c in matrix.columns] != list(alphabet):
-                matrix = matrix[[c for c in alphabet]]
+            columns = [str(c).upper() for c in matrix.columns]
+            if columns != list(alphabet):
+                if sorted(columns) != sorted(alphabet):
+                    raise ValueError(
+                        f"motif {name!r} has the letters {''.join(columns)!r} as columns; "
+                        f"pass alphabet={''.join(columns)!r} (got {alphabet!r})."
+                    )
+                matrix = matrix.iloc[:, [columns.index(c) for c in alphabet]]
         matrix = np.asarray(matrix, dtype=float)
         if matrix.ndim != 2 or matrix.shape[1] != len(alphabet) or matrix.shape[0] == 0:
             raise ValueError(
@@ -189,8 +195,13 @@ class _Unclosed(io.TextIOBase):
         pass
 
 
-def write_meme(path, motifs, *, alphabet="ACGT", background=None, nsites=None, strands="+ -"):
+def write_meme(path, motifs, *, alphabet=None, background=None, nsites=None, evalues=None,
+               strands="+ -"):
     """Write motifs in the MEME minimal motif format (version 4).
+
+    The output reads in the MEME suite and in Biopython
+    (``Bio.motifs.parse(handle, "minimal")``): ``nsites=`` is written as an
+    integer (rounded; at least 1) and ``E=`` in scientific notation.
 
     Parameters
     ----------
@@ -200,12 +211,15 @@ def write_meme(path, motifs, *, alphabet="ACGT", background=None, nsites=None, s
         Letter-probability matrices (rows are renormalized to sum to 1). A dict
         maps motif names (one word each) to matrices or DataFrames with the
         letters as columns; an array gets the names motif1, motif2, ...
-    alphabet : str, default="ACGT"
-        The letters, in the matrices' column order.
+    alphabet : str, default=None
+        The letters, in the matrices' column order. None takes the columns of
+        the first DataFrame among ``motifs`` (e.g. ``"ACGU"``), else ``"ACGT"``.
     background : array-like of shape (A,), default=None
         Background letter frequencies; None writes uniform frequencies.
-    nsites : int or dict of str to float, default=None
-        Number of sites behind each motif (written as ``nsites=``).
+    nsites : float or dict of str to float, default=None
+        Number of sites behind each motif (written as the integer ``nsites=``).
+    evalues : float or dict of str to float, default=None
+        E-value of each motif (written as ``E=``).
     strands : str or None, default="+ -"
         The ``strands:`` line (omitted when None, as for proteins).
 
@@ -218,6 +232,10 @@ def write_meme(path, motifs, *, alphabet="ACGT", background=None, nsites=None, s
     >>> print(out.getvalue().splitlines()[10])
     letter-probability matrix: alength= 4 w= 2
     """
+    if alphabet is None:
+        frames = [m for m in (motifs.values() if isinstance(motifs, dict) else []) if
+                  isinstance(m, pd.DataFrame)]
+        alphabet = "".join(str(c) for c in frames[0].columns) if frames else "ACGT"
     alphabet = alphabet.upper()
     items = _as_motifs(motifs, alphabet)
     if background is None:
@@ -238,11 +256,51 @@ def write_meme(path, motifs, *, alphabet="ACGT", background=None, nsites=None, s
             header = f"letter-probability matrix: alength= {len(alphabet)} w= {matrix.shape[0]}"
             sites = nsites.get(name) if isinstance(nsites, dict) else nsites
             if sites is not None:
-                header += f" nsites= {sites:g}"
+                header += f" nsites= {max(int(round(float(sites))), 1)}"
+            evalue = evalues.get(name) if isinstance(evalues, dict) else evalues
+            if evalue is not None:
+                header += f" E= {float(evalue):.1e}"
             out.write(f"MOTIF {name}\n{header}\n")
             for row in probabilities:
                 out.write(" " + " ".join(f"{p:.6f}" for p in row) + "\n")
             out.write("\n")
+
+
+_BUILTIN_ALPHABETS = {"DNA": "ACGT", "RNA": "ACGU", "PROTEIN": "ACDEFGHIKLMNPQRSTVWY"}
+_ALPHABET_CORE = re.compile(r"^([A-Za-z0-9*\-.])(?:\s+\"[^\"]*\")?(?:\s+[0-9A-Fa-f]{6})?"
+                            r"(?:\s*~\s*([A-Za-z0-9*\-.])(?:\s+\"[^\"]*\")?(?:\s+[0-9A-Fa-f]{6})?)?$")
+
+
+def _read_alphabet_block(lines, stream, number, text):
+    """The core letters of a MEME 5 ``ALPHABET "name" ... END ALPHABET`` block (or of a
+    one-line ``ALPHABET DNA`` naming a built-in alphabet)."""
+    words = text.split()
+    name = words[1].strip('"').upper() if len(words) > 1 else ""
+    if len(words) == 2 and not words[1].startswith('"'):
+        if name in _BUILTIN_ALPHABETS:
+            return _BUILTIN_ALPHABETS[name]
+        raise lines.error(number, f"unknown alphabet {words[1]!r}")
+    letters = []
+    for number, line in stream:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if entry.upper().startswith("END ALPHABET"):
+            break
+        if "=" in entry:  # an alias or wildcard ("N = ACGT"), not a core letter
+            continue
+        match = _ALPHABET_CORE.match(entry)
+        if not match:
+            raise lines.error(
+                number, f"malformed alphabet letter line {entry!r} (or a missing 'END ALPHABET')"
+            )
+        letters.extend(letter.upper() for letter in match.groups() if letter)
+    else:
+        raise lines.error(number, "ALPHABET block without 'END ALPHABET'")
+    if not letters and name in _BUILTIN_ALPHABETS:
+        return _BUILTIN_ALPHABETS[name]
+    # MEME orders the core letters alphabetically (matrix columns follow that order).
+    return "".join(sorted(dict.fromkeys(letters)))
 
 
 _MATRIX_HEADER = re.compile(r"letter-probability matrix:(.*)")
@@ -285,6 +343,11 @@ def read_meme(path):
             alphabet = text.split("=", 1)[1].strip().upper()
             if not alphabet or len(set(alphabet)) != len(alphabet):
                 raise lines.error(number, f"malformed alphabet {alphabet!r}")
+        elif text.startswith("ALPHABET") and not text.startswith("ALPHABET="):
+            # MEME 5's custom alphabet block: ALPHABET "name" [RNA-LIKE|DNA-LIKE|PROTEIN-LIKE],
+            # then one line per core letter ("A", "A 'name' colour", or "A ~ T" pairs for
+            # complementable alphabets), aliases ("N = ACGT") and "END ALPHABET".
+            alphabet = _read_alphabet_block(lines, stream, number, text)
         elif text.startswith("strands:"):
             strands = text.split(":", 1)[1].strip()
         elif text.startswith("Background letter frequencies"):
