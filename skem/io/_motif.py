@@ -11,19 +11,26 @@ import gzip
 import io
 import os
 import re
+import zlib
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["read_fasta", "read_jaspar", "read_meme", "write_jaspar", "write_meme"]
 
-#: Characters allowed in FASTA sequence lines: letters, '*' (stop) and '-' / '.' (gaps).
-_SEQUENCE_LINE = re.compile(r"[A-Za-z*.\-]*")
+#: Characters allowed in FASTA sequence lines: letters and '*' (a stop). Gaps ('-', '.')
+#: are alignment columns, not sequence: they are rejected where they are read.
+_SEQUENCE_LINE = re.compile(r"[A-Za-z*]*")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
 class _Lines:
-    """Numbered text lines of a path (plain or gzip, detected by content) or an open file."""
+    """Numbered text lines of a path (plain or gzip, detected by content) or an open file.
+
+    Lines end at LF, CRLF or a lone CR (old Mac files); a UTF-8 byte-order
+    mark before the first line is dropped. Undecodable bytes and a truncated
+    or corrupt gzip stream raise ValueError naming the file and the line.
+    """
 
     def __init__(self, source):
         self.source = source
@@ -44,14 +51,21 @@ class _Lines:
     def _decode(self, handle):
         number = 0
         try:
-            for number, line in enumerate(handle, start=1):
-                if isinstance(line, bytes):
+            for chunk in handle:
+                if isinstance(chunk, bytes):
                     try:
-                        line = line.decode("utf-8")
+                        chunk = chunk.decode("utf-8")
                     except UnicodeDecodeError as error:
-                        raise self.error(number, "is not UTF-8 text") from error
-                yield number, line.rstrip("\r\n")
-        except (OSError, EOFError) as error:  # a truncated or corrupt gzip stream
+                        line = number + 1 + chunk[: error.start].count(b"\r")
+                        raise self.error(line, "is not UTF-8 text") from error
+                if number == 0:
+                    chunk = chunk.removeprefix("\ufeff")
+                chunk = chunk.rstrip("\r\n")
+                # A lone CR ends a line too: such a file arrives as one chunk.
+                for line in chunk.split("\r") if "\r" in chunk else (chunk,):
+                    number += 1
+                    yield number, line
+        except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt gzip stream
             raise ValueError(f"{self.name}: cannot be read after line {number}: {error}") from error
 
     def error(self, number, message):
@@ -63,6 +77,8 @@ def read_fasta(path, *, uppercase=True):
 
     Sequence lines may be wrapped at any width; blank lines and surrounding
     whitespace are ignored, and lower case (soft-masked) letters are accepted.
+    Lines may end in LF, CRLF or a lone CR, and a UTF-8 byte-order mark is
+    ignored.
 
     Parameters
     ----------
@@ -79,9 +95,11 @@ def read_fasta(path, *, uppercase=True):
     Raises
     ------
     ValueError
-        For an empty file, sequence lines before the first header, an empty
-        name, a repeated name, a header without sequence, or a character that
-        is not a letter, '*', '-' or '.'; the message names the file and line.
+        For an empty file, text that is not UTF-8, a truncated gzip stream,
+        sequence lines before the first header, an empty name, a repeated
+        name, a header without sequence, or a character that is not a letter
+        or '*' -- notably the gap characters '-' and '.' of an alignment. The
+        message names the file, the line and the record.
 
     Examples
     --------
@@ -121,8 +139,15 @@ def read_fasta(path, *, uppercase=True):
             raise lines.error(number, "sequence data before the first '>' header")
         compact = "".join(text.split())
         if not _SEQUENCE_LINE.fullmatch(compact):
-            bad = next(c for c in compact if not _SEQUENCE_LINE.fullmatch(c))
-            raise lines.error(number, f"unexpected character {bad!r} in a sequence line")
+            column, bad = next(
+                (i, c) for i, c in enumerate(compact) if not _SEQUENCE_LINE.fullmatch(c)
+            )
+            what = "gap character" if bad in "-." else "unexpected character"
+            hint = " (an alignment? remove the gaps)" if bad in "-." else ""
+            raise lines.error(
+                number, f"record {name!r}: {what} {bad!r} at position "
+                f"{sum(map(len, parts)) + column + 1} of the sequence{hint}"
+            )
         parts.append(compact)
     finish()
     if not sequences:

@@ -1,0 +1,73 @@
+"""Every ``skem`` command on every bad-input fixture: exit code 2, one line on stderr naming the file.
+
+The fixtures in ``tests/data/bad/`` (described in its README) are inputs that
+must fail whatever a reader does in detail: a missing, empty, binary or
+truncated file, or one with the wrong columns.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from skem.cli import main
+from skem.datasets import example_path
+
+BAD = Path(__file__).parent / "data" / "bad"
+EQ_CLASSES = str(example_path("transcripts_eq_classes.txt.gz"))
+LENGTHS = str(example_path("transcripts_lengths.tsv"))
+
+#: What fails for any reader: missing, empty, binary garbage, truncated gzip.
+ANY_FILE = ["missing.txt", "empty.txt", "garbage.bin", "truncated.csv.gz"]
+
+#: (command line with {} for the bad file, bad files for it)
+CASES = [
+    (["nbmix", "{}", "-k", "2"], ANY_FILE + ["counts_ragged.csv"]),
+    (["quant", "--eq-classes", "{}", "--lengths", LENGTHS],
+     ANY_FILE + ["eq_classes_wrong_columns.txt"]),
+    (["quant", "--eq-classes", EQ_CLASSES, "--lengths", "{}", "--fragment-length", "100"],
+     ANY_FILE + ["lengths_wrong_columns.tsv"]),
+    (["quant", "--alignments", "{}", "--lengths", LENGTHS],
+     ANY_FILE + ["alignments_wrong_columns.tsv", "garbage.bam"]),
+    (["motif", "{}", "-w", "4"], ANY_FILE + ["fasta_gaps.fa", "fasta_no_header.fa"]),
+]
+
+
+#: Known gaps, for the owners of the command modules (strict: they fail loudly once fixed).
+XFAIL = {
+    ("quant", "alignments_wrong_columns.tsv"): "skem/cli/_quant.py reads the alignment table with "
+    "pd.read_csv and alignments_to_matrix(table), whose error does not name the file",
+}
+
+
+def _params():
+    for argv, files in CASES:
+        for name in files:
+            reason = XFAIL.get((argv[0], name))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(argv, name, id=f"{argv[0]}-{argv[1]}-{name}", marks=marks)
+
+
+@pytest.mark.parametrize("argv, bad", list(_params()))
+def test_bad_input_ends_in_one_line_naming_the_file(tmp_path, capsys, argv, bad):
+    path = str(BAD / bad)
+    argv = [path if a == "{}" else a for a in argv]
+    assert main(["-q", *argv, "-o", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"skem {argv[0]}: error: ")
+    assert "Traceback" not in captured.err
+    assert bad in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("command", ["demo", "nbmix", "quant", "motif"])
+def test_output_that_is_a_file_fails_before_any_work(tmp_path, capsys, command):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    inputs = {"demo": [], "nbmix": [str(example_path("negbin_counts.csv.gz"))],
+              "quant": ["--eq-classes", EQ_CLASSES, "--lengths", LENGTHS],
+              "motif": [str(example_path("motif_sequences.fa.gz")), "-w", "8"]}[command]
+    assert main([command, *inputs, "-o", str(taken)]) == 2
+    err = capsys.readouterr().err  # progress on: nothing was started
+    assert err.strip().splitlines() == [f"skem {command}: error: -o {taken}: exists and is not a folder"]
