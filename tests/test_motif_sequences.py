@@ -342,3 +342,46 @@ def test_enumeration_helper_agrees_with_itself_on_oops_vs_zoops_at_gamma_one():
     for sequence in ("ACGTA", "GGCAT"):
         assert np.isclose(_brute_force_loglik(sequence, params, "zoops", True),
                           _brute_force_loglik(sequence, params, "oops", True))
+
+
+# ------------------------------------------------------------------------- the command
+
+
+def test_command_fits_sequences_and_names_sites_by_record(tmp_path, capsys):
+    from skem.cli import main
+    from skem.io import read_meme
+
+    sequences, planted, pwm = make_motif_sequences(120, 80, width=8, both_strands=True,
+                                                   random_state=2)
+    fasta = tmp_path / "seqs.fa"
+    fasta.write_text("".join(f">{n} description\n{s}\n" for n, s in sequences.items()))
+    argv = ["-q", "motif", str(fasta), "--minw", "7", "--maxw", "9", "--revcomp",
+            "--mode", "oops", "-o", str(tmp_path / "out")]
+    assert main(argv) == 0
+    motifs = read_meme(tmp_path / "out" / "motifs.meme")
+    assert motifs["motif1"].attrs["nsites"] == 120 and motifs["motif1"].attrs["E"] < 1e-3
+    sites = pd.read_csv(tmp_path / "out" / "sites.tsv", sep="\t")
+    assert set(sites["sequence"]) <= set(sequences)
+    assert "E-value" in capsys.readouterr().out
+
+
+def test_command_rna_alphabet(tmp_path):
+    from skem.cli import main
+
+    sequences, _, _ = make_motif_sequences(60, 50, width=6, alphabet="ACGU", random_state=0)
+    fasta = tmp_path / "rna.fa"
+    fasta.write_text("".join(f">{n}\n{s}\n" for n, s in sequences.items()))
+    assert main(["-q", "motif", str(fasta), "-w", "6", "--alphabet", "rna",
+                 "-o", str(tmp_path / "out")]) == 0
+    assert "ALPHABET= ACGU" in (tmp_path / "out" / "motifs.meme").read_text()
+
+
+def test_command_errors_name_the_record_and_the_file(tmp_path, capsys):
+    from skem.cli import main
+
+    fasta = tmp_path / "bad.fa"
+    fasta.write_text(">ok\nACGTACGTAC\n>broken\nACGTAJGTAC\n")
+    assert main(["-q", "motif", str(fasta), "-w", "5", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "broken" in err and "bad.fa" in err

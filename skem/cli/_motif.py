@@ -4,68 +4,102 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ._common import UserError, existing, output_dir
+from ._common import (
+    UserError,
+    existing,
+    first_line,
+    output_dir,
+    positive_int,
+    probability,
+    non_negative_int,
+    reading,
+)
+
+#: --alphabet names; any other value is the letters themselves.
+ALPHABETS = {"dna": "ACGT", "rna": "ACGU", "protein": "ACDEFGHIKLMNPQRSTVWY"}
 
 
 def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
     motif = commands.add_parser(
-        "motif", help="find a motif in FASTA sequences",
-        description="Cut sequences into windows, fit MotifMixture; write motifs.meme "
-                    "(MEME minimal format), sites.tsv and a logo per motif.",
+        "motif", help="find motifs in FASTA sequences",
+        description="Fit MEME's sequence models (MotifMixture(width=..., mode=...)) to whole "
+                    "sequences; write motifs.meme (MEME minimal format, with nsites= and E=), "
+                    "sites.tsv (sites by sequence name) and a logo per motif.",
     )
     motif.add_argument("sequences", help="FASTA file (optionally .gz)")
-    motif.add_argument("-w", "--width", type=int, required=True, help="motif width")
-    motif.add_argument("--both-strands", action="store_true",
-                       help="a site may lie on either strand (MotifMixture(revcomp=True))")
-    motif.add_argument("--n-motifs", type=int, default=1)
-    motif.add_argument("--n-init", type=int, default=1)
-    motif.add_argument("--threshold", type=float, default=0.5, help="posterior to report a site")
-    motif.add_argument("--seed", type=int, default=0)
+    motif.add_argument("-w", "--width", type=positive_int, help="motif width (or --minw/--maxw)")
+    motif.add_argument("--minw", type=positive_int, help="smallest width tried (default 8)")
+    motif.add_argument("--maxw", type=positive_int, help="largest width tried (default 20)")
+    motif.add_argument("--mode", choices=["oops", "zoops", "tcm"], default="zoops",
+                       help="sites per sequence: one, zero or one (default), any number")
+    motif.add_argument("--revcomp", "--both-strands", dest="revcomp", action="store_true",
+                       help="a site may lie on either strand (nucleotides)")
+    motif.add_argument("--pal", action="store_true",
+                       help="palindromic motifs: equal to their reverse complement (MEME -pal)")
+    motif.add_argument("--alphabet", default="dna",
+                       help="dna (default), rna, protein, or the letters themselves")
+    motif.add_argument("--n-motifs", type=positive_int, default=1)
+    motif.add_argument("--n-init", type=positive_int, default=1)
+    motif.add_argument("--threshold", type=probability, default=0.5,
+                       help="posterior to report a site")
+    motif.add_argument("--seed", type=non_negative_int, default=0)
     motif.add_argument("-o", "--output", required=True, help="output folder")
     motif.set_defaults(run=run)
+
+
+def _widths(args):
+    if args.width is not None:
+        if args.minw is not None or args.maxw is not None:
+            raise UserError("give either -w or --minw/--maxw, not both")
+        return args.width
+    low = args.minw if args.minw is not None else 8
+    high = args.maxw if args.maxw is not None else max(20, low)
+    if low > high:
+        raise UserError(f"--minw {low} is larger than --maxw {high}")
+    return (low, high)
 
 
 def run(args, out, progress):
     from .. import MotifMixture
     from ..io import read_fasta, write_meme
-    from ..sequences import sequence_windows
 
-    sequences = read_fasta(existing(args.sequences))
+    widths = _widths(args)
+    alphabet = ALPHABETS.get(args.alphabet.lower(), args.alphabet)
+    with reading(args.sequences):
+        sequences = read_fasta(existing(args.sequences))
     if not sequences:
         raise UserError(f"{args.sequences}: no sequences")
-    short = [name for name, s in sequences.items() if len(s) < args.width]
-    if short:
-        raise UserError(f"{args.sequences}: sequence {short[0]!r} is shorter than -w {args.width}")
-    # Both strands: forward windows, each site on either strand of its window (revcomp).
-    windows = sequence_windows(sequences, args.width)
-    progress(f"{len(sequences)} sequences -> {len(windows)} windows of width {args.width}"
-             + (", either strand" if args.both_strands else ""))
+    shortest = widths if isinstance(widths, int) else widths[0]
+    if max(len(s) for s in sequences.values()) < shortest:
+        raise UserError(f"{args.sequences}: every sequence is shorter than the width {shortest}")
+    progress(f"{len(sequences)} sequences, {sum(map(len, sequences.values()))} letters; "
+             f"mode {args.mode}, width {widths}" + (", either strand" if args.revcomp else ""))
     model = MotifMixture(
-        n_components=args.n_motifs + 1,
-        background="position-independent",
-        revcomp=args.both_strands,
-        n_init=args.n_init,
-        random_state=args.seed,
-    ).fit(windows.windows)
+        width=widths, mode=args.mode, n_motifs=args.n_motifs, revcomp=args.revcomp or args.pal,
+        palindromic=args.pal, alphabet=alphabet, n_init=args.n_init, random_state=args.seed,
+    )
+    try:
+        model.fit(sequences)
+    except ValueError as error:
+        # Errors about the data name the FASTA record; say which file it is in.
+        raise UserError(f"{args.sequences}: {first_line(error)}") from error
     progress(f"fitted in {model.n_iter_} iterations")
     output = output_dir(args.output)
-    motifs = {f"motif{k}": model.pwms_[k] for k in range(1, model.n_components)}
-    site_windows = model.weights_[1:] * len(windows)
-    write_meme(output / "motifs.meme", motifs, background=model.background_,
-               nsites={name: float(n) for name, n in zip(motifs, site_windows)})
-    posterior = model.predict_proba(windows.windows)
-    sites = pd.concat(
-        [windows.sites(posterior[:, k], threshold=args.threshold,
-                       minus_strand=model.predict_strand_proba(windows.windows, k)[:, 1])
-         .assign(motif=f"motif{k}")
-         for k in range(1, model.n_components)],
-        ignore_index=True,
-    )
+    names = [f"motif{k}" for k in range(1, len(model.pwms_))]
+    write_meme(output / "motifs.meme", dict(zip(names, model.pwms_[1:])), alphabet=model.alphabet_,
+               background=model.background_, nsites=dict(zip(names, model.nsites_)),
+               evalues=dict(zip(names, model.evalues_)),
+               strands="+ -" if model.revcomp or model.palindromic else "+")
+    sites = model.sites(sequences, threshold=args.threshold)
+    sites["motif"] = [names[k - 1] for k in sites["motif"]]
+    sites = sites.rename(columns={"posterior": "probability"})
     sites.to_csv(output / "sites.tsv", sep="\t", index=False)
-    for k in range(1, model.n_components):
-        out(f"motif{k}: consensus {model.consensus_[k]}, {site_windows[k - 1]:.0f} sites expected, "
-            f"{int((sites['motif'] == f'motif{k}').sum())} found at posterior >= {args.threshold}")
+    for k, name in enumerate(names):
+        out(f"{name}: consensus {model.consensus_[k + 1]}, width {model.widths_[k]}, "
+            f"{model.nsites_[k]:.0f} sites expected, "
+            f"{int((sites['motif'] == name).sum())} found at posterior >= {args.threshold}, "
+            f"E-value {model.evalues_[k]:.2g}")
     written = ["motifs.meme", "sites.tsv"] + _logos(model, output)
     progress(f"wrote {', '.join(written)} to {output}")
 
@@ -83,7 +117,7 @@ def _logos(model, output):
     from ..plotting import plot_logo
 
     names = []
-    for k in range(1, model.n_components):
+    for k in range(1, len(model.pwms_)):
         figure = plot_logo(model, k).ax.figure
         figure.savefig(output / f"logo_motif{k}.png", dpi=120, bbox_inches="tight")
         plt.close(figure)
