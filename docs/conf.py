@@ -13,8 +13,14 @@ editing these files.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import skem
@@ -32,16 +38,88 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "sphinxarg.ext",  # sphinx-argparse: the command-line reference from skem.cli's parser
 ]
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "examples/GALLERY_HEADER.rst"]
 root_doc = "index"
 default_role = "literal"
+# Curly quotes and ellipses, but "--option" stays two hyphens (not an en dash).
+smartquotes_action = "qe"
+
+DOCS = Path(__file__).resolve().parent
+
+# -- math, offline ---------------------------------------------------------------------
+
+# The site must read the same with no network: MathJax 3 is served from the
+# build's _static folder, copied from the sphinx-mathjax-offline package (the
+# docs extra), not loaded from a CDN. .ci/run checks the HTML for CDN links.
+MATHJAX = Path(importlib.util.find_spec("sphinx-mathjax-offline").origin).parent / "static" / "mathjax"
+mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _copy_mathjax(app, exception):
+    """Copy tex-chtml.js with the fonts and the extensions it loads on demand."""
+    from sphinx.util.fileutil import copy_asset
+
+    if exception is None and app.builder.format == "html":
+        unused = ("mml-", "tex-svg", "tex-mml", "tex-chtml-full", "node-main", "latest.js",
+                  "output/svg")
+        copy_asset(MATHJAX, Path(app.outdir) / "_static" / "mathjax",
+                   excluded=lambda path: str(path).removeprefix("./").startswith(unused))
+
+
+# -- links to the libraries skem builds on ---------------------------------------------
+
+# CI has no network: the inventories of the names we link are written here from
+# this table (sphinx's inventory format, version 2) instead of fetched.
+INTERSPHINX = {
+    "sklearn": ("https://scikit-learn.org/stable/", "modules/generated/{}.html#{}", [
+        "sklearn.mixture.GaussianMixture", "sklearn.mixture.BayesianGaussianMixture",
+        "sklearn.pipeline.Pipeline", "sklearn.model_selection.GridSearchCV",
+        "sklearn.model_selection.cross_val_score", "sklearn.base.BaseEstimator",
+        "sklearn.base.clone", "sklearn.exceptions.ConvergenceWarning", "sklearn.cluster.KMeans",
+    ]),
+    "numpy": ("https://numpy.org/doc/stable/", "reference/generated/{}.html#{}", [
+        "numpy.ndarray", "numpy.random.Generator", "numpy.random.RandomState",
+    ]),
+    "scipy": ("https://docs.scipy.org/doc/scipy/", "reference/generated/{}.html#{}", [
+        "scipy.sparse.csr_matrix", "scipy.sparse.csr_array", "scipy.stats.nbinom",
+        "scipy.optimize.minimize",
+    ]),
+    "pandas": ("https://pandas.pydata.org/docs/", "reference/api/{}.html#{}", [
+        "pandas.DataFrame", "pandas.Series", "pandas.read_csv",
+    ]),
+}
+_INVENTORIES = DOCS / "generated" / "inventories"
+
+
+def _write_inventory(project, pattern, names):
+    """A sphinx objects.inv (version 2) for ``names``: classes if capitalized, else functions."""
+    lines = []
+    for name in names:
+        role = "class" if name.rsplit(".", 1)[1][:1].isupper() else "function"
+        if name.endswith("Warning"):
+            role = "exception"
+        lines.append(f"{name} py:{role} 1 {pattern.format(name, name)} -\n")
+    header = (f"# Sphinx inventory version 2\n# Project: {project}\n# Version: \n"
+              "# The remainder of this file is compressed using zlib.\n")
+    path = _INVENTORIES / f"{project}.inv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header.encode() + zlib.compress("".join(lines).encode()))
+    return str(path)
+
+
+intersphinx_mapping = {
+    project: (url, _write_inventory(project, pattern, names))
+    for project, (url, pattern, names) in INTERSPHINX.items()
+}
 
 # -- autodoc / autosummary / numpydoc --------------------------------------------------
 
@@ -75,6 +153,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "min_reported_time": 1,
     "download_all_examples": False,
+    # The execution-times pages load jQuery and DataTables from CDNs: not written.
+    "write_computation_times": False,
 }
 
 # Warnings raised inside the examples are printed into the built page, not
@@ -85,7 +165,8 @@ warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skem {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["skem.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navbar_align": "left",
@@ -97,9 +178,11 @@ html_theme_options = {
 html_sidebars = {"index": [], "getting_started": [], "performance": []}
 
 
-# -- optional pages ----------------------------------------------------------------------
+# Object entries in the page's table of contents: "predict_proba()", not
+# "NegBinMixture.predict_proba()" (which the right-hand column cut off).
+toc_object_entries_show_parents = "hide"
 
-DOCS = Path(__file__).resolve().parent
+# -- optional pages ----------------------------------------------------------------------
 
 
 def _add_optional_pages(app, docname, source):
@@ -114,6 +197,58 @@ def _reread_user_guide(app, env, added, changed, removed):
     return ["user_guide/index"] if "dask" in added | removed else []
 
 
+# -- the API index and the landing figure -------------------------------------------------
+
+API_MODULES = ["skem", "skem.datasets", "skem.io", "skem.plotting", "skem.transcripts",
+               "skem.samples", "skem.sequences", "skem.motifs"]
+
+
+def _api_index(app, docname, source):
+    """Append to api.rst one table of classes and one of functions per module, from its ``__all__``."""
+    if docname != "api":
+        return
+    text = ["", "Index of classes and functions", "==============================", ""]
+    for name in API_MODULES:
+        module = importlib.import_module(name)
+        members = [(item, getattr(module, item)) for item in getattr(module, "__all__", [])]
+        classes = [item for item, obj in members if inspect.isclass(obj)]
+        functions = [item for item, obj in members if inspect.isfunction(obj)]
+        if not classes and not functions:
+            continue
+        text += [f"``{name}``", "-" * (len(name) + 4), "", f".. currentmodule:: {name}", ""]
+        for title, items in (("Classes", classes), ("Functions", functions)):
+            if items:
+                text += [f".. rubric:: {title}", "", ".. autosummary::", "   :nosignatures:", ""]
+                text += [f"   {item}" for item in items] + [""]
+    source[0] += "\n".join(text) + "\n"
+
+
+def _landing_figure(app):
+    """The demo's three panels, side by side, for the landing page (generated/landing.png)."""
+    import matplotlib.pyplot as plt
+
+    from skem.cli import main
+
+    folder = DOCS / "generated" / "demo"
+    target = DOCS / "generated" / "landing.png"
+    with contextlib.redirect_stdout(io.StringIO()):
+        if main(["-q", "demo", "-o", str(folder)]) != 0:
+            raise RuntimeError("skem demo failed while drawing the landing figure")
+    names = ["negbin_histogram.png", "transcripts_vs_truth.png", "motif_logo.png"]
+    images = [plt.imread(folder / name) for name in names]
+    widths = [image.shape[1] / image.shape[0] for image in images]
+    fig, axes = plt.subplots(1, 3, figsize=(4 * sum(widths), 4),
+                             gridspec_kw={"width_ratios": widths})
+    for ax, image in zip(axes, images):
+        ax.imshow(image)
+        ax.axis("off")
+    fig.savefig(target, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def setup(app):
     app.connect("source-read", _add_optional_pages)
+    app.connect("source-read", _api_index)
     app.connect("env-get-outdated", _reread_user_guide)
+    app.connect("builder-inited", _landing_figure)
+    app.connect("build-finished", _copy_mathjax)
