@@ -55,7 +55,13 @@ from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, EMModel, RowData, run_em
 from ._rows import compress_rows
 
-__all__ = ["TranscriptQuantifier", "effective_lengths", "equivalence_classes"]
+__all__ = [
+    "TranscriptQuantifier",
+    "effective_lengths",
+    "effective_lengths_from_pmf",
+    "equivalence_classes",
+    "fragment_log_pmf",
+]
 
 #: Expected read counts below this are set to zero at the end of a fit (as kallisto and salmon do).
 TRUNCATE_BELOW = 1e-8
@@ -137,17 +143,58 @@ def effective_lengths(lengths, fragment_length=None, fragment_length_sd=None):
     if not fragment_length_sd or fragment_length_sd < 1e-6:
         # (below 1e-6 the discretized normal is a point mass up to rounding; its square overflows)
         return np.maximum(lengths - fragment_length + 1.0, 1.0)
-    support = max(MAX_FRAGMENT_LENGTH, int(np.ceil(fragment_length + 10 * fragment_length_sd)))
-    # starts[L] = E[L - f | f <= L] = eff_length(L) - 1 for L = 1..support, by the recursion
+    return effective_lengths_from_pmf(lengths, fragment_log_pmf(fragment_length, fragment_length_sd))
+
+
+def fragment_log_pmf(mean, sd):
+    """Log of the discretized normal fragment-length distribution, unnormalized.
+
+    Parameters
+    ----------
+    mean, sd : float
+        Mean (> 0) and standard deviation (> 0) of the fragment length.
+
+    Returns
+    -------
+    log_pmf : ndarray of shape (F + 1,)
+        ``log P(f)`` up to a constant for ``f = 0..F`` (``-inf`` at 0), with
+        ``F = max(1000, ceil(mean + 10 sd))``.
+    """
+    support = max(MAX_FRAGMENT_LENGTH, int(np.ceil(mean + 10 * sd)))
+    frag = np.arange(support + 1, dtype=float)
+    log_pmf = -0.5 * ((frag - mean) / sd) ** 2
+    log_pmf[0] = -np.inf
+    return log_pmf
+
+
+def effective_lengths_from_pmf(lengths, log_pmf):
+    """Effective lengths ``L + 1 - E[f | f <= L]`` for any fragment-length distribution.
+
+    Parameters
+    ----------
+    lengths : ndarray of shape (n_transcripts,)
+        Transcript lengths (> 0).
+    log_pmf : ndarray of shape (F + 1,)
+        ``log P(f)`` up to a constant for ``f = 0..F`` (``-inf`` where ``P`` is 0).
+
+    Returns
+    -------
+    eff_lengths : ndarray of shape (n_transcripts,)
+        Effective lengths, each >= 1 (a length below every possible fragment gets 1).
+    """
+    support = log_pmf.shape[0] - 1
+    # starts[L] = E[L - f | f <= L] = eff_length(L) - 1 for L = 1..F, by the recursion
     # starts[L] = q(L) (starts[L - 1] + 1) with q(L) = P(f <= L - 1) / P(f <= L): each
     # fragment that fits L - 1 has one more start on L. The cumulative masses are kept in
     # log space (far below the mean they underflow, their ratio does not), and the
     # recursion adds small numbers to small numbers, so the tail keeps full precision.
-    frag = np.arange(1, support + 1, dtype=float)
-    log_mass = np.logaddexp.accumulate(-0.5 * ((frag - fragment_length) / fragment_length_sd) ** 2)
-    kept = np.exp(log_mass[:-1] - log_mass[1:]).tolist()
+    # Lengths that no fragment fits (P(f <= L) = 0) have q = 0: one start.
+    log_mass = np.logaddexp.accumulate(log_pmf)
+    with np.errstate(invalid="ignore"):
+        kept = np.exp(log_mass[1:-1] - log_mass[2:])
+    kept = np.nan_to_num(kept, nan=0.0).tolist()
     starts = [0.0, 0.0]  # index 0 unused; a transcript of length 1 has one start whatever P
-    for q in kept:  # support steps (1000 for the usual means), once per fit
+    for q in kept:  # F steps (1000 for the usual means), once per fit
         starts.append(q * (starts[-1] + 1.0))
     starts = np.asarray(starts)
     upto = np.clip(np.floor(lengths), 1, support).astype(np.intp)
@@ -867,6 +914,11 @@ class TranscriptQuantifier(BaseEM):
         rng = check_random_state(self.random_state)
         data = data.select(data.assigned)
         n_reads = int(round(data.weights.sum()))
+        if n_reads < 1:
+            raise ValueError(
+                f"n_bootstraps={self.n_bootstraps} needs at least one read to resample; the reads "
+                f"compatible with some transcript weigh {data.weights.sum():g} in total."
+            )
         probabilities = data.weights / data.weights.sum()
         resampled = rng.multinomial(n_reads, probabilities, size=self.n_bootstraps).astype(float)
         model, controls = self._model, self._controls()

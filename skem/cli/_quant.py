@@ -2,65 +2,108 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from ._common import UserError, existing, output_dir
+from ._common import (
+    UserError,
+    existing,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_float,
+    reading,
+)
 
 
 def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
+    from ..io._bam import LIBRARY_TYPES
+
     quant = commands.add_parser(
         "quant", help="transcript abundances from equivalence classes or alignments",
-        description="Fit TranscriptQuantifier; write abundance.tsv with kallisto's columns.",
+        description="Fit TranscriptQuantifier; write abundance.tsv (kallisto's columns), quant.sf "
+                    "and salmon's aux_info (with --bootstraps, the replicates tximport reads).",
     )
     source = quant.add_mutually_exclusive_group(required=True)
     source.add_argument("--eq-classes", help="salmon's eq_classes.txt[.gz] (from --dumpEq)")
-    source.add_argument("--alignments", help="BAM/SAM aligned to the transcriptome, or a TSV "
-                                             "with read_id, transcript_id[, weight]")
+    source.add_argument("--tcc", nargs=3, metavar=("MATRIX_EC", "TRANSCRIPTS", "COUNTS"),
+                        help="kallisto's TCC files: matrix.ec, transcripts.txt and the counts "
+                             "(MatrixMarket, summed over its rows, or '<ec>\\t<count>' lines)")
+    source.add_argument("--alignments", help="BAM/SAM aligned to the transcriptome (alignment "
+                                             "likelihoods: scores, fragment lengths, positions), "
+                                             "or a TSV with read_id, transcript_id[, weight]")
     quant.add_argument("--lengths", help="transcript lengths: salmon's quant.sf, kallisto's "
-                                         "abundance.tsv or a two-column table")
-    quant.add_argument("--fragment-length", type=float, help="mean fragment length")
-    quant.add_argument("--fragment-sd", type=float, help="fragment length standard deviation")
+                                         "abundance.tsv (their effective lengths are used) or a "
+                                         "two-column table")
+    quant.add_argument("--fragment-length", type=positive_float, help="mean fragment length")
+    quant.add_argument("--fragment-sd", type=positive_float,
+                       help="fragment length standard deviation (needs --fragment-length)")
+    quant.add_argument("--library-type", choices=LIBRARY_TYPES, default="A",
+                       help="BAM/SAM only: salmon's library type (default A: detect)")
     quant.add_argument("--method", choices=["em", "vbem"], default="em")
-    quant.add_argument("--prior", type=float, default=0.0, help="Dirichlet pseudo-count per transcript")
-    quant.add_argument("--bootstraps", type=int, default=0)
-    quant.add_argument("--seed", type=int, default=0)
+    quant.add_argument("--prior", type=non_negative_float, default=0.0,
+                       help="Dirichlet pseudo-count per transcript")
+    quant.add_argument("--bootstraps", type=non_negative_int, default=0,
+                       help="bootstrap replicates, written in salmon's aux_info/bootstrap layout")
+    quant.add_argument("--seed", type=non_negative_int, default=0)
     quant.add_argument("-o", "--output", required=True, help="output folder")
     quant.set_defaults(run=run)
 
 
 def run(args, out, progress):
     from .. import TranscriptQuantifier
-    from ..io import alignments_to_matrix, read_bam, read_lengths, read_salmon_eq_classes
-    from ..io import write_kallisto_abundance
+    from ..io import (
+        alignments_to_matrix,
+        read_alignments,
+        read_kallisto_tcc,
+        read_salmon_eq_classes,
+        write_kallisto_abundance,
+        write_salmon_dir,
+    )
 
     if args.fragment_sd is not None and args.fragment_length is None:
         raise UserError("--fragment-sd needs --fragment-length (the mean fragment length)")
-    effective = None
-    if args.eq_classes:
+    lengths = effective = None
+    weights = None
+    if args.eq_classes or args.tcc:
         if not args.lengths:
-            raise UserError("--eq-classes needs --lengths (salmon's quant.sf or a two-column table)")
-        classes = read_salmon_eq_classes(existing(args.eq_classes))
+            raise UserError("equivalence classes need --lengths (salmon's quant.sf, kallisto's "
+                            "abundance.tsv or a two-column table)")
+        if args.eq_classes:
+            classes = read_salmon_eq_classes(existing(args.eq_classes))
+        else:
+            classes = read_kallisto_tcc(*(existing(p) for p in args.tcc))
         X, weights, names = classes.X, classes.counts, list(classes.transcript_names)
         weighted = classes.weighted
         progress(f"read {X.shape[0]} equivalence classes over {X.shape[1]} transcripts")
     else:
         source = existing(args.alignments)
         if source.suffix.lower() in {".bam", ".sam"}:
-            aligned = read_bam(source)
+            aligned = read_alignments(
+                source, library_type=args.library_type, fragment_length=args.fragment_length,
+                fragment_length_sd=args.fragment_sd,
+            )
+            X, weights, names = aligned.X, aligned.counts, list(aligned.transcript_names)
+            weighted = True  # alignment likelihoods include the position (length) term
+            lengths, effective = aligned.transcript_lengths, aligned.effective_lengths
+            progress(
+                f"read {aligned.n_fragments} {'fragments (pairs)' if aligned.paired else 'reads'}, "
+                f"library type {aligned.library_type}: {aligned.n_unassigned} without a valid "
+                f"alignment; {X.shape[0]} classes over {X.shape[1]} transcripts"
+            )
+            if args.lengths:
+                progress("ignoring --lengths: the BAM header has the lengths")
         else:
-            table = pd.read_csv(source, sep="\t")
+            with reading(source):
+                table = pd.read_csv(source, sep="\t")
             weight = "weight" if "weight" in table.columns else None
             aligned = alignments_to_matrix(table, weight=weight)
-        X, weights, names, weighted = aligned.X, None, list(aligned.transcript_names), False
-        progress(f"read {X.shape[0]} reads aligned to {X.shape[1]} transcripts")
-        if aligned.transcript_lengths is not None and not args.lengths:
-            lengths = np.asarray(aligned.transcript_lengths, dtype=float)
-    if args.lengths:
+            X, names, weighted = aligned.X, list(aligned.transcript_names), False
+            progress(f"read {X.shape[0]} reads aligned to {X.shape[1]} transcripts")
+            if not args.lengths:
+                raise UserError("an alignment table needs --lengths")
+    if lengths is None:
         lengths, effective = _lengths_from_file(args, names, weighted, progress)
-    elif args.eq_classes or "lengths" not in locals():
-        raise UserError("transcript lengths are needed: give --lengths")
     model = TranscriptQuantifier(
         lengths=lengths,
         fragment_length=None if effective is not None else args.fragment_length,
@@ -73,11 +116,13 @@ def run(args, out, progress):
         n_bootstraps=args.bootstraps,
         random_state=args.seed,
     )
-    progress(f"quantifying ({args.method}{', with salmon weights' if weighted else ''})")
+    progress(f"quantifying ({args.method}{', with alignment/salmon weights' if weighted else ''})")
     model.fit(X, sample_weight=weights)
     output = output_dir(args.output)
     write_kallisto_abundance(model.abundance_, output / "abundance.tsv")
-    progress(f"{model.n_iter_} iterations; wrote abundance.tsv to {output}")
+    write_salmon_dir(model, output)
+    extra = f", {args.bootstraps} bootstraps in aux_info/bootstrap" if args.bootstraps else ""
+    progress(f"{model.n_iter_} iterations; wrote abundance.tsv and quant.sf{extra} to {output}")
     top = model.abundance_.sort_values("est_counts", ascending=False).head(10)
     out(top.round(2).to_string(index=False))
 

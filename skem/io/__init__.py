@@ -1,5 +1,6 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
+from ._bam import AlignmentClasses, read_alignments
 from ._motif import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
 from ._quant import (
     AlignedReads,
@@ -13,14 +14,17 @@ from ._quant import (
     read_salmon_eq_classes,
     read_salmon_quant,
     write_kallisto_abundance,
+    write_salmon_dir,
     write_salmon_quant,
 )
 
 __all__ = [
     "AlignedReads",
+    "AlignmentClasses",
     "EquivalenceClasses",
     "alignments_to_matrix",
     "lengths_file_kind",
+    "read_alignments",
     "read_bam",
     "read_fasta",
     "read_jaspar",
@@ -33,5 +37,6 @@ __all__ = [
     "write_jaspar",
     "write_kallisto_abundance",
     "write_meme",
+    "write_salmon_dir",
     "write_salmon_quant",
 ]

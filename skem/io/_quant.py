@@ -41,6 +41,7 @@ __all__ = [
     "read_salmon_eq_classes",
     "read_salmon_quant",
     "write_kallisto_abundance",
+    "write_salmon_dir",
     "write_salmon_quant",
 ]
 
@@ -679,6 +680,15 @@ def read_bam(path):
                     if mates is None:
                         mates = reads[name] = (set(), set(), set())
                         order.append(name)
+                    if alignment.is_unmapped and alignment.cigartuples:
+                        # htslib reads a record on a reference missing from the header as
+                        # unmapped (keeping its CIGAR): refuse it rather than drop the read
+                        where = (f"line {header_lines + n_records}" if is_text and header_lines
+                                 else f"record {n_records}")
+                        raise ValueError(
+                            f"{path}, {where}: read {name!r} is mapped to a reference that "
+                            "is not among the header's @SQ lines."
+                        )
                     if alignment.is_unmapped or alignment.is_supplementary:
                         continue
                     mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
@@ -686,6 +696,8 @@ def read_bam(path):
         finally:
             pysam.set_verbosity(save)
     except (ValueError, OSError) as exc:
+        if str(exc).startswith(path):  # our own refusal, already placed
+            raise
         if is_text and header_lines:
             where = f"line {header_lines + n_records + 1}"
         else:
@@ -778,3 +790,57 @@ def write_salmon_quant(abundance, path):
         }
     )
     _write(out, path)
+
+
+def write_salmon_dir(estimator, directory):
+    """Write a salmon-like output folder, with bootstraps where tximport finds them.
+
+    Files: ``quant.sf``, ``cmd_info.json``, ``aux_info/meta_info.json``
+    and, when the estimator has bootstrap replicates, salmon's layout
+    ``aux_info/bootstrap/bootstraps.gz`` (gzip-compressed float64 counts,
+    one replicate after another, transcripts in ``quant.sf`` order) and
+    ``aux_info/bootstrap/names.tsv.gz`` (the names on one tab-separated
+    line). ``tximport(files, type="salmon")`` then imports the replicates as
+    ``infReps``; ``meta_info.json`` has ``num_bootstraps``, ``num_targets``
+    and ``samp_type: "bootstrap"``.
+
+    Parameters
+    ----------
+    estimator : TranscriptQuantifier
+        A fitted estimator (``n_bootstraps >= 0``).
+    directory : str or path-like
+        Output folder, created if needed.
+
+    Returns
+    -------
+    directory : pathlib.Path
+        The folder written.
+    """
+    import json
+    from pathlib import Path
+
+    table = _abundance_table(estimator)
+    replicates = np.asarray(getattr(estimator, "bootstrap_est_counts_", np.empty((0, len(table)))))
+    directory = Path(directory)
+    aux = directory / "aux_info"
+    aux.mkdir(parents=True, exist_ok=True)
+    write_salmon_quant(table, directory / "quant.sf")
+    (directory / "cmd_info.json").write_text(
+        json.dumps({"skem": "TranscriptQuantifier", "auxDir": "aux_info"}, indent=2) + "\n"
+    )
+    names = table["target_id"].astype(str).tolist()
+    meta = {
+        "num_targets": len(names),
+        "num_bootstraps": int(replicates.shape[0]),
+        "samp_type": "bootstrap" if replicates.shape[0] else "none",
+        "num_processed": float(table["est_counts"].sum()),
+    }
+    (aux / "meta_info.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if replicates.shape[0]:
+        boot = aux / "bootstrap"
+        boot.mkdir(exist_ok=True)
+        with gzip.GzipFile(boot / "bootstraps.gz", "wb", mtime=0) as handle:
+            handle.write(np.ascontiguousarray(replicates, dtype="<f8").tobytes())
+        with gzip.GzipFile(boot / "names.tsv.gz", "wb", mtime=0) as handle:
+            handle.write(("\t".join(names) + "\n").encode())
+    return directory

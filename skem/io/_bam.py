@@ -1,0 +1,475 @@
+"""Alignment likelihoods from a BAM/SAM file, like salmon's alignment mode and RSEM.
+
+One pass over the records through pysam keeps a few numbers per alignment
+in compact arrays (no Python object per alignment survives its record); the
+likelihoods are then computed with numpy and the fragments collapsed into
+weighted equivalence classes (fragments with identical likelihood rows), so
+the EM costs O(non-zeros of the classes).
+
+The model of one fragment ``n`` and one transcript ``k`` (of length ``L``)
+it aligns to, with ``P`` the fragment-length distribution on ``1..F``::
+
+    p(n | k) = p_error(n, k) * p_position(n | k)
+
+Error term: ``exp(score_scale * (AS - best AS of the fragment))`` from the
+aligner's ``AS`` tag (for a pair, the sum of the mates' scores; salmon's
+``--scoreExp`` is the same scale, 1 by default). Without an ``AS`` tag the
+score is ``-6 NM`` (bowtie2's largest mismatch penalty), without either the
+term is 1. Alignments whose error term is below ``min_likelihood_ratio``
+are dropped (the role of salmon's ``--minScoreFraction``).
+
+Position term: the fragment's length ``f`` is drawn from ``P`` truncated at
+``L`` and its start uniformly among the ``L - f + 1`` places where it fits::
+
+    paired-end (proper pair, fragment of length f):
+        p_position = P(f) / P(f <= L) / (L - f + 1)
+    single-end (read whose 5' end leaves room for fragments up to m bases):
+        p_position = sum_{f <= min(m, L)} P(f) / (L - f + 1) / P(f <= L)
+
+These are the probabilities of the observed start (and length) under the
+same model whose expected number of starts is the effective length
+(:func:`skem.transcripts.effective_lengths_from_pmf`), so the fit of the
+classes with ``x_includes_length=True`` and those effective lengths is the
+maximum-likelihood estimate of that model.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..transcripts import (
+    MAX_FRAGMENT_LENGTH,
+    effective_lengths_from_pmf,
+    equivalence_classes,
+    fragment_log_pmf,
+)
+
+__all__ = ["AlignmentClasses", "LIBRARY_TYPES", "read_alignments"]
+
+#: salmon's library-type codes that skem understands: A (detect), unstranded, stranded forward or reverse.
+LIBRARY_TYPES = ("A", "U", "SF", "SR", "IU", "ISF", "ISR")
+#: Score per mismatch when the records have NM but no AS tag (bowtie2's largest mismatch penalty).
+NM_PENALTY = 6.0
+#: salmon's prior fragment-length distribution, used for single-end reads without one.
+DEFAULT_FRAGMENT = (250.0, 25.0)
+#: Auto-detection calls a library stranded when more than this fraction of unique fragments agree.
+STRANDED_FRACTION = 0.8
+
+# Kinds of emitted alignments.
+_PAIR, _SINGLE = 0, 1
+
+
+class AlignmentClasses(NamedTuple):
+    """Fragments of a BAM/SAM file as weighted equivalence classes of alignment likelihoods.
+
+    Fit with ``TranscriptQuantifier(x_includes_length=True,
+    effective_lengths=effective_lengths, transcript_names=transcript_names)``
+    and ``sample_weight=counts``.
+
+    Attributes
+    ----------
+    X : csr_matrix of shape (n_classes, n_transcripts)
+        Alignment likelihood of each class on each transcript (error term
+        times position term, each row divided by its largest entry).
+    counts : ndarray of shape (n_classes,)
+        Fragments in each class.
+    transcript_names : ndarray of str of shape (n_transcripts,)
+    transcript_lengths : ndarray of shape (n_transcripts,)
+    effective_lengths : ndarray of shape (n_transcripts,)
+        Under the fragment-length distribution used.
+    fragment_length_pmf : ndarray of shape (F + 1,)
+        ``P(f)`` for ``f = 0..F`` (learned from unique proper pairs, or the
+        normal density given or salmon's default for single-end reads).
+    library_type : str
+        The library type used (detected when "A" was asked).
+    paired : bool
+        Whether the fragments were read as pairs.
+    n_fragments : int
+        Fragments (reads or pairs) in the file.
+    n_unassigned : int
+        Fragments with no valid alignment: unmapped, only supplementary or
+        filtered alignments, or only alignments of the wrong strand.
+    """
+
+    X: sp.csr_matrix
+    counts: np.ndarray
+    transcript_names: np.ndarray
+    transcript_lengths: np.ndarray
+    effective_lengths: np.ndarray
+    fragment_length_pmf: np.ndarray
+    library_type: str
+    paired: bool
+    n_fragments: int
+    n_unassigned: int
+
+
+def _import_pysam():
+    try:
+        import pysam
+    except ImportError as exc:
+        raise ImportError(
+            "reading BAM/SAM files needs pysam; install the 'bam' extra: pip install 'skem[bam]'."
+        ) from exc
+    return pysam
+
+
+def _score(record):
+    if record.has_tag("AS"):
+        return float(record.get_tag("AS"))
+    if record.has_tag("NM"):
+        return -NM_PENALTY * record.get_tag("NM")
+    return 0.0
+
+
+def _scan(path):
+    """One pass over the records: a few numbers per aligned record, in typed arrays.
+
+    Returns the header's names and lengths, the number of fragments (distinct
+    query names) and the record columns as numpy arrays.
+    """
+    pysam = _import_pysam()
+    path = os.fspath(path)
+    with open(path, "rb") as probe:
+        is_text = probe.read(2) != b"\x1f\x8b"  # BAM is BGZF-compressed
+    columns = {"fragment": array("q"), "flag": array("l"), "transcript": array("l"),
+               "start": array("q"), "end": array("q"), "mate_start": array("q"),
+               "score": array("d")}
+    fragment_, flag_, transcript_, start_, end_, mate_, score_ = (
+        columns[c].append for c in columns)
+    n_records = header_lines = 0
+    names = lengths = None
+    try:
+        save = pysam.set_verbosity(0)
+        try:
+            with pysam.AlignmentFile(path, "r") as bam:
+                names = np.asarray(bam.references, dtype=object)
+                lengths = np.asarray(bam.lengths, dtype=float)
+                header_lines = len(str(bam.header).splitlines()) if is_text else 0
+                # Records of one fragment are adjacent unless the file is coordinate-sorted:
+                # a change of name starts a new fragment; otherwise names are looked up.
+                grouped = bam.header.to_dict().get("HD", {}).get("SO") != "coordinate"
+                fragment_of, current, fragment = {}, None, -1
+                for record in bam.fetch(until_eof=True):
+                    n_records += 1
+                    name = record.query_name
+                    if grouped:
+                        if name != current:
+                            current, fragment = name, fragment + 1
+                    else:
+                        fragment = fragment_of.setdefault(name, len(fragment_of))
+                    flag = record.flag
+                    # unmapped (0x4), QC-failed (0x200) and supplementary (0x800) records carry
+                    # no usable alignment; secondary ones (0x100) are alternatives, kept.
+                    # htslib turns a record on a reference missing from the header into an
+                    # unmapped one (with a warning we silence): it keeps its CIGAR, though.
+                    if flag & 0xA04 and not (flag & 0x4 and record.cigartuples):
+                        continue
+                    transcript = record.reference_id
+                    end = record.reference_end
+                    if transcript < 0 or end is None:
+                        where = (f"line {header_lines + n_records}" if is_text
+                                 else f"record {n_records}")
+                        raise _RecordError(
+                            f"{path}, {where}: read {name!r} is mapped to a reference that is "
+                            "not among the header's @SQ lines, or has no CIGAR."
+                        )
+                    fragment_(fragment)
+                    flag_(flag)
+                    transcript_(transcript)
+                    start_(record.reference_start)
+                    end_(end)
+                    mate_(record.next_reference_start)
+                    score_(_score(record))
+                n_fragments = fragment + 1 if grouped else len(fragment_of)
+        finally:
+            pysam.set_verbosity(save)
+    except _RecordError as exc:
+        raise ValueError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        if is_text and header_lines:
+            where = f"line {header_lines + n_records + 1}"
+        else:
+            where = f"record {n_records + 1}" if names is not None else "header"
+        raise ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).") from exc
+    if len(names) == 0:
+        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
+    arrays = {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
+              np.zeros(0, dtype=values.typecode) for name, values in columns.items()}
+    return names, lengths, n_fragments, arrays
+
+
+class _RecordError(Exception):
+    """A record that pysam read but skem refuses (raised past pysam's own errors)."""
+
+
+def _alignments(records):
+    """Fragment alignments from the records: proper pairs, else each aligned record as a single read.
+
+    Returns a dict of arrays ``fragment, transcript, kind, start, end, forward, score``
+    (``forward``: read 1, or the single read, lies on the transcript's strand), and
+    whether any record was paired.
+    """
+    flag = records["flag"]
+    paired = (flag & 0x1) != 0
+    proper = paired & ((flag & 0x2) != 0)
+    first = proper & ((flag & 0x40) != 0)
+    second = proper & ((flag & 0x80) != 0)
+    # A proper pair: read 1 and read 2 of one fragment on one transcript, each at the
+    # other's mate position. Join read 1 records to read 2 records on those four keys.
+    keys = ("fragment", "transcript", "start", "mate_start")
+    ones = pd.DataFrame({k: records[k][first] for k in keys})
+    ones["row1"] = np.flatnonzero(first)
+    twos = pd.DataFrame({"fragment": records["fragment"][second],
+                         "transcript": records["transcript"][second],
+                         "start": records["mate_start"][second],
+                         "mate_start": records["start"][second]})
+    twos["row2"] = np.flatnonzero(second)
+    pairs = ones.merge(twos, on=list(keys), how="inner")
+    row1, row2 = pairs["row1"].to_numpy(), pairs["row2"].to_numpy()
+    # Fragments with no proper pair: every aligned record stands alone (orphan mates too).
+    has_pair = np.zeros(int(records["fragment"].max(initial=-1)) + 1, dtype=bool)
+    has_pair[records["fragment"][row1]] = True
+    alone = np.flatnonzero(~has_pair[records["fragment"]])
+    forward_alone = (flag[alone] & 0x10) == 0
+    forward_alone ^= (flag[alone] & 0x80) != 0  # read 2 forward means read 1 reverse
+    score = records["score"]
+    out = {
+        "fragment": np.concatenate([records["fragment"][row1], records["fragment"][alone]]),
+        "transcript": np.concatenate([records["transcript"][row1], records["transcript"][alone]]),
+        "kind": np.concatenate([np.full(row1.size, _PAIR, np.int8), np.full(alone.size, _SINGLE, np.int8)]),
+        "start": np.concatenate([np.minimum(records["start"][row1], records["start"][row2]),
+                                 records["start"][alone]]),
+        "end": np.concatenate([np.maximum(records["end"][row1], records["end"][row2]),
+                               records["end"][alone]]),
+        "forward": np.concatenate([(flag[row1] & 0x10) == 0, forward_alone]),
+        "score": np.concatenate([score[row1] + score[row2], score[alone]]),
+    }
+    order = np.argsort(out["fragment"], kind="stable")
+    return {k: v[order] for k, v in out.items()}, bool(paired.any())
+
+
+def _library_type(alignments, requested, paired):
+    """The library type to use: the one requested, or detected from fragments aligned once."""
+    prefix = "I" if paired else ""
+    if requested != "A":
+        return prefix + requested.lstrip("I")
+    fragment = alignments["fragment"]
+    once = np.bincount(fragment, minlength=int(fragment.max(initial=-1)) + 1) == 1
+    unique = once[fragment]
+    if not unique.any():
+        return prefix + "U"
+    forward = float(np.mean(alignments["forward"][unique]))
+    if forward > STRANDED_FRACTION:
+        return prefix + "SF"
+    if forward < 1 - STRANDED_FRACTION:
+        return prefix + "SR"
+    return prefix + "U"
+
+
+def _learned_pmf(alignments, support):
+    """Fragment-length distribution of the fragments aligned once as a proper pair.
+
+    The histogram is mixed with 1 % of a normal density of the same mean and sd,
+    so that lengths not seen are unlikely but possible.
+    """
+    fragment = alignments["fragment"]
+    pairs = alignments["kind"] == _PAIR
+    once = np.bincount(fragment, minlength=int(fragment.max(initial=-1)) + 1) == 1
+    lengths = (alignments["end"] - alignments["start"])[pairs & once[fragment]]
+    lengths = lengths[(lengths >= 1) & (lengths <= support)]
+    if lengths.size < 10:
+        raise ValueError(
+            f"only {lengths.size} fragments align once as a proper pair: too few to learn the "
+            "fragment-length distribution; give fragment_length and fragment_length_sd."
+        )
+    mean, sd = float(lengths.mean()), max(float(lengths.std()), 1.0)
+    normal = np.exp(fragment_log_pmf(mean, sd)[: support + 1])
+    histogram = np.bincount(lengths, minlength=support + 1)[: support + 1].astype(float)
+    pmf = 0.99 * histogram / histogram.sum() + 0.01 * normal / normal.sum()
+    with np.errstate(divide="ignore"):
+        return np.log(pmf)
+
+
+def _position_log_prob(alignments, lengths, log_pmf):
+    """``log p_position`` of each alignment (see the module's docstring); -inf where impossible."""
+    support = log_pmf.shape[0] - 1
+    pmf = np.exp(log_pmf - np.max(log_pmf))
+    mass = np.cumsum(pmf)  # P(f <= L), unnormalized like pmf
+    L = lengths[alignments["transcript"]].astype(np.int64)
+    total = mass[np.minimum(L, support)]
+    out = np.full(L.shape, -np.inf)
+    pair = alignments["kind"] == _PAIR
+    f = (alignments["end"] - alignments["start"])[pair]
+    Lp = L[pair]
+    ok = (f >= 1) & (f <= np.minimum(Lp, support))
+    with np.errstate(divide="ignore"):
+        values = np.full(f.shape, -np.inf)
+        values[ok] = np.log(pmf[f[ok]]) - np.log(total[pair][ok]) - np.log(Lp[ok] - f[ok] + 1)
+    out[pair] = values
+    # Single reads: room m for the fragment from the read's 5' end to the transcript's end.
+    single = np.flatnonzero(~pair)
+    if single.size:
+        forward = alignments["forward"][single]
+        room = np.where(forward, L[single] - alignments["start"][single], alignments["end"][single])
+        room = np.clip(np.minimum(room, L[single]), 0, support)
+        with np.errstate(divide="ignore"):  # no fragment fits: log 0 = -inf, dropped
+            out[single] = np.log(_partial_start_sums(room, L[single], pmf)) - np.log(total[single])
+    return out
+
+
+def _partial_start_sums(room, L, pmf, block=4096):
+    """``sum_{f <= room} pmf(f) / (L - f + 1)`` per alignment, in blocks of rows."""
+    support = pmf.shape[0] - 1
+    frag = np.arange(1, support + 1, dtype=float)
+    out = np.empty(room.shape)
+    # Alignments on the same transcript with the same room share the sum: compute each pair once.
+    keys, inverse = np.unique(np.stack([L, room]), axis=1, return_inverse=True)
+    sums = np.empty(keys.shape[1])
+    for begin in range(0, keys.shape[1], block):
+        Lb, mb = keys[0, begin:begin + block, None], keys[1, begin:begin + block, None]
+        terms = np.where(frag[None, :] <= mb, pmf[None, 1:] / np.maximum(Lb - frag[None, :] + 1, 1), 0.0)
+        sums[begin:begin + block] = terms.sum(axis=1)
+    out[:] = sums[inverse.reshape(-1)]
+    return out
+
+
+def read_alignments(
+    path,
+    *,
+    library_type="A",
+    fragment_length=None,
+    fragment_length_sd=None,
+    score_scale=1.0,
+    min_likelihood_ratio=1e-9,
+):
+    """Alignment likelihoods of the fragments of a BAM/SAM file, as weighted equivalence classes.
+
+    The reads must be aligned to the transcriptome (one reference per
+    transcript), for example by ``bowtie2 -k 200`` as RSEM and salmon's
+    alignment mode recommend. See the module :mod:`skem.io._bam` for the
+    model: an error term from the alignment score times the probability of
+    the fragment's position and length on the transcript.
+
+    Fragments: the records of one query name (adjacent records, or grouped
+    by name when the header says ``SO:coordinate``). For paired-end reads,
+    proper pairs (flag 0x2, the mates at each other's positions on one
+    transcript) are the fragment's alignments; a fragment with no proper
+    pair uses each aligned mate as a single read (orphans and discordant
+    mates, as salmon keeps orphans). Secondary alignments are used,
+    supplementary, QC-failed and unmapped records are not; a fragment left
+    with no valid alignment is counted in ``n_unassigned``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        BAM or SAM file.
+    library_type : {"A", "U", "SF", "SR", "IU", "ISF", "ISR"}, default="A"
+        salmon's codes: "A" detects the strandedness from the fragments
+        aligned once (more than 80 % with read 1 on one strand: stranded);
+        "U"/"IU" unstranded; "SF"/"ISF" read 1 on the transcript's strand,
+        "SR"/"ISR" on the opposite strand (dUTP). Stranded types drop
+        alignments of the other orientation. "I" is added or removed to
+        match the data.
+    fragment_length, fragment_length_sd : float, default=None
+        Normal fragment-length distribution. None learns it from the
+        fragments aligned once as a proper pair (paired-end), or uses
+        salmon's default (250, 25) for single-end reads.
+    score_scale : float, default=1.0
+        Log-likelihood per unit of alignment score (salmon's ``--scoreExp``).
+        0 ignores the scores.
+    min_likelihood_ratio : float, default=1e-9
+        Alignments whose error term is below this fraction of the
+        fragment's best are dropped.
+
+    Returns
+    -------
+    AlignmentClasses
+        The classes (``X``, ``counts``), the transcripts' names, lengths and
+        effective lengths, the fragment-length distribution, the library
+        type, and the fragments read and left without a valid alignment.
+
+    Raises
+    ------
+    ImportError
+        If pysam is not installed.
+    ValueError
+        On a malformed file, a record on a reference missing from the
+        header (naming the file and the record, or the line for SAM), a file
+        with no aligned fragment, or bad options.
+
+    Examples
+    --------
+    >>> from skem import TranscriptQuantifier
+    >>> from skem.io import read_alignments
+    >>> aln = read_alignments("reads.bam")  # doctest: +SKIP
+    >>> model = TranscriptQuantifier(  # doctest: +SKIP
+    ...     x_includes_length=True, effective_lengths=aln.effective_lengths,
+    ...     lengths=aln.transcript_lengths, transcript_names=aln.transcript_names,
+    ... ).fit(aln.X, sample_weight=aln.counts)
+    """
+    if library_type not in LIBRARY_TYPES:
+        raise ValueError(f"library_type must be one of {', '.join(LIBRARY_TYPES)}; got {library_type!r}.")
+    if fragment_length_sd is not None and fragment_length is None:
+        raise ValueError("fragment_length_sd needs fragment_length (the mean).")
+    if fragment_length is not None and not (np.isfinite(fragment_length) and fragment_length > 0):
+        raise ValueError(f"fragment_length must be positive, got {fragment_length!r}.")
+    if not (np.isfinite(score_scale) and score_scale >= 0):
+        raise ValueError(f"score_scale must be >= 0, got {score_scale!r}.")
+    if not 0 <= min_likelihood_ratio < 1:
+        raise ValueError(f"min_likelihood_ratio must be in [0, 1), got {min_likelihood_ratio!r}.")
+    path = os.fspath(path)
+    names, lengths, n_fragments, records = _scan(path)
+    if np.any(lengths <= 0):
+        k = int(np.argmax(lengths <= 0))
+        raise ValueError(f"{path}, header: transcript {names[k]!r} has length {lengths[k]:g}.")
+    alignments, paired = _alignments(records)
+    library = _library_type(alignments, library_type, paired)
+    if library.endswith(("SF", "SR")):
+        keep = alignments["forward"] == library.endswith("SF")
+        alignments = {k: v[keep] for k, v in alignments.items()}
+
+    if fragment_length is not None:
+        log_pmf = fragment_log_pmf(fragment_length, fragment_length_sd or 1e-3)
+    elif paired:
+        log_pmf = _learned_pmf(alignments, MAX_FRAGMENT_LENGTH)
+    else:
+        log_pmf = fragment_log_pmf(*DEFAULT_FRAGMENT)
+
+    # error term relative to the fragment's best alignment, then the position term
+    fragment = alignments["fragment"]
+    log_weight = score_scale * alignments["score"]
+    starts = np.flatnonzero(np.r_[True, fragment[1:] != fragment[:-1]]) if fragment.size else np.zeros(0, int)
+    if fragment.size:
+        best = np.maximum.reduceat(log_weight, starts)
+        log_weight -= np.repeat(best, np.diff(np.r_[starts, fragment.size]))
+    keep = log_weight >= np.log(min_likelihood_ratio) if min_likelihood_ratio > 0 else np.ones(fragment.size, bool)
+    log_weight = log_weight + _position_log_prob(alignments, lengths, log_pmf)
+    keep &= np.isfinite(log_weight)
+    fragment, transcript, log_weight = fragment[keep], alignments["transcript"][keep], log_weight[keep]
+    if fragment.size == 0:
+        raise ValueError(f"{path}: no fragment has a valid alignment ({n_fragments} fragments read).")
+    # rows: fragments with at least one valid alignment; each row divided by its largest entry
+    rows, fragment = np.unique(fragment, return_inverse=True)
+    row_max = np.full(rows.size, -np.inf)
+    np.maximum.at(row_max, fragment, log_weight)
+    X = sp.csr_matrix((np.exp(log_weight - row_max[fragment]), (fragment, transcript)),
+                      shape=(rows.size, len(names)))  # several positions on one transcript add up
+    classes, counts = equivalence_classes(X)
+    return AlignmentClasses(
+        X=classes,
+        counts=counts,
+        transcript_names=names,
+        transcript_lengths=lengths,
+        effective_lengths=effective_lengths_from_pmf(lengths, log_pmf),
+        fragment_length_pmf=np.exp(log_pmf - np.logaddexp.reduce(log_pmf)),
+        library_type=library,
+        paired=paired,
+        n_fragments=int(n_fragments),
+        n_unassigned=int(n_fragments - rows.size),
+    )

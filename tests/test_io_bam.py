@@ -1,0 +1,325 @@
+"""read_alignments: alignment likelihoods from small BAM/SAM files made here with pysam.
+
+Expected likelihoods are computed by hand from the model (error term exp(AS - best),
+fragment length and start probabilities from a normal density written out with scipy).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+pysam = pytest.importorskip("pysam")
+
+from skem import TranscriptQuantifier  # noqa: E402
+from skem.io import read_alignments, read_bam  # noqa: E402
+from skem.transcripts import effective_lengths  # noqa: E402
+
+REFS = {"A": 1000, "B": 600}
+READ = 50
+
+
+def header(refs=REFS, order="unsorted"):
+    return {"HD": {"VN": "1.6", "SO": order}, "SQ": [{"SN": n, "LN": L} for n, L in refs.items()]}
+
+
+def segment(bam_header, name, ref, start, *, flag=0, score=None, nm=None, mate=None, length=READ):
+    """One record; ``mate=(ref, start)`` makes it a paired record (flag bits are the caller's)."""
+    a = pysam.AlignedSegment(bam_header)
+    a.query_name = name
+    a.query_sequence = "A" * length
+    a.flag = flag
+    if flag & 0x4:
+        a.reference_id = -1
+        return a
+    a.reference_name = ref
+    a.reference_start = start
+    a.cigarstring = f"{length}M"
+    a.mapping_quality = 255
+    if mate is not None:
+        a.next_reference_name, a.next_reference_start = mate
+    if score is not None:
+        a.set_tag("AS", score)
+    if nm is not None:
+        a.set_tag("NM", nm)
+    return a
+
+
+def pair(bam_header, name, ref, left, right, *, score=(0, 0), read1_forward=True, secondary=False):
+    """A proper pair: one mate at ``left``, the other (reverse) at ``right``."""
+    base = 0x1 | 0x2 | (0x100 if secondary else 0)
+    first_at, second_at = (left, right) if read1_forward else (right, left)
+    first = segment(bam_header, name, ref, first_at, score=score[0], mate=(ref, second_at),
+                    flag=base | 0x40 | (0 if read1_forward else 0x10) | (0x20 if read1_forward else 0))
+    second = segment(bam_header, name, ref, second_at, score=score[1], mate=(ref, first_at),
+                     flag=base | 0x80 | (0x10 if read1_forward else 0) | (0 if read1_forward else 0x20))
+    return [first, second]
+
+
+def write_bam(path, records, refs=REFS, order="unsorted"):
+    with pysam.AlignmentFile(str(path), "wb", header=header(refs, order)) as out:
+        bam_header = out.header
+        for make in records:
+            for record in make(bam_header):
+                out.write(record)
+    return path
+
+
+def normal_pmf(mean, sd, support=1000):
+    """P(f), f = 0..support: the normal density at 1..support, normalized (P(0) = 0)."""
+    p = np.r_[0.0, norm.pdf(np.arange(1, support + 1), mean, sd)]
+    return p / p.sum()
+
+
+def row_of(aln, transcripts):
+    """The single class row, as a dict transcript -> weight."""
+    names = list(aln.transcript_names)
+    assert aln.X.shape[0] == 1
+    return {t: aln.X[0, names.index(t)] for t in transcripts}
+
+
+# ------------------------------------------------------------------ single-end
+
+
+def test_single_end_scores_and_start_probabilities(tmp_path):
+    # forward read at 10 on A (AS 0) and at 20 on B (AS -6): both leave room for any fragment
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, score=0),
+                   segment(h, "r1", "B", 20, score=-6, flag=0x100)],
+    ])
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    row = row_of(aln, "AB")
+    expected_b = np.exp(-6) * (1 / 501) / (1 / 901)  # p(start) = 1 / (L - f + 1)
+    assert row["A"] == pytest.approx(1.0) and row["B"] == pytest.approx(expected_b, rel=1e-9)
+    np.testing.assert_allclose(aln.effective_lengths, [901, 501])
+    assert aln.n_fragments == 1 and aln.n_unassigned == 0 and not aln.paired
+
+
+def test_single_end_near_the_end_sums_the_fragments_that_fit(tmp_path):
+    mean, sd = 200.0, 30.0
+    # forward at 900 on A: room for fragments up to 100; reverse ending at 150 on B: up to 150
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 900, score=0), segment(h, "r1", "B", 100, flag=0x110, score=0)],
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd, library_type="U")
+    p = normal_pmf(mean, sd)
+    f = np.arange(1001)
+
+    def start_probability(L, room):
+        fits = (f >= 1) & (f <= room)
+        return np.sum(p[fits] / (L - f[fits] + 1)) / p[: L + 1].sum()
+
+    a, b = start_probability(1000, 100), start_probability(600, 150)
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
+    np.testing.assert_allclose(aln.effective_lengths, effective_lengths([1000, 600], mean, sd))
+
+
+def test_unmapped_supplementary_and_impossible_reads_are_counted(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "ok", "A", 10, score=0)],
+        lambda h: [segment(h, "unmapped", None, 0, flag=0x4)],
+        lambda h: [segment(h, "supp", "A", 10, flag=0x800, score=0)],
+        lambda h: [segment(h, "tooshort", "B", 590 - READ + 10, score=0, length=READ)],  # room 60 < f
+    ])
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    assert aln.n_fragments == 4 and aln.n_unassigned == 3
+    assert aln.counts.sum() == 1
+
+
+def test_alignments_far_below_the_best_are_dropped(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, score=0), segment(h, "r1", "B", 10, score=-30, flag=0x100)],
+    ])
+    kept = read_alignments(path, fragment_length=100, min_likelihood_ratio=0)
+    assert kept.X.nnz == 2
+    dropped = read_alignments(path, fragment_length=100)  # exp(-30) < 1e-9
+    assert dropped.X.nnz == 1
+    flat = read_alignments(path, fragment_length=100, score_scale=0)
+    row = row_of(flat, "AB")
+    assert row["B"] / row["A"] == pytest.approx(901 / 501)
+
+
+def test_nm_is_used_without_as(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, nm=0), segment(h, "r1", "A", 300, nm=1, flag=0x100),
+                   segment(h, "r1", "B", 10, nm=2, flag=0x100)],
+    ])
+    row = row_of(read_alignments(path, fragment_length=100, library_type="U"), "AB")
+    # two positions on A add up; each mismatch costs exp(-6)
+    assert row["B"] / row["A"] == pytest.approx(np.exp(-12) * 901 / 501 / (1 + np.exp(-6)), rel=1e-9)
+
+
+# ------------------------------------------------------------------ paired-end
+
+
+def test_proper_pair_length_probability(tmp_path):
+    mean, sd = 200.0, 20.0
+    # on A: fragment [100, 300) of length 200; on B (secondary): [50, 280) of length 230
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: pair(h, "f1", "A", 100, 250, score=(0, -2))
+        + pair(h, "f1", "B", 50, 230, score=(-3, -1), secondary=True),
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
+    assert aln.paired
+    p = normal_pmf(mean, sd)
+    a = np.exp(-2) * p[200] / p[:1001].sum() / (1000 - 200 + 1)
+    b = np.exp(-4) * p[230] / p[:601].sum() / (600 - 230 + 1)
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
+
+
+def test_orphan_mates_count_as_single_reads(tmp_path):
+    # read 1 aligns alone (its mate unmapped): a single read of read 1's orientation
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "f1", "A", 10, flag=0x1 | 0x8 | 0x40, score=0),
+                   segment(h, "f1", None, 0, flag=0x1 | 0x4 | 0x80)],
+    ] + [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 250 + i) for i in range(20)])
+    aln = read_alignments(path, fragment_length=200, fragment_length_sd=20, library_type="IU")
+    assert aln.n_fragments == 21 and aln.n_unassigned == 0 and aln.counts.sum() == 21
+
+
+def test_learned_fragment_lengths_and_strand_detection(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = rng.normal(180, 15, 400).round().astype(int)
+    records = [lambda h, i=i, f=f: pair(h, f"p{i}", "A", 100, 100 + f - READ, read1_forward=False)
+               for i, f in enumerate(lengths)]
+    path = write_bam(tmp_path / "r.bam", records)
+    aln = read_alignments(path)
+    assert aln.library_type == "ISR"  # read 1 always on the reverse strand: dUTP
+    pmf = aln.fragment_length_pmf
+    mean = np.sum(np.arange(pmf.size) * pmf)
+    assert mean == pytest.approx(lengths.mean(), abs=1.0)
+    with pytest.raises(ValueError, match="too few"):
+        read_alignments(write_bam(tmp_path / "few.bam", records[:3]))
+
+
+def test_stranded_library_drops_the_other_orientation(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, score=0), segment(h, "r1", "B", 300, flag=0x110, score=0)],
+    ])
+    assert read_alignments(path, fragment_length=100, library_type="SF").X.nnz == 1
+    assert read_alignments(path, fragment_length=100, library_type="SR").X.nnz == 1
+    assert read_alignments(path, fragment_length=100, library_type="U").X.nnz == 2
+
+
+def test_coordinate_sorted_file_groups_by_name(tmp_path):
+    records = [lambda h: pair(h, "f1", "A", 100, 250) + pair(h, "f1", "B", 10, 150, secondary=True),
+               lambda h: pair(h, "f2", "A", 120, 260)]
+    unsorted = read_alignments(write_bam(tmp_path / "u.bam", records), fragment_length=150,
+                               fragment_length_sd=30)
+    with pysam.AlignmentFile(str(tmp_path / "u.bam")) as source:
+        all_records = sorted(source.fetch(until_eof=True),
+                             key=lambda a: (a.reference_id, a.reference_start))
+    with pysam.AlignmentFile(str(tmp_path / "c.bam"), "wb", header=header(order="coordinate")) as out:
+        for record in all_records:
+            out.write(record)
+    by_position = read_alignments(tmp_path / "c.bam", fragment_length=150, fragment_length_sd=30)
+    assert by_position.n_fragments == 2
+    np.testing.assert_allclose(by_position.X.toarray(), unsorted.X.toarray())
+    np.testing.assert_array_equal(by_position.counts, unsorted.counts)
+
+
+# ------------------------------------------------------------------ fits
+
+
+def simulate_fragments(rng, n, weights, lengths, mean, sd):
+    """(transcript, start, fragment length) of n fragments drawn from the model itself."""
+    transcript = rng.choice(len(weights), size=n, p=weights)
+    out = []
+    for t in transcript:
+        while True:
+            f = int(round(rng.normal(mean, sd)))
+            if READ <= f <= lengths[t]:
+                break
+        out.append((t, int(rng.integers(0, lengths[t] - f + 1)), f))
+    return out
+
+
+def test_decoy_with_mismatches_gets_nothing_where_compatibility_splits(tmp_path):
+    # every read of A also aligns to its paralog B with 2 mismatches; B has no reads
+    refs = {"A": 800, "B": 800}
+    rng = np.random.default_rng(1)
+    starts = rng.integers(0, 800 - 100, 300)
+    records = [lambda h, i=i, s=s: [segment(h, f"r{i}", "A", int(s), score=0),
+                                    segment(h, f"r{i}", "B", int(s), score=-12, flag=0x100)]
+               for i, s in enumerate(starts)]
+    path = write_bam(tmp_path / "r.bam", records, refs=refs)
+    aln = read_alignments(path, fragment_length=100)
+    fit = TranscriptQuantifier(x_includes_length=True, effective_lengths=aln.effective_lengths,
+                               lengths=aln.transcript_lengths).fit(aln.X, sample_weight=aln.counts)
+    assert fit.est_counts_[0] == pytest.approx(300, rel=1e-6) and fit.est_counts_[1] < 1e-6
+    compatible = read_bam(path)  # 0/1 compatibility cannot tell them apart
+    zero_one = TranscriptQuantifier(lengths=compatible.transcript_lengths).fit(compatible.X)
+    assert zero_one.est_counts_[1] > 100
+
+
+def test_paired_and_single_end_reads_of_the_same_fragments_agree(tmp_path):
+    refs = {"A": 1500, "B": 900, "C": 400}
+    lengths = np.array(list(refs.values()))
+    rng = np.random.default_rng(2)
+    weights = np.array([0.5, 0.3, 0.2])
+    fragments = simulate_fragments(rng, 3000, weights, lengths, 250, 40)
+    names = list(refs)
+    # reads of A also align to C's... no: each fragment aligns to its own transcript, and
+    # fragments inside B's first 400 bases also align to C (a shared stretch) with one mismatch
+    def records(paired):
+        out = []
+        for i, (t, s, f) in enumerate(fragments):
+            def make(h, i=i, t=t, s=s, f=f):
+                if paired:
+                    recs = pair(h, f"f{i}", names[t], s, s + f - READ)
+                else:
+                    recs = [segment(h, f"f{i}", names[t], s, score=0)]
+                if t == 1 and s + f <= 400:
+                    if paired:
+                        recs += pair(h, f"f{i}", "C", s, s + f - READ, score=(-6, 0), secondary=True)
+                    else:
+                        recs.append(segment(h, f"f{i}", "C", s, score=-6, flag=0x100))
+                return recs
+            out.append(make)
+        return out
+
+    fits = {}
+    for paired in (True, False):
+        path = write_bam(tmp_path / f"{paired}.bam", records(paired), refs=refs)
+        aln = read_alignments(path, fragment_length=250, fragment_length_sd=40)
+        fits[paired] = TranscriptQuantifier(
+            x_includes_length=True, effective_lengths=aln.effective_lengths,
+            lengths=aln.transcript_lengths).fit(aln.X, sample_weight=aln.counts)
+    truth = np.bincount([t for t, _, _ in fragments], minlength=3)
+    for fit in fits.values():
+        np.testing.assert_allclose(fit.est_counts_, truth, atol=40)
+    np.testing.assert_allclose(fits[True].est_counts_, fits[False].est_counts_, atol=40)
+
+
+# ------------------------------------------------------------------ bad files
+
+
+def test_record_on_a_reference_missing_from_the_header(tmp_path):
+    sam = tmp_path / "r.sam"
+    sam.write_text("@HD\tVN:1.6\n@SQ\tSN:A\tLN:1000\n"
+                   f"r1\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\n"
+                   f"r2\t0\tZ\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\n")
+    with pytest.raises(ValueError, match=r"r\.sam, line 4: read 'r2' is mapped to a reference"):
+        read_alignments(sam, fragment_length=100)
+    with pytest.raises(ValueError, match=r"r\.sam, line 4: read 'r2' is mapped to a reference"):
+        read_bam(sam)
+
+
+def test_no_valid_alignment_and_bad_options(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [lambda h: [segment(h, "u", None, 0, flag=0x4)]])
+    with pytest.raises(ValueError, match="no fragment has a valid alignment"):
+        read_alignments(path, fragment_length=100)
+    with pytest.raises(ValueError, match="library_type"):
+        read_alignments(path, library_type="XYZ")
+    with pytest.raises(ValueError, match="needs fragment_length"):
+        read_alignments(path, fragment_length_sd=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="not a valid SAM/BAM"):
+            (tmp_path / "junk.bam").write_bytes(b"\x1f\x8b garbage")
+            read_alignments(tmp_path / "junk.bam")
