@@ -96,8 +96,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     ``_validate_X(X, reset) -> X``
         Validate and convert user input (through ``validate_data``, which
         sets ``n_features_in_`` when ``reset``).
-    ``_build_model(X) -> EMModel``
+    ``_build_model(X, **row_metadata) -> EMModel``
         The model of this fit, from the hyperparameters and validated ``X``
+        (and the per-row metadata given to ``fit``, if the estimator takes any)
         (a dask array on dask input: its shape and dtype are free, a
         reduction such as ``X.max()`` costs one pass over the blocks).
         Raises ValueError for data these parameters cannot fit.
@@ -179,9 +180,16 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
+        return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight, **row_metadata):
+        """The work of ``fit``. ``row_metadata`` are per-row arrays (None: not given) that a
+        subclass accepts as extra keywords of its ``fit``; the given ones are checked by
+        ``_check_row_metadata``, passed to ``_build_model`` and travel with the rows."""
         warm = self.warm_start and hasattr(self, "converged_")
         on_dask = is_dask_array(X)
         if on_dask:
+            _no_row_metadata_on_dask(row_metadata)
             X = dask_row_blocks(X)
             self._check_n_features(X, reset=not warm)
             model = self._build_model(X)
@@ -190,8 +198,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             # A warm start continues the previous model: X must have its features.
             X = self._validate_X(X, reset=not warm)
             weights = check_sample_weight(sample_weight, X)
-            model = self._build_model(X)
-            data = in_memory_rows(model, X, weights)
+            metadata = self._check_row_metadata(X, row_metadata)
+            model = self._build_model(X, **metadata)
+            data = in_memory_rows(model, X, weights, metadata)
 
         controls = self._controls()
         if warm:
@@ -263,12 +272,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # -------------------------------------------------- inference on new rows
 
-    def _per_row(self, X, function=None, *, method=None):
+    def _per_row(self, X, function=None, *, method=None, **row_metadata):
         """Apply a function of ``(params, chunk)`` -- given, or the model's ``method`` -- to
-        the rows of new data ``X``, chunk by chunk, and stack the results."""
+        the rows of new data ``X``, chunk by chunk, and stack the results. ``row_metadata``
+        as in ``_fit``."""
         check_is_fitted(self)
+        if is_dask_array(X):
+            _no_row_metadata_on_dask(row_metadata)
         X = self._validate_X(X, reset=False)
-        data = self._model.prepare(X, np.ones(X.shape[0]))
+        data = self._model.prepare(X, np.ones(X.shape[0]), **self._check_row_metadata(X, row_metadata))
         function = function or getattr(self._model, method)
         params = self._get_fitted_params()
         step = chunk_rows(data, self._model, self.chunk_size)
@@ -381,6 +393,20 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _finish_fit(self, params, data):
         return params
 
+    def _check_row_metadata(self, X, row_metadata):
+        """The given per-row metadata (None values dropped) as float arrays of shape (n_rows,)."""
+        checked = {}
+        for name, values in row_metadata.items():
+            if values is None:
+                continue
+            array = np.asarray(values, dtype=np.float64)
+            if array.shape != (X.shape[0],):
+                raise ValueError(
+                    f"{name} must have shape (n_samples,) = ({X.shape[0]},), got {array.shape}."
+                )
+            checked[name] = array
+        return checked
+
     @abstractmethod
     def _validate_X(self, X, reset): ...
 
@@ -392,6 +418,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _set_fitted_params(self, params): ...
+
+
+def _no_row_metadata_on_dask(row_metadata):
+    given = [name for name, values in row_metadata.items() if values is not None]
+    if given:
+        raise NotImplementedError(
+            f"{', '.join(given)} cannot be given with dask input; compute X (and them) first."
+        )
 
 
 def _run_from(model, data, start, controls, index):

@@ -175,8 +175,10 @@ class EMModel(ABC):
     implements the EM hooks of finite mixtures from four smaller ones.
 
     Data
-        ``prepare(X, weights) -> RowData``
-            Row data the engine iterates over, from validated ``X``.
+        ``prepare(X, weights, **row_metadata) -> RowData``
+            Row data the engine iterates over, from validated ``X``; a model
+            whose estimator takes per-row metadata (arrays of shape (n_rows,)
+            given to ``fit`` and the inference methods) receives them here.
         ``work_per_row(data) -> int``
             float64 values of E-step work per row, to size chunks (:func:`chunk_rows`).
     EM
@@ -291,15 +293,31 @@ def best_result(results: list[EMResult]) -> EMResult:
     return next(result for result in results if result.lower_bound >= top - margin)
 
 
-def in_memory_rows(model: EMModel, X, weights) -> RowData:
+def in_memory_rows(model: EMModel, X, weights, row_metadata=None) -> RowData:
     """Row data of validated ``X``: identical rows collapsed (where the model allows),
-    rows of weight 0 dropped."""
+    rows of weight 0 dropped.
+
+    ``row_metadata`` maps names to per-row arrays of shape (n_rows,) that travel
+    with the rows into ``model.prepare(X, weights, **row_metadata)``; rows are
+    identical only if their metadata are too.
+    """
+    metadata = dict(row_metadata or {})
     if model.compress_rows:
-        X, weights, _ = compress_rows(X, weights)
+        distinct, summed, inverse = compress_rows(X, weights)
+        if metadata:
+            # Split the groups of identical rows by their metadata values.
+            keys = np.column_stack([inverse.astype(np.float64), *metadata.values()])
+            _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            X = X[first]
+            weights = np.bincount(inverse.reshape(-1), weights=weights, minlength=first.size)
+            metadata = {name: values[first] for name, values in metadata.items()}
+        else:
+            X, weights = distinct, summed
     keep = weights > 0
     if not keep.all():
         X, weights = X[keep], weights[keep]
-    return model.prepare(X, weights)
+        metadata = {name: values[keep] for name, values in metadata.items()}
+    return model.prepare(X, weights, **metadata)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import scipy.stats as st
 from hypothesis import given, settings
 from hypothesis import strategies as hst
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -272,11 +272,13 @@ def test_grid_search_picks_the_true_number_of_components():
         1500, weights=(0.4, 0.35, 0.25), means=((2.0, 40.0), (40.0, 2.0), (60.0, 60.0)),
         dispersion=0.1, random_state=0,
     )
+    # Model selection, not optimality, is tested: a looser tolerance keeps it fast (spare
+    # components converge slowly).
     search = GridSearchCV(
-        NegBinMixture(dispersion="shared", n_init=2, random_state=0),
+        NegBinMixture(dispersion="shared", n_init=2, tol=1e-6, random_state=0),
         {"n_components": [1, 2, 3, 4, 5]}, cv=3,
     ).fit(X)
-    bics = [NegBinMixture(k, random_state=0, n_init=2).fit(X).bic(X) for k in range(1, 6)]
+    bics = [NegBinMixture(k, random_state=0, n_init=2, tol=1e-6).fit(X).bic(X) for k in range(1, 6)]
     assert int(np.argmin(bics)) + 1 == 3
     assert search.best_params_["n_components"] in (3, 4)  # held-out likelihood may accept one spare
 
@@ -382,3 +384,200 @@ def test_sorted_pair_table_fits_like_the_consecutive_one(monkeypatch):
     np.testing.assert_allclose(general.means_, consecutive.means_, rtol=1e-9)
     np.testing.assert_allclose(general.dispersion_, consecutive.dispersion_, rtol=1e-6)
     np.testing.assert_allclose(general.lower_bounds_, consecutive.lower_bounds_, rtol=1e-10)
+
+
+# ------------------------------------------------------------- size factors
+
+
+def _with_size_factors(n, sd, means, dispersion, seed, weights=None):
+    rng = np.random.default_rng(seed)
+    s = np.exp(rng.normal(0.0, sd, n))
+    weights = np.full(len(means), 1.0 / len(means)) if weights is None else weights
+    X, y = make_negbin_mixture(n, weights=weights, means=means, dispersion=dispersion,
+                               size_factors=s, random_state=seed)
+    return X, y, s
+
+
+def _negative_loglik(theta, X, s, K, tied):
+    """Minus the total log-likelihood with size factors, from scipy.stats.nbinom (the reference)."""
+    D = X.shape[1]
+    logits = np.concatenate([[0.0], theta[: K - 1]])
+    weights = np.exp(logits - logsumexp(logits))
+    means = np.exp(theta[K - 1 : K - 1 + K * D]).reshape(K, D)
+    log_phi = theta[K - 1 + K * D :]
+    phi = np.broadcast_to(np.exp(log_phi)[None, :] if tied == "feature" else np.exp(log_phi[0]), (K, D))
+    per_component = []
+    for k in range(K):
+        mu = s[:, None] * means[k]
+        size = 1.0 / phi[k]
+        per_component.append(st.nbinom.logpmf(X, size, size / (size + mu)).sum(axis=1) + np.log(weights[k]))
+    return -logsumexp(np.stack(per_component, axis=1), axis=1).sum()
+
+
+def _theta_of(model, tied):
+    K = model.n_components
+    logits = np.log(model.weights_)
+    phi = model.dispersion_[0] if tied == "feature" else model.dispersion_[:1, 0]
+    return np.concatenate([logits[1:] - logits[0], np.log(model.means_).ravel(), np.log(phi)])
+
+
+@pytest.mark.parametrize("with_size_factors", [False, True])
+@pytest.mark.parametrize("dispersion", ["shared", "feature"])
+def test_default_fit_is_the_maximum_likelihood(dispersion, with_size_factors):
+    # At the defaults: a direct optimizer on all free parameters, started from our fit,
+    # finds nothing better by 1e-6 relative, and neither does a strict-tolerance run.
+    X, _, s = _with_size_factors(600, 0.7, ((3.0, 30.0, 8.0), (25.0, 2.0, 8.0)), 0.3, seed=4)
+    if not with_size_factors:
+        X, _ = make_negbin_mixture(600, means=((3.0, 30.0, 8.0), (25.0, 2.0, 8.0)), dispersion=0.3,
+                                   random_state=4)
+        s = np.ones(600)
+    model = NegBinMixture(2, dispersion=dispersion, random_state=0).fit(X, size_factors=s)
+    theta = _theta_of(model, dispersion)
+    ours = _negative_loglik(theta, X, s, 2, dispersion)
+    assert ours == pytest.approx(-model.score(X, size_factors=s) * len(X), rel=1e-10)
+    best = minimize(_negative_loglik, theta, args=(X, s, 2, dispersion), method="BFGS",
+                    options={"gtol": 1e-8})
+    assert ours - best.fun < 1e-6 * abs(ours)
+    strict = NegBinMixture(2, dispersion=dispersion, random_state=0, tol=1e-14,
+                           max_iter=100_000).fit(X, size_factors=s)
+    assert strict.lower_bound_ - model.lower_bound_ < 1e-6 * abs(strict.lower_bound_)
+
+
+@pytest.mark.parametrize(
+    "sparse, dispersion, sd",
+    [(False, 0.4, 0.5), (True, "feature", 0.5), (True, 0.4, 1.0), (False, "feature", 1.0),
+     pytest.param(False, "feature", 0.5, marks=pytest.mark.slow),
+     pytest.param(True, 0.4, 0.5, marks=pytest.mark.slow),
+     pytest.param(False, 0.4, 1.0, marks=pytest.mark.slow),
+     pytest.param(True, "feature", 1.0, marks=pytest.mark.slow)],
+)
+def test_recovers_means_with_lognormal_size_factors(sparse, dispersion, sd):
+    means = np.array([[2.0, 20.0, 5.0, 0.5], [20.0, 2.0, 5.0, 3.0], [8.0, 8.0, 30.0, 1.0]])
+    X, y, s = _with_size_factors(4000, sd, means, 0.4, seed=1)
+    data = sp.csr_matrix(X) if sparse else X
+    model = NegBinMixture(3, dispersion=dispersion, random_state=0).fit(data, size_factors=s)
+    labels = model.predict(data, size_factors=s)
+    mapping = np.array([np.bincount(y[labels == k], minlength=3).argmax() for k in range(3)])
+    assert sorted(mapping) == [0, 1, 2]
+    np.testing.assert_allclose(model.means_, means[mapping], rtol=0.1, atol=0.05)
+    np.testing.assert_allclose(np.median(model.dispersion_), 0.4, rtol=0.1)
+
+
+def test_size_factors_beat_depth_clustering():
+    # Depth varying 10x independently of the group: without size factors the mixture
+    # splits by depth; with them it finds the groups.
+    rng = np.random.default_rng(2)
+    means = rng.gamma(2.0, 3.0, size=(2, 30)) + 0.5
+    s = np.exp(rng.uniform(np.log(0.3), np.log(3.0), 2000))
+    X, y = make_negbin_mixture(2000, means=means, dispersion=0.2, size_factors=s, random_state=2)
+    from sklearn.metrics import adjusted_rand_score
+
+    with_s = NegBinMixture(2, size_factors="library", n_init=2, random_state=0).fit(X)
+    without = NegBinMixture(2, n_init=2, random_state=0).fit(X)
+    assert adjusted_rand_score(y, with_s.predict(X)) > 0.95
+    assert adjusted_rand_score(y, without.predict(X)) < adjusted_rand_score(y, with_s.predict(X))
+
+
+@pytest.mark.parametrize("dispersion", [0.0, 0.3, "shared"])
+def test_constant_size_factor_rescales_the_means(dispersion):
+    # s_i = c for every row: the same likelihood as without size factors, means divided by c.
+    # (The offset path, with its MM steps, against the exact M-step of the plain model.)
+    X, _ = make_negbin_mixture(800, means=((3.0, 30.0), (25.0, 2.0)), dispersion=0.3, random_state=5)
+    plain = NegBinMixture(2, dispersion=dispersion, tol=1e-12, max_iter=5000, random_state=0).fit(X)
+    scaled = NegBinMixture(2, dispersion=dispersion, tol=1e-12, max_iter=5000, accelerate="squarem",
+                           random_state=0).fit(X, size_factors=np.full(800, 2.5))
+    order = np.argsort(plain.means_[:, 0]), np.argsort(scaled.means_[:, 0])
+    np.testing.assert_allclose(scaled.means_[order[1]] * 2.5, plain.means_[order[0]], rtol=1e-5)
+    np.testing.assert_allclose(scaled.dispersion_, plain.dispersion_, rtol=1e-4, atol=1e-7)
+    assert scaled.lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-9)
+
+
+def test_all_ones_size_factors_equal_none():
+    X, _ = make_negbin_mixture(500, means=((3.0, 30.0), (25.0, 2.0)), dispersion=0.3, random_state=5)
+    plain = NegBinMixture(2, dispersion="feature", random_state=0).fit(X)
+    ones = NegBinMixture(2, dispersion="feature", random_state=0).fit(X, size_factors=np.ones(500))
+    np.testing.assert_allclose(ones.means_, plain.means_, rtol=1e-12)
+    np.testing.assert_allclose(ones.lower_bounds_, plain.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(ones.predict_proba(X, size_factors=np.ones(500)), plain.predict_proba(X))
+
+
+@pytest.mark.parametrize("dispersion", [0.3, "feature"])
+def test_weights_equal_repeats_with_size_factors(dispersion):
+    X, _, s = _with_size_factors(300, 0.7, ((3.0, 30.0), (25.0, 2.0)), 0.3, seed=6)
+    repeats = np.random.default_rng(0).integers(0, 4, 300)
+    weighted = NegBinMixture(2, dispersion=dispersion, random_state=0, init_params="random_from_data")
+    repeated = NegBinMixture(2, dispersion=dispersion, random_state=0, init_params="random_from_data")
+    weighted.fit(X, sample_weight=repeats, size_factors=s)
+    repeated.fit(np.repeat(X, repeats, axis=0), size_factors=np.repeat(s, repeats))
+    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-9)
+    np.testing.assert_allclose(weighted.dispersion_, repeated.dispersion_, rtol=1e-9)
+    assert weighted.lower_bound_ == pytest.approx(repeated.lower_bound_, rel=1e-12)
+
+
+def test_rows_with_equal_counts_and_different_size_factors_are_kept_apart():
+    X = np.array([[4.0, 1.0]] * 4 + [[0.0, 9.0]] * 4)
+    s = np.array([1.0, 1.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0])
+    model = NegBinMixture(1, dispersion=0.0).fit(X, size_factors=s)
+    # Poisson with offsets: mean = sum x / sum s, exactly.
+    np.testing.assert_allclose(model.means_[0], X.sum(axis=0) / s.sum(), rtol=1e-12)
+
+
+def test_library_size_factors_need_nothing_at_prediction():
+    X, _, _ = _with_size_factors(400, 0.7, ((3.0, 30.0), (25.0, 2.0)), 0.3, seed=7)
+    X = X[X.sum(axis=1) > 0]  # explicit size factors must be positive
+    model = NegBinMixture(2, size_factors="library", random_state=0).fit(X)
+    totals = X.sum(axis=1)
+    explicit = totals / totals.mean()
+    np.testing.assert_allclose(model.predict_proba(X[:50]), model.predict_proba(X[:50], size_factors=explicit[:50]))
+    np.testing.assert_allclose(model.score_samples(X), model.score_samples(X, size_factors=explicit))
+    # The fit is the fit with those explicit values.
+    again = NegBinMixture(2, random_state=0).fit(X, size_factors=explicit)
+    np.testing.assert_allclose(model.means_, again.means_, rtol=1e-10)
+
+
+def test_explicit_size_factors_are_required_again_and_checked():
+    X, _, s = _with_size_factors(100, 0.5, ((3.0,), (25.0,)), 0.3, seed=8)
+    model = NegBinMixture(2, random_state=0).fit(X, size_factors=s)
+    with pytest.raises(ValueError, match="size_factors="):
+        model.predict(X)
+    for bad in (-s, np.where(np.arange(100) == 3, np.nan, s), s[:10]):
+        with pytest.raises(ValueError, match="size_factors"):
+            NegBinMixture(2).fit(X, size_factors=bad)
+
+
+def test_sample_with_size_factors():
+    model = NegBinMixture(1, means_init=[[20.0]], dispersion=0.2, max_iter=0,
+                          random_state=0).fit(np.array([[1.0], [2.0]]))
+    X, _ = model.sample(20000, size_factors=3.0)
+    assert X.mean() == pytest.approx(60.0, rel=0.02)
+    assert X.var() == pytest.approx(60.0 + 0.2 * 60.0**2, rel=0.05)
+
+
+def test_grid_search_and_cross_validation_route_size_factors():
+    from sklearn import config_context
+    from sklearn.model_selection import KFold
+
+    X, _, s = _with_size_factors(600, 0.7, ((3.0, 30.0), (25.0, 2.0), (40.0, 40.0)), 0.1, seed=9,
+                                 weights=(0.4, 0.35, 0.25))
+    with config_context(enable_metadata_routing=True):
+        # Model selection, not optimality, is tested: a looser tolerance keeps it fast.
+        estimator = NegBinMixture(tol=1e-6, random_state=0).set_fit_request(size_factors=True)
+        estimator = estimator.set_score_request(size_factors=True, sample_weight=False)
+        search = GridSearchCV(estimator, {"n_components": [1, 2, 3]}, cv=3).fit(X, size_factors=s)
+        assert search.best_params_["n_components"] == 3
+        folds = KFold(3)
+        scores = cross_val_score(estimator.set_params(n_components=3), X, cv=folds,
+                                 params={"size_factors": s})
+    expected = [
+        NegBinMixture(3, tol=1e-6, random_state=0).fit(X[train], size_factors=s[train])
+        .score(X[test], size_factors=s[test])
+        for train, test in KFold(3).split(X)
+    ]
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
+def test_dask_input_with_explicit_size_factors_is_refused():
+    da = pytest.importorskip("dask.array")
+    X, _, s = _with_size_factors(100, 0.5, ((3.0,), (25.0,)), 0.3, seed=8)
+    with pytest.raises(NotImplementedError, match="dask"):
+        NegBinMixture(2).fit(da.from_array(X, chunks=50), size_factors=s)

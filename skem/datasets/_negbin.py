@@ -12,6 +12,7 @@ def make_negbin_mixture(
     weights=(0.5, 0.5),
     means=((2.0,), (20.0,)),
     dispersion=0.1,
+    size_factors=None,
     random_state=None,
 ):
     """Draw counts from a mixture of negative binomials with known parameters.
@@ -26,6 +27,9 @@ def make_negbin_mixture(
         Component means.
     dispersion : float or array-like broadcastable to means' shape, default=0.1
         Dispersions ``phi`` (variance ``mu + phi mu**2``); 0 is Poisson.
+    size_factors : float or array-like of shape (n_samples,), default=None
+        Per-row size factors ``s_i`` (sequencing depth): row ``i`` of
+        component ``k`` has means ``s_i * means[k]``. None is 1 for every row.
     random_state : int, RandomState instance or None, default=None
         Seed.
 
@@ -53,8 +57,13 @@ def make_negbin_mixture(
         raise ValueError("weights must have one entry per row of means and sum to 1.")
     if np.any(means < 0) or np.any(phi < 0):
         raise ValueError("means and dispersion must be non-negative.")
+    factors = np.ones(n_samples) if size_factors is None else np.broadcast_to(
+        np.asarray(size_factors, dtype=float), (n_samples,)
+    )
+    if not (np.all(np.isfinite(factors)) and np.all(factors >= 0)):
+        raise ValueError("size_factors must be non-negative and finite.")
     y = rng.choice(len(weights), size=n_samples, p=weights)
-    mu, phi_rows = means[y], phi[y]
+    mu, phi_rows = factors[:, None] * means[y], phi[y]
     X = rng.poisson(mu).astype(float)
     over = phi_rows > 0
     if over.any():
