@@ -40,6 +40,9 @@ def add_parser(commands):
                        help="fragment length standard deviation (needs --fragment-length)")
     quant.add_argument("--library-type", choices=LIBRARY_TYPES, default="A",
                        help="BAM/SAM only: salmon's library type (default A: detect)")
+    quant.add_argument("--score-scale", type=non_negative_float, default=1.0,
+                       help="BAM/SAM only: log-likelihood per point of the AS score (1 suits "
+                            "bowtie2's default penalties, about 5.7 its --mp 1,1 as RSEM runs it)")
     quant.add_argument("--method", choices=["em", "vbem"], default="em")
     quant.add_argument("--prior", type=non_negative_float, default=0.0,
                        help="Dirichlet pseudo-count per transcript")
@@ -81,7 +84,7 @@ def run(args, out, progress):
         if source.suffix.lower() in {".bam", ".sam"}:
             aligned = read_alignments(
                 source, library_type=args.library_type, fragment_length=args.fragment_length,
-                fragment_length_sd=args.fragment_sd,
+                fragment_length_sd=args.fragment_sd, score_scale=args.score_scale,
             )
             X, weights, names = aligned.X, aligned.counts, list(aligned.transcript_names)
             weighted = True  # alignment likelihoods include the position (length) term

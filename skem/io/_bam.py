@@ -382,7 +382,11 @@ def read_alignments(
         salmon's default (250, 25) for single-end reads.
     score_scale : float, default=1.0
         Log-likelihood per unit of alignment score (salmon's ``--scoreExp``).
-        0 ignores the scores.
+        A mismatch at sequencing error rate ``e`` costs
+        ``log(3 (1 - e) / e)`` (5.7 for 1 %) of log-likelihood, so the scale
+        is that over the aligner's mismatch penalty: 1 suits bowtie2's
+        default penalties (up to 6 per mismatch), about 5.7 the
+        ``--mp 1,1`` that RSEM runs bowtie2 with. 0 ignores the scores.
     min_likelihood_ratio : float, default=1e-9
         Alignments whose error term is below this fraction of the
         fragment's best are dropped.
