@@ -141,7 +141,7 @@ def _by_component(parameters, column, features):
     return wide[features].to_numpy()
 
 
-@pytest.mark.parametrize("dispersion", ["component", "feature", "0", "0.3"])
+@pytest.mark.parametrize("dispersion", ["component", "feature", "0"])
 def test_nbmix_matches_a_direct_library_fit(tmp_path, counts, dispersion):
     parameters, assignments = _nbmix(
         tmp_path, counts, "-k", "3", "--dispersion", dispersion, "--n-init", "2", "--seed", "5"
@@ -173,9 +173,9 @@ def test_nbmix_k_changes_the_number_of_components(tmp_path, counts):
 
 def test_nbmix_seed_and_n_init_reach_the_library(tmp_path, counts):
     """--n-init and --seed are the estimator's: the same fit as the library with them."""
-    parameters, _ = _nbmix(tmp_path, counts, "-k", "3", "--n-init", "4", "--seed", "11",
+    parameters, _ = _nbmix(tmp_path, counts, "-k", "2", "--n-init", "3", "--seed", "11",
                            "--max-iter", "50")
-    model = NegBinMixture(3, n_init=4, max_iter=50, random_state=11).fit(counts)
+    model = NegBinMixture(2, n_init=3, max_iter=50, random_state=11).fit(counts)
     np.testing.assert_allclose(_by_component(parameters, "mean", list(counts.columns)),
                                model.means_, rtol=1e-9)
     np.testing.assert_allclose(parameters.groupby("component")["weight"].first(), model.weights_,

@@ -133,7 +133,7 @@ def test_plain_em_stops_at_the_first_change_below_tol(tol):
     """tol: stop when the objective changes by less than ``tol * max(1, |objective|)``."""
     X = _counts(3)
     estimator = NegBinMixture(
-        n_components=3, dispersion=0.0, init_params="random", tol=tol, max_iter=10000,
+        n_components=3, dispersion=0.0, init_params="random", tol=tol, max_iter=10000, accelerate=None,
         random_state=0,
     ).fit(X)
     trace = np.asarray(estimator.lower_bounds_)
