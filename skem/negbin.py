@@ -1158,6 +1158,75 @@ class NegBinMixture(BaseMixture):
         X = np.where(phi > 0, rng.negative_binomial(size, size / (size + mu)), rng.poisson(mu))
         return X.astype(float), y
 
+    def bic(self, X, size_factors=None):
+        """Bayesian information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Counts.
+        size_factors : array-like of shape (n_samples,), default=None
+            The rows' size factors (see :meth:`score_samples`).
+
+        Returns
+        -------
+        bic : float
+            ``-2 log L + p log n`` with ``p`` free parameters.
+        """
+        n = X.shape[0]
+        return -2.0 * self.score(X, size_factors=size_factors) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X, size_factors=None):
+        """Akaike information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Counts.
+        size_factors : array-like of shape (n_samples,), default=None
+            The rows' size factors (see :meth:`score_samples`).
+
+        Returns
+        -------
+        aic : float
+            ``-2 log L + 2 p`` with ``p`` free parameters.
+        """
+        return -2.0 * self.score(X, size_factors=size_factors) * X.shape[0] + 2.0 * self._n_parameters()
+
+    def _n_parameters(self):
+        return self._model.n_parameters(self._get_fitted_params())
+
+    def component_means(self):
+        """The fitted means as a table: one row per component, one column per feature.
+
+        Returns
+        -------
+        means : pandas.DataFrame of shape (n_components, n_features)
+            ``means_``, with columns named by ``feature_names_in_`` (``x0``,
+            ``x1``... when the training data had no feature names).
+        """
+        return self._component_frame(self.means_)
+
+    def component_dispersions(self):
+        """The fitted dispersions as a table: one row per component, one column per feature.
+
+        Returns
+        -------
+        dispersions : pandas.DataFrame of shape (n_components, n_features)
+            ``dispersion_``, labelled as in :meth:`component_means`.
+        """
+        return self._component_frame(self.dispersion_)
+
+    def _component_frame(self, values):
+        import pandas as pd
+
+        check_is_fitted(self)
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = [f"x{d}" for d in range(self.n_features_in_)]
+        index = pd.RangeIndex(self.n_components, name="component")
+        return pd.DataFrame(values, index=index, columns=pd.Index(names, name="feature"))
+
     def _check_row_metadata(self, X, row_metadata):
         checked = super()._check_row_metadata(X, row_metadata)
         given = checked.get("size_factors")

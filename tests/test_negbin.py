@@ -581,3 +581,14 @@ def test_dask_input_with_explicit_size_factors_is_refused():
     X, _, s = _with_size_factors(100, 0.5, ((3.0,), (25.0,)), 0.3, seed=8)
     with pytest.raises(NotImplementedError, match="dask"):
         NegBinMixture(2).fit(da.from_array(X, chunks=50), size_factors=s)
+
+
+def test_component_tables_are_named_by_features():
+    X, _ = make_negbin_mixture(200, means=((2.0, 20.0), (25.0, 3.0)), random_state=0)
+    named = NegBinMixture(2, random_state=0).fit(pd.DataFrame(X, columns=["geneA", "geneB"]))
+    means, dispersions = named.component_means(), named.component_dispersions()
+    assert list(means.columns) == ["geneA", "geneB"] and list(means.index) == [0, 1]
+    np.testing.assert_array_equal(means.to_numpy(), named.means_)
+    np.testing.assert_array_equal(dispersions.to_numpy(), named.dispersion_)
+    unnamed = NegBinMixture(2, random_state=0).fit(X)
+    assert list(unnamed.component_means().columns) == ["x0", "x1"]
