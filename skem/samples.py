@@ -20,7 +20,7 @@ from sklearn.base import clone
 from .io import EquivalenceClasses, read_kallisto_tcc, read_salmon_eq_classes
 from .transcripts import TranscriptQuantifier
 
-__all__ = ["quantify_samples"]
+__all__ = ["gene_abundance", "quantify_samples", "wide_table"]
 
 
 def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
@@ -56,9 +56,11 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     Returns
     -------
     DataFrame
-        Columns ``sample, target_id, est_counts, tpm`` (and ``est_counts_sd,
-        tpm_sd`` with bootstraps), one row per sample and transcript, samples
-        in the given order.
+        Columns ``sample, target_id, eff_length, est_counts, tpm`` (and
+        ``est_counts_sd, tpm_sd`` with bootstraps), one row per sample and
+        transcript, samples in the given order. :func:`wide_table` spreads
+        a column into a transcripts x samples matrix, :func:`gene_abundance`
+        sums it to genes.
 
     Raises
     ------
@@ -143,9 +145,80 @@ def _quantify_one(name, source, estimator):
     if classes.weighted:
         model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
     model.fit(classes.X, sample_weight=classes.counts)
-    columns = ["target_id", "est_counts", "tpm"]
+    columns = ["target_id", "eff_length", "est_counts", "tpm"]
     if model.n_bootstraps > 0:
         columns += ["est_counts_sd", "tpm_sd"]
     table = model.abundance_[columns].copy()
     table.insert(0, "sample", name)
     return table
+
+
+def gene_abundance(abundance, tx2gene):
+    """Gene-level abundances from transcript abundances, as tximport summarizes them.
+
+    Counts and TPM are summed over each gene's transcripts; the gene's
+    effective length is the TPM-weighted mean of its transcripts' (tximport's
+    ``length`` matrix), the plain mean where the gene has no TPM.
+
+    Parameters
+    ----------
+    abundance : TranscriptQuantifier or pandas.DataFrame
+        A fitted estimator or its ``abundance_`` table (``target_id``,
+        ``eff_length``, ``est_counts``, ``tpm``), or a tidy table of
+        :func:`quantify_samples` (with a ``sample`` column, summarized per sample).
+    tx2gene : pandas.DataFrame, pandas.Series or dict
+        Transcript to gene: a two-column DataFrame (transcript, gene; as
+        tximport's ``tx2gene``), or a mapping indexed by transcript.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[sample,] gene_id, eff_length, est_counts, tpm``.
+
+    Raises
+    ------
+    ValueError
+        For a transcript missing from ``tx2gene`` (naming it) or a transcript
+        mapped to two genes.
+    """
+    table = getattr(abundance, "abundance_", abundance)
+    if isinstance(tx2gene, pd.DataFrame):
+        if tx2gene.shape[1] < 2:
+            raise ValueError("tx2gene needs two columns: transcript and gene.")
+        pairs = tx2gene.iloc[:, :2].drop_duplicates()
+        repeated = pairs.iloc[:, 0].duplicated()
+        if repeated.any():
+            raise ValueError(f"tx2gene maps transcript {pairs.iloc[:, 0][repeated].iloc[0]!r} to two genes.")
+        tx2gene = pd.Series(pairs.iloc[:, 1].to_numpy(), index=pairs.iloc[:, 0].to_numpy())
+    tx2gene = pd.Series(tx2gene)
+    genes = table["target_id"].map(tx2gene)
+    if genes.isna().any():
+        raise ValueError(f"tx2gene has no gene for transcript {table['target_id'][genes.isna()].iloc[0]!r}.")
+    keys = (["sample"] if "sample" in table.columns else []) + ["gene_id"]
+    work = table.assign(gene_id=genes.to_numpy(), weighted=table["tpm"] * table["eff_length"])
+    grouped = work.groupby(keys, sort=False)
+    out = grouped[["est_counts", "tpm", "weighted"]].sum()
+    mean_length = grouped["eff_length"].mean()
+    out["eff_length"] = (out["weighted"] / out["tpm"]).where(out["tpm"] > 0, mean_length)
+    return out.reset_index()[[*keys, "eff_length", "est_counts", "tpm"]]
+
+
+def wide_table(tidy, values="est_counts"):
+    """The transcripts x samples matrix of one column of a tidy :func:`quantify_samples` table.
+
+    Parameters
+    ----------
+    tidy : pandas.DataFrame
+        The table of :func:`quantify_samples` (or of :func:`gene_abundance` on it).
+    values : str, default="est_counts"
+        The column to spread (``"tpm"``, ``"est_counts_sd"``...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per transcript (or gene) in first-seen order, one column per
+        sample in the given order (tximport's ``counts`` / ``abundance`` layout).
+    """
+    feature = "gene_id" if "gene_id" in tidy.columns else "target_id"
+    wide = tidy.pivot(index=feature, columns="sample", values=values)
+    return wide.loc[pd.unique(tidy[feature]), pd.unique(tidy["sample"])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
@@ -56,7 +57,7 @@ def expected_table(expected, estimator):
     tables = []
     for name, (X, counts_, names) in expected.items():
         model = estimator.set_params(transcript_names=names).fit(X, sample_weight=counts_)
-        table = model.abundance_[["target_id", "est_counts", "tpm"]].copy()
+        table = model.abundance_[["target_id", "eff_length", "est_counts", "tpm"]].copy()
         table.insert(0, "sample", name)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
@@ -66,7 +67,7 @@ def test_quantify_samples_with_joblib(samples):
     sources, expected, truth = samples
     estimator = TranscriptQuantifier(lengths=truth.lengths, fragment_length=100)
     table = quantify_samples(sources, estimator, n_jobs=2, backend="joblib")
-    assert list(table.columns) == ["sample", "target_id", "est_counts", "tpm"]
+    assert list(table.columns) == ["sample", "target_id", "eff_length", "est_counts", "tpm"]
     pd.testing.assert_frame_equal(table, expected_table(expected, estimator), rtol=1e-12)
     by_position = quantify_samples(list(sources.values()), estimator)
     assert by_position["sample"].unique().tolist() == [0, 1, 2]
@@ -87,7 +88,7 @@ def test_quantify_samples_on_the_active_client(samples):
         table = quantify_samples(sources, estimator)  # the client is active: dask
     serial = quantify_samples(sources, estimator, backend="joblib")
     assert list(table.columns) == [
-        "sample", "target_id", "est_counts", "tpm", "est_counts_sd", "tpm_sd"
+        "sample", "target_id", "eff_length", "est_counts", "tpm", "est_counts_sd", "tpm_sd"
     ]
     pd.testing.assert_frame_equal(table, serial)
 
@@ -109,3 +110,32 @@ def test_missing_distributed_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"skem\[dask\]"):
         _active_client(required=True)
     assert _active_client(required=False) is None
+
+
+def test_gene_abundance_and_wide_tables(samples):
+    from skem.samples import gene_abundance, wide_table
+
+    sources, expected, truth = samples
+    table = quantify_samples(sources)
+    tx2gene = pd.DataFrame({"tx": truth.transcript_names, "gene": [f"G{g}" for g in truth.gene]})
+    genes = gene_abundance(table, tx2gene)
+    # sums per sample and gene, checked against a direct group-by of the tidy table
+    joined = table.merge(tx2gene, left_on="target_id", right_on="tx")
+    direct = joined.groupby(["sample", "gene"])[["est_counts", "tpm"]].sum()
+    got = genes.set_index(["sample", "gene_id"])[["est_counts", "tpm"]]
+    pd.testing.assert_frame_equal(got.sort_index(), direct.rename_axis(["sample", "gene_id"]).sort_index())
+    # effective length: TPM-weighted mean (tximport), for one gene of sample A worked by hand
+    model = TranscriptQuantifier(transcript_names=list(truth.transcript_names))
+    X, counts_, names = expected["A"]
+    one = model.fit(X, sample_weight=counts_).abundance_
+    gene0 = one[truth.gene == 0]
+    weighted = np.sum(gene0["tpm"] * gene0["eff_length"]) / gene0["tpm"].sum()
+    assert gene_abundance(model, tx2gene).set_index("gene_id").loc["G0", "eff_length"] == pytest.approx(weighted)
+    wide = wide_table(table, "tpm")
+    assert list(wide.columns) == ["A", "B", "C"] and list(wide.index) == list(truth.transcript_names)
+    np.testing.assert_allclose(wide["B"], table[table["sample"] == "B"]["tpm"])
+    assert list(wide_table(genes).columns) == ["A", "B", "C"]
+    with pytest.raises(ValueError, match="no gene for transcript"):
+        gene_abundance(table, tx2gene.iloc[1:])
+    with pytest.raises(ValueError, match="to two genes"):
+        gene_abundance(table, pd.concat([tx2gene, pd.DataFrame({"tx": [tx2gene.tx[0]], "gene": ["X"]})]))
