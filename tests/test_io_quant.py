@@ -379,3 +379,39 @@ def test_writers_reject_other_tables(tmp_path):
         write_kallisto_abundance(pd.DataFrame({"target_id": ["a"]}), tmp_path / "x.tsv")
     with pytest.raises(TypeError):
         write_salmon_quant(np.zeros(3), tmp_path / "x.sf")
+
+
+@pytest.mark.parametrize(
+    "counts_text, line, message",
+    [
+        ("%%MatrixMarket matrix coordinate real general\n1 5 3\n1 1 4\n1 2 5\n", 4,
+         "ends after 2 of the 3 entries"),
+        ("%%MatrixMarket matrix coordinate real general\n1 5 1\n1 1 4\n1 2 5\n", 4,
+         "more than the 1 entries"),
+    ],
+)
+def test_kallisto_tcc_matrix_market_entry_count(tmp_path, counts_text, line, message):
+    ec, names, counts = kallisto_files(tmp_path, counts_text)
+    with error_at(counts, line) as error:
+        read_kallisto_tcc(ec, names, counts)
+    assert message in str(error.value)
+
+
+def test_kallisto_tcc_without_counts_names_the_file(tmp_path):
+    ec, names, counts = kallisto_files(
+        tmp_path, "%%MatrixMarket matrix coordinate real general\n1 5 0\n")
+    with pytest.raises(ValueError, match=re.escape(str(counts)) + ": no counts"):
+        read_kallisto_tcc(ec, names, counts)
+
+
+def test_kallisto_duplicate_transcript_names(tmp_path):
+    ec, names, counts = kallisto_files(tmp_path, "0\t3\n")
+    names.write_text("ENST1\nENST2\nENST1\n")
+    with error_at(names, 3) as error:
+        read_kallisto_tcc(ec, names, counts)
+    assert "repeats line 1" in str(error.value)
+
+
+def test_empty_alignment_table():
+    with pytest.raises(ValueError, match="no rows"):
+        alignments_to_matrix(pd.DataFrame({"read_id": [], "transcript_id": []}))

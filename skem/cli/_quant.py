@@ -99,6 +99,8 @@ def run(args, out, progress):
         else:
             with reading(source):
                 table = pd.read_csv(source, sep="\t")
+            if table.empty:
+                raise UserError(f"{source}: the alignment table has no rows")
             weight = "weight" if "weight" in table.columns else None
             aligned = alignments_to_matrix(table, weight=weight)
             X, names, weighted = aligned.X, list(aligned.transcript_names), False

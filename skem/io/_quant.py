@@ -506,6 +506,7 @@ def _read_ec_counts(path, ec_row, sample):
         if "coordinate" not in first or "pattern" in first or "complex" in first:
             raise lines.error("only real or integer MatrixMarket coordinate matrices are supported.")
         size = None
+        entries = 0
         for text in iterator:
             if text.startswith("%") or not text.strip():
                 continue
@@ -519,6 +520,9 @@ def _read_ec_counts(path, ec_row, sample):
                 continue
             if len(fields) != 3:
                 raise lines.error(f"expected '<row> <column> <value>', got {len(fields)} fields.")
+            entries += 1
+            if entries > size[2]:
+                raise lines.error(f"more than the {size[2]} entries announced on the size line.")
             row = _parse_int(fields[0], lines, "the row", minimum=1)
             column = _parse_int(fields[1], lines, "the column", minimum=1)
             if row > size[0] or column > size[1]:
@@ -531,17 +535,23 @@ def _read_ec_counts(path, ec_row, sample):
             counts[ec_row[ec]] += _parse_float(fields[2], lines, "the count")
         if size is None:
             raise lines.error("the file ends before the size line.")
-        return counts
-    for text in _chain(first, iterator):
-        if not text.strip():
-            continue
-        fields = text.split("\t")
-        if len(fields) != 2:
-            raise lines.error(f"expected '<ec id>\\t<count>', got {len(fields)} fields.")
-        ec = _parse_int(fields[0], lines, "the EC id")
-        if ec not in ec_row:
-            raise lines.error(f"EC id {ec} is not in the EC file.")
-        counts[ec_row[ec]] += _parse_float(fields[1], lines, "the count")
+        if entries < size[2]:
+            raise lines.error(f"the file ends after {entries} of the {size[2]} entries announced "
+                              "on the size line.")
+    else:
+        for text in _chain(first, iterator):
+            if not text.strip():
+                continue
+            fields = text.split("\t")
+            if len(fields) != 2:
+                raise lines.error(f"expected '<ec id>\\t<count>', got {len(fields)} fields.")
+            ec = _parse_int(fields[0], lines, "the EC id")
+            if ec not in ec_row:
+                raise lines.error(f"EC id {ec} is not in the EC file.")
+            counts[ec_row[ec]] += _parse_float(fields[1], lines, "the count")
+    if not counts.sum() > 0:
+        raise ValueError(f"{lines.path}: no counts (every equivalence class has count 0"
+                         f"{'' if sample is None else f' in row {sample}'}).")
     return counts
 
 
@@ -590,6 +600,8 @@ def alignments_to_matrix(
     for column in (read, transcript) + (() if weight is None else (weight,)):
         if column not in table.columns:
             raise ValueError(f"the alignment table has no column {column!r}.")
+    if len(table) == 0:
+        raise ValueError("the alignment table has no rows.")
     read_codes, read_names = pd.factorize(table[read], sort=False)
     if transcripts is None:
         transcript_codes, transcript_names = pd.factorize(table[transcript], sort=False)
