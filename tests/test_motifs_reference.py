@@ -133,3 +133,26 @@ def test_fit_is_a_fixed_point_of_em_written_here(background):
     pwms = (counts + beta) / (counts + beta).sum(axis=2, keepdims=True)
     np.testing.assert_allclose(model.weights_, mixing, rtol=1e-6)
     np.testing.assert_allclose(model.pwms_, pwms, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("background", [None, "position-independent"])
+def test_scores_posteriors_and_criteria_by_hand(background):
+    codes = _windows(300, seed=6, missing=0.02)
+    model = _fit(codes, None, n_components=3, background=background, max_iter=50)
+    positions = np.arange(WIDTH)
+    log_joint = np.log(model.weights_) + np.stack([
+        np.where(codes >= 0, np.log(pwm[positions, np.maximum(codes, 0)]), 0.0).sum(axis=1)
+        for pwm in model.pwms_
+    ], axis=1)
+    per_row = logsumexp(log_joint, axis=1)
+    np.testing.assert_allclose(model.score_samples(codes), per_row, rtol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(codes), np.exp(log_joint - per_row[:, None]), atol=1e-10)
+    K = 3
+    free_pwm = (A - 1) + (K - 1) * WIDTH * (A - 1) if background else K * WIDTH * (A - 1)
+    p = (K - 1) + free_pwm
+    assert model.bic(codes) == pytest.approx(-2 * per_row.sum() + p * np.log(len(codes)), rel=1e-10)
+    # Reported summaries, by their definitions.
+    np.testing.assert_allclose(model.background_, model.pwms_[0].mean(axis=0))
+    entropy = -np.sum(model.pwms_ * np.log2(model.pwms_), axis=2)
+    np.testing.assert_allclose(model.information_content_, np.log2(A) - entropy, atol=1e-12)
+    assert list(model.consensus_) == ["".join("ACGT"[i] for i in pwm.argmax(axis=1)) for pwm in model.pwms_]

@@ -266,3 +266,21 @@ def test_recovers_unequal_overlapping_components_within_standard_errors():
     # The standard errors are small enough for the test to bite: a 15 % error is > 4 SE.
     assert np.all(0.15 * means > 4 * se_mu)
     assert 0.2 * weights[1] > 4 * se_w  # the minor weight is the hardest to pin down
+
+
+@pytest.mark.parametrize("mode", ["shared", "component", "feature", "full", 0.2])
+def test_scores_posteriors_and_criteria_by_hand(counts, mode):
+    """What a user reads after the fit, recomputed from scipy.stats and the parameter count
+    of each tying mode: ``score_samples``, ``predict_proba``, ``score``, ``bic``, ``aic``."""
+    model = NegBinMixture(n_components=2, dispersion=mode, random_state=0).fit(counts)
+    log_joint = np.log(model.weights_) + _component_logpmf(counts, model.means_, np.maximum(model.dispersion_, 1e-300))
+    per_row = logsumexp(log_joint, axis=1)
+    np.testing.assert_allclose(model.score_samples(counts), per_row, rtol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(counts), np.exp(log_joint - per_row[:, None]), atol=1e-10)
+    assert model.score(counts) == pytest.approx(per_row.mean(), rel=1e-10)
+    K, D = model.means_.shape
+    n_dispersion = 0 if not isinstance(mode, str) else _n_free(mode, K, D)
+    p = (K - 1) + K * D + n_dispersion
+    n = len(counts)
+    assert model.bic(counts) == pytest.approx(-2 * per_row.sum() + p * np.log(n), rel=1e-10)
+    assert model.aic(counts) == pytest.approx(-2 * per_row.sum() + 2 * p, rel=1e-10)

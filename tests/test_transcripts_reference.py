@@ -184,3 +184,18 @@ def test_equal_lengths_closed_form():
         X, sample_weight=[7.5, 2.5, 10.0]
     )
     np.testing.assert_allclose(model.nu_, [0.75, 0.25], rtol=1e-8)
+
+
+def test_posteriors_scores_and_abundances_by_hand():
+    """What a user reads: posteriors, per-read log-likelihoods, nu_, tau_ and TPM by definition."""
+    model = _tight(prior=PRIOR).fit(CLASSES, sample_weight=COUNTS)
+    nu = (model.est_counts_ + PRIOR) / (model.est_counts_ + PRIOR).sum()
+    np.testing.assert_allclose(model.nu_, nu, rtol=1e-12)
+    joint = CLASSES / LENGTHS * nu
+    np.testing.assert_allclose(model.predict_proba(CLASSES), joint / joint.sum(axis=1, keepdims=True),
+                               rtol=1e-10)
+    np.testing.assert_allclose(model.score_samples(CLASSES), np.log(joint.sum(axis=1)), rtol=1e-10)
+    tau = model.est_counts_ / LENGTHS / (model.est_counts_ / LENGTHS).sum()
+    np.testing.assert_allclose(model.tau_, tau, rtol=1e-12)
+    np.testing.assert_allclose(model.tpm_, 1e6 * tau, rtol=1e-12)
+    np.testing.assert_allclose(model.est_counts_.sum(), COUNTS.sum(), rtol=1e-12)
