@@ -451,6 +451,25 @@ class MotifMixture(BaseMixture):
         unidentifiable, a flat direction for EM. Needs a nucleotide alphabet
         (ACGT or ACGU in any order). Fit it to forward-strand windows
         (:func:`sequence_windows` with ``both_strands=False``).
+    width : int, pair of int or None, default=None
+        None fits the window model above (X: equal-length windows). An integer
+        ``w`` fits MEME's sequence models to whole sequences of any lengths (X:
+        a 1-D array-like of strings or bytes, a dict of name to sequence, a
+        Series or one-column DataFrame of letters, or a list of integer code
+        arrays): the site position (and strand) in each sequence is hidden;
+        ``pwms_[0]`` is the zero-order background tiled over ``w`` positions
+        and ``pwms_[1:]`` the motifs (see :mod:`skem._motif_sequences` and the
+        motifs user guide). A pair ``(min_width, max_width)`` tries every width
+        in the range and keeps, per motif, the one of smallest E-value.
+    mode : {"zoops", "oops", "tcm"}, default="zoops"
+        With ``width``: MEME's site distribution, zero or one site per
+        sequence, exactly one, or any number of non-overlapping sites.
+    n_motifs : int or None, default=None
+        With ``width``: motifs found one after another by probabilistic
+        erasing (MEME); None means ``n_components - 1``.
+    palindromic : bool, default=False
+        With ``width``: tie each PWM to its reverse complement (MEME's
+        ``-pal``); implies both strands.
     n_init : int, default=1
         Number of EM runs from different starts; the best final objective is kept.
     init_params : {"random_from_data", "kmeans", "k-means++", "random"}, default="random_from_data"
@@ -462,8 +481,11 @@ class MotifMixture(BaseMixture):
         Maximum number of EM iterations per run.
     tol : float, default=1e-7
         Stop when the objective per (weighted) window changes by less than this.
-    accelerate : {"squarem"} or None, default=None
-        Plain EM, or SQUAREM extrapolation (fewer iterations on slowly converging data).
+    accelerate : {"auto", "squarem"} or None, default="auto"
+        Plain EM, or SQUAREM extrapolation (fewer iterations on slowly
+        converging data). "auto" is SQUAREM with ``width`` set (the sequence
+        models, where plain EM stops short of the optimum: TCM's site
+        probability converges slowly) and plain EM for windows.
     chunk_size : int, default=None
         Windows per E-step chunk, in the fit and in its start search; None
         sizes chunks to about 32 MiB of work arrays. The fit does not depend
@@ -495,6 +517,18 @@ class MotifMixture(BaseMixture):
         (the total height of a sequence-logo column).
     consensus_ : ndarray of str of shape (n_components,)
         Most probable letter at each position, per component.
+    site_probs_ : ndarray of shape (n_motifs,)
+        With ``width``: ZOOPS's probability that a sequence holds a site, 1
+        for OOPS, TCM's probability that a site starts where one fits.
+    widths_ : ndarray of int of shape (n_motifs,)
+        With ``width``: each motif's width (``pwms_`` is a list when they differ).
+    nsites_ : ndarray of shape (n_motifs,)
+        With ``width``: expected number of sites of each motif in the training data.
+    log10_evalues_, evalues_ : ndarray of shape (n_motifs,)
+        With ``width``: E-value of each motif after MEME's (the site
+        alignment's log-likelihood ratio, its p-value by Wilks' chi-square
+        approximation, times the number of possible alignments; see
+        :func:`skem._motif_sequences.log10_evalue`), and its log10.
     alphabet_ : str
         The alphabet of the fit, upper case: ``alphabet``, or for the default
         one the letters found from the data (see ``alphabet``).
@@ -618,6 +652,7 @@ class MotifMixture(BaseMixture):
         "mode": [StrOptions({"oops", "zoops", "tcm"})],
         "n_motifs": [Interval(Integral, 1, None, closed="left"), None],
         "palindromic": ["boolean"],
+        "accelerate": [StrOptions({"none", "squarem", "auto"}), None],
     }
 
     def __init__(
@@ -637,7 +672,7 @@ class MotifMixture(BaseMixture):
         init_params="random_from_data",
         max_iter=200,
         tol=1e-7,
-        accelerate=None,
+        accelerate="auto",
         chunk_size=None,
         n_jobs=None,
         warm_start=False,
@@ -759,6 +794,13 @@ class MotifMixture(BaseMixture):
             revcomp=self.revcomp or self.palindromic, palindromic=self.palindromic,
             n_outputs=self._n_motifs() + 1,
         )
+
+    def _controls(self, **changes):
+        # "auto": SQUAREM for the sequence models, where plain EM crawls (TCM's site probability,
+        # ZOOPS near gamma = 1) and stops short of the optimum; plain EM for windows, as before.
+        if self.accelerate == "auto" and "accelerate" not in changes:
+            changes["accelerate"] = "squarem" if self.width is not None else None
+        return super()._controls(**changes)
 
     def _finish_fit(self, params, data):
         if self.width is None:
