@@ -66,54 +66,33 @@ class Progress:
 # argparse prefixes the message of an ArgumentTypeError with "argument --option:".
 
 
-def _number(text, cast, kind):
-    try:
-        value = cast(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
-    return value
+def _option_type(name, cast, kind, accept, doc):
+    """An argparse type: ``cast(text)``, finite and accepted, else "must be <kind>, got <text>"."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value) or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def positive_int(text):
-    """An integer >= 1 (a count of components, restarts, motifs)."""
-    value = _number(text, int, "an integer >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text):
-    """An integer >= 0 (a seed, a number of bootstraps or iterations)."""
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0 (a length, a standard deviation)."""
-    value = _number(text, float, "a number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text):
-    """A finite number >= 0 (a pseudo-count, a tolerance)."""
-    value = _number(text, float, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def probability(text):
-    """A number in [0, 1] (a posterior threshold)."""
-    value = _number(text, float, "a probability in [0, 1]")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}")
-    return value
+positive_int = _option_type("positive_int", int, "an integer >= 1", lambda v: v >= 1,
+                            "An integer >= 1 (a count of components, restarts, motifs).")
+non_negative_int = _option_type("non_negative_int", int, "an integer >= 0", lambda v: v >= 0,
+                                "An integer >= 0 (a seed, a number of bootstraps or iterations).")
+positive_float = _option_type("positive_float", float, "a number > 0", lambda v: v > 0,
+                              "A finite number > 0 (a length, a standard deviation).")
+non_negative_float = _option_type("non_negative_float", float, "a number >= 0", lambda v: v >= 0,
+                                  "A finite number >= 0 (a pseudo-count, a tolerance).")
+probability = _option_type("probability", float, "a probability in [0, 1]", lambda v: 0 <= v <= 1,
+                           "A number in [0, 1] (a posterior threshold).")
 
 
 def input_file(text):
