@@ -84,11 +84,15 @@ def squarem(model, params, evaluate, monitor, *, step_max0=1.0, step_factor=4.0)
         objective_ext, stats_ext = evaluate(extrapolated)
         if np.isfinite(objective_ext) and objective_ext >= objective1:
             monitor.record(objective_ext)
+            if monitor.out_of_budget:
+                return extrapolated
             if alpha == -step_max:
                 step_max *= step_factor
             previous, p0 = extrapolated, model.m_step(stats_ext, extrapolated)
         else:
             monitor.reject()
+            if monitor.out_of_budget:
+                return p1
             if alpha == -step_max:
                 step_max = max(step_max0, step_max / step_factor)
             previous, p0 = p1, p2
