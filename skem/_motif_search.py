@@ -21,6 +21,10 @@ component 0 starts as the letter frequencies of the data:
    of the full model (then :data:`FINAL_ITER` on all rows when the search
    worked on a draw of them); the best one is kept.
 
+The sequence models (``MotifMixture(width=...)``) start from
+:func:`search_sequence_motif`: enriched k-mers and substrings scored after one
+EM step, MEME's way (see its docstring).
+
 Every EM run here is :func:`skem._em.run_em` with the fit's chunk size: the
 candidates' M-step is the model's kernel :func:`skem.motifs.motif_m_step`, and
 the engine warns if any objective decreases, as in the fit itself.
@@ -364,32 +368,50 @@ def _candidate_loglik(batch, params, chunk):
 # ------------------------------------------------- the sequence models' search
 
 
-#: Sequences the sequence models' search scores its candidates on (a weighted draw).
+#: Longest and shortest k-mers counted to seed the sequence models' search (k is also at most
+#: the motif width, and about log_A of the number of positions, so that a k-mer is expected
+#: about once by chance).
+KMER_MAX, KMER_MIN = 8, 3
+#: The most enriched k-mers, each extended to a candidate PWM.
+N_KMER_SEEDS = 24
+#: Occurrences of one k-mer that its extension reads (a frequent k-mer's first ones).
+MAX_OCCURRENCES = 2000
+#: Substrings of the search sequences also tried as starts (MEME's seeds: weak motifs, whose
+#: exact k-mers are rare, are found from their sites).
+N_SUBSTRINGS = 128
+#: Sequences all candidates take their first EM step on (a weighted draw).
 SEQUENCE_SEARCH_ROWS = 64
-#: Substrings of the search sequences tried as starts.
-N_SEQUENCE_CANDIDATES = 256
-#: Full EM steps on all sequences that decide between the best distinct candidates.
-SEQUENCE_CONTINUE_ITER = 4
+#: Sequences that decide between the best candidates and their shifts (a weighted draw).
+SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
 
 
 def search_sequence_motif(model, data, random_state, controls):
-    """Starting parameters of a sequence model, found among substrings of the sequences (MEME).
+    """Starting parameters of a sequence model, seeded by enriched k-mers and scored as MEME does.
 
-    For each width from ``model.min_width`` to ``model.max_width``:
-    :data:`N_SEQUENCE_CANDIDATES` substrings of a weighted draw of
-    :data:`SEQUENCE_SEARCH_ROWS` sequences become candidate PWMs
-    (:data:`START_FUZZ` of each position like the background); all take one
-    EM step side by side on those sequences (:class:`SiteCandidateBatch`,
-    TCM scored as ZOOPS) and are scored by their objective after it, as MEME
-    scores its starts. The :data:`N_CONTINUE` best distinct ones and their
-    shifts by up to :data:`MAX_SHIFT` positions take one more step; the
-    :data:`N_CONTINUE` best distinct ones then take
-    :data:`SEQUENCE_CONTINUE_ITER` EM steps of the full model on all
-    sequences, and the best is kept. With several widths, each width's best
-    is run to convergence and the width of the smallest E-value
-    (:func:`skem._motif_sequences.log10_evalue`) wins.
+    For each width ``w`` from ``model.min_width`` to ``model.max_width``:
+
+    1. K-mer seeds: the :data:`N_KMER_SEEDS` k-mer classes most enriched in
+       the sequences (:func:`kmer_enrichment`: both strands with revcomp,
+       erasing weights honoured), each extended to width ``w`` by the letters
+       around its occurrences (:func:`kmer_candidates`), take one EM step side
+       by side (:class:`SiteCandidateBatch`, TCM scored as ZOOPS) on a
+       weighted draw of :data:`SEQUENCE_DECIDE_ROWS` sequences and are ranked
+       by their objective after it, as MEME ranks its starts.
+    2. Substring seeds (MEME's): :data:`N_SUBSTRINGS` substrings of a draw of
+       :data:`SEQUENCE_SEARCH_ROWS` sequences do the same on those sequences.
+    3. The :data:`N_CONTINUE` best distinct of each kind and their shifts by
+       up to :data:`MAX_SHIFT` positions take one more step on the decision
+       rows (palindromic candidates are tied only now), and the best starts the fit.
+
+    All candidates put :data:`START_FUZZ` of each position's probability on
+    the background. Apart from counting k-mers (integer arithmetic, one pass), the
+    work does not grow with the data.
+    With several widths, each width's start is run to convergence and the
+    width of the smallest E-value (:func:`skem._motif_sequences.log10_evalue`)
+    wins. Every step is an engine E-pass (:func:`skem._em.e_pass`) of the
+    candidate batch (and :func:`skem._em.run_em` of the model between widths).
 
     Parameters
     ----------
@@ -411,14 +433,29 @@ def search_sequence_motif(model, data, random_state, controls):
     beta = model.pseudocount
     background = data.weights @ data.letter_counts + beta
     background /= background.sum()
-    search = _search_sequences(data, random_state)
-    widths = range(model.min_width or model.width, (model.max_width or model.width) + 1)
-    short = EMControls(max_iter=SEQUENCE_CONTINUE_ITER, tol=controls.tol, chunk_size=controls.chunk_size)
+    min_width = model.min_width or model.width
+    widths = range(min_width, (model.max_width or model.width) + 1)
+    if not np.any(data.lengths >= min_width):
+        raise ValueError(f"No sequence is at least {min_width} letters long: no site fits.")
+    kmers = kmer_enrichment(model, data, background, kmer_length(data, A, min_width))
+    search = _draw_sequences(data, SEQUENCE_SEARCH_ROWS, random_state)
+    decide = _draw_sequences(data, SEQUENCE_DECIDE_ROWS, random_state)
     best = None
     for w in widths:
         batch = SiteCandidateBatch(model=model, background=background, width=w)
-        candidates = batch.initialize(search, random_state, controls)
-        top = _best_after_one_step(batch, search, candidates)
+        # The k-mer seeds are few and carry their whole motif: the decision rows score them.
+        # The substrings are many, each from one sequence: the smaller search rows do.
+        # The first step leaves candidates free of the palindromic tie: tied off-centre, a
+        # candidate would be folded onto a mirror image of itself before its shifts are tried.
+        seeds = _best_after_steps(batch, decide, kmer_candidates(batch, data, kmers), 1,
+                                  controls.chunk_size)
+        substrings = _best_after_steps(
+            batch, search, substring_candidates(batch, search, N_SUBSTRINGS, random_state), 1,
+            controls.chunk_size,
+        )
+        top = CandidateParams(np.concatenate([seeds.log_pwms, substrings.log_pwms]),
+                              np.concatenate([seeds.alpha, substrings.alpha]))
+        batch = replace(batch, palindromic=model.palindromic)
         shifted = [
             _shift(log_pwm, np.tile(background, (w, 1)), shift)
             for log_pwm in top.log_pwms
@@ -429,50 +466,270 @@ def search_sequence_motif(model, data, random_state, controls):
             np.concatenate([top.log_pwms, np.array(shifted).reshape(-1, w * A)]),
             np.concatenate([top.alpha, np.repeat(top.alpha, len(shifted) // max(len(top.alpha), 1))]),
         )
-        top = _best_after_one_step(batch, search, family)
-        starts = [
-            SequenceMotifParams(background.copy(), (np.exp(log_pwm).reshape(w, A),), np.array([alpha]))
-            for log_pwm, alpha in zip(top.log_pwms, top.alpha)
-        ]
-        result = best_result([run_em(model, data, start, short) for start in starts])
+        top = _best_after_steps(batch, decide, family, 1, controls.chunk_size, keep=1)
+        gamma = float(top.alpha[0])
+        if model.mode == "tcm":
+            # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
+            starts = data.weights @ np.maximum(data.lengths - w + 1, 0) / data.weights.sum()
+            gamma = min(gamma / max(starts, 1.0), 0.5)
+        start = SequenceMotifParams(background.copy(), (np.exp(top.log_pwms[0]).reshape(w, A),),
+                                    np.array([gamma]))
         if len(widths) > 1:
             # Widths compete on converged fits: an E-value of a half-fitted motif says little.
-            result = run_em(model, data, result.params, replace(short, max_iter=controls.max_iter))
+            full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
+                              accelerate=controls.accelerate, chunk_size=controls.chunk_size)
+            result = run_em(model, data, start, full)
             from .motifs import _hard_site_counts
 
             counts = _hard_site_counts(model, result.params, data, controls.chunk_size)
             n_positions = model.n_strands * float(data.weights @ np.maximum(data.lengths - w + 1, 0))
             dof = (A - 1) / (2 if model.palindromic else 1)
             score = -log10_evalue(counts, result.params.background, n_positions, dof)
+            start = result.params
         else:
             score = 0.0
         if controls.verbose:
-            print(f"  motif search: width {w}, objective {result.lower_bound:.6g}"
+            print(f"  motif search: width {w}, {candidates.n_candidates} k-mer seeds (k = "
+                  f"{kmers.k}), best start {_consensus(top.log_pwms[0], w, model.letters)}"
                   + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
         if best is None or score > best[0]:
-            best = (score, result.params)
+            best = (score, start)
     return best[1]
 
 
-def _search_sequences(data, random_state):
-    """At most SEQUENCE_SEARCH_ROWS sequences: all, or a weighted draw with counts as weights."""
-    if data.n_rows <= SEQUENCE_SEARCH_ROWS:
+def _consensus(log_pwm, width, letters):
+    return "".join(np.array(list(letters))[log_pwm.reshape(width, -1).argmax(axis=1)])
+
+
+def _draw_sequences(data, size, random_state):
+    """At most ``size`` sequences: all, or a weighted draw with counts as weights."""
+    if data.n_rows <= size:
         return data
-    draws = random_state.multinomial(SEQUENCE_SEARCH_ROWS, data.weights / data.weights.sum())
+    draws = random_state.multinomial(size, data.weights / data.weights.sum())
     chosen = np.flatnonzero(draws)
     return replace(data.take(chosen), weights=draws[chosen].astype(float))
 
 
-def _best_after_one_step(batch, rows, params):
-    """The N_CONTINUE best distinct candidates after one EM step, by their objective then."""
+def _best_after_steps(batch, rows, params, n_steps, chunk_size, keep=N_CONTINUE):
+    """The ``keep`` best distinct candidates after ``n_steps`` EM steps, by their objective then."""
     from ._em import e_pass
 
-    stats, _ = e_pass(batch, params, rows)
-    params = batch.m_step(stats, params)
-    stats, _ = e_pass(batch, params, rows)
+    stats, _ = e_pass(batch, params, rows, chunk_size)
+    for _ in range(n_steps):
+        params = batch.m_step(stats, params)
+        stats, _ = e_pass(batch, params, rows, chunk_size)
     score = stats.loglik + batch.model.pseudocount * params.log_pwms.sum(axis=1)
     perm = revcomp_permutation(batch.width, batch.model.letters) if batch.model.revcomp else None
-    return _distinct(params, score, perm)
+    best = _distinct(params, score, perm)
+    return best.take(np.arange(min(keep, best.n_candidates)))
+
+
+# ---------------------------------------------------------------------- k-mer seeds
+
+
+def kmer_length(data, n_letters, width):
+    """The k-mer length of the seeds: about ``log_A`` of the number of letters, within
+    [KMER_MIN, KMER_MAX] and at most ``width``."""
+    letters = max(float(data.weights @ data.lengths), 1.0)
+    k = int(np.floor(np.log(letters) / np.log(n_letters)))
+    return int(min(max(k, KMER_MIN), KMER_MAX, width))
+
+
+@dataclass(frozen=True)
+class KmerTable:
+    """Every k-mer position of the sequences, its (strand-merged) class and the classes' enrichment.
+
+    ``index`` (n, M) is each position's k-mer code in base A (-1 where it holds
+    a missing letter or padding), ``canonical`` the code of its class (the
+    smaller of it and its reverse complement's with revcomp), ``weight`` the
+    position's erasing weight; ``classes`` the distinct classes by decreasing
+    ``enrichment`` (the signed binomial G statistic of the sequences that
+    hold the class against its expectation under the background).
+    """
+
+    k: int
+    index: np.ndarray
+    canonical: np.ndarray
+    weight: np.ndarray
+    classes: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+    enrichment: np.ndarray
+
+
+def kmer_enrichment(model, data, background, k):
+    """Count the k-mer classes of ``data`` (sequences holding each) and rank them by enrichment.
+
+    A sequence holds a class when a k-mer of the class occurs in it (on either
+    strand with revcomp), counted with the row's weight and, after erasing, the
+    largest erasing weight of its occurrences (at most 1 per sequence, so a
+    repeat does not count many times). Under the zero-order ``background``
+    a class of probability ``q`` per position (summed over its orientations) is
+    held by a sequence with ``m`` k-mer positions with probability
+    ``1 - exp(-m q)``; with ``m`` the weighted mean over sequences, the
+    expected number of holders is ``W (1 - exp(-m q))`` for ``W`` sequences.
+    The enrichment is the binomial log-likelihood ratio (G) statistic, with
+    the sign of ``observed - expected``.
+
+    Parameters
+    ----------
+    model : skem._motif_sequences.SequenceMotifModel
+    data : skem._motif_sequences.SequenceData
+    background : ndarray of shape (A,)
+    k : int
+
+    Returns
+    -------
+    KmerTable
+    """
+    A = model.n_letters
+    codes = data.codes
+    n, length = codes.shape
+    M = max(length - k + 1, 0)
+    index = np.zeros((n, M), dtype=np.int64)
+    valid = np.ones((n, M), dtype=bool)
+    for p in range(k):
+        window = codes[:, p : p + M]
+        valid &= window < A
+        index = index * A + np.minimum(window, A - 1)
+    canonical = index
+    if model.revcomp:
+        complement = revcomp_permutation(1, model.letters)
+        reverse = _reverse_complement_index(index, k, A, complement)
+        canonical = np.minimum(index, reverse)
+    index = np.where(valid, index, -1)
+    canonical = np.where(valid, canonical, -1)
+    weight = valid.astype(float)
+    if data.erased.shape[1]:
+        log_erased = np.log(np.maximum(data.erased, 1e-12))
+        cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
+        weight = weight * np.exp(cumulative[:, k : k + M] - cumulative[:, :M])
+    rows, starts = np.nonzero(valid)
+    # A sequence holds a class once: the largest erasing weight of its occurrences.
+    keys = canonical[rows, starts] * n + rows
+    order = np.lexsort((weight[rows, starts], keys))
+    keys, held = keys[order], weight[rows, starts][order]
+    last = np.append(keys[1:] != keys[:-1], True)
+    keys, held = keys[last], held[last] * data.weights[keys[last] % n]
+    classes, position = np.unique(keys // n, return_inverse=True)
+    observed = np.bincount(position, weights=held, minlength=classes.size)
+    log_q = _kmer_log_prob(classes, k, A, np.log(background))
+    if model.revcomp:
+        reverse = _reverse_complement_index(classes, k, A, complement)
+        log_q = np.where(reverse != classes,
+                         np.logaddexp(log_q, _kmer_log_prob(reverse, k, A, np.log(background))),
+                         log_q)
+    sites = valid.sum(axis=1)
+    total = float(data.weights @ (sites > 0))
+    mean_sites = float(data.weights @ sites) / max(total, 1e-300)
+    expected = total * -np.expm1(-mean_sites * np.exp(log_q))
+    enrichment = np.sign(observed - expected) * _binomial_g(observed, expected, total)
+    order = np.argsort(-enrichment, kind="stable")
+    return KmerTable(k, index, canonical, weight, classes[order], observed[order],
+                     expected[order], enrichment[order])
+
+
+def _reverse_complement_index(index, k, A, complement):
+    """The base-A codes of the reverse complements of k-mers with codes ``index``."""
+    reverse = np.zeros_like(index)
+    rest = index.copy()
+    for _ in range(k):
+        reverse = reverse * A + complement[rest % A]
+        rest //= A
+    return reverse
+
+
+def _kmer_log_prob(index, k, A, log_background):
+    """Log-probability of each k-mer (base-A codes ``index``) under a zero-order background."""
+    total = np.zeros(index.shape)
+    rest = index.copy()
+    for _ in range(k):
+        total += log_background[rest % A]
+        rest //= A
+    return total
+
+
+def _binomial_g(observed, expected, total):
+    """Binomial log-likelihood ratio of ``observed`` successes in ``total`` trials against
+    success probability ``expected / total``."""
+    def term(x, e):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, x * np.log(x / np.maximum(e, 1e-300)), 0.0)
+
+    observed = np.minimum(observed, total)
+    return term(observed, expected) + term(total - observed, total - expected)
+
+
+def kmer_candidates(batch, data, kmers):
+    """Candidate PWMs (log, (C, w * A)) of ``batch``'s width, one per most enriched k-mer class.
+
+    The occurrences of a class (up to :data:`MAX_OCCURRENCES`, each read in the
+    orientation of the class's representative, weighted by row and erasing
+    weight) are aligned on the k-mer, ``w - k`` letters on either side; of
+    the ``w - k + 1`` windows of width ``w`` that contain the k-mer, the one
+    whose letter frequencies have the largest log-likelihood ratio against the
+    background (MEME's alignment statistic, summed over columns) is kept.
+    Its frequencies, fuzzed by :data:`START_FUZZ` towards the background, are
+    the candidate: a motif's k-mer carries the rest of the motif with it, a
+    chance k-mer only background letters.
+    """
+    model = batch.model
+    A, w, k = model.n_letters, batch.width, kmers.k
+    classes = kmers.classes[:N_KMER_SEEDS]
+    C, span = classes.size, 2 * w - k
+    rows, starts = np.nonzero(np.isin(kmers.canonical, classes))
+    seed = np.searchsorted(np.sort(classes), kmers.canonical[rows, starts])
+    seed = np.argsort(classes)[seed]
+    # The first MAX_OCCURRENCES occurrences of each class.
+    order = np.argsort(seed, kind="stable")
+    rows, starts, seed = rows[order], starts[order], seed[order]
+    first = np.searchsorted(seed, np.arange(C))
+    keep = np.arange(seed.size) - first[seed] < MAX_OCCURRENCES
+    rows, starts, seed = rows[keep], starts[keep], seed[keep]
+    minus = kmers.index[rows, starts] != classes[seed]
+    offsets = np.arange(span) - (w - k)
+    # On the minus strand, letter t of the class's orientation is the complement of the
+    # forward letter at start + k - 1 - t.
+    position = np.where(minus[:, None], starts[:, None] + k - 1 - offsets, starts[:, None] + offsets)
+    inside = (position >= 0) & (position < data.codes.shape[1])
+    letters = np.where(inside, data.codes[rows[:, None], np.clip(position, 0, data.codes.shape[1] - 1)], A)
+    if model.revcomp:
+        complement = np.append(revcomp_permutation(1, model.letters), A)
+        letters = np.where(minus[:, None], complement[letters], letters)
+    weights = kmers.weight[rows, starts] * data.weights[rows]
+    cells = (seed[:, None] * span + np.arange(span)) * (A + 1) + letters
+    counts = np.bincount(cells.ravel(), weights=np.repeat(weights, span),
+                         minlength=C * span * (A + 1)).reshape(C, span, A + 1)[:, :, :A]
+    beta = model.pseudocount
+    frequencies = (counts + beta) / (counts.sum(axis=2, keepdims=True) + A * beta)
+    llr = (counts * np.log(frequencies / batch.background)).sum(axis=2)  # (C, span)
+    cumulative = np.concatenate([np.zeros((C, 1)), np.cumsum(llr, axis=1)], axis=1)
+    window = np.argmax(cumulative[:, w:] - cumulative[:, : span - w + 1], axis=1)
+    chosen = frequencies[np.arange(C)[:, None], window[:, None] + np.arange(w)]  # (C, w, A)
+    pwms = (1.0 - START_FUZZ) * chosen + START_FUZZ * batch.background
+    gamma = 1.0 if model.mode == "oops" else 0.5
+    return CandidateParams(np.log(pwms).reshape(C, -1), np.full(C, gamma))
+
+
+def substring_candidates(batch, data, size, random_state):
+    """``size`` substrings of width ``w`` of the rows (weighted draws), fuzzed towards the
+    background (:data:`START_FUZZ`), as candidate log-PWMs."""
+    model = batch.model
+    w, A = batch.width, model.n_letters
+    starts = np.maximum(data.lengths - w + 1, 0)
+    p = data.weights * (starts > 0)
+    rows = random_state.choice(data.n_rows, size=size, p=p / p.sum())
+    offsets = (random_state.uniform(size=rows.size) * starts[rows]).astype(np.intp)
+    codes = data.codes[rows[:, None], offsets[:, None] + np.arange(w)]  # A: missing letter
+    observed = np.eye(A + 1)[codes][:, :, :A]
+    pwms = (1.0 - START_FUZZ) * observed + (
+        1.0 - (1.0 - START_FUZZ) * observed.sum(axis=2, keepdims=True)
+    ) * batch.background
+    gamma = 1.0 if model.mode == "oops" else 0.5
+    return CandidateParams(np.log(pwms).reshape(size, -1), np.full(size, gamma))
+
+
+# ---------------------------------------------------------------- candidate batch
 
 
 @dataclass(frozen=True)
@@ -499,11 +756,16 @@ class SiteCandidateBatch(EMModel):
     model : skem._motif_sequences.SequenceMotifModel
     background : ndarray of shape (A,)
     width : int
+    palindromic : bool, default=False
+        Whether the M-step ties each PWM to its reverse complement (the model's
+        ``palindromic``; the search's first step leaves candidates free, so that
+        a candidate off the palindrome's centre can still be shifted onto it).
     """
 
     model: EMModel
     background: np.ndarray
     width: int
+    palindromic: bool = False
 
     def prepare(self, X, weights):
         return self.model.prepare(X, weights)
@@ -512,33 +774,19 @@ class SiteCandidateBatch(EMModel):
         return self.model.work_per_row(data) * 4
 
     def initialize(self, data, random_state, controls):
-        """Substrings of the rows (weighted), fuzzed towards the background, as log-PWMs."""
-        w, A = self.width, self.model.n_letters
-        starts = np.maximum(data.lengths - w + 1, 0)
-        p = data.weights * (starts > 0)
-        if not p.sum() > 0:
-            raise ValueError(f"No sequence is at least {w} letters long: no site fits.")
-        rows = random_state.choice(data.n_rows, size=N_SEQUENCE_CANDIDATES, p=p / p.sum())
-        offsets = (random_state.uniform(size=rows.size) * starts[rows]).astype(np.intp)
-        codes = data.codes[rows[:, None], offsets[:, None] + np.arange(w)]  # A: missing letter
-        observed = np.zeros((rows.size, w, A + 1))
-        np.put_along_axis(observed, codes[:, :, None], 1.0, axis=2)
-        observed = observed[:, :, :A]
-        pwms = (1.0 - START_FUZZ) * observed + (
-            1.0 - (1.0 - START_FUZZ) * observed.sum(axis=2, keepdims=True)
-        ) * self.background
-        gamma = 1.0 if self.model.mode == "oops" else 0.5
-        return CandidateParams(np.log(pwms).reshape(rows.size, -1), np.full(rows.size, gamma))
+        """The k-mer seeds of :func:`kmer_candidates`."""
+        k = kmer_length(data, self.model.n_letters, self.width)
+        return kmer_candidates(self, data, kmer_enrichment(self.model, data, self.background, k))
 
     def _windows(self, chunk):
-        """One-hot windows (n, M, w * A) of the chunk's rows and their log site priors (n, M)."""
+        """One-hot windows (n * M, w * A) (float32) of the chunk's rows and their log site
+        priors (n, M)."""
         w, A = self.width, self.model.n_letters
         n, length = chunk.codes.shape
         M = max(length - w + 1, 0)
-        onehot = np.zeros((n, length, A + 1))
-        np.put_along_axis(onehot, chunk.codes[:, :, None], 1.0, axis=2)
-        view = np.lib.stride_tricks.sliding_window_view(onehot[:, :, :A], w, axis=1)
-        windows = np.ascontiguousarray(view[:, :M].transpose(0, 1, 3, 2)).reshape(n, M, w * A)
+        onehot = np.eye(A + 1, dtype=np.float32)[chunk.codes][:, :, :A]
+        view = np.lib.stride_tricks.sliding_window_view(onehot, w, axis=1)
+        windows = np.ascontiguousarray(view[:, :M].transpose(0, 1, 3, 2)).reshape(n * M, w * A)
         starts = np.maximum(chunk.lengths - w + 1, 0)
         with np.errstate(divide="ignore"):
             prior = np.where(np.arange(M) < starts[:, None], -np.log(np.maximum(starts, 1))[:, None],
@@ -547,38 +795,46 @@ class SiteCandidateBatch(EMModel):
             log_erased = np.log(np.maximum(chunk.erased, 1e-12))
             cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
             prior = prior + (cumulative[:, w : w + M] - cumulative[:, :M])
-        return windows, prior - np.log(self.model.n_strands)
+        return windows, (prior - np.log(self.model.n_strands)).astype(np.float32)
 
     def _group_stats(self, params, chunk):
+        # Single precision: the candidates only need ranking, and the products and
+        # exponentials over (positions x candidates x strands) dominate the search.
         windows, prior = self._windows(chunk)
-        n, M, D = windows.shape
+        n, M = prior.shape
         C = params.n_candidates
         perm = revcomp_permutation(self.width, self.model.letters) if self.model.revcomp else None
         log_pwms = params.log_pwms
         if perm is not None:
             log_pwms = np.concatenate([log_pwms, log_pwms[:, perm]])
+        S = log_pwms.shape[0] // C
         # Log-ratios against the background of the letters as read (on either strand).
-        columns = log_pwms - np.tile(np.log(self.background), self.width)  # (S C, D)
-        flat = windows.reshape(n * M, D)
-        scores = (flat @ columns.T).reshape(n, M, -1, C) + prior[:, :, None, None]  # (n, M, S, C)
-        log_site = logsumexp(scores.reshape(n, -1, C), axis=1)  # (n, C)
-        gamma = params.alpha
-        if self.model.mode == "oops":
-            log_norm = log_site
-        else:
-            with np.errstate(divide="ignore"):
-                log_norm = np.logaddexp(np.log1p(-np.minimum(gamma, 1.0)), np.log(gamma) + log_site)
-        fits = np.isfinite(log_site)
+        columns = (log_pwms - np.tile(np.log(self.background), self.width)).astype(np.float32)
+        scores = windows @ columns.T  # (n M, S C): strand-major columns
+        scores.reshape(n, M, S * C)[...] += prior[:, :, None]
+        # One exponential serves the likelihood and the posteriors (scaled by each row's maximum).
+        top = scores.reshape(n, M * S, C).max(axis=1)  # (n, C)
+        fits = np.isfinite(top)
+        top = np.where(fits, top, 0.0).astype(np.float32)
+        scores.reshape(n, M * S, C)[...] -= top[:, None, :]
+        np.exp(scores, out=scores)
+        site_sum = scores.reshape(n, M * S, C).sum(axis=1, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            log_site = np.log(site_sum) + top  # (n, C)
+            log_gamma = np.log(params.alpha)
+            if self.model.mode == "oops":
+                log_norm = log_site
+            else:
+                log_norm = np.logaddexp(np.log1p(-np.minimum(params.alpha, 1.0)), log_gamma + log_site)
         log_norm = np.where(fits, log_norm, 0.0)
-        with np.errstate(invalid="ignore"):
-            post = np.exp(np.log(np.maximum(gamma, 1e-300)) + scores - log_norm[:, None, None, :])
-        post = np.where(fits[:, None, None, :], post, 0.0) * chunk.weights[:, None, None, None]
-        post = post.reshape(n * M, -1, C)
-        counts = post[:, 0].T @ flat
+        scale = np.where(fits, np.exp(log_gamma + top - log_norm), 0.0) * chunk.weights[:, None]
+        scores.reshape(n, M * S, C)[...] *= scale.astype(np.float32)[:, None, :]  # posteriors
+        counts = (scores.T @ windows).astype(np.float64)  # (S C, D)
+        n_sites = (scale * site_sum).sum(axis=0)  # the posteriors' sums, both strands
         if perm is not None:
-            counts += (post[:, 1].T @ flat)[:, perm]
-        trials = float(chunk.weights @ fits[:, 0])
-        return SiteCandidateStats(counts, post.sum(axis=(0, 1)), trials, chunk.weights @ log_norm)
+            counts = counts[:C] + counts[C:][:, perm]
+        trials = float(chunk.weights @ fits[:, 0]) if C else 0.0
+        return SiteCandidateStats(counts, n_sites, trials, chunk.weights @ log_norm)
 
     def e_step(self, params, chunk):
         length = chunk.codes.shape[1]
@@ -594,7 +850,7 @@ class SiteCandidateBatch(EMModel):
         beta = self.model.pseudocount
         C, A = stats.counts.shape[0], self.model.n_letters
         counts = stats.counts
-        if self.model.palindromic:
+        if self.palindromic:
             perm = revcomp_permutation(self.width, self.model.letters)
             counts = (counts + counts[:, perm]) / 2
         pwms = (counts + beta).reshape(C, self.width, A)
