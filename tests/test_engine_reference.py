@@ -309,3 +309,39 @@ def test_squarem_never_exceeds_max_iter():
         with pytest.warns(ConvergenceWarning):
             estimator.fit(X)
         assert estimator.n_iter_ <= max_iter, f"max_iter={max_iter}: n_iter_={estimator.n_iter_}"
+
+
+# ------------------------------------------------------------ starts
+
+
+def _initial_resp(init_params, X, seed):
+    estimator = NegBinMixture(n_components=4, init_params=init_params)
+    X = estimator._validate_X(X, reset=True)
+    model = estimator._build_model(X)
+    data = in_memory_rows(model, X, np.ones(X.shape[0]))
+    return model.initial_resp(data, np.random.RandomState(seed), None)
+
+
+@pytest.mark.parametrize("n_rows", [4, 5, 60])
+def test_starting_responsibilities_are_what_init_params_says(n_rows):
+    """k-means and k-means++ assign every row to one component (with as many distinct rows as
+    components, one row each); "random" gives soft rows summing to 1; "random_from_data" picks
+    ``K`` distinct rows, one per component."""
+    rng = np.random.default_rng(n_rows)
+    X = np.unique(rng.poisson(6.0, size=(3 * n_rows, 3)).astype(float), axis=0)[:n_rows]
+    assert len(X) == n_rows
+    for seed in range(8):
+        for init in ("kmeans", "k-means++"):
+            resp = _initial_resp(init, X, seed)
+            assert resp.shape == (n_rows, 4)
+            np.testing.assert_array_equal(np.sort(resp, axis=1)[:, :-1], 0.0)
+            np.testing.assert_array_equal(resp.sum(axis=1), 1.0)
+            if n_rows == 4:
+                np.testing.assert_array_equal(resp.sum(axis=0), 1.0)
+        resp = _initial_resp("random", X, seed)
+        np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+        assert np.all((resp > 0) & (resp < 1))
+        resp = _initial_resp("random_from_data", X, seed)
+        np.testing.assert_array_equal(resp.sum(axis=0), 1.0)  # one row per component
+        assert set(np.unique(resp.sum(axis=1))) <= {0.0, 1.0}  # distinct rows
+        assert resp.sum() == 4
