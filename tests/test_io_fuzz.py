@@ -89,14 +89,6 @@ def _tcc(which):
     return read
 
 
-QUANT_LINE_OF_BAD_BYTES = (
-    "skem/io/_quant.py _Lines decodes through a TextIOWrapper, which decodes 8 KiB at a time: "
-    "undecodable bytes are reported on the first line not yet read, not on their own line"
-)
-QUANT_TRANSCRIPTS_TXT = (
-    "skem/io/_quant.py read_kallisto_tcc accepts a transcripts.txt line with a tab as a "
-    "name with a tab in it (kallisto's names have none)"
-)
 MEME_NON_FINITE = (
     "skem/io/_motif.py read_meme accepts 'nan' in a matrix row (its probability check "
     "compares with < and >, which are False for nan)"
@@ -109,11 +101,6 @@ MEME_TRAILING_MOTIF = (
 JASPAR_ROW_LENGTH = (
     "skem/io/_motif.py read_jaspar reports rows of different lengths on the matrix's "
     "header line, not on the row that differs"
-)
-
-SAM_BYTES = (
-    "skem/io/_quant.py read_bam: htslib accepts some non-UTF-8 bytes (e.g. in FLAG) and "
-    "reports others in the header as 'header', not by line"
 )
 
 _MEME = skio.read_meme
@@ -150,40 +137,36 @@ SPECS = [
          ["3", "3", "t1", "t2", "t3", "2\t0\t1\t30", "2\t1\t2\t7", "1\t0\t12"],
          fields={0: ("\t", (0,)), 1: ("\t", (0,)), 2: ("\t", ()), 3: ("\t", ()), 4: ("\t", ()),
                  5: ("\t", (0, 1, 2, 3)), 6: ("\t", (0, 1, 2, 3)), 7: ("\t", (0, 1, 2))},
-         declared=True, xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         declared=True),
     Spec("salmon_quant", skio.read_salmon_quant,
          ["Name\tLength\tEffectiveLength\tTPM\tNumReads",
           "t1\t1000\t850.5\t400000\t20", "t2\t500\t350\t600000\t12.5"],
-         fields={0: ("\t", ()), 1: ("\t", (1, 2, 3, 4)), 2: ("\t", (1, 2, 3, 4))},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={0: ("\t", ()), 1: ("\t", (1, 2, 3, 4)), 2: ("\t", (1, 2, 3, 4))}),
     Spec("kallisto_abundance", skio.read_kallisto_abundance,
          ["target_id\tlength\teff_length\test_counts\ttpm",
           "t1\t1000\t850.5\t20\t400000", "t2\t500\t350\t12.5\t600000"],
-         fields={0: ("\t", ()), 1: ("\t", (1, 2, 3, 4)), 2: ("\t", (1, 2, 3, 4))},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={0: ("\t", ()), 1: ("\t", (1, 2, 3, 4)), 2: ("\t", (1, 2, 3, 4))}),
     Spec("lengths", skio.read_lengths,
          ["name\tlength", "t1\t1000", "t2\t500", "t3\t2500"],
-         fields={0: ("\t", ()), 1: ("\t", (1,)), 2: ("\t", (1,)), 3: ("\t", (1,))},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={0: ("\t", ()), 1: ("\t", (1,)), 2: ("\t", (1,)), 3: ("\t", (1,))}),
     Spec("tcc_ec", _tcc("ec"), ["0\t0", "1\t1", "2\t0,1", "3\t1,2"],
-         fields={i: ("\t", (0, 1)) for i in range(4)},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={i: ("\t", (0, 1)) for i in range(4)}),
     Spec("tcc_transcripts", _tcc("transcripts"), ["t1", "t2", "t3"],
-         fields={i: ("\t", ()) for i in range(3)},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES, "columns": QUANT_TRANSCRIPTS_TXT}),
+         fields={i: ("\t", ()) for i in range(3)}),
     Spec("tcc_counts", _tcc("counts"), ["0\t5", "1\t3", "2\t7", "3\t1"],
-         fields={i: ("\t", (0, 1)) for i in range(4)},
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={i: ("\t", (0, 1)) for i in range(4)}),
     Spec("tcc_counts_mtx", _tcc("counts"),
          ["%%MatrixMarket matrix coordinate real general", "% written by bustools",
           "2 4 5", "1 1 5", "1 3 7", "2 2 3", "2 3 1", "2 4 1"],
-         fields={i: (" ", (0, 1, 2)) for i in range(2, 8)}, declared=True,
-         xfail={"encoding": QUANT_LINE_OF_BAD_BYTES}),
+         fields={i: (" ", (0, 1, 2)) for i in range(2, 8)}, declared=True),
     # SAM through pysam/htslib: FLAG may be hexadecimal and TLEN negative, so the
     # numbers damaged are POS, MAPQ and PNEXT.
     Spec("sam", skio.read_bam, SAM_LINES,
          fields={i: ("\t", (3, 4, 7)) for i in range(3, 6)},
-         where=r"line (\d+)|record (\d+)|header", xfail={"encoding": SAM_BYTES}),
+         where=r"line (\d+)|record (\d+)|header"),
+    Spec("sam_alignments", skio.read_alignments, SAM_LINES,
+         fields={i: ("\t", (3, 4, 7)) for i in range(3, 6)},
+         where=r"line (\d+)|record (\d+)|header"),
 ]
 _kallisto_files()
 
@@ -193,7 +176,7 @@ def spec_params(damage, only=None):
         if only is not None and not only(spec):
             continue
         marks = [pytest.mark.xfail(strict=True, reason=spec.xfail[damage])] if damage in spec.xfail else []
-        if spec.name == "sam":
+        if spec.name.startswith("sam"):
             marks.append(pytest.mark.skipif(_no_pysam(), reason="read_bam needs pysam"))
         yield pytest.param(spec, id=spec.name, marks=marks)
 
@@ -309,8 +292,6 @@ def test_bad_encoding(spec, data):
     position = data.draw(st.integers(0, len(raw)), label="position")
     junk = data.draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xe2\x82", b"\x80\x80"]), label="bytes")
     damaged = raw[:position] + junk + raw[position:]
-    if spec.name == "sam" and position == 0:
-        return  # a file starting with binary junk is not SAM: reported on its "header"
     check_error(spec, damaged, line=raw[:position].count(b"\n") + 1)
 
 

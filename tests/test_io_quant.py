@@ -134,6 +134,26 @@ def test_salmon_eq_classes_corrupt_gzip(tmp_path):
         read_salmon_eq_classes(path)
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_bytes_that_are_not_utf8_are_named_on_their_line(tmp_path, compress, ending):
+    # far past the first 8 KiB, which a text decoder reads ahead of the lines it returns
+    n = 4000
+    classes = [([i % 3], i + 1) for i in range(n)]
+    lines = salmon_dump(classes).splitlines()
+    bad = 3 + len(NAMES) + 2900  # a class line, 1-based
+    lines[bad - 1] = lines[bad - 1].replace("\t", "\t\xff", 1)
+    data = ending.join(lines).encode("latin-1") + ending.encode()
+    path = tmp_path / "eq_classes.txt"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with error_at(path, bad) as error:
+        read_salmon_eq_classes(path)
+    assert "not UTF-8" in str(error.value)
+    # the same file without the bad byte reads, with the same line count
+    path.write_bytes(data.replace(b"\xff", b""))
+    assert read_salmon_eq_classes(path).X.shape == (n, len(NAMES))
+
+
 def test_salmon_quant_and_lengths(tmp_path):
     text = "Name\tLength\tEffectiveLength\tTPM\tNumReads\nA\t1000\t851.5\t100.0\t20\nB\t300\t151\t0\t0\n"
     path = write(tmp_path / "quant.sf", text)
@@ -328,6 +348,28 @@ def test_read_malformed_sam_names_the_line(tmp_path):
         read_bam(truncated)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_sam_bytes_that_are_not_utf8_or_gzip_cut_short(tmp_path):
+    pytest.importorskip("pysam")
+    records = SAM_RECORDS.splitlines(keepends=True)
+    # htslib reads an unknown RNEXT as "no mate" (with a warning): refused, on its line
+    damaged = records[0].replace("\t*\t0\t0", "\t*\xff\t0\t0", 1)
+    assert damaged != records[0]
+    sam = tmp_path / "bad.sam"
+    sam.write_bytes((SAM_HEADER + damaged + "".join(records[1:])).encode("latin-1"))
+    with error_at(sam, 5) as error:
+        read_bam(sam)
+    assert "not UTF-8" in str(error.value)
+    # a gzip-compressed SAM cut short: a ValueError, and no "Closing failed" from pysam's
+    # deallocation of the half-opened file (an unraisable warning, an error here)
+    whole = gzip.compress((SAM_HEADER + SAM_RECORDS).encode())
+    cut = tmp_path / "cut.sam.gz"
+    for size in range(10, len(whole) - 8, 9):
+        cut.write_bytes(whole[:size])
+        with pytest.raises(ValueError, match=re.escape(str(cut))):
+            read_bam(cut)
+
+
 def test_read_bam_without_pysam_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pysam", None)
     with pytest.raises(ImportError, match=r"skem\[bam\]"):
@@ -408,6 +450,18 @@ def test_kallisto_duplicate_transcript_names(tmp_path):
     ec, names, counts = kallisto_files(tmp_path, "0\t3\n")
     names.write_text("ENST1\nENST2\nENST1\n")
     with error_at(names, 3) as error:
+        read_kallisto_tcc(ec, names, counts)
+    assert "repeats line 1" in str(error.value)
+
+
+def test_kallisto_transcripts_with_a_tab_or_blank_lines(tmp_path):
+    ec, names, counts = kallisto_files(tmp_path, "0\t3\n")
+    names.write_text("ENST1\nENST2\t1500\nENST3\n")  # a table is not a list of names
+    with error_at(names, 2) as error:
+        read_kallisto_tcc(ec, names, counts)
+    assert "a tab" in str(error.value)
+    names.write_text("ENST1\n\nENST2\n\nENST1\n")  # blank lines are skipped, not renumbered
+    with error_at(names, 5) as error:
         read_kallisto_tcc(ec, names, counts)
     assert "repeats line 1" in str(error.value)
 

@@ -36,7 +36,9 @@ maximum-likelihood estimate of that model.
 from __future__ import annotations
 
 import os
+import sys
 from array import array
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -49,6 +51,7 @@ from ..transcripts import (
     equivalence_classes,
     fragment_log_pmf,
 )
+from ._quant import _check_utf8
 
 __all__ = ["AlignmentClasses", "LIBRARY_TYPES", "read_alignments"]
 
@@ -127,85 +130,136 @@ def _score(record):
     return 0.0
 
 
+class _RecordError(Exception):
+    """A record that pysam read but skem refuses (raised past pysam's own errors)."""
+
+
+@contextmanager
+def _unraisable_close_failures_silenced():
+    """Drop pysam's "Closing failed" OSError from ``AlignmentFile.__dealloc__``.
+
+    When ``pysam.AlignmentFile(path)`` fails on a damaged file, the half-built
+    object is freed inside the call and htslib's close of the damaged stream
+    fails too; that error cannot be raised, so Python reports it as
+    unraisable. The file's error, raised as a ValueError, says what is wrong.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, OSError) and "Closing failed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+@contextmanager
+def _alignment_file(path):
+    """pysam's AlignmentFile on a SAM/BAM file, closed on exit; errors name the file and the place.
+
+    Yields ``(bam, where)``: ``where(n)`` places record ``n`` (1-based), as
+    its line for SAM and by number for BAM. The body raises ``_RecordError``
+    for a record it refuses (it becomes a ValueError) and places pysam's
+    errors with :func:`_invalid`. Bytes that are not UTF-8 in a SAM file are
+    refused first, naming their line: htslib accepts some of them (in
+    RNEXT, as an unknown reference) and places others nowhere.
+    """
+    pysam = _import_pysam()
+    path = os.fspath(path)
+    with open(path, "rb") as probe:
+        is_text = probe.read(2) != b"\x1f\x8b"  # BAM and bgzipped SAM are BGZF-compressed
+    if is_text:
+        _check_utf8(path)
+    save = pysam.set_verbosity(0)  # htslib's warnings on stderr: skem raises its own errors
+    try:
+        with _unraisable_close_failures_silenced():
+            try:
+                bam = pysam.AlignmentFile(path, "r")
+            except (OSError, ValueError) as exc:
+                raise _invalid(path, "header", exc) from None
+        try:
+            header_lines = len(str(bam.header).splitlines()) if is_text else 0
+            yield bam, (lambda n: f"line {header_lines + n}") if is_text else (lambda n: f"record {n}")
+        except _RecordError as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            with _unraisable_close_failures_silenced():
+                try:
+                    bam.close()
+                except OSError:
+                    pass  # the file's own error, if any, is being raised
+    finally:
+        pysam.set_verbosity(save)
+
+
+def _invalid(path, where, exc):
+    """The ValueError for pysam's error ``exc`` at ``where`` (a line, a record or the header)."""
+    return ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).")
+
+
 def _scan(path):
     """One pass over the records: a few numbers per aligned record, in typed arrays.
 
     Returns the header's names and lengths, the number of fragments (distinct
     query names) and the record columns as numpy arrays.
     """
-    pysam = _import_pysam()
     path = os.fspath(path)
-    with open(path, "rb") as probe:
-        is_text = probe.read(2) != b"\x1f\x8b"  # BAM is BGZF-compressed
     columns = {"fragment": array("q"), "flag": array("l"), "transcript": array("l"),
                "start": array("q"), "end": array("q"), "mate_start": array("q"),
                "score": array("d")}
     fragment_, flag_, transcript_, start_, end_, mate_, score_ = (
         columns[c].append for c in columns)
-    n_records = header_lines = 0
-    names = lengths = None
-    try:
-        save = pysam.set_verbosity(0)
+    n_records = 0
+    with _alignment_file(path) as (bam, where):
+        names = np.asarray(bam.references, dtype=object)
+        lengths = np.asarray(bam.lengths, dtype=float)
+        # Records of one fragment are adjacent unless the file is coordinate-sorted:
+        # a change of name starts a new fragment; otherwise names are looked up.
+        grouped = bam.header.to_dict().get("HD", {}).get("SO") != "coordinate"
+        fragment_of, current, fragment = {}, None, -1
         try:
-            with pysam.AlignmentFile(path, "r") as bam:
-                names = np.asarray(bam.references, dtype=object)
-                lengths = np.asarray(bam.lengths, dtype=float)
-                header_lines = len(str(bam.header).splitlines()) if is_text else 0
-                # Records of one fragment are adjacent unless the file is coordinate-sorted:
-                # a change of name starts a new fragment; otherwise names are looked up.
-                grouped = bam.header.to_dict().get("HD", {}).get("SO") != "coordinate"
-                fragment_of, current, fragment = {}, None, -1
-                for record in bam.fetch(until_eof=True):
-                    n_records += 1
-                    name = record.query_name
-                    if grouped:
-                        if name != current:
-                            current, fragment = name, fragment + 1
-                    else:
-                        fragment = fragment_of.setdefault(name, len(fragment_of))
-                    flag = record.flag
-                    # unmapped (0x4), QC-failed (0x200) and supplementary (0x800) records carry
-                    # no usable alignment; secondary ones (0x100) are alternatives, kept.
-                    # htslib turns a record on a reference missing from the header into an
-                    # unmapped one (with a warning we silence): it keeps its CIGAR, though.
-                    if flag & 0xA04 and not (flag & 0x4 and record.cigartuples):
-                        continue
-                    transcript = record.reference_id
-                    end = record.reference_end
-                    if transcript < 0 or end is None:
-                        where = (f"line {header_lines + n_records}" if is_text
-                                 else f"record {n_records}")
-                        raise _RecordError(
-                            f"{path}, {where}: read {name!r} is mapped to a reference that is "
-                            "not among the header's @SQ lines, or has no CIGAR."
-                        )
-                    fragment_(fragment)
-                    flag_(flag)
-                    transcript_(transcript)
-                    start_(record.reference_start)
-                    end_(end)
-                    mate_(record.next_reference_start)
-                    score_(_score(record))
-                n_fragments = fragment + 1 if grouped else len(fragment_of)
-        finally:
-            pysam.set_verbosity(save)
-    except _RecordError as exc:
-        raise ValueError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        if is_text and header_lines:
-            where = f"line {header_lines + n_records + 1}"
-        else:
-            where = f"record {n_records + 1}" if names is not None else "header"
-        raise ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).") from exc
+            for record in bam.fetch(until_eof=True):
+                n_records += 1
+                name = record.query_name
+                if grouped:
+                    if name != current:
+                        current, fragment = name, fragment + 1
+                else:
+                    fragment = fragment_of.setdefault(name, len(fragment_of))
+                flag = record.flag
+                # unmapped (0x4), QC-failed (0x200) and supplementary (0x800) records carry
+                # no usable alignment; secondary ones (0x100) are alternatives, kept.
+                # htslib turns a record on a reference missing from the header into an
+                # unmapped one (with a warning we silence): it keeps its CIGAR, though.
+                if flag & 0xA04 and not (flag & 0x4 and record.cigartuples):
+                    continue
+                transcript = record.reference_id
+                end = record.reference_end
+                if transcript < 0 or end is None:
+                    raise _RecordError(
+                        f"{path}, {where(n_records)}: read {name!r} is mapped to a reference that is "
+                        "not among the header's @SQ lines, or has no CIGAR."
+                    )
+                fragment_(fragment)
+                flag_(flag)
+                transcript_(transcript)
+                start_(record.reference_start)
+                end_(end)
+                mate_(record.next_reference_start)
+                score_(_score(record))
+        except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
+            raise _invalid(path, where(n_records), exc) from None
+        except (OSError, ValueError) as exc:  # htslib's reading of the next record
+            raise _invalid(path, where(n_records + 1), exc) from None
+        n_fragments = fragment + 1 if grouped else len(fragment_of)
     if len(names) == 0:
         raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
     arrays = {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
               np.zeros(0, dtype=values.typecode) for name, values in columns.items()}
     return names, lengths, n_fragments, arrays
-
-
-class _RecordError(Exception):
-    """A record that pysam read but skem refuses (raised past pysam's own errors)."""
 
 
 def _alignments(records):

@@ -107,18 +107,80 @@ class _Lines:
         return ValueError(f"{self.path}, line {number}: {message}")
 
     def __iter__(self):
+        # Blocks of whole lines are decoded at once, and a block that is not UTF-8 again line
+        # by line: undecodable bytes are named on their own line (a TextIOWrapper decodes
+        # 8 KiB ahead and blames the first line not yet read), and the lines before them
+        # are read first.
         with open(self.path, "rb") as probe:
             compressed = probe.read(2) == b"\x1f\x8b"
         opener = gzip.open if compressed else open
         try:
-            with opener(self.path, "rt", encoding="utf-8", newline="") as handle:
-                for line in handle:
-                    self.number += 1
-                    yield line.rstrip("\r\n")
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            with opener(self.path, "rb") as handle:
+                for block in _blocks_of_lines(handle):
+                    try:
+                        lines = _split_lines(block.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        lines = (piece.decode("utf-8") for piece in block.splitlines())
+                    for line in lines:
+                        self.number += 1
+                        yield line
+        except UnicodeDecodeError as exc:
+            self.number += 1  # the line being decoded
+            raise self.error(
+                f"byte {exc.start + 1} of the line ({exc.object[exc.start:exc.start + 1]!r}) is not UTF-8 text "
+                f"({exc.reason})."
+            ) from None
+        except (OSError, EOFError) as exc:
             raise ValueError(
                 f"{self.path}, line {self.number + 1}: cannot be read as text ({exc})."
             ) from exc
+
+
+def _blocks_of_lines(handle, size=1 << 16):
+    """Bytes of ``handle`` in blocks of about ``size`` that end at a line end or the file's end."""
+    rest = b""
+    while True:
+        chunk = handle.read(size)
+        if not chunk:
+            if rest:
+                yield rest
+            return
+        block = rest + chunk
+        # after the last LF, or a CR that is not the block's last byte (it may be a CRLF's)
+        cut = max(block.rfind(b"\n"), block.rfind(b"\r", 0, len(block) - 1)) + 1
+        if cut:
+            block, rest = block[:cut], block[cut:]
+            yield block
+        else:
+            rest = block
+
+
+def _check_utf8(path):
+    """Refuse a text file with bytes that are not UTF-8, naming the line (LF-separated lines)."""
+    number = 0
+    with open(path, "rb") as handle:
+        for block in _blocks_of_lines(handle):
+            if not block.isascii():  # the common case costs one C-level scan per block
+                try:
+                    block.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    line = number + block.count(b"\n", 0, exc.start) + 1
+                    column = exc.start - block.rfind(b"\n", 0, exc.start)
+                    raise ValueError(
+                        f"{path}, line {line}: byte {column} of the line "
+                        f"({block[exc.start:exc.start + 1]!r}) is not UTF-8 text ({exc.reason})."
+                    ) from None
+            number += block.count(b"\n")
+
+
+def _split_lines(text):
+    """Lines of ``text`` without their ends: LF, CRLF and CR-only, as universal newlines."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text ends with a line end
+    return lines
 
 
 def _parse_int(text, lines, what, minimum=0):
@@ -459,10 +521,19 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
         On a malformed file or an EC id unknown to ``ec_file``, naming the file and line.
     """
     names_lines = _Lines(transcripts_file)
-    names = [text.strip() for text in names_lines if text.strip()]
+    names, first_seen = [], {}
+    for text in names_lines:
+        if "\t" in text:  # kallisto's names have no tab: a table is not a list of names
+            raise names_lines.error(f"expected one transcript name per line, got {text!r} (a tab).")
+        name = text.strip()
+        if not name:
+            continue
+        if name in first_seen:  # numbered by line: blank lines are skipped
+            raise names_lines.error(f"transcript name {name!r} repeats line {first_seen[name]}.")
+        first_seen[name] = names_lines.number
+        names.append(name)
     if not names:
         raise ValueError(f"{names_lines.path}: no transcript names found.")
-    _check_unique(names, names_lines, 1)
 
     lines = _Lines(ec_file)
     ec_row, indptr, indices = {}, [0], []
@@ -666,57 +737,37 @@ def read_bam(path):
     ValueError
         On a malformed file, naming the file and the record (the line for SAM).
     """
-    try:
-        import pysam
-    except ImportError as exc:
-        raise ImportError(
-            "skem.io.read_bam needs pysam; install the 'bam' extra: pip install 'skem[bam]'."
-        ) from exc
+    from ._bam import _alignment_file, _invalid, _RecordError
+
     path = os.fspath(path)
-    with open(path, "rb") as probe:
-        is_text = probe.read(2) != b"\x1f\x8b"  # BAM is BGZF-compressed
     reads, order = {}, []
     n_records = 0
-    header_lines = 0
-    try:
-        save = pysam.set_verbosity(0)
+    with _alignment_file(path) as (bam, where):
+        names = np.asarray(bam.references, dtype=object)
+        lengths = np.asarray(bam.lengths, dtype=float)
         try:
-            with pysam.AlignmentFile(path, "r") as bam:
-                names = np.asarray(bam.references, dtype=object)
-                lengths = np.asarray(bam.lengths, dtype=float)
-                header_lines = len(str(bam.header).splitlines()) if is_text else 0
-                for alignment in bam.fetch(until_eof=True):
-                    n_records += 1
-                    name = alignment.query_name
-                    mates = reads.get(name)
-                    if mates is None:
-                        mates = reads[name] = (set(), set(), set())
-                        order.append(name)
-                    if alignment.is_unmapped and alignment.cigartuples:
-                        # htslib reads a record on a reference missing from the header as
-                        # unmapped (keeping its CIGAR): refuse it rather than drop the read
-                        where = (f"line {header_lines + n_records}" if is_text and header_lines
-                                 else f"record {n_records}")
-                        raise ValueError(
-                            f"{path}, {where}: read {name!r} is mapped to a reference that "
-                            "is not among the header's @SQ lines."
-                        )
-                    if alignment.is_unmapped or alignment.is_supplementary:
-                        continue
-                    mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
-                    mates[mate].add(alignment.reference_id)
-        finally:
-            pysam.set_verbosity(save)
-    except (ValueError, OSError) as exc:
-        if str(exc).startswith(path):  # our own refusal, already placed
-            raise
-        if is_text and header_lines:
-            where = f"line {header_lines + n_records + 1}"
-        else:
-            where = f"record {n_records + 1}"
-        if not n_records and not header_lines:
-            where = "header"
-        raise ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).") from exc
+            for alignment in bam.fetch(until_eof=True):
+                n_records += 1
+                name = alignment.query_name
+                mates = reads.get(name)
+                if mates is None:
+                    mates = reads[name] = (set(), set(), set())
+                    order.append(name)
+                if alignment.is_unmapped and alignment.cigartuples:
+                    # htslib reads a record on a reference missing from the header as
+                    # unmapped (keeping its CIGAR): refuse it rather than drop the read
+                    raise _RecordError(
+                        f"{path}, {where(n_records)}: read {name!r} is mapped to a reference that "
+                        "is not among the header's @SQ lines."
+                    )
+                if alignment.is_unmapped or alignment.is_supplementary:
+                    continue
+                mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
+                mates[mate].add(alignment.reference_id)
+        except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
+            raise _invalid(path, where(n_records), exc) from None
+        except (OSError, ValueError) as exc:  # htslib's reading of the next record
+            raise _invalid(path, where(n_records + 1), exc) from None
     if len(names) == 0:
         raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
     indptr, indices = [0], []
