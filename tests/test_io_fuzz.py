@@ -89,20 +89,6 @@ def _tcc(which):
     return read
 
 
-MEME_NON_FINITE = (
-    "skem/io/_motif.py read_meme accepts 'nan' in a matrix row (its probability check "
-    "compares with < and >, which are False for nan)"
-)
-MEME_TRAILING_MOTIF = (
-    "skem/io/_motif.py read_meme: a file cut after a 'MOTIF' line, before its matrix, "
-    "drops that motif silently; cut inside the matrix, the error ('motif ... ends after "
-    "1 of 2 rows') names no line"
-)
-JASPAR_ROW_LENGTH = (
-    "skem/io/_motif.py read_jaspar reports rows of different lengths on the matrix's "
-    "header line, not on the row that differs"
-)
-
 _MEME = skio.read_meme
 MEME_LINES = [
     "MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "",
@@ -125,12 +111,10 @@ SPECS = [
          [">s1 first", "ACGTAC", "GGTA", "", ">s2", "TTGA", "CC", ">s3", "AAAA"]),
     Spec("meme", _MEME, MEME_LINES,
          fields={i: (" ", (0, 1, 2, 3)) for i in (11, 12, 13, 17, 18)},
-         declared=True, record_starts=frozenset({*range(11), 14, 15, 19}),
-         xfail={"non-numeric": MEME_NON_FINITE, "truncated": MEME_TRAILING_MOTIF}),
+         declared=True, record_starts=frozenset({*range(11), 14, 15, 19})),
     Spec("jaspar", skio.read_jaspar,
          [">MA0001.1 one", "A [ 3 0 1 ]", "C [ 0 4 1 ]", "G [ 1 0 1 ]", "T [ 0 0 1 ]",
-          "", ">MA0002.1", "A [ 2 2 ]", "C [ 2 2 ]", "G [ 0 0 ]", "T [ 0 0 ]"],
-         xfail={"columns": JASPAR_ROW_LENGTH}),
+          "", ">MA0002.1", "A [ 2 2 ]", "C [ 2 2 ]", "G [ 0 0 ]", "T [ 0 0 ]"]),
     Spec("salmon_eq_classes", skio.read_salmon_eq_classes,
          # The one-transcript class comes last: with a field added it reads as a class
          # with weights, and the inconsistency is seen on the line after it.

@@ -165,7 +165,14 @@ def test_meme_reader_accepts_alt_names_and_e_values(tmp_path):
 @pytest.mark.parametrize(
     "old, new, line, message",
     [
-        (" 0.25 0.25 0.25 0.25\n", "", None, "ends after 1 of 2 rows"),
+        (" 0.25 0.25 0.25 0.25\n", "", 9, "announces w= 2 rows; the file ends after 1 of them"),
+        (" 0.1 0.2 0.3 0.4", " 0.1 0.2 nan 0.4", 10, "not probabilities"),
+        (" 0.1 0.2 0.3 0.4", " 0.1 nan nan 0.4", 10, "not probabilities"),
+        ("A 0.25 C", "A nan C", 6, "background frequencies are not probabilities"),
+        ("letter-probability matrix: alength= 4 w= 2 nsites= 5 E= 1e-3\n 0.1 0.2 0.3 0.4\n"
+         " 0.25 0.25 0.25 0.25\n", "", 8, "'m1' has no letter-probability matrix .the file ends"),
+        ("MOTIF m1 alt\n", "MOTIF m0\nMOTIF m1 alt\n", 8, "'m0' has no letter-probability "
+         "matrix .the next MOTIF line is line 9"),
         (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3", 10, "has 3 values, expected 4"),
         (" 0.1 0.2 0.3 0.4", " 0.1 0.2 x 0.4", 10, "not numbers"),
         (" 0.1 0.2 0.3 0.4", " 0.9 0.9 0.3 0.4", 10, "not probabilities"),
@@ -233,7 +240,10 @@ def test_jaspar_reads_the_canonical_layout(tmp_path):
     "text, line, message",
     [
         ("A [ 1 2 ]\n", 1, "before the first '>' header"),
-        (">m\nA [ 1 2 ]\nC [ 1 2 3 ]\n", 1, "rows of different lengths"),
+        (">m\nA [ 1 2 ]\nC [ 1 2 3 ]\n", 3, "row 'C' of matrix 'm' has 3 counts, other rows 2"),
+        # the row that differs from most rows is named, also when it comes first
+        (">m\nA [ 1 2 3 ]\nC [ 1 2 ]\nG [ 1 2 ]\nT [ 1 2 ]\n", 2, "row 'A' .* has 3 counts, other rows 2"),
+        (">m\nA [ 1 2 ]\nC [ 1 2 ]\nG [ 1 2 ]\nT [ 1 ]\n\n>n\nA [ 1 ]\n", 5, "row 'T'"),
         (">m\nA [ 1 2 ]\nA [ 1 2 ]\n", 3, "appears twice"),
         (">m\nA [ 1 x ]\n", 2, "not numbers"),
         (">m\nA [ 1 -2 ]\n", 2, "non-negative"),

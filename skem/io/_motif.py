@@ -12,6 +12,7 @@ import io
 import os
 import re
 import zlib
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -351,15 +352,17 @@ def read_meme(path):
     Raises
     ------
     ValueError
-        For a missing alphabet, a malformed or short matrix, or numbers that
-        are not probabilities; the message names the file and line.
+        For a missing alphabet, a malformed or short matrix (a file cut
+        inside a matrix is named on the matrix's header line), a ``MOTIF``
+        line with no matrix after it, or numbers that are not probabilities
+        (nan included); the message names the file and line.
     """
     lines = _Lines(path)
     stream = iter(lines)
     alphabet, background, strands = None, None, None
     motifs: dict[str, pd.DataFrame] = {}
     version_seen = False
-    name, alt_name = None, None
+    name, alt_name, motif_line = None, None, 0
     for number, line in stream:
         text = line.strip()
         if text.startswith("MEME version"):
@@ -384,11 +387,17 @@ def read_meme(path):
                 }
             except ValueError as error:
                 raise lines.error(number, f"malformed background frequencies {values!r}") from error
+            if not all(0 <= v <= 1 for v in background.values()):  # also refuses nan
+                raise lines.error(number, f"background frequencies are not probabilities: {values!r}")
         elif text.startswith("MOTIF"):
             words = text.split()
             if len(words) < 2:
                 raise lines.error(number, "MOTIF line without a name")
+            if name is not None:  # the previous MOTIF line had no matrix before this one
+                raise lines.error(motif_line, f"motif {name!r} has no letter-probability matrix "
+                                              f"(the next MOTIF line is line {number}).")
             name, alt_name = words[1], (words[2] if len(words) > 2 else None)
+            motif_line = number
             if name in motifs:
                 raise lines.error(number, f"motif name {name!r} appears twice")
         elif _MATRIX_HEADER.match(text):
@@ -406,12 +415,13 @@ def read_meme(path):
                 raise lines.error(
                     number, f"alength= {alength} does not match the alphabet {alphabet!r}"
                 )
-            rows = []
+            rows, header_line = [], number
             while len(rows) < width:
                 item = next(stream, None)
                 if item is None:
-                    raise ValueError(
-                        f"{lines.name}: motif {name!r} ends after {len(rows)} of {width} rows."
+                    raise lines.error(
+                        header_line, f"motif {name!r} announces w= {width} rows; the file ends "
+                        f"after {len(rows)} of them."
                     )
                 number, row_text = item
                 if not row_text.strip():
@@ -424,7 +434,8 @@ def read_meme(path):
                     raise lines.error(
                         number, f"matrix row has {len(row)} values, expected {alength}"
                     )
-                if any(v < 0 or v > 1 for v in row) or abs(sum(row) - 1) > 0.01:
+                # written as "not in [0, 1]" so that nan, for which every comparison is False, fails
+                if not all(0 <= v <= 1 for v in row) or abs(sum(row) - 1) > 0.01:
                     raise lines.error(number, f"matrix row is not probabilities: {row_text!r}")
                 rows.append(row)
             frame = pd.DataFrame(rows, columns=list(alphabet))
@@ -438,6 +449,9 @@ def read_meme(path):
                         raise lines.error(number, f"malformed {key}= {fields[key]!r}") from error
             motifs[name] = frame
             name = None
+    if name is not None:  # a MOTIF line with no matrix after it: the file was cut
+        raise lines.error(motif_line, f"motif {name!r} has no letter-probability matrix "
+                                      "(the file ends before it).")
     if not version_seen and not motifs:
         raise ValueError(f"{lines.name}: not a MEME motif file (no 'MEME version' line).")
     if not motifs:
@@ -509,21 +523,29 @@ def read_jaspar(path):
     Raises
     ------
     ValueError
-        For rows before a header, malformed rows, rows of different lengths,
-        repeated IDs or letters; the message names the file and line.
+        For rows before a header, malformed rows, rows of different lengths
+        (naming the row that differs from most), repeated IDs or letters;
+        the message names the file and line.
     """
     lines = _Lines(path)
     motifs: dict[str, pd.DataFrame] = {}
     current, label, rows, header_line = None, None, {}, 0
+    row_lines = {}  # letter -> line number, for rows of the current matrix
 
     def finish():
         if current is None:
             return
         if not rows:
             raise lines.error(header_line, f"matrix {current!r} has no rows")
-        lengths = {len(values) for values in rows.values()}
-        if len(lengths) != 1:
-            raise lines.error(header_line, f"matrix {current!r} has rows of different lengths")
+        lengths = [len(values) for values in rows.values()]
+        if len(set(lengths)) != 1:
+            # the odd row out is the one that differs from most rows (ties: from the first)
+            common = Counter(lengths).most_common(1)[0][0]
+            letter = next(k for k, values in rows.items() if len(values) != common)
+            raise lines.error(
+                row_lines[letter], f"row {letter!r} of matrix {current!r} has {len(rows[letter])} "
+                f"counts, other rows {common}"
+            )
         frame = pd.DataFrame(rows)
         frame.index.name = "position"
         frame.attrs["name"] = label
@@ -557,6 +579,7 @@ def read_jaspar(path):
         if not values or any(v < 0 or not np.isfinite(v) for v in values):
             raise lines.error(number, f"counts must be non-negative numbers: {text!r}")
         rows[letter] = values
+        row_lines[letter] = number
     finish()
     if not motifs:
         raise ValueError(f"{lines.name}: no JASPAR matrices found.")
