@@ -15,7 +15,7 @@ from sklearn.utils import check_random_state
 
 import skem._base
 from skem import NegBinMixture
-from skem._em import AdditiveStats, EMControls, EMModel, RowData, in_memory_rows, run_em
+from skem._em import AdditiveStats, EMControls, EMModel, RowData, e_pass, in_memory_rows, run_em
 
 
 def _counts(seed=0):
@@ -345,3 +345,27 @@ def test_starting_responsibilities_are_what_init_params_says(n_rows):
         np.testing.assert_array_equal(resp.sum(axis=0), 1.0)  # one row per component
         assert set(np.unique(resp.sum(axis=1))) <= {0.0, 1.0}  # distinct rows
         assert resp.sum() == 4
+
+
+# ------------------------------------------------------------ chunks
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 10, 11, None])
+def test_chunks_cover_the_rows_in_order_within_the_size(chunk_size):
+    X = np.arange(20.0).reshape(10, 2)
+    data = _Rows(weights=np.arange(1.0, 11.0), X=X)
+    chunks = list(data.chunks(chunk_size))
+    limit = 10 if chunk_size is None else chunk_size
+    assert all(chunk.n_rows <= limit for chunk in chunks)
+    assert len(chunks) == -(-10 // min(limit, 10))
+    np.testing.assert_array_equal(np.concatenate([c.X for c in chunks]), X)
+    np.testing.assert_array_equal(np.concatenate([c.weights for c in chunks]), data.weights)
+    # The weighted objective sums over chunks to the one of all rows, by hand.
+    model = _WeightsOnly()
+    params = np.array([0.2, 0.5, 0.3])
+    stats_, objective = e_pass(model, params, _Rows(weights=data.weights, X=X[:, :1]), chunk_size)
+    log_joint = np.log(params) + stats.poisson.logpmf(X[:, :1], _RATES)
+    expected = data.weights @ logsumexp(log_joint, axis=1) / data.weights.sum()
+    assert objective == pytest.approx(expected, rel=1e-12)
+    resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+    np.testing.assert_allclose(stats_.resp_sum, data.weights @ resp, rtol=1e-12)
