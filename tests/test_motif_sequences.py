@@ -261,6 +261,65 @@ def test_significance_separates_a_motif_from_none():
     assert without.log10_evalues_[0] > with_motif.log10_evalues_[0] + 15
 
 
+# ------------------------------------------------------------------ the default reaches the optimum
+
+
+def _fitted_objective_and_optimizer(model, data, params):
+    """The objective per unit weight at ``params`` and the best a direct optimizer finds from there.
+
+    L-BFGS-B on the model's own unconstrained parameters (``pack``: logits of the site
+    probability, log background, log PWM; softmax in ``unpack``), objective from the
+    engine's E-pass: an optimizer that knows nothing of EM.
+    """
+    from scipy.optimize import minimize
+
+    from skem._em import e_pass
+
+    def negative(vector):
+        return -e_pass(model, model.unpack(vector, params), data)[1]
+
+    x0 = model.pack(params)
+    found = minimize(negative, x0, method="L-BFGS-B",
+                     options={"maxiter": 40, "ftol": 1e-15, "gtol": 1e-10})
+    return -negative(x0), -found.fun
+
+
+@pytest.mark.parametrize("width, mode", [(None, None), (6, "oops"), (6, "zoops"), (6, "tcm")])
+def test_default_fit_is_at_the_optimum(width, mode):
+    # Issue 10: the default fit is within 1e-6 relative of a strict-tolerance fit started
+    # from it, and no direct optimizer improves it by more than 1e-6 relative.
+    from skem.datasets import make_motif_windows
+
+    if width is None:
+        X, _, _ = make_motif_windows(1500, width=6, motif_fraction=0.15, random_state=0)
+        kwargs = dict(background="position-independent", revcomp=True)
+    else:
+        sequences, _, _ = make_motif_sequences(80, 50, width=6, site_probability=0.7,
+                                               both_strands=True, random_state=0)
+        X = list(sequences.values())
+        kwargs = dict(width=width, mode=mode, revcomp=True)
+    default = MotifMixture(random_state=0, **kwargs).fit(X)
+    assert default.converged_
+    strict = MotifMixture(random_state=0, tol=1e-13, max_iter=20_000, warm_start=True, **kwargs)
+    strict.fit(X)  # the first fit only sets up the warm start
+    strict._set_fitted_params(default._get_fitted_params())
+    strict.fit(X)
+    scale = abs(strict.lower_bound_)
+    assert strict.lower_bound_ - default.lower_bound_ <= 1e-6 * scale
+    model = default._model
+    if width is None:
+        data = in_memory_rows(model, default._validate_X(X, reset=False), np.ones(len(X)))
+        params = default._get_fitted_params()
+    else:
+        codes, _ = encode_ragged(X, DNA, "N")
+        data = in_memory_rows(model, codes, np.ones(len(X)))
+        fitted = default._get_fitted_params()
+        params = SequenceMotifParams(fitted.background, fitted.pwms[:1], fitted.site_probs[:1])
+    ours, direct = _fitted_objective_and_optimizer(model, data, params)
+    np.testing.assert_allclose(ours, default.lower_bound_, rtol=1e-10)
+    assert direct - ours <= 1e-6 * abs(ours), (direct, ours)
+
+
 # ------------------------------------------------------------------ the start search's pieces
 
 
