@@ -226,7 +226,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 f"Best of {len(starts)} EM run(s) did not converge in max_iter={self.max_iter} "
-                "iterations. Try a larger max_iter or accelerate='squarem'.",
+                "iterations. Try a larger max_iter"
+                + ("." if self.accelerate == "squarem" else " or accelerate='squarem'."),
                 ConvergenceWarning,
             )
         return self
