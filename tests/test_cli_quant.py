@@ -70,6 +70,74 @@ def test_fragment_sd_without_mean_is_an_error(tmp_path, salmon_like, capsys):
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+@pytest.mark.parametrize("option, value, kind", [
+    ("--fragment-length", "0", "a number > 0"),
+    ("--fragment-length", "-100", "a number > 0"),
+    ("--fragment-length", "nan", "a number > 0"),
+    ("--fragment-sd", "0", "a number > 0"),
+    ("--prior", "-0.5", "a number >= 0"),
+    ("--score-scale", "inf", "a number >= 0"),
+    ("--bootstraps", "-1", "an integer >= 0"),
+    ("--bootstraps", "2.5", "an integer >= 0"),
+    ("--seed", "-3", "an integer >= 0"),
+])
+def test_option_values_refused_before_any_work(tmp_path, salmon_like, capsys, option, value, kind):
+    directory, *_ = salmon_like
+    with pytest.raises(SystemExit) as exit_info:
+        quant(["--eq-classes", directory / "eq_classes.txt", "--lengths", directory / "quant.sf",
+               option, value, "-o", tmp_path / "out"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.strip().splitlines() == [
+        f"skem quant: error: argument {option}: must be {kind}, got {value!r} (see 'skem quant --help')"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_lengths_file_refused_before_reading_the_classes(tmp_path, salmon_like, capsys):
+    directory, *_ = salmon_like
+    missing = tmp_path / "no_quant.sf"
+    with pytest.raises(SystemExit) as exit_info:
+        quant(["--eq-classes", directory / "eq_classes.txt", "--lengths", missing,
+               "-o", tmp_path / "out"])
+    err = capsys.readouterr().err  # progress is on: nothing was read
+    assert exit_info.value.code == 2
+    assert err.strip().splitlines() == [
+        f"skem quant: error: argument --lengths: no such file: {missing} (see 'skem quant --help')"
+    ]
+
+
+def test_alignment_table_errors_name_the_file_and_line(tmp_path, capsys):
+    lengths = tmp_path / "lengths.tsv"
+    lengths.write_text("t1\t1000\nt2\t800\n")
+    table = tmp_path / "aln.tsv"
+    table.write_text("read_id\ttranscript_id\tweight\nr1\tt1\t1\nr2\tt2\t-2\n")
+    code, err = quant(["--alignments", table, "--lengths", lengths, "-o", tmp_path / "out"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"skem quant: error: {table}: alignment table line 3: weight '-2' is not a finite "
+        "non-negative number."
+    ]
+    table.write_text("read\ttarget\nr1\tt1\n")
+    code, err = quant(["--alignments", table, "--lengths", lengths, "-o", tmp_path / "out"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"skem quant: error: {table}: the alignment table has no column 'read_id'."
+    ]
+
+
+def test_help_texts_are_plain_for_restructuredtext():
+    """The sphinx-argparse reference reads help texts as reStructuredText, where a backslash
+    escapes the next character ('\\t' would show as 't')."""
+    from skem.cli import _build_parser
+
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert "\\" not in (action.help or ""), (name, action.option_strings, action.help)
+
+
 def read_salmon_bootstraps(directory):
     """What tximport's readInfRepFish reads: meta_info.json, then num_targets x num_bootstraps doubles."""
     import gzip

@@ -7,6 +7,8 @@ import pandas as pd
 from ._common import (
     UserError,
     existing,
+    first_line,
+    input_file,
     non_negative_float,
     non_negative_int,
     output_dir,
@@ -25,14 +27,18 @@ def add_parser(commands):
                     "and salmon's aux_info (with --bootstraps, the replicates tximport reads).",
     )
     source = quant.add_mutually_exclusive_group(required=True)
-    source.add_argument("--eq-classes", help="salmon's eq_classes.txt[.gz] (from --dumpEq)")
-    source.add_argument("--tcc", nargs=3, metavar=("MATRIX_EC", "TRANSCRIPTS", "COUNTS"),
+    # help texts are also reStructuredText (the sphinx-argparse reference): no backslashes
+    source.add_argument("--eq-classes", type=input_file,
+                        help="salmon's eq_classes.txt[.gz] (from --dumpEq)")
+    source.add_argument("--tcc", nargs=3, type=input_file,
+                        metavar=("MATRIX_EC", "TRANSCRIPTS", "COUNTS"),
                         help="kallisto's TCC files: matrix.ec, transcripts.txt and the counts "
-                             "(MatrixMarket, summed over its rows, or '<ec>\\t<count>' lines)")
-    source.add_argument("--alignments", help="BAM/SAM aligned to the transcriptome (alignment "
+                             "(MatrixMarket, summed over its rows, or lines of EC id and count, "
+                             "tab-separated)")
+    source.add_argument("--alignments", type=input_file, help="BAM/SAM aligned to the transcriptome (alignment "
                                              "likelihoods: scores, fragment lengths, positions), "
                                              "or a TSV with read_id, transcript_id[, weight]")
-    quant.add_argument("--lengths", help="transcript lengths: salmon's quant.sf, kallisto's "
+    quant.add_argument("--lengths", type=input_file, help="transcript lengths: salmon's quant.sf, kallisto's "
                                          "abundance.tsv (their effective lengths are used) or a "
                                          "two-column table")
     quant.add_argument("--fragment-length", type=positive_float, help="mean fragment length")
@@ -102,7 +108,11 @@ def run(args, out, progress):
             if table.empty:
                 raise UserError(f"{source}: the alignment table has no rows")
             weight = "weight" if "weight" in table.columns else None
-            aligned = alignments_to_matrix(table, weight=weight)
+            table.index = pd.RangeIndex(2, len(table) + 2, name="line")  # after the header line
+            try:
+                aligned = alignments_to_matrix(table, weight=weight)
+            except ValueError as error:  # a missing column or a bad row: say which file
+                raise UserError(f"{source}: {first_line(error)}") from error
             X, names, weighted = aligned.X, list(aligned.transcript_names), False
             progress(f"read {X.shape[0]} reads aligned to {X.shape[1]} transcripts")
             if not args.lengths:

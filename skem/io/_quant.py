@@ -664,7 +664,8 @@ def alignments_to_matrix(
     ------
     ValueError
         For a missing column, a transcript not in ``transcripts``, or a
-        negative or non-finite weight, naming the row.
+        negative or non-finite weight, naming the row by its index label
+        (as ``row 3``, or ``line 5`` when the index is named "line").
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError("table must be a pandas DataFrame.")
@@ -685,7 +686,7 @@ def alignments_to_matrix(
         if np.any(codes < 0):
             row = int(np.argmax(codes < 0))
             problem = "is missing" if pd.isna(table[column].iloc[row]) else "is not among transcripts"
-            raise ValueError(f"alignment table row {table.index[row]!r}: {column} {problem}.")
+            raise ValueError(f"alignment table {_row_label(table, row)}: {column} {problem}.")
     if weight is None:
         values = np.ones(len(table))
     else:
@@ -694,7 +695,7 @@ def alignments_to_matrix(
         if bad.any():
             row = int(np.argmax(bad))
             raise ValueError(
-                f"alignment table row {table.index[row]!r}: weight {table[weight].iloc[row]!r} "
+                f"alignment table {_row_label(table, row)}: weight {str(table[weight].iloc[row])!r} "
                 "is not a finite non-negative number."
             )
     X = sp.csr_matrix(
@@ -706,6 +707,12 @@ def alignments_to_matrix(
     return AlignedReads(
         X, np.asarray(read_names, dtype=object), np.asarray(transcript_names, dtype=object), None
     )
+
+
+def _row_label(table, row):
+    """``row <label>``, or ``<index name> <label>`` when the index is named (e.g. "line")."""
+    label = table.index[row]
+    return f"{table.index.name} {label}" if table.index.name else f"row {label!r}"
 
 
 def read_bam(path):
