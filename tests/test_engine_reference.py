@@ -369,3 +369,18 @@ def test_chunks_cover_the_rows_in_order_within_the_size(chunk_size):
     assert objective == pytest.approx(expected, rel=1e-12)
     resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     np.testing.assert_allclose(stats_.resp_sum, data.weights @ resp, rtol=1e-12)
+
+
+def test_verbose_prints_the_objective_every_interval(capsys):
+    """verbose=2 prints the objective at steps 0, k, 2k, ... -- the values of lower_bounds_."""
+    X = _counts(6)
+    estimator = NegBinMixture(
+        n_components=2, dispersion=0.0, accelerate=None, tol=0.0, max_iter=10, verbose=2,
+        verbose_interval=3, means_init=[[2.0, 5.0, 3.0, 4.0], [6.0, 6.0, 6.0, 6.0]],
+    )
+    with pytest.warns(ConvergenceWarning):
+        estimator.fit(X)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("step")]
+    assert [int(row[1]) for row in rows] == [0, 3, 6, 9]
+    printed = np.array([float(row[3]) for row in rows[1:]])
+    np.testing.assert_allclose(printed, estimator.lower_bounds_[[2, 5, 8]], rtol=1e-9)
