@@ -210,6 +210,55 @@ def test_recovers_a_palindromic_motif(seed):
     np.testing.assert_allclose(pwm, _rc_pwm(pwm), atol=1e-12)
 
 
+@pytest.mark.slow
+def test_recovers_palindromes_from_the_simulator_across_20_seeds():
+    # Dimer-like palindromes (make_motif_pwm(palindromic=True): sharp half-sites mirrored).
+    distances = []
+    for seed in range(20):
+        rng = np.random.RandomState(seed)
+        pwm = make_motif_pwm(10, palindromic=True, random_state=rng)
+        sequences, _, _ = make_motif_sequences(300, 120, pwm=pwm, site_probability=0.6,
+                                               both_strands=True, random_state=rng)
+        model = MotifMixture(width=10, revcomp=True, palindromic=True, random_state=seed)
+        distances.append(_l2(model.fit(sequences).pwms_[1], pwm))
+    assert max(distances) < 0.5, distances
+
+
+def test_simulated_palindromes_equal_their_reverse_complement():
+    for width in (6, 7):
+        pwm = make_motif_pwm(width, palindromic=True, random_state=width)
+        np.testing.assert_allclose(pwm, _rc_pwm(pwm), atol=1e-15)
+        np.testing.assert_allclose(pwm.sum(axis=1), 1.0)
+        # The drawn half keeps its sharpness: most probable letters well above 1/2 somewhere.
+        assert pwm.max() > 0.8
+
+
+def test_several_simulated_motifs_are_planted_without_overlaps_and_found_with_their_sites():
+    rng = np.random.RandomState(5)
+    pwms = [make_motif_pwm(8, random_state=rng), make_motif_pwm(12, random_state=rng)]
+    sequences, sites, returned = make_motif_sequences(300, 100, pwm=pwms, site_probability=[0.8, 0.6],
+                                                      both_strands=True, random_state=rng)
+    assert all(np.array_equal(a, b) for a, b in zip(returned, pwms))
+    for row in sites.itertuples():
+        forward = sequences[row.sequence][row.start : row.end]
+        assert row.site == (forward if row.strand == "+" else reverse_complement(forward))
+    for _, group in sites.groupby("sequence"):
+        spans = sorted(zip(group["start"], group["end"]))
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    counts = sites["motif"].value_counts()
+    assert abs(counts[1] - 240) < 4 * np.sqrt(300 * 0.8 * 0.2)
+    assert abs(counts[2] - 180) < 4 * np.sqrt(300 * 0.6 * 0.4)
+    model = MotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
+    for k, pwm in enumerate(pwms, start=1):
+        found = [j for j, f in enumerate(model.pwms_[1:]) if _l2(f, pwm) < 0.5]
+        assert found, k
+        calls = model.sites(sequences).query("motif == @found[0] + 1")
+        planted = sites[sites["motif"] == k]
+        merged = planted.merge(calls, on="sequence", suffixes=("", "_found"))
+        assert len(merged) > 0.8 * len(planted)
+        assert (merged["start"] == merged["start_found"]).mean() > 0.9
+
+
 # Consensus of JASPAR MA0139.1 (CTCF), 19 positions; a sharp but not saturated PWM around it.
 CTCF_CONSENSUS = "TGGCCACCAGGGGGCGCTA"
 

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from ..sequences import _check_alphabet, decode_sequences, reverse_complement
+from ..sequences import _check_alphabet, decode_sequences, reverse_complement, revcomp_permutation
 
 
-def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, random_state=None):
+def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, palindromic=False,
+                   random_state=None):
     """Draw a random position weight matrix.
 
     Each position's letter distribution is drawn from a symmetric Dirichlet
@@ -27,6 +28,13 @@ def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, random_state
         The letters.
     concentration : float > 0, default=0.2
         Dirichlet concentration of every letter.
+    palindromic : bool, default=False
+        Make the PWM its own reverse complement (nucleotide alphabets), as
+        the sites of dimeric transcription factors: the first ``width // 2``
+        positions are drawn, the last ones are their complements in reverse
+        order, and an odd width's middle position is averaged with its
+        complement. The drawn positions keep their sharpness (unlike averaging
+        a whole PWM with its reverse complement).
     random_state : int, RandomState instance or None, default=None
         Seed.
 
@@ -34,6 +42,14 @@ def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, random_state
     -------
     pwm : ndarray of shape (width, len(alphabet))
         Rows sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem.datasets import make_motif_pwm
+    >>> pwm = make_motif_pwm(6, palindromic=True, random_state=0)
+    >>> bool(np.allclose(pwm, pwm[::-1, ::-1]))  # ACGT reversed is the complement
+    True
     """
     rng = check_random_state(random_state)
     letters, _ = _check_alphabet(alphabet)
@@ -41,7 +57,17 @@ def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, random_state
         raise ValueError(f"width must be a positive integer, got {width!r}.")
     if not concentration > 0:
         raise ValueError(f"concentration must be positive, got {concentration!r}.")
-    return rng.dirichlet(np.full(len(letters), float(concentration)), size=width)
+    pwm = rng.dirichlet(np.full(len(letters), float(concentration)), size=width)
+    if palindromic:
+        # Reverse-complement the columns; a palindrome equals its image, so the second
+        # half is the first half's image and the middle column its own.
+        complement = revcomp_permutation(1, letters)
+        image = pwm[::-1][:, complement]
+        half = width // 2
+        pwm[width - half :] = image[width - half :]
+        if width % 2:
+            pwm[half] = (pwm[half] + pwm[half, complement]) / 2
+    return pwm
 
 
 def _check_pwm(pwm, width, alphabet, background, rng):
@@ -136,7 +162,7 @@ def make_motif_sequences(
     both_strands=False,
     random_state=None,
 ):
-    """Sequences with zero or one planted site each (MEME's ZOOPS model).
+    """Sequences with zero or one planted site each (MEME's ZOOPS model), of one motif or several.
 
     Parameters
     ----------
@@ -146,10 +172,15 @@ def make_motif_sequences(
         Length of every sequence (at least the motif width).
     width : int, default=10
         Motif width (ignored when ``pwm`` is given).
-    site_probability : float in [0, 1], default=1.0
-        Probability that a sequence has a site (1 is one site per sequence, OOPS).
-    pwm : array-like of shape (width, A), default=None
-        The motif; None draws one with :func:`make_motif_pwm`.
+    site_probability : float in [0, 1] or sequence of them, default=1.0
+        Probability that a sequence has a site (1 is one site per sequence,
+        OOPS); with several motifs, one per motif or one for all.
+    pwm : array-like of shape (width, A), list of them, or None, default=None
+        The motif; None draws one with :func:`make_motif_pwm`. A list of
+        PWMs (any widths) plants each motif independently, with zero or one
+        site per sequence each, at a uniformly drawn start among those where it
+        overlaps no site already planted in the sequence (the site is left
+        out when there is none).
     alphabet : str, default="ACGT"
         The letters.
     background : array-like of shape (A,), default=None
@@ -167,9 +198,10 @@ def make_motif_sequences(
     sites : DataFrame
         One row per planted site: ``sequence, start, end, strand, site``, where
         ``start`` is the 0-based forward-strand offset and ``site`` the motif
-        instance as read on its strand.
-    pwm : ndarray of shape (width, A)
-        The motif.
+        instance as read on its strand; with a list of PWMs, a first column
+        ``motif`` numbers them from 1 (as :meth:`skem.MotifMixture.sites` does).
+    pwm : ndarray of shape (width, A), or list of them
+        The motif (the motifs, for a list).
 
     Examples
     --------
@@ -177,8 +209,20 @@ def make_motif_sequences(
     >>> sequences, sites, pwm = make_motif_sequences(3, 40, width=8, random_state=0)
     >>> len(sequences), len(sites), pwm.shape
     (3, 3, (8, 4))
+
+    Two motifs, each in about half of the sequences:
+
+    >>> from skem.datasets import make_motif_pwm
+    >>> pwms = [make_motif_pwm(8, random_state=1), make_motif_pwm(12, random_state=2)]
+    >>> sequences, sites, _ = make_motif_sequences(
+    ...     20, 60, pwm=pwms, site_probability=0.5, random_state=0)
+    >>> sorted(sites["motif"].unique().tolist())
+    [1, 2]
     """
     rng = check_random_state(random_state)
+    if isinstance(pwm, (list, tuple)):
+        return _several_motifs(n_sequences, length, site_probability, pwm, alphabet, background,
+                               both_strands, rng)
     letters, pwm, background = _check_pwm(pwm, width, alphabet, background, rng)
     w = pwm.shape[0]
     if not isinstance(length, (Integral, np.integer)) or length < w:
@@ -201,3 +245,43 @@ def make_motif_sequences(
     names = [f"seq{i}" for i in range(n_sequences)]
     sites = pd.DataFrame(rows, columns=["sequence", "start", "end", "strand", "site"])
     return dict(zip(names, sequences)), sites, pwm
+
+
+def _several_motifs(n_sequences, length, site_probability, pwms, alphabet, background,
+                    both_strands, rng):
+    """make_motif_sequences with a list of PWMs: each motif planted without overlaps."""
+    checked = [_check_pwm(p, None, alphabet, background, rng) for p in pwms]
+    if not checked:
+        raise ValueError("pwm is an empty list: give at least one PWM.")
+    letters, _, background = checked[0]
+    pwms = [pwm for _, pwm, _ in checked]
+    widths = [pwm.shape[0] for pwm in pwms]
+    if not isinstance(length, (Integral, np.integer)) or length < max(widths):
+        raise ValueError(f"length must be an integer >= the widest motif's {max(widths)}, "
+                         f"got {length!r}.")
+    probabilities = np.broadcast_to(np.asarray(site_probability, dtype=float), (len(pwms),))
+    if np.any((probabilities < 0) | (probabilities > 1)):
+        raise ValueError(f"site_probability must be in [0, 1], got {site_probability!r}.")
+    codes = _draw(np.tile(background, (length, 1)), n_sequences, rng)
+    sequences = decode_sequences(codes, letters).tolist()
+    taken = np.zeros((n_sequences, length), dtype=bool)
+    rows = []
+    for k, (pwm, w, p) in enumerate(zip(pwms, widths, probabilities)):
+        has_site = rng.uniform(size=n_sequences) < p
+        minus = (rng.uniform(size=n_sequences) < 0.5) & both_strands
+        instances = decode_sequences(_draw(pwm, n_sequences, rng), letters)
+        # Starts whose w positions are all free: a sliding sum of the taken positions.
+        covered = np.lib.stride_tricks.sliding_window_view(taken, w, axis=1).any(axis=2)
+        for i in np.flatnonzero(has_site):
+            free = np.flatnonzero(~covered[i])
+            if free.size == 0:
+                continue
+            start = int(free[rng.randint(free.size)])
+            site = str(instances[i])
+            forward = reverse_complement(site, letters) if minus[i] else site
+            sequences[i] = sequences[i][:start] + forward + sequences[i][start + w :]
+            taken[i, start : start + w] = True
+            rows.append((k + 1, f"seq{i}", start, start + w, "-" if minus[i] else "+", site))
+    names = [f"seq{i}" for i in range(n_sequences)]
+    sites = pd.DataFrame(rows, columns=["motif", "sequence", "start", "end", "strand", "site"])
+    return dict(zip(names, sequences)), sites, pwms
