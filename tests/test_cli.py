@@ -55,10 +55,10 @@ def test_warnings_are_one_line(tmp_path):
             "-o", str(tmp_path / "out"), "-q"]
     result = subprocess.run([*SKEM, *argv], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        "skem nbmix: warning: Best of 1 EM run(s) did not converge in max_iter=1 iterations. "
-        "Try a larger max_iter or accelerate='squarem'."
-    ]
+    (line,) = result.stderr.splitlines()  # one line, no source line of the warning
+    assert line.startswith(
+        "skem nbmix: warning: Best of 1 EM run(s) did not converge in max_iter=1 iterations."
+    )
 
 
 def test_truncated_gzip_is_one_line_naming_the_file(tmp_path, capsys):
