@@ -107,24 +107,48 @@ def _plot_transcripts(plt, table):
 def _demo_motif(out, progress, output):
     from .. import MotifMixture
     from ..datasets import load_motif_example
-    from ..sequences import sequence_windows
+    from ..sequences import revcomp_permutation
 
     data = load_motif_example()
     width = data.pwm.shape[0]
-    windows = sequence_windows(data.sequences, width)
-    out(f"\n== MotifMixture: {len(data.sequences)} sequences -> {len(windows)} overlapping windows "
-        f"of width {width} (bundled example; 'skem motif --both-strands' searches both strands)")
+    lengths = {len(s) for s in data.sequences.values()}
+    out(f"\n== MotifMixture: {len(data.sequences)} sequences of {'/'.join(map(str, lengths))} nt "
+        f"(bundled example), motif width {width}; MEME's ZOOPS model on both strands")
     progress("searching for the motif")
-    model = MotifMixture(background="position-independent", random_state=0).fit(windows.windows)
-    truth = "".join(np.array(list("ACGT"))[data.pwm.argmax(axis=1)])
-    out(f"\nconsensus found: {model.consensus_[1]}")
+    model = MotifMixture(width=width, mode="zoops", revcomp=True, random_state=0)
+    model.fit(data.sequences)
+    found = model.pwms_[1]
+    # The fit may read the motif as its reverse complement: compare in the closer orientation.
+    flipped = found.reshape(-1)[revcomp_permutation(width)].reshape(width, -1)
+    reversed_ = np.linalg.norm(flipped - data.pwm) < np.linalg.norm(found - data.pwm)
+    symbols = np.array(list(model.alphabet_))
+    truth = "".join(symbols[data.pwm.argmax(axis=1)])
+    out(f"\nconsensus found: {model.consensus_[1]}"
+        + ("  (the reverse complement of the planted motif: its sites read on the - strand)"
+           if reversed_ else ""))
     out(f"true consensus:  {truth}")
-    out(f"fraction of windows that are sites: {model.weights_[1]:.4f} "
-        f"(planted: {len(data.sites) / len(windows):.4f})")
-    sites = windows.sites(model.predict_proba(windows.windows)[:, 1])
-    found = sites.merge(data.sites, on=["sequence", "start"], how="inner")
-    out(f"sites at posterior >= 0.5: {len(sites)}, of which {len(found)} at a planted site "
-        f"(planted: {len(data.sites)})")
+    out(f"L2 distance to the planted PWM: "
+        f"{np.linalg.norm((flipped if reversed_ else found) - data.pwm):.3f}; "
+        f"E-value {model.evalues_[0]:.2g}")
+    out(f"sequences with a site: {model.site_probs_[0]:.3f} estimated, "
+        f"{len(data.sites) / len(data.sequences):.3f} planted; expected number of sites "
+        f"{model.nsites_[0]:.1f} (planted: {len(data.sites)})")
+    sites = model.sites(data.sequences)
+    merged = data.sites.merge(sites, on="sequence", how="outer", suffixes=("_planted", "_found"))
+    order = {name: i for i, name in enumerate(data.sequences)}
+    both = merged.dropna(subset=["start_planted", "start_found"])
+    both = both.sort_values("sequence", key=lambda names: names.map(order), kind="stable")
+    exact = int((both["start_planted"] == both["start_found"]).sum())
+    out(f"sites at posterior >= 0.5: {len(sites)}, of which {exact} at a planted site's start "
+        f"(planted: {len(data.sites)}; {len(data.sites) - len(both)} planted sequences without "
+        f"a call, {len(sites) - len(both)} calls in sequences without a planted site)")
+    table = both.head(6).copy()
+    table["start_planted"] = table["start_planted"].astype(int)
+    table["start_found"] = table["start_found"].astype(int)
+    columns = ["sequence", "start_planted", "site_planted", "start_found", "strand_found",
+               "site_found", "posterior"]
+    out("\nFound vs planted sites (first sequences; a site is read on its strand):")
+    out(table[columns].round(3).to_string(index=False))
     out("\nFound motif, letter probabilities per position:")
     out(model.pwm(1).round(2).T.to_string())
     figure(output, "motif_logo.png", lambda plt: _plot_logo(plt, model), progress)
