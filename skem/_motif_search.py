@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ._em import AdditiveStats, EMControls, EMModel, best_result, run_em
 from .motifs import (
@@ -47,6 +46,7 @@ from .motifs import (
     _state_log_prob,
     motif_m_step,
 )
+from ._motif_sequences import log_erased_windows
 from .sequences import revcomp_permutation
 
 __all__ = ["CandidateBatch", "CandidateParams", "search_motifs"]
@@ -447,8 +447,10 @@ def search_sequence_motif(model, data, random_state, controls):
         # The substrings are many, each from one sequence: the smaller search rows do.
         # The first step leaves candidates free of the palindromic tie: tied off-centre, a
         # candidate would be folded onto a mirror image of itself before its shifts are tried.
-        seeds = _best_after_steps(batch, decide, kmer_candidates(batch, data, kmers), 1,
-                                  controls.chunk_size)
+        seeds = kmer_candidates(batch, data, kmers)
+        n_seeds = seeds.n_candidates
+        if n_seeds:  # none when no k-mer is free of missing letters
+            seeds = _best_after_steps(batch, decide, seeds, 1, controls.chunk_size)
         substrings = _best_after_steps(
             batch, search, substring_candidates(batch, search, N_SUBSTRINGS, random_state), 1,
             controls.chunk_size,
@@ -489,8 +491,9 @@ def search_sequence_motif(model, data, random_state, controls):
         else:
             score = 0.0
         if controls.verbose:
-            print(f"  motif search: width {w}, {candidates.n_candidates} k-mer seeds (k = "
-                  f"{kmers.k}), best start {_consensus(top.log_pwms[0], w, model.letters)}"
+            print(f"  motif search: width {w}, {n_seeds} k-mer seeds (k = {kmers.k}) and "
+                  f"{N_SUBSTRINGS} substrings, best start "
+                  f"{_consensus(top.log_pwms[0], w, model.letters)}"
                   + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
         if best is None or score > best[0]:
             best = (score, start)
@@ -601,15 +604,14 @@ def kmer_enrichment(model, data, background, k):
     canonical = np.where(valid, canonical, -1)
     weight = valid.astype(float)
     if data.erased.shape[1]:
-        log_erased = np.log(np.maximum(data.erased, 1e-12))
-        cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
-        weight = weight * np.exp(cumulative[:, k : k + M] - cumulative[:, :M])
+        weight = weight * np.exp(log_erased_windows(data.erased, k, M))
     rows, starts = np.nonzero(valid)
     # A sequence holds a class once: the largest erasing weight of its occurrences.
     keys = canonical[rows, starts] * n + rows
     order = np.lexsort((weight[rows, starts], keys))
     keys, held = keys[order], weight[rows, starts][order]
-    last = np.append(keys[1:] != keys[:-1], True)
+    last = np.ones(keys.size, dtype=bool)
+    last[:-1] = keys[1:] != keys[:-1]
     keys, held = keys[last], held[last] * data.weights[keys[last] % n]
     classes, position = np.unique(keys // n, return_inverse=True)
     observed = np.bincount(position, weights=held, minlength=classes.size)
@@ -708,7 +710,7 @@ def kmer_candidates(batch, data, kmers):
     chosen = frequencies[np.arange(C)[:, None], window[:, None] + np.arange(w)]  # (C, w, A)
     pwms = (1.0 - START_FUZZ) * chosen + START_FUZZ * batch.background
     gamma = 1.0 if model.mode == "oops" else 0.5
-    return CandidateParams(np.log(pwms).reshape(C, -1), np.full(C, gamma))
+    return CandidateParams(np.log(pwms).reshape(C, w * A), np.full(C, gamma))
 
 
 def substring_candidates(batch, data, size, random_state):
@@ -792,9 +794,7 @@ class SiteCandidateBatch(EMModel):
             prior = np.where(np.arange(M) < starts[:, None], -np.log(np.maximum(starts, 1))[:, None],
                              -np.inf)
         if chunk.erased.shape[1]:
-            log_erased = np.log(np.maximum(chunk.erased, 1e-12))
-            cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
-            prior = prior + (cumulative[:, w : w + M] - cumulative[:, :M])
+            prior = prior + log_erased_windows(chunk.erased, w, M)
         return windows, (prior - np.log(self.model.n_strands)).astype(np.float32)
 
     def _group_stats(self, params, chunk):

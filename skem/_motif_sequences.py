@@ -207,9 +207,7 @@ class SequenceMotifModel(EMModel):
             with np.errstate(divide="ignore"):
                 prior = prior - np.log(np.maximum(starts, 1))[:, None]
         if chunk.erased.shape[1]:
-            log_erased = np.log(np.maximum(chunk.erased, ERASE_FLOOR))
-            cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(log_erased, axis=1)], axis=1)
-            prior = prior + (cumulative[:, w : w + M] - cumulative[:, :M])
+            prior = prior + log_erased_windows(chunk.erased, w, M)
         scores += (prior - np.log(self.n_strands))[:, :, None]
         return scores, M
 
@@ -427,6 +425,15 @@ class SequenceMotifModel(EMModel):
                 planted[i, k] = len(starts)
         del A
         return codes, planted
+
+
+def log_erased_windows(erased, width, n_starts):
+    """Sum of the log erasing weights (floored at ERASE_FLOOR) over the ``width`` positions of
+    each of the first ``n_starts`` windows of every row, shape (n, n_starts)."""
+    log_erased = np.log(np.maximum(erased, ERASE_FLOOR))
+    cumulative = np.concatenate([np.zeros((erased.shape[0], 1)), np.cumsum(log_erased, axis=1)],
+                                axis=1)
+    return cumulative[:, width : width + n_starts] - cumulative[:, :n_starts]
 
 
 def _softmax(values):

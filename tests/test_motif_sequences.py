@@ -449,6 +449,20 @@ def test_candidate_batch_objective_equals_the_sequence_model(mode):
         np.testing.assert_allclose(stats.n_sites[c], model_stats.n_sites, rtol=1e-5)
 
 
+def test_verbose_search_names_its_seeds_and_start(capsys):
+    sequences, _, pwm = make_motif_sequences(60, 50, width=6, random_state=0)
+    MotifMixture(width=6, random_state=0, verbose=1).fit(sequences)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "motif search" in x)
+    assert "k-mer seeds" in line and "substrings" in line
+
+
+def test_sequences_without_any_whole_kmer_still_start():
+    # No k-mer free of missing letters: the substring starts alone seed the search.
+    model = MotifMixture(width=3, random_state=0).fit(["ANNNNA", "ACNNNNGT"] * 5)
+    assert np.isfinite(model.lower_bound_)
+    np.testing.assert_allclose(model.pwms_[1].sum(axis=1), 1.0)
+
+
 # ----------------------------------------------------------------------- inputs and outputs
 
 
