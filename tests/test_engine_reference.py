@@ -384,3 +384,34 @@ def test_verbose_prints_the_objective_every_interval(capsys):
     assert [int(row[1]) for row in rows] == [0, 3, 6, 9]
     printed = np.array([float(row[3]) for row in rows[1:]])
     np.testing.assert_allclose(printed, estimator.lower_bounds_[[2, 5, 8]], rtol=1e-9)
+
+
+def test_a_start_at_the_optimum_stops_after_one_step_and_tol_zero_never_stops():
+    """K = 1 Poisson started at the weighted mean (the MLE): the first step changes nothing,
+    so the rule on the objective holds after one step; with tol=0 no change is below tol."""
+    rng = np.random.default_rng(7)
+    X = rng.poisson([1.5, 0.3], size=(50, 2)).astype(float)
+    w = rng.uniform(0.5, 2.0, size=50)
+    mle = np.average(X, axis=0, weights=w)[None]
+    stopped = NegBinMixture(n_components=1, dispersion=0.0, means_init=mle, accelerate=None,
+                            tol=1e-12).fit(X, sample_weight=w)
+    assert stopped.converged_ and stopped.n_iter_ == 1
+    with pytest.warns(ConvergenceWarning):
+        budget = NegBinMixture(n_components=1, dispersion=0.0, means_init=mle, accelerate=None,
+                               tol=0.0, max_iter=5).fit(X, sample_weight=w)
+    assert not budget.converged_ and budget.n_iter_ == 5
+
+
+def test_tol_is_absolute_below_an_objective_of_one():
+    """tol * max(1, |objective|): for objectives per row between -1 and 0 the threshold is
+    tol itself, not tol * |objective|."""
+    rng = np.random.default_rng(9)
+    X = rng.poisson(rng.choice([0.05, 0.9], size=(400, 1))).astype(float)
+    tol = 1e-5
+    estimator = NegBinMixture(n_components=2, dispersion=0.0, init_params="random", tol=tol,
+                              max_iter=10000, accelerate=None, random_state=0).fit(X)
+    trace = np.asarray(estimator.lower_bounds_)
+    assert -1.0 < trace[-1] < -0.5
+    changes = np.abs(np.diff(trace))
+    assert changes[-1] < tol and np.all(changes[:-1] >= tol)
+    assert changes[-2] < 2 * tol  # a threshold of 2 tol would have stopped one step earlier
