@@ -122,12 +122,12 @@ def _import_pysam():
     return pysam
 
 
-def _score(record):
-    if record.has_tag("AS"):
-        return float(record.get_tag("AS"))
-    if record.has_tag("NM"):
+def _score_without_as(record):
+    """The score of a record that has no ``AS`` tag: ``-6 NM``, or 0 without ``NM`` either."""
+    try:
         return -NM_PENALTY * record.get_tag("NM")
-    return 0.0
+    except KeyError:
+        return 0.0
 
 
 class _RecordError(Exception):
@@ -205,9 +205,17 @@ def _scan(path):
 
     Returns the header's names and lengths, the number of fragments (distinct
     query names) and the record columns as numpy arrays.
+
+    The loop is most of the cost of reading a BAM, so it does as little per
+    record as it can: each field read once (``get_tag`` without ``has_tag``,
+    the NM fallback only when AS is missing), stored by bound ``append``
+    methods of typed arrays (measured faster than one ``extend`` of a tuple
+    or a list converted in chunks), the file iterated directly rather than
+    through ``fetch``. See benchmarks/bench_bam.py for its cost against
+    plain pysam passes.
     """
     path = os.fspath(path)
-    columns = {"fragment": array("q"), "flag": array("l"), "transcript": array("l"),
+    columns = {"fragment": array("q"), "flag": array("q"), "transcript": array("q"),
                "start": array("q"), "end": array("q"), "mate_start": array("q"),
                "score": array("d")}
     fragment_, flag_, transcript_, start_, end_, mate_, score_ = (
@@ -221,7 +229,7 @@ def _scan(path):
         grouped = bam.header.to_dict().get("HD", {}).get("SO") != "coordinate"
         fragment_of, current, fragment = {}, None, -1
         try:
-            for record in bam.fetch(until_eof=True):
+            for record in bam:
                 n_records += 1
                 name = record.query_name
                 if grouped:
@@ -249,7 +257,10 @@ def _scan(path):
                 start_(record.reference_start)
                 end_(end)
                 mate_(record.next_reference_start)
-                score_(_score(record))
+                try:
+                    score_(record.get_tag("AS"))
+                except KeyError:
+                    score_(_score_without_as(record))
         except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
             raise _invalid(path, where(n_records), exc) from None
         except (OSError, ValueError) as exc:  # htslib's reading of the next record
