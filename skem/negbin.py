@@ -43,7 +43,7 @@ from ._base import BaseMixture, check_sample_weight
 from ._compat import Interval, StrOptions, _fit_context
 from ._dask import is_dask_array
 from ._em import AdditiveStats, RowData
-from ._mixture import MixtureModel
+from ._mixture import MixtureModel, normalize_log_prob
 from ._rows import _row_sums
 
 __all__ = ["NegBinMixture", "NegBinModel"]
@@ -81,17 +81,15 @@ class NegBinStats(AdditiveStats):
 class OffsetStats(AdditiveStats):
     """What the M-step with size factors ``s_i`` needs beyond :class:`NegBinStats`.
 
-    With ``m = s_i mu0_kd`` and ``v = x_id phi0_kd / (1 + phi0_kd m)`` at the
-    current parameters (``mu0``, ``phi0``), over the non-zero entries only:
-    ``size_sum = sum_i w q s_i`` (K,), ``node_mass = sum_i w q L_ij`` (K, M)
-    (the rows' interpolation weights at the size nodes), ``entry_mean =
-    sum w q s_i v`` and ``entry_size = sum w q v`` (K, D).
+    ``size_sum = sum_i w q s_i`` (K,), ``node_mass = sum_i w q L_im`` (K, M)
+    (the rows' interpolation weights at the size nodes) and ``entry_slope =
+    sum w q x s_i / (1 + phi0 s_i mu0)`` over the non-zero entries (K, D), at
+    the current parameters (see :func:`_offset_m_step`).
     """
 
     size_sum: np.ndarray
     node_mass: np.ndarray
-    entry_mean: np.ndarray | float
-    entry_size: np.ndarray | float
+    entry_slope: np.ndarray | float
     nodes: SizeNodes  # shared
     _shared = ("nodes",)
 
@@ -633,79 +631,74 @@ class NegBinModel(MixtureModel):
 
     # -------------------------------------------------------------- kernels
 
-    def estimate_log_prob(self, params, chunk):
+    @staticmethod
+    def pair_log_terms(params, pairs, with_offsets=False):
+        """``log NB(x_u; mu, phi) - log NB(0; mu, phi)`` of each pair (K, U): the part of an
+        entry's log-pmf that depends on its (feature, value) pair. With size factors, the
+        part free of ``s`` (``B - log x! + x log mu``). 0 at value 0."""
         phi, mu = params.dispersion, params.means
-        if chunk.size_factors is not None:
-            return self._log_prob_with_offsets(params, chunk)
-        log1p_phi_mu = np.log1p(phi * mu)
-        with np.errstate(divide="ignore"):
-            linear = chunk.X @ (np.log(mu) - log1p_phi_mu).T
-        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mu).sum(axis=1)
-        log_prob = np.asarray(linear) + zero_term - chunk.log_factorial[:, None]
-        if np.any(phi > 0):
-            # sum_d B(x_id, phi_kd) over the entries of each row, shape (n, K)
-            log_prob += np.asarray(chunk.entry_pairs @ chunk.pairs.rising(phi).T)
-        return log_prob
-
-    def _log_prob_with_offsets(self, params, chunk):
-        """``log NB(x_id; s_i mu_kd, phi_kd)`` summed over features, (n, K): the Poisson
-        part by products, the rest at the non-zero entries and (zeros) at the size nodes."""
-        phi, mu, s = params.dispersion, params.means, chunk.size_factors
-        x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1)
         with np.errstate(divide="ignore"):
             log_mu = np.log(mu)
+        if not with_offsets:
+            log_mu = log_mu - np.log1p(phi * mu)
+        values = pairs.values
+        table = values * log_mu[:, pairs.feature] - gammaln(values + 1.0)
+        if np.any(phi > 0):
+            table += pairs.rising(phi)
+        return table
+
+    def estimate_log_prob(self, params, chunk):
+        return self._log_prob(params, chunk, _OffsetEntries.of(params, chunk))
+
+    def e_step(self, params, chunk):
+        # The per-entry terms of the size factors serve both the log-likelihood and the statistics.
+        entries = _OffsetEntries.of(params, chunk)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        resp, log_norm = normalize_log_prob(self._log_prob(params, chunk, entries) + log_weights, axis=1)
+        resp *= chunk.weights[:, None]
+        return self._accumulate(params, chunk, resp, entries), float(chunk.weights @ log_norm)
+
+    def _log_prob(self, params, chunk, entries):
+        """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table
+        (every term that depends on an entry's pair), per-component constants for the zero
+        entries and, with size factors, the rows' ``s`` terms (non-zero entries: ``entries``;
+        zero terms: at the size nodes)."""
+        phi, mu = params.dispersion, params.means
+        table = self.pair_log_terms(params, chunk.pairs, chunk.size_factors is not None)
+        log_prob = np.asarray(chunk.entry_pairs @ table.T)
+        if chunk.size_factors is None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zero_term = np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
+            return log_prob + zero_term.sum(axis=1)
+        s = chunk.size_factors
+        x_total = np.asarray(chunk.X.sum(axis=1, dtype=np.float64)).reshape(-1)
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
         log_s = np.log(np.where(s > 0, s, 1.0))
-        log_prob = (
-            np.asarray(chunk.X @ log_mu.T)
-            + (x_total * log_s)[:, None]
-            - s[:, None] * mu.sum(axis=1)
-            - chunk.log_factorial[:, None]
-        )
-        if np.any(phi > 0):
-            log_prob += np.asarray(chunk.entry_pairs @ chunk.pairs.rising(phi).T)
+        log_prob += (x_total * log_s)[:, None] - s[:, None] * mu.sum(axis=1)
+        if entries is not None:
             remainder = _zero_remainder(mu[:, :, None], phi[:, :, None], chunk.nodes.values).sum(axis=1)
-            log_prob += chunk.nodes.weights(s) @ remainder.T
-            if sp.issparse(chunk.X):
-                rows, columns, x, indptr = chunk.nonzero_entries()
-                t = phi.T[columns] * mu.T[columns] * s[rows, None]
-                log_prob -= _sum_by_row(x[:, None] * np.log1p(t), indptr)
-            else:  # dense rows broadcast: no gathers
-                t = (phi * mu)[None] * s[:, None, None]
-                log_prob -= np.einsum("nd,nkd->nk", chunk.X, np.log1p(t))
+            log_prob += entries.node_weights @ remainder.T
+            log_prob -= entries.row_log1p
         return log_prob
 
     def accumulate(self, params, chunk, weighted_resp):
-        x_sum = np.asarray(chunk.X.T @ weighted_resp).T
-        value_hist = (
-            np.asarray(chunk.entry_pairs.T @ weighted_resp).T
-            if self.estimates_dispersion
-            else 0.0
-        )
+        return self._accumulate(params, chunk, weighted_resp, _OffsetEntries.of(params, chunk))
+
+    def _accumulate(self, params, chunk, weighted_resp, entries):
+        # One product gives the histogram of the pairs; the count sums follow from it.
+        hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
+        pairs = chunk.pairs
+        x_sum = pairs.per_feature(hist * pairs.values)
         offsets = 0.0
         if chunk.size_factors is not None:
-            offsets = self._offset_stats(params, chunk, weighted_resp)
-        return NegBinStats(weighted_resp.sum(axis=0), x_sum, value_hist, chunk.pairs, offsets)
-
-    def _offset_stats(self, params, chunk, weighted_resp):
-        s = chunk.size_factors
-        entry_mean = entry_size = 0.0
-        if params is not None and np.any(params.dispersion > 0):
-            phi, mu = params.dispersion, params.means
-            if sp.issparse(chunk.X):
-                rows, columns, x, _ = chunk.nonzero_entries()
-                v = x[:, None] * phi.T[columns] / (1.0 + (phi * mu).T[columns] * s[rows, None])
-                v *= weighted_resp[rows]
-                entry_size = _sum_by_feature(v, columns, self.n_features)
-                entry_mean = _sum_by_feature(v * s[rows, None], columns, self.n_features)
-            else:
-                v = chunk.X[:, None, :] * phi / (1.0 + (phi * mu)[None] * s[:, None, None])
-                entry_size = np.einsum("nk,nkd->kd", weighted_resp, v)
-                entry_mean = np.einsum("nk,nkd->kd", weighted_resp * s[:, None], v)
-        return OffsetStats(
-            weighted_resp.T @ s, weighted_resp.T @ chunk.nodes.weights(s),
-            entry_mean, entry_size, chunk.nodes,
-        )
+            s = chunk.size_factors
+            node_weights = chunk.nodes.weights(s) if entries is None else entries.node_weights
+            slope = 0.0 if entries is None else entries.slope(weighted_resp, self.n_features)
+            offsets = OffsetStats(weighted_resp.T @ s, weighted_resp.T @ node_weights, slope,
+                                  chunk.nodes)
+        value_hist = hist if self.estimates_dispersion else 0.0
+        return NegBinStats(weighted_resp.sum(axis=0), x_sum, value_hist, pairs, offsets)
 
     def m_step(self, stats, params):
         resp_sum = stats.resp_sum
@@ -715,9 +708,11 @@ class NegBinModel(MixtureModel):
         weights = weights / weights.sum()
         occupied = resp_sum > 1e-10 * total
         offsets = stats.offsets
+        with_offsets = isinstance(offsets, OffsetStats)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if isinstance(offsets, OffsetStats):
-                means = stats.x_sum / _mean_denominator(offsets, params)
+            if with_offsets and (params is None or not np.any(params.dispersion > 0)):
+                # Poisson means with offsets (and the start): sum w q x / sum w q s.
+                means = stats.x_sum / offsets.size_sum[:, None]
             else:
                 means = stats.x_sum / resp_sum[:, None]
         if params is not None:
@@ -727,11 +722,12 @@ class NegBinModel(MixtureModel):
             means = np.where(occupied[:, None], means, pooled)
         means = np.maximum(means, MEAN_FLOOR)
 
-        if not self.estimates_dispersion:
+        if with_offsets and params is not None and np.any(params.dispersion > 0):
+            tied = _TIED_AXES[self.dispersion] if self.estimates_dispersion else None
+            means, dispersion = _offset_m_step(stats, params, occupied, tied)
+        elif not self.estimates_dispersion:
             dispersion = np.full(means.shape, float(self.dispersion))
-        elif isinstance(offsets, OffsetStats) and params is not None:
-            dispersion = _dispersion_mm_step(stats, params, _TIED_AXES[self.dispersion])
-        elif isinstance(offsets, OffsetStats):
+        elif with_offsets:
             # The start: the exact solution that ignores the size factors.
             with np.errstate(divide="ignore", invalid="ignore"):
                 plain = stats.x_sum / resp_sum[:, None]
@@ -1386,63 +1382,209 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     return phi
 
 
-def _sum_by_row(values, indptr):
-    """Sums of the rows of ``values`` (entries, K) over each CSR row of entries: (n, K)."""
-    out = np.zeros((indptr.size - 1, values.shape[1]))
-    nonempty = indptr[:-1] < indptr[1:]
-    if nonempty.any():
-        out[nonempty] = np.add.reduceat(values, indptr[:-1][nonempty], axis=0)
-    return out
+@dataclass(frozen=True)
+class _OffsetEntries:
+    """Terms of the non-zero entries of one chunk with size factors, at the current parameters.
 
-
-def _sum_by_feature(values, columns, n_features):
-    """Sums of ``values`` (entries, K) over the entries of each feature: (K, D)."""
-    return np.stack(
-        [np.bincount(columns, weights=values[:, k], minlength=n_features) for k in range(values.shape[1])]
-    )
-
-
-def _mean_denominator(offsets, params):
-    """``sum_i w q (x + r0) s_i / (r0 + s_i mu0)`` per (component, feature).
-
-    The means' M-step with size factors maximizes a minorizer of the
-    expected log-likelihood (the tangent of the concave ``log(r + s mu)`` at
-    the current mean), whose maximum is ``x_sum / this``: an exact M-step for
-    Poisson features (``sum w q s``) and an MM step otherwise, so EM stays
-    monotone. ``params`` None (the start): the Poisson value.
+    ``inverse`` is ``1 / (1 + phi_kd s_i mu_kd)`` at each non-zero entry (nnz, K),
+    ``row_log1p`` the rows' ``sum_d x_id log1p(phi_kd s_i mu_kd)`` (n, K) and
+    ``node_weights`` the rows' interpolation weights at the size nodes (n, M).
+    Computed once per chunk and E-step, for the log-likelihood and the statistics.
     """
-    if params is None:
-        return offsets.size_sum[:, None]
-    a = (params.dispersion * params.means)[:, :, None] * offsets.nodes.values
-    zeros_part = offsets.size_sum[:, None] - np.einsum(
-        "km,kdm->kd", offsets.node_mass, a * offsets.nodes.values / (1.0 + a)
-    )
-    return offsets.entry_mean + zeros_part
+
+    rows: np.ndarray
+    columns: np.ndarray
+    x: np.ndarray
+    size_factors: np.ndarray
+    inverse: np.ndarray
+    row_log1p: np.ndarray
+    node_weights: np.ndarray
+
+    @classmethod
+    def of(cls, params, chunk):
+        """The terms of ``chunk``, or None without size factors or when every phi is 0."""
+        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
+            return None
+        s = chunk.size_factors
+        rows, columns, x, indptr = chunk.nonzero_entries()
+        t = (params.dispersion * params.means).T[columns]
+        t *= s[rows, None]
+        inverse = np.add(t, 1.0)
+        np.reciprocal(inverse, out=inverse)
+        np.log1p(t, out=t)
+        # Row sums weighted by x: a product with an (n, nnz) matrix holding x, in CSR order.
+        by_row = sp.csr_matrix((x, np.arange(x.size), indptr), shape=(s.size, x.size))
+        row_log1p = np.asarray(by_row @ t)
+        return cls(rows, columns, x, s, inverse, row_log1p, chunk.nodes.weights(s))
+
+    def slope(self, weighted_resp, n_features):
+        """``sum_i w q x s / (1 + phi s mu)`` over the non-zero entries of each feature (K, D):
+        the slope of the tangent that bounds their ``x log1p(phi s mu)`` terms."""
+        values = self.inverse * weighted_resp[self.rows]
+        # Column sums weighted by x s: a product with a (D, nnz) matrix, one entry per column.
+        by_feature = sp.csc_matrix(
+            (self.x * self.size_factors[self.rows], self.columns, np.arange(self.x.size + 1)),
+            shape=(n_features, self.x.size),
+        )
+        return np.asarray(by_feature @ values).T
 
 
-def _dispersion_mm_step(stats, params, tied_axes):
-    """Dispersions with size factors: one minorize-maximize step from the current ones.
+def _offset_m_step(stats, params, occupied, tied_axes):
+    """Means and dispersions with size factors: the maximum of a minorizer of the expected
+    log-likelihood that touches it at the current parameters (so EM stays monotone).
 
-    With ``r = 1/phi`` and ``m = s mu``, the expected log-likelihood in ``r``
-    is ``sum w q [sum_{j<x} log(r + j) + f(r)]`` with
-    ``f(r) = r log r - (r + x) log(r + m)`` convex. Minorizing
-    ``log(r + j) >= r0/(r0 + j) log r + const`` and ``f`` by its tangent at
-    ``r0`` gives ``C log r + B r`` with ``C >= 0 > B``, maximized (per tied
-    group) at ``r = -C / B``. The pair table gives ``C`` (as in the exact
-    solver), the non-zero entries and the size nodes give ``B``.
+    With ``r = 1/phi`` and ``c = mu / r`` the expected log-likelihood of a
+    (component, feature) cell is ``Q = H(r) + S log mu - F(c) - r G(c)``: ``H``
+    the rising factorials (from the pair table), ``G(c) = sum_i w q log1p(s_i c)``
+    over all rows (exact at the size nodes), and ``F(c) = sum w q x log1p(s c)``
+    over the non-zero entries -- the only part that needs the entries at the
+    parameters. ``F`` is concave, so its tangent at the current ``c0``
+    (slope ``P``, :meth:`_OffsetEntries.slope`) bounds it from above:
+    ``Q >= H(r) + S log mu - P c - r G(c) + const``. The bound is maximized
+    jointly in the means and (tied) sizes by alternating 1-D Newton solves
+    (the two are nearly orthogonal parameters), each safeguarded by a
+    bracket; a group keeps its previous values if the result is not better.
+
+    ``tied_axes`` None: fixed dispersions, means only.
     """
     offsets, pairs = stats.offsets, stats.pairs
-    phi0 = np.maximum(params.dispersion, PHI_MIN)
-    r0 = 1.0 / phi0
-    hist_weights = pairs.dispersion_weights(stats.value_hist)
-    C = r0 * pairs.per_feature(pairs.score_terms(hist_weights, r0[:, pairs.feature])[0])
-    a = (phi0 * params.means)[:, :, None] * offsets.nodes.values
-    B = np.einsum("km,kdm->kd", offsets.node_mass, a / (1.0 + a) - np.log1p(a)) - offsets.entry_size
+    S, P = stats.x_sum, offsets.entry_slope
+    node_mass, nodes = offsets.node_mass, offsets.nodes.values
+    mu0, phi0 = params.means, params.dispersion
+    K, D = mu0.shape
+    estimate = tied_axes is not None
+    hist_weights = pairs.dispersion_weights(stats.value_hist) if estimate else None
 
     def group_sum(cells):
         return cells.sum(axis=tied_axes, keepdims=True) if tied_axes else cells
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        phi = np.broadcast_to(-group_sum(B) / group_sum(C), phi0.shape)
-    # No information at all (0 / 0): keep the current value.
-    return np.clip(np.where(np.isnan(phi), phi0, phi), PHI_MIN, PHI_MAX)
+    def group_max(cells):
+        return cells.max(axis=tied_axes, keepdims=True) if tied_axes else cells
+
+    def surrogate(mu, r):
+        """The minorizer per cell, up to a constant."""
+        c = mu / r
+        G = np.einsum("km,kdm->kd", node_mass, np.log1p(c[:, :, None] * nodes))
+        value = S * np.log(mu) - P * c - r * G
+        if estimate:
+            value = value + pairs.per_feature(
+                pairs.loglik_terms(hist_weights, (1.0 / r)[:, pairs.feature]))
+        return value
+
+    def solve_means(mu, r):
+        """Each cell's maximum in eta = log mu at fixed r: the root of the decreasing
+        S - P c - r sum_m n_m s_m c / (1 + s_m c)."""
+        cells = np.flatnonzero(np.broadcast_to(occupied[:, None], (K, D)) & (S > 0).reshape(K, D)
+                               ).astype(np.intp)
+        out = mu.copy()
+        out[~occupied] = mu0[~occupied]
+        out[occupied[:, None] & (S <= 0)] = MEAN_FLOOR
+        if cells.size == 0:
+            return out
+        k = cells // D
+        s_flat, p_flat, r_flat = S.ravel()[cells], P.ravel()[cells], r.ravel()[cells]
+        mass = node_mass[k]
+        low = np.full(cells.size, np.log(MEAN_FLOOR))
+        with np.errstate(divide="ignore"):
+            # At the root P c <= S.
+            high = np.log(r_flat * s_flat / np.maximum(p_flat, 1e-300))
+        high = np.maximum(np.minimum(high, np.log(1e300)), low)
+        eta = np.clip(np.log(mu.ravel()[cells]), low, high)
+        active = np.arange(cells.size)
+        for _ in range(100):
+            c = np.exp(eta[active]) / r_flat[active]
+            a = c[:, None] * nodes
+            frac = a / (1.0 + a)
+            g = s_flat[active] - p_flat[active] * c - r_flat[active] * np.einsum(
+                "nm,nm->n", mass[active], frac)
+            dg = -p_flat[active] * c - r_flat[active] * np.einsum(
+                "nm,nm->n", mass[active], frac / (1.0 + a))
+            e = eta[active]
+            low[active] = np.where(g > 0, e, low[active])
+            high[active] = np.where(g > 0, high[active], e)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                newton = e - g / dg
+            inside = np.isfinite(newton) & (newton > low[active]) & (newton < high[active])
+            step = np.where(inside, newton, (low[active] + high[active]) / 2)
+            eta[active] = step
+            active = active[np.abs(step - e) > 1e-11]
+            if active.size == 0:
+                break
+        out.ravel()[cells] = np.maximum(np.exp(eta), MEAN_FLOOR)
+        return out
+
+    def joint_newton(mu, r):
+        """Newton's method on (log mu, log r) of every tied group at once -- an arrowhead
+        system: the means of a group are coupled only through its size -- with a step
+        halved per group until the bound increases, inside the bounds of both."""
+        low_eta, low_rho, high_rho = np.log(MEAN_FLOOR), -np.log(PHI_MAX), -np.log(PHI_MIN)
+        free = np.broadcast_to(occupied[:, None], (K, D))
+        eta = np.log(mu)
+        rho = np.log(r)
+        rho = rho.mean(axis=tied_axes, keepdims=True) if tied_axes else rho
+        value = group_sum(surrogate(np.exp(eta), np.broadcast_to(np.exp(rho), (K, D))))
+        active = np.ones(rho.shape, dtype=bool)
+        for _ in range(100):
+            size = np.broadcast_to(np.exp(rho), (K, D))
+            c = np.exp(eta) / size
+            a = c[:, :, None] * nodes
+            frac = a / (1.0 + a)
+            G = np.einsum("km,kdm->kd", node_mass, np.log1p(a))
+            g1 = np.einsum("km,kdm->kd", node_mass, frac)
+            g2 = np.einsum("km,kdm->kd", node_mass, frac / (1.0 + a))
+            first, second = (pairs.per_feature(t)
+                             for t in pairs.score_terms(hist_weights, size[:, pairs.feature]))
+            grad_eta = S - P * c - size * g1
+            # Means at their floor that would go lower stay there, as do empty components.
+            moving = free & ~((eta <= low_eta) & (grad_eta <= 0))
+            grad_eta = np.where(moving, grad_eta, 0.0)
+            hess_eta = np.where(moving, -P * c - size * g2, -1.0)
+            cross = np.where(moving, P * c - size * g1 + size * g2, 0.0)
+            grad_rho = group_sum(size * first - S + P * c - size * G + size * g1)
+            hess_rho = group_sum(size * first + size**2 * second - P * c - size * G
+                                 + 2 * size * g1 - size * g2)
+            schur = hess_rho - group_sum(cross**2 / hess_eta)
+            rhs = grad_rho - group_sum(cross * grad_eta / hess_eta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # Not concave there: a bounded move uphill in log r instead.
+                d_rho = np.where(schur < 0, -rhs / schur, np.sign(grad_rho))
+            d_rho = np.clip(d_rho, -2.0, 2.0)
+            d_rho = np.where(((rho >= high_rho) & (d_rho > 0)) | ((rho <= low_rho) & (d_rho < 0)),
+                             0.0, d_rho)
+            d_eta = np.clip(-(grad_eta + cross * d_rho) / hess_eta, -2.0, 2.0)
+            # A group is done when its Newton step, or the increase it promises, is at
+            # rounding level (convergence is quadratic), or no fraction of it increases the bound.
+            promise = grad_rho * d_rho + group_sum(grad_eta * d_eta)
+            active &= (np.maximum(np.abs(d_rho), group_max(np.abs(d_eta))) > 1e-10) & (
+                promise > 1e-13 * np.abs(value))
+            if not active.any():
+                break
+            step = np.ones(rho.shape)
+            pending = active.copy()
+            for _ in range(20):
+                t = np.where(pending, step, 0.0)
+                new_rho = np.clip(rho + t * d_rho, low_rho, high_rho)
+                new_eta = np.maximum(eta + np.broadcast_to(t, (K, D)) * d_eta, low_eta)
+                new_value = group_sum(surrogate(np.exp(new_eta), np.broadcast_to(np.exp(new_rho), (K, D))))
+                better = pending & (new_value >= value)
+                rho = np.where(better, new_rho, rho)
+                eta = np.where(np.broadcast_to(better, (K, D)), new_eta, eta)
+                value = np.where(better, new_value, value)
+                pending &= ~better
+                step = step / 2
+                if not pending.any():
+                    break
+            active &= ~pending
+        return np.maximum(np.exp(eta), MEAN_FLOOR), np.broadcast_to(np.exp(rho), (K, D)).copy()
+
+    r = 1.0 / phi0
+    if estimate:
+        mu, r = joint_newton(mu0, r)
+    else:
+        mu = solve_means(mu0, r)
+    phi = np.clip(1.0 / r, PHI_MIN, PHI_MAX) if estimate else phi0
+    # Keep a group's previous values where the bound did not increase beyond rounding.
+    old = group_sum(surrogate(mu0, 1.0 / phi0))
+    new = group_sum(surrogate(mu, 1.0 / phi))
+    worse = np.broadcast_to(new < old - SAFEGUARD_RTOL * np.abs(old), (K, D))
+    return np.where(worse, mu0, mu), np.where(worse, phi0, phi)
