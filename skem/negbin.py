@@ -44,7 +44,6 @@ from ._compat import Interval, StrOptions, _fit_context
 from ._dask import is_dask_array
 from ._em import AdditiveStats, RowData
 from ._mixture import MixtureModel, normalize_log_prob
-from ._rows import _row_sums
 
 __all__ = ["NegBinMixture", "NegBinModel"]
 
@@ -281,7 +280,6 @@ class NegBinData(RowData):
 
     X: np.ndarray | sp.csr_matrix = None
     value_index: np.ndarray | sp.csr_matrix = None
-    log_factorial: np.ndarray = None  # (n,) sum_d log x_id!
     pairs: PairTable = None
     size_factors: np.ndarray | None = None  # (n,), None: all ones (no size factors)
     nodes: SizeNodes | None = None
@@ -435,7 +433,7 @@ def _index_entries(X):
 
     Returns
     -------
-    value_index, log_factorial, pairs
+    value_index, pairs
         See :class:`NegBinData`.
     """
     column_max, integer, n_entries = _entry_summary(X)
@@ -446,23 +444,7 @@ def _index_entries(X):
         features, values, index = _distinct_pairs(X)
         pairs = PairTable(values, features.astype(np.intp), X.shape[1])
         value_index = _index_like(X, index)
-    return value_index, _log_factorial(value_index, pairs), pairs
-
-
-def _log_factorial(value_index, pairs):
-    """``sum_d log x_id!`` of each row, gathered from the pair table.
-
-    Dense rows are gathered a few at a time, so that the temporaries stay
-    small next to the data (they are made for every dask block in every pass).
-    """
-    table = gammaln(pairs.values + 1.0)
-    if sp.issparse(value_index):
-        return _row_sums(table[value_index.data], value_index.indptr)
-    n_rows, n_features = value_index.shape
-    step = max(1, _INDEX_BLOCK // max(n_features, 1))
-    return np.concatenate(
-        [table[value_index[start : start + step]].sum(axis=1) for start in range(0, n_rows, step)]
-    )
+    return value_index, pairs
 
 
 def _block_pairs(model, X, weights):
@@ -563,12 +545,12 @@ class NegBinModel(MixtureModel):
     # ---------------------------------------------------------------- data
 
     def prepare(self, X, weights, size_factors=None):
-        value_index, log_factorial, pairs = _index_entries(X)
+        value_index, pairs = _index_entries(X)
         size_factors = self.row_size_factors(X, size_factors)
         if size_factors is not None and np.all(size_factors == 1.0):
             size_factors = None  # the model without size factors, and its exact M-step
         return NegBinData(
-            weights=weights, X=X, value_index=value_index, log_factorial=log_factorial, pairs=pairs,
+            weights=weights, X=X, value_index=value_index, pairs=pairs,
             size_factors=size_factors,
             nodes=None if size_factors is None else SizeNodes.of(size_factors),
         )
@@ -625,8 +607,7 @@ class NegBinModel(MixtureModel):
         X = self.check_block(X)
         value_index = _index_against(X, pairs)
         return NegBinData(
-            weights=weights, X=X, value_index=value_index,
-            log_factorial=_log_factorial(value_index, pairs), pairs=pairs,
+            weights=weights, X=X, value_index=value_index, pairs=pairs,
         )
 
     # -------------------------------------------------------------- kernels

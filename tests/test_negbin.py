@@ -21,7 +21,7 @@ from sklearn.preprocessing import FunctionTransformer
 from skem import NegBinMixture
 from skem._rows import compress_rows
 from skem.datasets import make_negbin_mixture
-from skem.negbin import log_rising_ratio, negbin_log_pmf
+from skem.negbin import NegBinParams, log_rising_ratio, negbin_log_pmf
 
 
 def _sorted_by_first_mean(model):
@@ -351,7 +351,7 @@ def test_consecutive_pair_table_agrees_with_the_general_one():
 
     rng = np.random.default_rng(0)
     X = rng.negative_binomial(2, 0.2, size=(200, 4)).astype(float)
-    _, _, consecutive = _index_entries(X)
+    _, consecutive = _index_entries(X)
     assert consecutive.offsets is not None
     general = PairTable(consecutive.values, consecutive.feature, consecutive.n_features)
     phi = rng.uniform(0.01, 2.0, size=(3, 4))
@@ -379,7 +379,7 @@ def test_sorted_pair_table_fits_like_the_consecutive_one(monkeypatch):
     X, _ = make_negbin_mixture(600, means=((40.0, 3.0), (5.0, 20.0)), dispersion=0.3, random_state=1)
     consecutive = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
     monkeypatch.setattr(skem.negbin, "_direct_table_pays", lambda column_max, n_entries: False)
-    assert skem.negbin._index_entries(X)[2].offsets is None
+    assert skem.negbin._index_entries(X)[1].offsets is None
     general = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
     np.testing.assert_allclose(general.means_, consecutive.means_, rtol=1e-9)
     np.testing.assert_allclose(general.dispersion_, consecutive.dispersion_, rtol=1e-6)
@@ -592,3 +592,41 @@ def test_component_tables_are_named_by_features():
     np.testing.assert_array_equal(dispersions.to_numpy(), named.dispersion_)
     unnamed = NegBinMixture(2, random_state=0).fit(X)
     assert list(unnamed.component_means().columns) == ["x0", "x1"]
+
+
+@pytest.mark.parametrize("dispersion", ["feature", "full", 0.4])
+def test_m_step_with_size_factors_increases_the_expected_loglik(dispersion):
+    # The M-step with offsets maximizes a bound on the expected complete log-likelihood
+    # Q; Q itself, computed here with scipy.stats from the E-step's responsibilities,
+    # must increase, and by about as much as a direct maximization of Q can.
+    from scipy.stats import nbinom
+
+    X, _, s = _with_size_factors(400, 0.7, ((3.0, 0.2, 8.0), (0.5, 2.0, 8.0)), 0.4, seed=9)
+    est = NegBinMixture(2, dispersion=dispersion, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, size_factors=s)
+    model, params = est._model, est._get_fitted_params()
+    data = model.prepare(X, np.ones(len(X)), size_factors=s)
+    stats, _ = model.e_step(params, data)
+    resp = model.predict_proba(params, data)
+
+    def expected_loglik(p):
+        size = 1.0 / p.dispersion
+        return sum(
+            (resp[:, [k]] * nbinom.logpmf(X, size[k], size[k] / (size[k] + s[:, None] * p.means[k]))).sum()
+            for k in range(2)
+        )
+
+    new = model.m_step(stats, params)
+    before, after = expected_loglik(params), expected_loglik(new)
+    assert after > before
+    if dispersion == 0.4:
+        # Means only: many M-steps from fixed responsibilities reach the maximum of Q,
+        # the first one already gets most of the way.
+        def negative(log_means):
+            return -expected_loglik(NegBinParams(params.weights, np.exp(log_means).reshape(2, 3),
+                                                 params.dispersion))
+
+        best = -minimize(negative, np.log(new.means).ravel(), method="BFGS").fun
+        assert after - before > 0.5 * (best - before)
