@@ -374,12 +374,12 @@ def test_consecutive_pair_table_agrees_with_the_general_one():
 
 
 def test_sorted_pair_table_fits_like_the_consecutive_one(monkeypatch):
-    import skem.negbin
+    import skem._negbin_kernels as kernels
 
     X, _ = make_negbin_mixture(600, means=((40.0, 3.0), (5.0, 20.0)), dispersion=0.3, random_state=1)
     consecutive = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
-    monkeypatch.setattr(skem.negbin, "_direct_table_pays", lambda column_max, n_entries: False)
-    assert skem.negbin._index_entries(X)[1].offsets is None
+    monkeypatch.setattr(kernels, "_direct_table_pays", lambda column_max, n_entries: False)
+    assert kernels._index_entries(X)[1].offsets is None
     general = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
     np.testing.assert_allclose(general.means_, consecutive.means_, rtol=1e-9)
     np.testing.assert_allclose(general.dispersion_, consecutive.dispersion_, rtol=1e-6)

@@ -1,0 +1,414 @@
+"""The negative-binomial mixture's tables and kernels, below the model in :mod:`skem.negbin`.
+
+Counts repeat a lot, so every term that depends on an entry only through its
+(feature, value) pair is tabulated once per distinct pair (:class:`PairTable`)
+and gathered through the per-entry pair index built here (``_index_entries``);
+:class:`SizeNodes` does the same for the size factors of the rows. The
+numerical constants shared by the model and its M-step solvers live here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import digamma, gammaln, polygamma
+
+#: Means are kept at or above this, so that no count has probability exactly zero.
+MEAN_FLOOR = 1e-8
+#: The dispersion solver searches phi in [PHI_MIN, PHI_MAX]; beyond PHI_MIN it returns 0 (Poisson).
+PHI_MIN, PHI_MAX = 1e-8, 1e6
+#: The dispersion M-step keeps the previous value if the new one is worse by more than this (relative).
+SAFEGUARD_RTOL = 1e-12
+#: Below this dispersion, B(x, phi) for small integer x is summed exactly to avoid cancellation.
+PHI_SMALL, X_SMALL = 1e-3, 64
+
+_TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """The distinct (feature, value) pairs that the entries of the count matrix point to.
+
+    Pair ``u`` has value ``values[u]`` and feature ``feature[u]``. The last pair
+    has value 0 and takes the zero entries of dense input; it contributes
+    nothing to any sum (``B(0, phi) = 0``). When ``offsets`` is not None the
+    table is *consecutive*: the pairs of feature ``d`` are the values
+    ``1 .. max_d`` at positions ``offsets[d]:offsets[d + 1]``. Sums over a
+    row's values then become cumulative sums (the count-survival identity
+    ``sum_x H(x) [psi(x + r) - psi(r)] = sum_j #{x > j} / (r + j)``), exact
+    and free of digamma and lgamma.
+    """
+
+    values: np.ndarray
+    feature: np.ndarray
+    n_features: int
+    offsets: np.ndarray | None = None
+
+    @property
+    def size(self):
+        return self.values.size
+
+    @cached_property
+    def _feature_blocks(self):
+        """Pairs are sorted by feature: the start of each non-empty feature's block, those
+        features, and where the blocks end (a consecutive table's zero pair, last, is left out:
+        every per-pair term is 0 there)."""
+        end = self.size if self.offsets is None else int(self.offsets[-1])
+        if np.any(np.diff(self.feature[:end]) < 0):
+            return None
+        starts = np.searchsorted(self.feature[:end], np.arange(self.n_features))
+        stops = np.append(starts[1:], end)
+        nonempty = np.flatnonzero(starts < stops)
+        return starts[nonempty], nonempty, end
+
+    def per_feature(self, table):
+        """Sum a (K, U) table over the pairs of each feature: (K, D)."""
+        if self._feature_blocks is None:  # a table built unsorted (tests)
+            return np.stack([np.bincount(self.feature, weights=row, minlength=self.n_features)
+                             for row in table])
+        starts, nonempty, end = self._feature_blocks
+        out = np.zeros((table.shape[0], self.n_features))
+        if nonempty.size:
+            out[:, nonempty] = np.add.reduceat(table[:, :end], starts, axis=1)
+        return out
+
+    @cached_property
+    def _steps(self):
+        """For a consecutive table: ``j = value - 1`` of each pair, and block bounds."""
+        nonzero = self.values > 0
+        start = np.where(nonzero, self.offsets[self.feature], 0)
+        stop = np.where(nonzero, self.offsets[self.feature + 1], 0)
+        return np.where(nonzero, self.values - 1.0, 0.0), start, stop, nonzero
+
+    def rising(self, phi):
+        """``B(value_u, phi[k, feature_u])``, shape (K, U)."""
+        if self.offsets is None:
+            return log_rising_ratio(self.values, phi[:, self.feature])
+        j, start, _, nonzero = self._steps
+        increments = np.log1p(j * phi[:, self.feature]) * nonzero
+        cumulative = np.concatenate([np.zeros((phi.shape[0], 1)), np.cumsum(increments, axis=1)], axis=1)
+        # B(v) = sum_{j < v} log1p(j phi): the cumulative sum within the feature's block.
+        return (cumulative[:, 1:] - cumulative[:, start]) * nonzero
+
+    def dispersion_weights(self, hist):
+        """Per-pair weights that the dispersion sums use: the survival ``#{x >= value}``
+        for a consecutive table, the histogram itself otherwise."""
+        if self.offsets is None:
+            return hist
+        _, _, stop, nonzero = self._steps
+        cumulative = np.concatenate([np.zeros((hist.shape[0], 1)), np.cumsum(hist, axis=1)], axis=1)
+        return (cumulative[:, stop] - cumulative[:, :-1]) * nonzero
+
+    def slope_terms(self, weights):
+        """Per-pair terms of ``sum_x H(x) x (x - 1) / 2``."""
+        if self.offsets is None:
+            return weights * self.values * (self.values - 1.0) / 2.0
+        return weights * self._steps[0]
+
+    def score_terms(self, weights, r):
+        """Per-pair terms of the first and second derivatives in the size ``r`` (K, U)."""
+        if self.offsets is None:
+            x = self.values
+            return (
+                weights * (digamma(x + r) - digamma(r)),
+                weights * (polygamma(1, x + r) - polygamma(1, r)),
+            )
+        shifted = r + self._steps[0]
+        return weights / shifted, -weights / shifted**2
+
+    def loglik_terms(self, weights, phi_pairs):
+        """Per-pair terms of ``sum_x H(x) B(x, phi)``."""
+        if self.offsets is None:
+            return weights * log_rising_ratio(self.values, phi_pairs)
+        return weights * np.log1p(self._steps[0] * phi_pairs)
+
+
+#: Size factors are used as their own nodes when they take at most this many distinct values.
+MAX_EXACT_NODES = 64
+#: At most this many Chebyshev nodes in log size factor.
+MAX_NODES = 512
+
+
+@dataclass(frozen=True)
+class SizeNodes:
+    """Nodes in the size factor at which the zero-count terms are evaluated.
+
+    Terms of the entries that are 0 depend on a row only through its size
+    factor ``s``: ``sum_d log1p(phi s mu) / phi`` over all features is a smooth
+    function of ``u = log s`` for each component. It is evaluated at the
+    nodes (``O(K D M)``) and carried to the rows by interpolation weights
+    ``L`` (``O(n K M)``) -- instead of ``O(n K D)``, which sparse input cannot
+    afford. When the size factors take few values the nodes are those
+    values and ``L`` selects them: exact. Otherwise the nodes are
+    Chebyshev points of ``u`` over the data's range, enough of them that
+    the interpolation error is at rounding level: the functions are
+    analytic in ``u`` in a strip of half-width ``pi`` (their singularities
+    are at ``phi s mu = -1``), so the error falls like ``rho**-M`` with
+    ``rho = b + sqrt(1 + b**2)``, ``b = pi / half-length of the range``.
+    Rows with ``s = 0`` (all-zero rows under library size factors) get
+    zero weights: every interpolated function vanishes at ``s = 0``.
+    """
+
+    values: np.ndarray  # (M,) size factors at the nodes
+    exact: bool
+    center: float = 0.0
+    half_width: float = 1.0
+
+    @classmethod
+    def of(cls, size_factors):
+        positive = np.unique(size_factors[size_factors > 0])
+        if positive.size <= MAX_EXACT_NODES:
+            return cls(positive if positive.size else np.ones(1), True)
+        low, high = np.log(positive[0]), np.log(positive[-1])
+        half_width = (high - low) / 2
+        b = np.pi / half_width
+        n_nodes = int(min(MAX_NODES, np.ceil(37.0 / np.log(b + np.sqrt(1 + b * b))) + 4))
+        points = np.cos(np.pi * np.arange(n_nodes) / (n_nodes - 1))
+        center = (high + low) / 2
+        return cls(np.exp(center + half_width * points), False, center, half_width)
+
+    @property
+    def size(self):
+        return self.values.size
+
+    def weights(self, size_factors):
+        """Interpolation weights (n, M) of the rows' size factors (barycentric formula)."""
+        n, M = size_factors.size, self.size
+        out = np.zeros((n, M))
+        positive = size_factors > 0
+        if self.exact:
+            index = np.searchsorted(self.values, size_factors[positive])
+            out[np.flatnonzero(positive), index] = 1.0
+            return out
+        t = (np.log(size_factors[positive]) - self.center) / self.half_width
+        points = (np.log(self.values) - self.center) / self.half_width
+        sign = (-1.0) ** np.arange(M)
+        sign[[0, -1]] *= 0.5
+        difference = t[:, None] - points[None, :]
+        hit = difference == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = sign / difference
+        terms = np.where(hit.any(axis=1, keepdims=True), hit.astype(float), terms)
+        out[positive] = terms / terms.sum(axis=1, keepdims=True)
+        return out
+
+
+def _zero_remainder(mu, phi, s):
+    """``s mu - log1p(phi s mu) / phi`` (0 where phi = 0): what the all-zero terms of a row
+    with size factor ``s`` subtract from the Poisson ones. Broadcasts."""
+    a = phi * mu * s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(phi > 0, (a - np.log1p(a)) / np.where(phi > 0, phi, 1.0), 0.0)
+
+
+#: Entries processed at a time while indexing, to bound temporary memory.
+_INDEX_BLOCK = 2**20
+
+
+def _direct_table_pays(column_max, n_entries):
+    """Whether a table of all values 1..max per feature is small enough to address directly."""
+    return column_max.sum() <= max(2 * n_entries, 10**6)
+
+
+def _entries(X):
+    """The entries of ``X`` (the stored ones if sparse), and the features of a slice of them."""
+    if sp.issparse(X):
+        return X.data, lambda block: X.indices[block]
+    entries = X.reshape(-1)
+    n_features = X.shape[1]
+    # Entry e of dense X belongs to feature e % n_features.
+    return entries, lambda block: np.arange(block.start, min(block.stop, entries.size)) % n_features
+
+
+def _entry_blocks(n_entries):
+    return [slice(start, start + _INDEX_BLOCK) for start in range(0, n_entries, _INDEX_BLOCK)]
+
+
+def _entry_summary(X):
+    """What the choice of pair table needs from ``X``: per-feature maxima, whether
+    all entries are integers, and the number of entries. Maxima and counts
+    combine over blocks of rows (max, all, sum), so dask input is summarized
+    block by block."""
+    entries, _ = _entries(X)
+    column_max = X.max(axis=0).toarray().ravel() if sp.issparse(X) else X.max(axis=0, initial=0.0)
+    integer = all(np.all(np.mod(entries[block], 1.0) == 0) for block in _entry_blocks(entries.size))
+    return column_max, integer, entries.size
+
+
+def _direct_table(column_max):
+    """The consecutive table: values ``1 .. column_max[d]`` of each feature, then the zero pair."""
+    counts = column_max.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    values = np.concatenate([np.arange(1, c + 1, dtype=float) for c in counts] + [[0.0]])
+    value_feature = np.concatenate([np.repeat(np.arange(counts.size), counts), [0]])
+    return PairTable(values, value_feature.astype(np.intp), counts.size, offsets)
+
+
+def _distinct_pairs(X):
+    """Sorted distinct (feature, value) pairs of the entries of ``X``, and each entry's pair."""
+    entries, features_of = _entries(X)
+    all_features = features_of(slice(0, entries.size))
+    order = np.lexsort((entries, all_features))
+    sorted_features, sorted_values = all_features[order], entries[order]
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (sorted_features[1:] != sorted_features[:-1]) | (
+        sorted_values[1:] != sorted_values[:-1]
+    )
+    index = np.empty(order.size, dtype=np.int32)
+    index[order] = np.cumsum(new) - 1
+    return sorted_features[new], sorted_values[new], index
+
+
+def _sorted_table(features, values, n_features):
+    """The general table: the distinct pairs among the given ones, sorted by feature then value."""
+    order = np.lexsort((values, features))
+    features, values = features[order], values[order]
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (features[1:] != features[:-1]) | (values[1:] != values[:-1])
+    return PairTable(values[new], features[new].astype(np.intp), n_features)
+
+
+def _index_against(X, pairs):
+    """Index each entry of ``X`` into a table built beforehand (from all blocks of dask input)."""
+    entries, features_of = _entries(X)
+    index = np.empty(entries.size, dtype=np.int32)
+    if pairs.offsets is not None and not sp.issparse(X):
+        # Dense rows, a few at a time: the offsets broadcast along the rows.
+        zero_pair, starts = pairs.size - 1, pairs.offsets[:-1] - 1
+        rows = index.reshape(X.shape)
+        step = max(1, _INDEX_BLOCK // max(X.shape[1], 1))
+        for start in range(0, X.shape[0], step):
+            x = X[start : start + step]
+            rows[start : start + step] = np.where(x > 0, starts + x.astype(np.int64), zero_pair)
+    elif pairs.offsets is not None:
+        zero_pair = pairs.size - 1
+        for block in _entry_blocks(entries.size):
+            x = entries[block]
+            index[block] = np.where(
+                x > 0, pairs.offsets[features_of(block)] + x.astype(np.int64) - 1, zero_pair
+            )
+    else:
+        # Pairs are sorted by (feature, value): rank values among all distinct values, so that
+        # (feature, rank) becomes one sortable integer key per pair and per entry.
+        distinct_values = np.unique(pairs.values)
+        keys = pairs.feature * distinct_values.size + np.searchsorted(distinct_values, pairs.values)
+        for block in _entry_blocks(entries.size):
+            entry_keys = features_of(block) * distinct_values.size + np.searchsorted(
+                distinct_values, entries[block]
+            )
+            index[block] = np.searchsorted(keys, entry_keys)
+    return _index_like(X, index)
+
+
+def _index_like(X, index):
+    """Pair indices laid out like ``X``: a CSR matrix sharing its index arrays, or a dense array."""
+    if sp.issparse(X):
+        return sp.csr_matrix((index, X.indices, X.indptr), shape=X.shape, copy=False)
+    return index.reshape(X.shape)
+
+
+def _index_entries(X):
+    """Index each entry of ``X`` into a :class:`PairTable` built from ``X``.
+
+    Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
+    value ``x >= 1`` of feature ``d`` -- which needs no sorting and one int32 per
+    entry, computed block by block so temporaries stay small. When that table
+    would be much larger than the number of entries (very large or
+    non-integer values) the distinct pairs are found by sorting.
+
+    Returns
+    -------
+    value_index, pairs
+        See :class:`NegBinData`.
+    """
+    column_max, integer, n_entries = _entry_summary(X)
+    if integer and _direct_table_pays(column_max, n_entries):
+        pairs = _direct_table(column_max)
+        value_index = _index_against(X, pairs)
+    else:
+        features, values, index = _distinct_pairs(X)
+        pairs = PairTable(values, features.astype(np.intp), X.shape[1])
+        value_index = _index_like(X, index)
+    return value_index, pairs
+
+
+def log_rising_ratio(x, phi):
+    """``B(x, phi) = lgamma(x + 1/phi) - lgamma(1/phi) + x log(phi)``, with ``B(x, 0) = 0``.
+
+    Parameters
+    ----------
+    x : ndarray
+        Non-negative values.
+    phi : ndarray
+        Dispersions >= 0, broadcastable with ``x``.
+
+    Returns
+    -------
+    ndarray
+        For small ``phi`` and small integer ``x`` it is computed as
+        ``sum_{j < x} log1p(j phi)``, which has no cancellation.
+    """
+    x, phi = np.broadcast_arrays(np.asarray(x, float), np.asarray(phi, float))
+    out = np.zeros(x.shape)
+    positive = phi > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 1.0 / phi[positive]
+        out[positive] = gammaln(x[positive] + r) - gammaln(r) + x[positive] * np.log(phi[positive])
+    exact = positive & (phi < PHI_SMALL) & (x <= X_SMALL) & (x == np.round(x))
+    if exact.any():
+        xs, ps = x[exact], phi[exact]
+        total = np.zeros(xs.shape)
+        for j in range(1, int(xs.max())):
+            total += np.where(xs > j, np.log1p(j * ps), 0.0)
+        out[exact] = total
+    return out
+
+
+@dataclass(frozen=True)
+class _OffsetEntries:
+    """Terms of the non-zero entries of one chunk with size factors, at the current parameters.
+
+    ``inverse`` is ``1 / (1 + phi_kd s_i mu_kd)`` at each non-zero entry (nnz, K),
+    ``row_log1p`` the rows' ``sum_d x_id log1p(phi_kd s_i mu_kd)`` (n, K) and
+    ``node_weights`` the rows' interpolation weights at the size nodes (n, M).
+    Computed once per chunk and E-step, for the log-likelihood and the statistics.
+    """
+
+    rows: np.ndarray
+    columns: np.ndarray
+    x: np.ndarray
+    size_factors: np.ndarray
+    inverse: np.ndarray
+    row_log1p: np.ndarray
+    node_weights: np.ndarray
+
+    @classmethod
+    def of(cls, params, chunk):
+        """The terms of ``chunk``, or None without size factors or when every phi is 0."""
+        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
+            return None
+        s = chunk.size_factors
+        rows, columns, x, indptr = chunk.nonzero_entries()
+        t = (params.dispersion * params.means).T[columns]
+        t *= s[rows, None]
+        inverse = np.add(t, 1.0)
+        np.reciprocal(inverse, out=inverse)
+        np.log1p(t, out=t)
+        # Row sums weighted by x: a product with an (n, nnz) matrix holding x, in CSR order.
+        by_row = sp.csr_matrix((x, np.arange(x.size), indptr), shape=(s.size, x.size))
+        row_log1p = np.asarray(by_row @ t)
+        return cls(rows, columns, x, s, inverse, row_log1p, chunk.nodes.weights(s))
+
+    def slope(self, weighted_resp, n_features):
+        """``sum_i w q x s / (1 + phi s mu)`` over the non-zero entries of each feature (K, D):
+        the slope of the tangent that bounds their ``x log1p(phi s mu)`` terms."""
+        values = self.inverse * weighted_resp[self.rows]
+        # Column sums weighted by x s: a product with a (D, nnz) matrix, one entry per column.
+        by_feature = sp.csc_matrix(
+            (self.x * self.size_factors[self.rows], self.columns, np.arange(self.x.size + 1)),
+            shape=(n_features, self.x.size),
+        )
+        return np.asarray(by_feature @ values).T
