@@ -367,48 +367,61 @@ def log_rising_ratio(x, phi):
     return out
 
 
+#: Non-zero entries per block of the E-step with size factors: (block, K) work arrays stay in cache.
+_ENTRY_BLOCK = 4096
+
+
 @dataclass(frozen=True)
 class _OffsetEntries:
     """Terms of the non-zero entries of one chunk with size factors, at the current parameters.
 
-    ``inverse`` is ``1 / (1 + phi_kd s_i mu_kd)`` at each non-zero entry (nnz, K),
-    ``row_log1p`` the rows' ``sum_d x_id log1p(phi_kd s_i mu_kd)`` (n, K) and
-    ``node_weights`` the rows' interpolation weights at the size nodes (n, M).
-    Computed once per chunk and E-step, for the log-likelihood and the statistics.
+    ``slope_terms`` is ``x s / (1 + phi_kd s_i mu_kd)`` at each non-zero entry
+    (nnz, K), ``row_log1p`` the rows' ``sum_d x_id log1p(phi_kd s_i mu_kd)``
+    (n, K), ``row_totals`` the rows' sums of counts and ``node_weights`` the rows' interpolation weights at the size
+    nodes (n, M). Computed once per chunk and E-step, for the log-likelihood
+    and the statistics.
     """
 
     rows: np.ndarray
     columns: np.ndarray
-    x: np.ndarray
-    size_factors: np.ndarray
-    inverse: np.ndarray
+    slope_terms: np.ndarray
     row_log1p: np.ndarray
+    row_totals: np.ndarray
     node_weights: np.ndarray
 
     @classmethod
-    def of(cls, params, chunk):
-        """The terms of ``chunk``, or None without size factors or when every phi is 0."""
-        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
-            return None
+    def of(cls, phi_mu_by_feature, chunk):
+        """The terms of ``chunk`` given ``phi * means`` laid out (D, K)."""
         s = chunk.size_factors
         rows, columns, x, indptr = chunk.nonzero_entries()
-        t = (params.dispersion * params.means).T[columns]
-        t *= s[rows, None]
-        inverse = np.add(t, 1.0)
-        np.reciprocal(inverse, out=inverse)
-        np.log1p(t, out=t)
-        # Row sums weighted by x: a product with an (n, nnz) matrix holding x, in CSR order.
-        by_row = sp.csr_matrix((x, np.arange(x.size), indptr), shape=(s.size, x.size))
-        row_log1p = np.asarray(by_row @ t)
-        return cls(rows, columns, x, s, inverse, row_log1p, chunk.nodes.weights(s))
+        entry_size = s[rows]
+        size_x = entry_size * x
+        log_terms = np.empty((x.size, phi_mu_by_feature.shape[1]))
+        slope_terms = np.empty_like(log_terms)
+        # Block by block, so that the (block, K) temporaries stay in cache: a few elementwise
+        # passes per entry and component, bound by memory traffic otherwise.
+        for start in range(0, x.size, _ENTRY_BLOCK):
+            block = slice(start, start + _ENTRY_BLOCK)
+            u = np.take(phi_mu_by_feature, columns[block], axis=0)
+            u *= entry_size[block, None]
+            u += 1.0
+            # log(u) rather than log1p: its error is absolute (~1e-16), which is all a sum of
+            # log-likelihood terms needs, and numpy's log is vectorized where log1p is not.
+            np.log(u, out=log_terms[block])
+            log_terms[block] *= x[block, None]
+            np.divide(size_x[block, None], u, out=slope_terms[block])
+        # Row sums: a product with an (n, nnz) matrix of ones, in CSR order.
+        by_row = sp.csr_matrix((np.ones(x.size), np.arange(x.size), indptr), shape=(s.size, x.size))
+        return cls(rows, columns, slope_terms, by_row @ log_terms, by_row @ x,
+                   chunk.nodes.weights(s))
 
     def slope(self, weighted_resp, n_features):
         """``sum_i w q x s / (1 + phi s mu)`` over the non-zero entries of each feature (K, D):
         the slope of the tangent that bounds their ``x log1p(phi s mu)`` terms."""
-        values = self.inverse * weighted_resp[self.rows]
-        # Column sums weighted by x s: a product with a (D, nnz) matrix, one entry per column.
-        by_feature = sp.csc_matrix(
-            (self.x * self.size_factors[self.rows], self.columns, np.arange(self.x.size + 1)),
-            shape=(n_features, self.x.size),
-        )
+        values = np.take(weighted_resp, self.rows, axis=0)
+        values *= self.slope_terms
+        # Column sums: a product with a (D, nnz) matrix of ones, one entry per column.
+        n_entries = self.columns.size
+        by_feature = sp.csc_matrix((np.ones(n_entries), self.columns, np.arange(n_entries + 1)),
+                                   shape=(n_features, n_entries))
         return np.asarray(by_feature @ values).T

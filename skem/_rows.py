@@ -156,16 +156,6 @@ def _distinct_sparse_rows(X):
     return X[first], inverse
 
 
-def _row_sums(entry_values, indptr):
-    """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data)."""
-    sums = np.zeros(indptr.size - 1)
-    nonempty = indptr[:-1] < indptr[1:]
-    if nonempty.any():
-        # reduceat sums between consecutive start offsets, so only non-empty rows may be given.
-        sums[nonempty] = np.add.reduceat(entry_values, indptr[:-1][nonempty])
-    return sums
-
-
 def stack_rows(pieces):
     """Stack row blocks (dense, or sparse when any block is) into one array."""
     if len(pieces) == 1:

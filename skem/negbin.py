@@ -29,7 +29,7 @@ EM stays monotone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from numbers import Real
 
@@ -68,11 +68,22 @@ __all__ = ["NegBinMixture", "NegBinModel"]
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NegBinParams:
     weights: np.ndarray  # (K,)
     means: np.ndarray  # (K, D)
     dispersion: np.ndarray  # (K, D), phi >= 0
+    # Tables of these parameters on a data set's shared tables (the pair table, the size
+    # nodes): computed by the first chunk of a pass, reused by the others. Parameters are
+    # immutable, so an entry never goes stale.
+    _tables: dict = field(default_factory=dict, init=False, repr=False)
+
+    def table(self, name, source, compute):
+        """``compute()``, memoized per ``name`` and ``source`` object (kept alive with it)."""
+        cached = self._tables.get(name)
+        if cached is None or cached[0] is not source:
+            cached = self._tables[name] = (source, compute())
+        return cached[1]
 
 
 @dataclass(frozen=True)
@@ -104,14 +115,15 @@ class OffsetStats(AdditiveStats):
 
 @dataclass(frozen=True)
 class NegBinData(RowData):
-    """Counts, and for each entry the index of its (feature, value) pair.
+    """Counts, held as the index of each entry's (feature, value) pair.
 
-    ``value_index`` has the layout of ``X``: a dense int32 array of the same
-    shape, or a CSR matrix sharing ``X``'s index arrays whose data are int32
-    pair indices into ``pairs``.
+    ``value_index`` has the layout of the count matrix: a dense int32 array of
+    the same shape, or a CSR matrix whose data are int32 pair indices into
+    ``pairs``. The counts themselves are not kept beside it (``X`` rebuilds a
+    chunk's from the pairs' values), so a fit holds 8 bytes per stored entry
+    of sparse input.
     """
 
-    X: np.ndarray | sp.csr_matrix = None
     value_index: np.ndarray | sp.csr_matrix = None
     pairs: PairTable = None
     size_factors: np.ndarray | None = None  # (n,), None: all ones (no size factors)
@@ -124,6 +136,15 @@ class NegBinData(RowData):
             **{f.name: getattr(self, f.name)[rows] for f in fields(self)
                if f.name not in self._shared and getattr(self, f.name) is not None},
         )
+
+    @property
+    def X(self):
+        """The counts (float64), rebuilt from the pair indices."""
+        index = self.value_index
+        if sp.issparse(index):
+            return sp.csr_matrix((self.pairs.values[index.data], index.indices, index.indptr),
+                                 shape=index.shape)
+        return self.pairs.values[index]
 
     def nonzero_entries(self):
         """Row, feature and value of each non-zero entry, and the CSR row pointer of the entries."""
@@ -220,7 +241,7 @@ class NegBinModel(MixtureModel):
         if size_factors is not None and np.all(size_factors == 1.0):
             size_factors = None  # the model without size factors, and its exact M-step
         return NegBinData(
-            weights=weights, X=X, value_index=value_index, pairs=pairs,
+            weights=weights, value_index=value_index, pairs=pairs,
             size_factors=size_factors,
             nodes=None if size_factors is None else SizeNodes.of(size_factors),
         )
@@ -276,9 +297,7 @@ class NegBinModel(MixtureModel):
     def prepare_block(self, X, weights, pairs):
         X = self.check_block(X)
         value_index = _index_against(X, pairs)
-        return NegBinData(
-            weights=weights, X=X, value_index=value_index, pairs=pairs,
-        )
+        return NegBinData(weights=weights, value_index=value_index, pairs=pairs)
 
     # -------------------------------------------------------------- kernels
 
@@ -299,42 +318,57 @@ class NegBinModel(MixtureModel):
         return table
 
     def estimate_log_prob(self, params, chunk):
-        return self._log_prob(params, chunk, _OffsetEntries.of(params, chunk))
+        return self._log_prob(params, chunk, self._offset_entries(params, chunk))
 
     def e_step(self, params, chunk):
         # The per-entry terms of the size factors serve both the log-likelihood and the statistics.
-        entries = _OffsetEntries.of(params, chunk)
+        entries = self._offset_entries(params, chunk)
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
         resp, log_norm = normalize_log_prob(self._log_prob(params, chunk, entries) + log_weights, axis=1)
         resp *= chunk.weights[:, None]
         return self._accumulate(params, chunk, resp, entries), float(chunk.weights @ log_norm)
 
+    @staticmethod
+    def _offset_entries(params, chunk):
+        """The chunk's per-entry terms of the size factors; None without size factors, at the
+        start (no parameters) or when every phi is 0."""
+        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
+            return None
+        phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
+        return _OffsetEntries.of(phi_mu, chunk)
+
     def _log_prob(self, params, chunk, entries):
         """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table
         (every term that depends on an entry's pair), per-component constants for the zero
         entries and, with size factors, the rows' ``s`` terms (non-zero entries: ``entries``;
-        zero terms: at the size nodes)."""
+        zero terms: at the size nodes). The tables that depend only on the parameters are
+        computed once per pass (:meth:`NegBinParams.table`)."""
         phi, mu = params.dispersion, params.means
-        table = self.pair_log_terms(params, chunk.pairs, chunk.size_factors is not None)
+        with_offsets = chunk.size_factors is not None
+        table = params.table(("pairs", with_offsets), chunk.pairs,
+                             lambda: self.pair_log_terms(params, chunk.pairs, with_offsets))
         log_prob = np.asarray(chunk.entry_pairs @ table.T)
-        if chunk.size_factors is None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                zero_term = np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
-            return log_prob + zero_term.sum(axis=1)
+        if not with_offsets:
+            def zero_terms():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    terms = np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
+                return terms.sum(axis=1)
+            return log_prob + params.table("zero", None, zero_terms)
         s = chunk.size_factors
-        x_total = np.asarray(chunk.X.sum(axis=1, dtype=np.float64)).reshape(-1)
+        x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1) if entries is None else entries.row_totals
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
         log_s = np.log(np.where(s > 0, s, 1.0))
-        log_prob += (x_total * log_s)[:, None] - s[:, None] * mu.sum(axis=1)
+        log_prob += (x_total * log_s)[:, None] - s[:, None] * params.table("mean_total", None, lambda: mu.sum(axis=1))
         if entries is not None:
-            remainder = _zero_remainder(mu[:, :, None], phi[:, :, None], chunk.nodes.values).sum(axis=1)
+            remainder = params.table("zero_remainder", chunk.nodes, lambda: _zero_remainder(
+                mu[:, :, None], phi[:, :, None], chunk.nodes.values).sum(axis=1))
             log_prob += entries.node_weights @ remainder.T
             log_prob -= entries.row_log1p
         return log_prob
 
     def accumulate(self, params, chunk, weighted_resp):
-        return self._accumulate(params, chunk, weighted_resp, _OffsetEntries.of(params, chunk))
+        return self._accumulate(params, chunk, weighted_resp, self._offset_entries(params, chunk))
 
     def _accumulate(self, params, chunk, weighted_resp, entries):
         # One product gives the histogram of the pairs; the count sums follow from it.
