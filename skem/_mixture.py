@@ -81,7 +81,15 @@ class MixtureModel(EMModel):
 
     def initialize(self, data, random_state, controls):
         resp = self.initial_resp(data, random_state, controls.chunk_size)
-        return self.initial_m_step(self.accumulate(None, data, resp * data.weights[:, None]))
+        resp *= data.weights[:, None]
+        # Chunk by chunk, as in an E-step: the statistics of all rows at once would take the
+        # work arrays of all rows.
+        step = chunk_rows(data, self, controls.chunk_size)
+        stats = None
+        for start, chunk in zip(range(0, data.n_rows, step), data.chunks(step)):
+            chunk_stats = self.accumulate(None, chunk, resp[start : start + step])
+            stats = chunk_stats if stats is None else stats + chunk_stats
+        return self.initial_m_step(stats)
 
     def initial_m_step(self, stats):
         """Parameters from the statistics of the starting responsibilities.

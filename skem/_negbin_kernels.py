@@ -234,6 +234,7 @@ def _entry_summary(X):
     block by block."""
     entries, _ = _entries(X)
     column_max = X.max(axis=0).toarray().ravel() if sp.issparse(X) else X.max(axis=0, initial=0.0)
+    column_max = column_max.astype(np.float64)
     integer = all(np.all(np.mod(entries[block], 1.0) == 0) for block in _entry_blocks(entries.size))
     return column_max, integer, entries.size
 
@@ -259,7 +260,7 @@ def _distinct_pairs(X):
     )
     index = np.empty(order.size, dtype=np.int32)
     index[order] = np.cumsum(new) - 1
-    return sorted_features[new], sorted_values[new], index
+    return sorted_features[new], sorted_values[new].astype(np.float64), index
 
 
 def _sorted_table(features, values, n_features):

@@ -251,7 +251,7 @@ class NegBinModel(MixtureModel):
         if given is not None:
             return np.asarray(given, dtype=np.float64)
         if self.size_factors == "library":
-            totals = np.asarray(X.sum(axis=1), dtype=np.float64).reshape(-1)
+            totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
             return totals / self.library_reference
         if self.size_factors == "given":
             raise ValueError(
@@ -263,15 +263,17 @@ class NegBinModel(MixtureModel):
     def work_per_row(self, data):
         entries_per_row = data.X.nnz / max(data.n_rows, 1) if sp.issparse(data.X) else data.X.shape[1]
         if data.size_factors is not None:
-            # Per-entry (n, K) terms and the rows' interpolation weights at the size nodes.
-            return int(4 * self.n_components + 3 * entries_per_row * (self.n_components + 1)
+            # Per non-zero entry: three (nnz, K) arrays of _OffsetEntries (log terms, slope
+            # terms, and the slope's weighted copy) and about ten vectors; per row, the
+            # interpolation weights at the size nodes.
+            return int(4 * self.n_components + entries_per_row * (3 * self.n_components + 10)
                        + data.nodes.size)
         return int(4 * self.n_components + 3 * entries_per_row)
 
     # Dask blocks share one pair table, built from all blocks in the first pass.
 
     def check_block(self, X):
-        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_min_samples=0)
+        X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=0)
         if X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the model is expecting {self.n_features}."
@@ -922,8 +924,11 @@ class NegBinMixture(BaseMixture):
         return tags
 
     def _validate_X(self, X, reset):
+        # float32 counts (AnnData's .X) are read as they are, not copied to float64: the model
+        # keeps only pair indices, and its tables are float64.
         X = validate_data(
-            self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_min_samples=1
+            self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32],
+            ensure_min_samples=1,
         )
         return _check_counts(X)
 
@@ -958,7 +963,7 @@ class NegBinMixture(BaseMixture):
                 )
             # Size factors relative to the mean row total, so that means_ are counts of an
             # average row. Weighted by multiplicity: weights are repeated rows.
-            totals = np.asarray(X.sum(axis=1), dtype=np.float64).reshape(-1)
+            totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
             reference = float(np.average(
                 totals, weights=check_sample_weight(getattr(self, "_reference_weights", None), X)
             ))

@@ -522,6 +522,32 @@ def test_rows_with_equal_counts_and_different_size_factors_are_kept_apart():
     np.testing.assert_allclose(model.means_[0], X.sum(axis=0) / s.sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("layout", ["dense", "csr float64", "csr float32"])
+def test_score_samples_with_size_factors_is_logsumexp_of_scipy_terms(layout, monkeypatch):
+    # Entry blocks of 7 entries, so that the blocked per-entry pass crosses rows and blocks.
+    monkeypatch.setattr("skem._negbin_kernels._ENTRY_BLOCK", 7)
+    X, _, s = _with_size_factors(300, 0.8, ((3.0, 30.0, 0.5), (25.0, 2.0, 9.0)), 0.4, seed=11)
+    model = NegBinMixture(2, dispersion="full", random_state=0).fit(X, size_factors=s)
+    data = {"dense": X, "csr float64": sp.csr_matrix(X),
+            "csr float32": sp.csr_matrix(X.astype(np.float32))}[layout]
+    size = 1.0 / model.dispersion_
+    per_component = np.stack([
+        st.nbinom.logpmf(X, size[k], size[k] / (size[k] + s[:, None] * model.means_[k])).sum(axis=1)
+        + np.log(model.weights_[k])
+        for k in range(2)
+    ], axis=1)
+    np.testing.assert_allclose(model.score_samples(data, size_factors=s),
+                               logsumexp(per_component, axis=1), rtol=1e-11)
+
+
+def test_float32_counts_fit_as_float64():
+    X, _, s = _with_size_factors(400, 0.7, ((3.0, 30.0), (25.0, 2.0)), 0.3, seed=12)
+    fits = [NegBinMixture(2, dispersion="feature", size_factors="library", random_state=0)
+            .fit(sp.csr_matrix(X.astype(dtype))) for dtype in (np.float64, np.float32)]
+    np.testing.assert_allclose(fits[1].means_, fits[0].means_, rtol=1e-9)
+    np.testing.assert_allclose(fits[1].lower_bounds_, fits[0].lower_bounds_, rtol=1e-12)
+
+
 def test_library_size_factors_need_nothing_at_prediction():
     X, _, _ = _with_size_factors(400, 0.7, ((3.0, 30.0), (25.0, 2.0)), 0.3, seed=7)
     X = X[X.sum(axis=1) > 0]  # explicit size factors must be positive
