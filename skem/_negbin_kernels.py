@@ -159,10 +159,39 @@ class SizeNodes:
 
     @classmethod
     def of(cls, size_factors):
+        return cls.spanning(cls.summary(size_factors))
+
+    @staticmethod
+    def summary(size_factors):
+        """What the nodes depend on: the smallest and largest positive size factor, and the
+        distinct positive ones while there are at most :data:`MAX_EXACT_NODES` (else None).
+        Summaries of blocks of rows combine with :meth:`combine`."""
         positive = np.unique(size_factors[size_factors > 0])
-        if positive.size <= MAX_EXACT_NODES:
-            return cls(positive if positive.size else np.ones(1), True)
-        low, high = np.log(positive[0]), np.log(positive[-1])
+        if positive.size == 0:
+            return None
+        return positive[0], positive[-1], positive if positive.size <= MAX_EXACT_NODES else None
+
+    @staticmethod
+    def combine(summaries):
+        """The summary of the union of blocks of rows."""
+        summaries = [summary for summary in summaries if summary is not None]
+        if not summaries:
+            return None
+        distinct = None
+        if all(summary[2] is not None for summary in summaries):
+            distinct = np.unique(np.concatenate([summary[2] for summary in summaries]))
+            distinct = distinct if distinct.size <= MAX_EXACT_NODES else None
+        return (min(summary[0] for summary in summaries),
+                max(summary[1] for summary in summaries), distinct)
+
+    @classmethod
+    def spanning(cls, summary):
+        """The nodes for size factors with this :meth:`summary`."""
+        if summary is None:
+            return cls(np.ones(1), True)
+        if summary[2] is not None:
+            return cls(summary[2], True)
+        low, high = np.log(summary[0]), np.log(summary[1])
         half_width = (high - low) / 2
         b = np.pi / half_width
         n_nodes = int(min(MAX_NODES, np.ceil(37.0 / np.log(b + np.sqrt(1 + b * b))) + 4))

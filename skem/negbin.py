@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_non_neg
 
 from ._base import BaseMixture, check_sample_weight
 from ._compat import Interval, StrOptions, _fit_context
-from ._dask import is_dask_array
+from ._dask import _row_weights, import_dask, is_dask_array
 from ._em import AdditiveStats, RowData
 from ._mixture import MixtureModel, normalize_log_prob
 from ._negbin_kernels import (
@@ -281,25 +281,36 @@ class NegBinModel(MixtureModel):
         return _check_counts(X)
 
     def summarize_block(self, X):
-        return _entry_summary(self.check_block(X))
+        X = self.check_block(X)
+        size_factors = self.row_size_factors(X)
+        return _entry_summary(X), None if size_factors is None else SizeNodes.summary(size_factors)
 
     def dask_layout(self, summaries, map_blocks):
-        column_max = np.max([summary[0] for summary in summaries], axis=0)
-        n_entries = sum(summary[2] for summary in summaries)
-        if all(summary[1] for summary in summaries) and _direct_table_pays(column_max, n_entries):
-            return _direct_table(column_max)
+        """The pair table of all blocks and, with library size factors, the size nodes of all rows
+        (the nodes an in-memory fit of the same rows would use)."""
+        entries = [entry_summary for entry_summary, _ in summaries]
+        column_max = np.max([summary[0] for summary in entries], axis=0)
+        n_entries = sum(summary[2] for summary in entries)
+        nodes = None
+        if self.size_factors == "library":
+            nodes = SizeNodes.spanning(SizeNodes.combine([size for _, size in summaries]))
+        if all(summary[1] for summary in entries) and _direct_table_pays(column_max, n_entries):
+            return _direct_table(column_max), nodes
         # The general table needs the distinct pairs of all blocks: a second pass.
         pairs = map_blocks(partial(_block_pairs, self))
         return _sorted_table(
             np.concatenate([features for features, _ in pairs]),
             np.concatenate([values for _, values in pairs]),
             self.n_features,
-        )
+        ), nodes
 
-    def prepare_block(self, X, weights, pairs):
+    def prepare_block(self, X, weights, layout):
         X = self.check_block(X)
-        value_index = _index_against(X, pairs)
-        return NegBinData(weights=weights, value_index=value_index, pairs=pairs)
+        pairs, nodes = layout
+        return NegBinData(
+            weights=weights, value_index=_index_against(X, pairs), pairs=pairs,
+            size_factors=None if nodes is None else self.row_size_factors(X), nodes=nodes,
+        )
 
     # -------------------------------------------------------------- kernels
 
@@ -488,6 +499,19 @@ class NegBinModel(MixtureModel):
         else:
             dispersion = params.dispersion
         return NegBinParams(weights / weights.sum(), means, dispersion)
+
+
+def _dask_mean_row_total(X, sample_weight):
+    """The weighted mean row total of dask ``X`` (one pass over its blocks)."""
+    dask = import_dask()
+    weights = _row_weights(sample_weight, X)
+    totals = X.map_blocks(_row_totals, drop_axis=1, dtype=np.float64, meta=np.empty((0,)))
+    weighted_sum, weight_sum = dask.compute((totals * weights).sum(), weights.sum())
+    return float(weighted_sum / weight_sum) if weight_sum > 0 else 0.0
+
+
+def _row_totals(block):
+    return np.asarray(block.sum(axis=1, dtype=np.float64)).reshape(-1)
 
 
 def _check_counts(X):
@@ -957,16 +981,14 @@ class NegBinMixture(BaseMixture):
         if size_factors is not None:
             mode = "given"
         elif mode == "library":
-            if is_dask_array(X):
-                raise NotImplementedError(
-                    'size_factors="library" is not available for dask input; compute X first.'
-                )
             # Size factors relative to the mean row total, so that means_ are counts of an
             # average row. Weighted by multiplicity: weights are repeated rows.
-            totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
-            reference = float(np.average(
-                totals, weights=check_sample_weight(getattr(self, "_reference_weights", None), X)
-            ))
+            weights = getattr(self, "_reference_weights", None)
+            if is_dask_array(X):
+                reference = _dask_mean_row_total(X, weights)
+            else:
+                totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
+                reference = float(np.average(totals, weights=check_sample_weight(weights, X)))
             if not reference > 0:
                 raise ValueError('size_factors="library" needs rows with counts; all rows are 0.')
         return NegBinModel(

@@ -100,6 +100,27 @@ def test_negbin_general_pair_table_on_blocks(client):
     assert_same_fit(memory, blocks, ["weights_", "means_", "dispersion_"])
 
 
+@pytest.mark.parametrize("n_features", [2, 12])
+def test_negbin_library_size_factors_on_blocks(client, n_features):
+    # Few distinct row totals (2 features): the size nodes are those values, exactly; many
+    # (12): Chebyshev nodes over their range. Either way the blocks share the nodes that the
+    # in-memory fit of all rows uses, and the reference row total of all rows.
+    rng = np.random.default_rng(5)
+    depth = np.exp(rng.normal(0.0, 0.7, 2000))
+    means = rng.uniform(1.0, 10.0, (2, n_features))
+    X, _ = make_negbin_mixture(2000, weights=(0.5, 0.5), means=means, dispersion=0.3,
+                               size_factors=depth, random_state=5)
+    params = dict(n_components=2, dispersion="feature", size_factors="library", tol=1e-10,
+                  max_iter=500, random_state=0)
+    # Sparse in both (k-means, which starts EM, may part dense and sparse rows differently).
+    memory = NegBinMixture(**params).fit(sp.csr_matrix(X))
+    dX = da.from_array(X, chunks=(600, -1)).map_blocks(sp.csr_matrix, meta=sp.csr_matrix((0, 0)))
+    blocks = NegBinMixture(**params).fit(dX)
+    assert_same_fit(memory, blocks, ["weights_", "means_", "dispersion_"])
+    np.testing.assert_allclose(blocks.predict_proba(dX).compute(), memory.predict_proba(X),
+                               rtol=1e-7, atol=1e-12)
+
+
 def test_motif_fit_on_the_cluster_equals_the_in_memory_fit(client):
     codes = windows()
     weights = np.random.default_rng(2).uniform(0.5, 2.0, size=codes.shape[0])
