@@ -456,8 +456,8 @@ class NegBinModel(MixtureModel):
         return params
 
     def init_features(self, data, rows):
-        X = data.X[rows]
-        if sp.issparse(X):  # a fresh copy: transform its stored values in place
+        X = data.take(rows).X
+        if sp.issparse(X):  # rebuilt from the pair indices: transform its values in place
             np.log1p(X.data, out=X.data)
             return X
         return np.log1p(X)
