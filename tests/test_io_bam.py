@@ -148,9 +148,15 @@ def test_nm_is_used_without_as(tmp_path):
         lambda h: [segment(h, "r1", "A", 10, nm=0), segment(h, "r1", "A", 300, nm=1, flag=0x100),
                    segment(h, "r1", "B", 10, nm=2, flag=0x100)],
     ])
-    row = row_of(read_alignments(path, fragment_length=100, library_type="U"), "AB")
-    # two positions on A add up; each mismatch costs exp(-6)
+    row = row_of(read_alignments(path, fragment_length=100, library_type="U", score_scale=1), "AB")
+    # two positions on A add up; each mismatch scores -6, so costs exp(-6) at scale 1
     assert row["B"] / row["A"] == pytest.approx(np.exp(-12) * 901 / 501 / (1 + np.exp(-6)), rel=1e-9)
+    # chosen automatically: a mismatch costs its likelihood ratio at 1 % error, 0.99 / (0.01 / 3)
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    row = row_of(aln, "AB")
+    per_mismatch = 0.01 / 3 / 0.99
+    assert aln.score_scale == pytest.approx(np.log(297) / 6)
+    assert row["B"] / row["A"] == pytest.approx(per_mismatch**2 * 901 / 501 / (1 + per_mismatch), rel=1e-9)
 
 
 # ------------------------------------------------------------------ paired-end
@@ -323,3 +329,94 @@ def test_no_valid_alignment_and_bad_options(tmp_path):
         with pytest.raises(ValueError, match="not a valid SAM/BAM"):
             (tmp_path / "junk.bam").write_bytes(b"\x1f\x8b garbage")
             read_alignments(tmp_path / "junk.bam")
+
+
+# ------------------------------------------------------------------ score scale from the header
+
+
+def bam_with_program(path, program):
+    """Read r1 on A (AS 0) and on B (AS -2), under a header with the @PG line ``program``."""
+    head = header()
+    if program is not None:
+        head["PG"] = [program]
+    with pysam.AlignmentFile(str(path), "wb", header=head) as out:
+        out.write(segment(out.header, "r1", "A", 10, score=0))
+        out.write(segment(out.header, "r1", "B", 10, score=-2, flag=0x100))
+    return path
+
+
+MISMATCH = np.log(0.99 / (0.01 / 3))  # log-likelihood ratio of a mismatch at 1 % error
+
+
+@pytest.mark.parametrize("program, points_per_mismatch", [
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": '"bowtie2-align-s --wrapper basic-0 --mp 1,1 -k 200 -x ref"'}, 1),
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s -x ref -1 a.fq -2 b.fq"}, 6),  # --mp 6,2
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --local --ma 3 --mp=4,2 -x ref"}, 7),
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --local -x ref"}, 8),  # --ma 2 --mp 6
+    ({"ID": "hisat2", "PN": "hisat2", "CL": "hisat2-align-s --mp 3 -x ref"}, 3),
+    ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -t 4 ref.fa r.fq"}, 5),  # -A 1 -B 4
+    ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -B 7 ref.fa r.fq"}, 8),
+    ({"ID": "STAR", "PN": "STAR", "CL": "STAR --runThreadN 4"}, 2),  # +1 match, -1 mismatch
+])
+def test_score_scale_from_the_aligners_program_line(tmp_path, program, points_per_mismatch):
+    aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
+                          library_type="U")
+    scale = MISMATCH / points_per_mismatch
+    assert aln.score_scale == pytest.approx(scale)
+    assert program["ID"] in aln.score_scale_source
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(np.exp(-2 * scale) * 901 / 501, rel=1e-9)
+
+
+def test_score_scale_without_a_known_aligner_or_given(tmp_path):
+    for program in (None, {"ID": "minimap2", "PN": "minimap2", "CL": "minimap2 -ax sr"}):
+        aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
+                              library_type="U")
+        assert aln.score_scale == 1.0 and "default" in aln.score_scale_source  # salmon's --scoreExp
+    bowtie = {"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --mp 1,1"}
+    aln = read_alignments(bam_with_program(tmp_path / "r.bam", bowtie), fragment_length=100,
+                          library_type="U", score_scale=0.5)
+    assert aln.score_scale == 0.5 and aln.score_scale_source == "given"
+    assert row_of(aln, "AB")["B"] / row_of(aln, "AB")["A"] == pytest.approx(np.exp(-1) * 901 / 501)
+
+
+# ------------------------------------------------------------------ blocks and filters
+
+
+def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
+    # multi-mapped pairs, an orphan mate and a single read, in a name-grouped file read
+    # a few records at a time: no fragment may be split between blocks
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(60):
+        left = int(rng.integers(0, 300))
+        length = int(rng.normal(200, 20))
+        records.append(lambda h, i=i, left=left, length=length: (
+            pair(h, f"p{i}", "A", left, left + length - READ, score=(0, -int(i % 3)))
+            + pair(h, f"p{i}", "B", left, left + length - READ, score=(-2, 0), secondary=True)
+            * (i % 2)))
+    records.append(lambda h: [segment(h, "orphan", "A", 30, flag=0x1 | 0x8 | 0x40, score=0),
+                              segment(h, "orphan", None, 0, flag=0x1 | 0x4 | 0x80)])
+    path = write_bam(tmp_path / "r.bam", records)
+    whole = read_alignments(path)
+    import skem.io._bam as bam_module
+
+    monkeypatch.setattr(bam_module, "_BLOCK_RECORDS", 5)
+    blocks = read_alignments(path)
+    np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
+    np.testing.assert_array_equal(blocks.counts, whole.counts)
+    np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
+    assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (61, 0, whole.library_type)
+    assert whole.counts.sum() == 61
+
+
+def test_qc_failed_records_are_skipped_by_both_readers(tmp_path):
+    # r1: on A, and on B in a QC-failed record; r2: only a QC-failed record
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, score=0), segment(h, "r1", "B", 10, score=0, flag=0x300)],
+        lambda h: [segment(h, "r2", "B", 20, score=0, flag=0x200)],
+    ])
+    compatible = read_bam(path)
+    np.testing.assert_array_equal(compatible.X.toarray(), [[1, 0], [0, 0]])
+    aln = read_alignments(path, fragment_length=100)
+    assert aln.X.toarray().tolist() == [[1.0, 0.0]] and aln.n_unassigned == 1
