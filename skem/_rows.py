@@ -126,8 +126,11 @@ def _distinct_by_keys(keys, same_rows):
         head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
         candidates = np.flatnonzero(same_key)
         truly_same = same_key.copy()
-        # A key collision between different rows leaves them apart (not merged).
-        truly_same[candidates] = same_rows(order[candidates], order[head[candidates]])
+        # A key collision between different rows leaves them apart (not merged). The rows
+        # compared are copied: a block of candidates at a time bounds that copy's memory.
+        for start in range(0, candidates.size, _KEY_BLOCK_ROWS):
+            block = candidates[start : start + _KEY_BLOCK_ROWS]
+            truly_same[block] = same_rows(order[block], order[head[block]])
     inverse = np.empty(n_rows, dtype=np.intp)
     inverse[order] = np.cumsum(~truly_same) - 1
     return order[~truly_same], inverse
