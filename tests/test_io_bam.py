@@ -188,6 +188,30 @@ def test_orphan_mates_count_as_single_reads(tmp_path):
     assert aln.n_fragments == 21 and aln.n_unassigned == 0 and aln.counts.sum() == 21
 
 
+def test_orphan_read_2_has_room_on_its_own_strands_side(tmp_path):
+    # read 2 alone, reverse on both transcripts: the fragment reaches left of its 5' end
+    # (its end), so [10, 60) on A leaves room for fragments up to 60, [500, 550) on B up to 550
+    mean, sd = 100.0, 20.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "f1", None, 0, flag=0x1 | 0x4 | 0x40),
+                   segment(h, "f1", "A", 10, flag=0x1 | 0x8 | 0x10 | 0x80, score=0),
+                   segment(h, "f1", "B", 500, flag=0x1 | 0x8 | 0x10 | 0x80 | 0x100, score=0)],
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd, library_type="IU",
+                          min_likelihood_ratio=0)
+    p = normal_pmf(mean, sd)
+    f = np.arange(1001)
+
+    def start_probability(L, room):
+        fits = (f >= 1) & (f <= room)
+        return np.sum(p[fits] / (L - f[fits] + 1)) / p[: L + 1].sum()
+
+    row = row_of(aln, "AB")
+    expected = start_probability(1000, 60) / start_probability(600, 550)
+    assert row["A"] / row["B"] == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.1  # the wrong side (room 990 on A) would favour A
+
+
 def test_learned_fragment_lengths_and_strand_detection(tmp_path):
     rng = np.random.default_rng(0)
     lengths = rng.normal(180, 15, 400).round().astype(int)

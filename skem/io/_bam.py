@@ -265,7 +265,7 @@ def _scan(path):
 
     Memory: a name-grouped file (records of a fragment adjacent, as aligners
     write them) is turned into alignments every ``_BLOCK_RECORDS`` records,
-    so what grows with the file is about 11 bytes per paired record (22 per
+    so what grows with the file is about 9 bytes per paired record (18 per
     alignment: a pair is one). A coordinate-sorted file must be held whole
     (26 bytes per record in typed arrays) plus a dict from each query name
     to its fragment number (a Python string and int per fragment, about
@@ -288,12 +288,13 @@ def _scan(path):
         records = _as_arrays(columns)
         paired |= bool(np.any(records["flag"] & 0x1))
         if records["fragment"].size:
-            blocks.append(_alignments(records))
+            blocks.append(_alignments(records, transcript_lengths))
 
     with _alignment_file(path) as (bam, where):
         header = bam.header.to_dict()
         names = np.asarray(bam.references, dtype=object)
         lengths = np.asarray(bam.lengths, dtype=float)
+        transcript_lengths = np.asarray(bam.lengths, dtype=np.int64)
         # Records of one fragment are adjacent unless the file is coordinate-sorted:
         # a change of name starts a new fragment; otherwise names are looked up.
         grouped = header.get("HD", {}).get("SO") != "coordinate"
@@ -344,12 +345,15 @@ def _scan(path):
     return header, names, lengths, n_fragments, blocks, paired, n_without_as < n_aligned
 
 
-def _alignments(records):
+def _alignments(records, lengths):
     """Fragment alignments from the records: proper pairs, else each aligned record as a single read.
 
-    Returns a dict of arrays ``fragment, transcript, kind, start, end, forward, score``
-    (``forward``: read 1, or the single read, lies on the transcript's strand), sorted
-    by fragment, in compact types (int32, int8, bool, float32).
+    Returns a dict of arrays ``fragment, transcript, kind, extent, forward, score``
+    sorted by fragment, in compact types (int32, int8, int32, bool, float32: 18 bytes
+    per alignment). ``extent`` is what the position term needs: a pair's fragment
+    length, or for a single read the room from its 5' end to the end of the
+    transcript on its strand's side (``lengths``: the transcripts' lengths).
+    ``forward``: read 1, or the single read, lies on the transcript's strand.
     """
     flag = records["flag"]
     paired = (flag & 0x1) != 0
@@ -376,17 +380,20 @@ def _alignments(records):
     has_pair = np.zeros(int(fragment.max(initial=-1)) + 1 - low, dtype=bool)
     has_pair[fragment[row1] - low] = True
     alone = np.flatnonzero(~has_pair[fragment - low])
-    forward_alone = (flag[alone] & 0x10) == 0
-    forward_alone ^= (flag[alone] & 0x80) != 0  # read 2 forward means read 1 reverse
+    on_forward = (flag[alone] & 0x10) == 0
+    # a read on the forward strand has the rest of the transcript ahead; on the reverse
+    # strand, its 5' end is its end and the fragment reaches back towards position 0
+    transcript_alone = records["transcript"][alone]
+    room = np.where(on_forward, lengths[transcript_alone] - records["start"][alone], records["end"][alone])
+    forward_alone = on_forward ^ ((flag[alone] & 0x80) != 0)  # read 2 forward means read 1 reverse
     score = records["score"]
     out = {
         "fragment": np.concatenate([fragment[row1], fragment[alone]]),
-        "transcript": np.concatenate([records["transcript"][row1], records["transcript"][alone]]),
+        "transcript": np.concatenate([records["transcript"][row1], transcript_alone]),
         "kind": np.concatenate([np.full(row1.size, _PAIR, np.int8), np.full(alone.size, _SINGLE, np.int8)]),
-        "start": np.concatenate([np.minimum(records["start"][row1], records["start"][row2]),
-                                 records["start"][alone]]),
-        "end": np.concatenate([np.maximum(records["end"][row1], records["end"][row2]),
-                               records["end"][alone]]),
+        "extent": np.concatenate([np.maximum(records["end"][row1], records["end"][row2])
+                                  - np.minimum(records["start"][row1], records["start"][row2]),
+                                  room]).astype(np.int32),
         "forward": np.concatenate([(flag[row1] & 0x10) == 0, forward_alone]),
         "score": np.concatenate([score[row1] + score[row2], score[alone]]),
     }
@@ -432,7 +439,7 @@ def _learned_pmf(blocks, support):
     histogram = np.zeros(support + 1)
     for block in blocks:
         once = _aligned_once(block["fragment"]) & (block["kind"] == _PAIR)
-        lengths = (block["end"][once] - block["start"][once]).astype(np.int64)
+        lengths = block["extent"][once].astype(np.int64)
         lengths = lengths[(lengths >= 1) & (lengths <= support)]
         histogram += np.bincount(lengths, minlength=support + 1)
     n = histogram.sum()
@@ -459,7 +466,7 @@ def _position_log_prob(alignments, lengths, log_pmf):
     total = mass[np.minimum(L, support)]
     out = np.full(L.shape, -np.inf)
     pair = alignments["kind"] == _PAIR
-    f = (alignments["end"] - alignments["start"])[pair]
+    f = alignments["extent"][pair]
     Lp = L[pair]
     ok = (f >= 1) & (f <= np.minimum(Lp, support))
     with np.errstate(divide="ignore"):
@@ -469,9 +476,7 @@ def _position_log_prob(alignments, lengths, log_pmf):
     # Single reads: room m for the fragment from the read's 5' end to the transcript's end.
     single = np.flatnonzero(~pair)
     if single.size:
-        forward = alignments["forward"][single]
-        room = np.where(forward, L[single] - alignments["start"][single], alignments["end"][single])
-        room = np.clip(np.minimum(room, L[single]), 0, support)
+        room = np.clip(np.minimum(alignments["extent"][single], L[single]), 0, support)
         with np.errstate(divide="ignore"):  # no fragment fits: log 0 = -inf, dropped
             out[single] = np.log(_partial_start_sums(room, L[single], pmf)) - np.log(total[single])
     return out
