@@ -708,6 +708,7 @@ def auto_score_scale(header, has_as=True):
     Returns
     -------
     scale : float
+        Log-likelihood per ``AS`` point.
     source : str
         What the scale was chosen from, for messages.
     """
