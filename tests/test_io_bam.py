@@ -404,6 +404,24 @@ def test_score_scale_without_a_known_aligner_or_given(tmp_path):
     assert row_of(aln, "AB")["B"] / row_of(aln, "AB")["A"] == pytest.approx(np.exp(-1) * 901 / 501)
 
 
+def test_scale_for_nm_only_when_no_record_has_as(tmp_path):
+    # one pair with AS tags, three without (NM only): the file has AS tags, no @PG: scale 1
+    def pair_without_as(h, name):
+        records = pair(h, name, "A", 100, 250)
+        for record in records:
+            record.set_tag("AS", None)
+            record.set_tag("NM", 1)
+        return records
+
+    path = write_bam(tmp_path / "r.bam", [lambda h: pair(h, "f0", "A", 100, 250)]
+                     + [lambda h, i=i: pair_without_as(h, f"f{i}") for i in (1, 2, 3)])
+    aln = read_alignments(path, fragment_length=200, fragment_length_sd=20)
+    assert aln.score_scale == 1.0
+    path = write_bam(tmp_path / "nm.bam", [lambda h, i=i: pair_without_as(h, f"f{i}") for i in (1, 2)])
+    assert read_alignments(path, fragment_length=200, fragment_length_sd=20).score_scale == pytest.approx(
+        MISMATCH / 6)
+
+
 # ------------------------------------------------------------------ blocks and filters
 
 

@@ -280,13 +280,14 @@ def _scan(path):
     plain pysam passes.
     """
     path = os.fspath(path)
-    blocks, paired, n_without_as, n_records = [], False, 0, 0
+    blocks, paired, n_records, n_kept, n_without_as = [], False, 0, 0, 0
     columns, (fragment_, flag_, transcript_, start_, end_, mate_, score_) = _new_block()
 
     def flush():
-        nonlocal paired
+        nonlocal paired, n_kept
         records = _as_arrays(columns)
         paired |= bool(np.any(records["flag"] & 0x1))
+        n_kept += records["fragment"].size
         if records["fragment"].size:
             blocks.append(_alignments(records, transcript_lengths))
 
@@ -341,8 +342,7 @@ def _scan(path):
         flush()
     if len(names) == 0:
         raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
-    n_aligned = sum(block["fragment"].size for block in blocks)
-    return header, names, lengths, n_fragments, blocks, paired, n_without_as < n_aligned
+    return header, names, lengths, n_fragments, blocks, paired, n_without_as < n_kept
 
 
 def _alignments(records, lengths):
