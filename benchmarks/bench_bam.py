@@ -171,12 +171,12 @@ def pysam_bam(path, names, seqs, transcript, start, length, one, two):
                 j = begin + i
                 name, ref, flag2nd = f"f{fragment[j]}", names[target[j]], 0x100 if secondary[j] else 0
                 f = length[fragment[j]]
-                lines.append(f"{name}\t{0x63 | flag2nd}\t{ref}\t{left[j] + 1}\t255\t{READ}M\t=\t{right[j] + 1}"
-                             f"\t{f}\t{seq1[i].tobytes().decode()}\t{quality}\tAS:i:{-MISMATCH_PENALTY * nm1[i]}"
-                             f"\tNM:i:{nm1[i]}\n")
-                lines.append(f"{name}\t{0x93 | flag2nd}\t{ref}\t{right[j] + 1}\t255\t{READ}M\t=\t{left[j] + 1}"
-                             f"\t{-f}\t{seq2[i].tobytes().decode()}\t{quality}\tAS:i:{-MISMATCH_PENALTY * nm2[i]}"
-                             f"\tNM:i:{nm2[i]}\n")
+                # read 1 forward at the left end (flags 0x63), read 2 reverse at the right (0x93)
+                for flag, at, mate_at, tlen, seq, nm in ((0x63, left[j], right[j], f, seq1[i], nm1[i]),
+                                                         (0x93, right[j], left[j], -f, seq2[i], nm2[i])):
+                    lines.append(f"{name}\t{flag | flag2nd}\t{ref}\t{at + 1}\t255\t{READ}M\t=\t{mate_at + 1}"
+                                 f"\t{tlen}\t{seq.tobytes().decode()}\t{quality}"
+                                 f"\tAS:i:{-MISMATCH_PENALTY * nm}\tNM:i:{nm}\n")
             out.write("".join(lines))
     pysam.view("-b", "-o", str(path), str(sam), catch_stdout=False)
     sam.unlink()

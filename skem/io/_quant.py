@@ -721,10 +721,10 @@ def read_bam(path):
     Needs pysam (the ``bam`` extra: ``pip install 'skem[bam]'``). All
     alignments of a read are used (primary and secondary); supplementary
     pieces, QC-failed (0x200) and unmapped records are skipped, as
-    :func:`read_alignments` skips them. The mates of a pair form one row, compatible with
-    the transcripts both mates align to (either mate's, if only one
-    aligns); a pair whose mates align to no common transcript, and an
-    unmapped read, give an all-zero row, which ``TranscriptQuantifier``
+    :func:`read_alignments` skips them. The mates of a pair form one row,
+    compatible with the transcripts both mates align to (either mate's, if
+    only one aligns); a pair whose mates align to no common transcript, and
+    an unmapped read, give an all-zero row, which ``TranscriptQuantifier``
     reports in ``n_unassigned_``.
 
     Parameters
