@@ -422,6 +422,19 @@ def test_scale_for_nm_only_when_no_record_has_as(tmp_path):
         MISMATCH / 6)
 
 
+def test_fragments_whose_scores_differ_alike_share_a_class(tmp_path):
+    # each read is 2 points worse on B than on A, whatever its best score: one class, as
+    # exp(s (AS_B - AS_A)) is the same number for all (scaling before subtracting splits them)
+    scores = [(0, -2), (-3, -5), (-7, -9), (-11, -13)]
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h, i=i, a=a, b=b: [segment(h, f"r{i}", "A", 10, score=a),
+                                  segment(h, f"r{i}", "B", 10, score=b, flag=0x100)]
+        for i, (a, b) in enumerate(scores)])
+    aln = read_alignments(path, fragment_length=100, library_type="U", score_scale=np.log(297))
+    assert aln.X.shape[0] == 1 and aln.counts.tolist() == [4]
+    assert row_of(aln, "AB")["B"] == pytest.approx(297.0**-2 * 901 / 501, rel=1e-12)
+
+
 # ------------------------------------------------------------------ blocks and filters
 
 

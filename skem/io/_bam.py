@@ -648,11 +648,14 @@ def _likelihood_rows(alignments, lengths, log_pmf, score_scale, min_likelihood_r
     divided by its largest entry; several positions on one transcript add up.
     """
     fragment = alignments["fragment"]
-    log_weight = score_scale * alignments["score"].astype(np.float64)
+    score = alignments["score"].astype(np.float64)
     if fragment.size:
+        # scores below the best first (exact for integer scores), then scaled: fragments whose
+        # scores differ alike get bit-identical rows, so they share a class (scaling first
+        # splits them by rounding: s * -5 - s * -3 need not equal s * -2)
         starts = np.flatnonzero(np.r_[True, fragment[1:] != fragment[:-1]])
-        best = np.maximum.reduceat(log_weight, starts)
-        log_weight -= np.repeat(best, np.diff(np.r_[starts, fragment.size]))
+        score -= np.repeat(np.maximum.reduceat(score, starts), np.diff(np.r_[starts, fragment.size]))
+    log_weight = score_scale * score
     keep = log_weight >= np.log(min_likelihood_ratio) if min_likelihood_ratio > 0 else np.ones(fragment.size, bool)
     log_weight += _position_log_prob(alignments, lengths, log_pmf)
     keep &= np.isfinite(log_weight)
