@@ -144,11 +144,19 @@ def _distinct_sparse_rows(X):
         X.sum_duplicates()
         X.eliminate_zeros()
     n_columns = X.shape[1]
-    # Two fixed random projections of each row's content (a sparse matrix-vector
-    # product sums each row's entries in order, so identical rows get identical
-    # keys); different rows almost surely differ, and the exact check catches the rest.
-    rng = np.random.default_rng(20240607)
-    keys = [np.diff(X.indptr)] + [X @ rng.uniform(0.5, 1.5, n_columns) for _ in range(2)]
+    # Two exact hashes of each row's content: the sum over its entries of the value's
+    # bits times a random odd multiplier of its column, in int64 arithmetic wrapping
+    # modulo 2**64 (identical rows get identical keys in any entry order; different rows
+    # collide with probability about 2**-64 per hash). Float projections would not do:
+    # an entry far below the row's largest (1e-20 next to 1) is lost in the rounding of
+    # a sum, so rows that differ only there collide, and a run of equal keys is only
+    # checked against its first row, which would leave equal rows after it apart.
+    multipliers = np.random.default_rng(20240607).integers(1, 2**62, size=(2, n_columns)) | 1
+    bits = X.data.view(np.int64)
+    keys = [np.diff(X.indptr)]
+    for column_multipliers in multipliers:
+        with np.errstate(over="ignore"):
+            keys.append(_row_sums(bits * column_multipliers[X.indices], X.indptr))
 
     def same_rows(a, b):
         difference = X[a] - X[b]
@@ -160,8 +168,11 @@ def _distinct_sparse_rows(X):
 
 
 def _row_sums(entry_values, indptr):
-    """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data)."""
-    sums = np.zeros(indptr.size - 1)
+    """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data).
+
+    Integer sums wrap on overflow (as hashes want them to).
+    """
+    sums = np.zeros(indptr.size - 1, dtype=entry_values.dtype)
     nonempty = indptr[:-1] < indptr[1:]
     if nonempty.any():
         # reduceat sums between consecutive start offsets, so only non-empty rows may be given.
