@@ -13,7 +13,9 @@ it aligns to, with ``P`` the fragment-length distribution on ``1..F``::
 
 Error term: ``exp(score_scale * (AS - best AS of the fragment))`` from the
 aligner's ``AS`` tag (for a pair, the sum of the mates' scores; salmon's
-``--scoreExp`` is the same scale, 1 by default). Without an ``AS`` tag the
+``--scoreExp`` is the same scale, 1 by default; here chosen by default from
+the aligner's mismatch penalty in the @PG header line, see
+:func:`auto_score_scale`). Without an ``AS`` tag the
 score is ``-6 NM`` (bowtie2's largest mismatch penalty), without either the
 term is 1. Alignments whose error term is below ``min_likelihood_ratio``
 are dropped (the role of salmon's ``--minScoreFraction``).
