@@ -144,16 +144,20 @@ def _distinct_sparse_rows(X):
         X.sum_duplicates()
         X.eliminate_zeros()
     n_columns = X.shape[1]
-    # Two exact hashes of each row's content: the sum over its entries of the value's
-    # bits times a random odd multiplier of its column, in int64 arithmetic wrapping
-    # modulo 2**64 (identical rows get identical keys in any entry order; different rows
-    # collide with probability about 2**-64 per hash). Float projections would not do:
-    # an entry far below the row's largest (1e-20 next to 1) is lost in the rounding of
-    # a sum, so rows that differ only there collide, and a run of equal keys is only
-    # checked against its first row, which would leave equal rows after it apart.
+    # Sorted on two fixed random projections of each row's content (a sparse matrix-vector
+    # product sums each row's entries in order, so identical rows get identical keys),
+    # then on two exact hashes: the sum over the row's entries of the value's bits times
+    # a random odd multiplier of its column, in int64 arithmetic wrapping modulo 2**64.
+    # The projections alone would not do: an entry far below the row's largest (1e-20
+    # next to 1) is lost in the rounding of the sum, so rows that differ only there
+    # collide, and a run of equal keys is only checked against its first row, which
+    # would leave equal rows after it apart. The hashes tell such rows apart (they
+    # collide with probability about 2**-64 each); the projections come first so that
+    # the order of the distinct rows is the one they always had.
+    rng = np.random.default_rng(20240607)
+    keys = [np.diff(X.indptr)] + [X @ rng.uniform(0.5, 1.5, n_columns) for _ in range(2)]
     multipliers = np.random.default_rng(20240607).integers(1, 2**62, size=(2, n_columns)) | 1
     bits = X.data.view(np.int64)
-    keys = [np.diff(X.indptr)]
     for column_multipliers in multipliers:
         with np.errstate(over="ignore"):
             keys.append(_row_sums(bits * column_multipliers[X.indices], X.indptr))
