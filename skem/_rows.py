@@ -126,8 +126,11 @@ def _distinct_by_keys(keys, same_rows):
         head = np.maximum.accumulate(np.where(same_key, 0, np.arange(n_rows)))
         candidates = np.flatnonzero(same_key)
         truly_same = same_key.copy()
-        # A key collision between different rows leaves them apart (not merged).
-        truly_same[candidates] = same_rows(order[candidates], order[head[candidates]])
+        # A key collision between different rows leaves them apart (not merged). The rows
+        # compared are copied: a block of candidates at a time bounds that copy's memory.
+        for start in range(0, candidates.size, _KEY_BLOCK_ROWS):
+            block = candidates[start : start + _KEY_BLOCK_ROWS]
+            truly_same[block] = same_rows(order[block], order[head[block]])
     inverse = np.empty(n_rows, dtype=np.intp)
     inverse[order] = np.cumsum(~truly_same) - 1
     return order[~truly_same], inverse
@@ -141,11 +144,19 @@ def _distinct_sparse_rows(X):
         X.sum_duplicates()
         X.eliminate_zeros()
     n_columns = X.shape[1]
-    # Two fixed random projections of each row's content (a sparse matrix-vector
-    # product sums each row's entries in order, so identical rows get identical
-    # keys); different rows almost surely differ, and the exact check catches the rest.
+    # Sorted on two fixed random projections of each row's content (a sparse matrix-vector
+    # product sums each row's entries in order, so identical rows get identical keys),
+    # then on two exact hashes: the sum over the row's entries of the value's bits times
+    # a random odd multiplier of its column, in int64 arithmetic wrapping modulo 2**64.
+    # The projections alone would not do: an entry far below the row's largest (1e-20
+    # next to 1) is lost in the rounding of the sum, so rows that differ only there
+    # collide, and a run of equal keys is only checked against its first row, which
+    # would leave equal rows after it apart. The hashes tell such rows apart (they
+    # collide with probability about 2**-64 each); the projections come first so that
+    # the order of the distinct rows is the one they always had.
     rng = np.random.default_rng(20240607)
     keys = [np.diff(X.indptr)] + [X @ rng.uniform(0.5, 1.5, n_columns) for _ in range(2)]
+    keys += list(_exact_row_hashes(X))
 
     def same_rows(a, b):
         difference = X[a] - X[b]
@@ -154,6 +165,49 @@ def _distinct_sparse_rows(X):
 
     first, inverse = _distinct_by_keys(keys, same_rows)
     return X[first], inverse
+
+
+#: Stored entries hashed at a time (bounds the temporaries of :func:`_exact_row_hashes`).
+_HASH_BLOCK_ENTRIES = 2**20
+
+
+def _exact_row_hashes(X):
+    """Two int64 hashes of each CSR row's exact content, (2, n_rows).
+
+    Sums over the row's entries of the bits of the value (as float64, so that
+    any dtype hashes alike) times a random odd multiplier of its column, in
+    int64 arithmetic wrapping modulo 2**64; computed over blocks of whole
+    rows of about :data:`_HASH_BLOCK_ENTRIES` entries.
+    """
+    multipliers = np.random.default_rng(20240607).integers(1, 2**62, size=(2, X.shape[1])) | 1
+    hashes = np.zeros((2, X.shape[0]), dtype=np.int64)
+    indptr = X.indptr
+    bounds = np.unique(np.concatenate([
+        np.searchsorted(indptr, np.arange(0, indptr[-1], _HASH_BLOCK_ENTRIES), side="right") - 1,
+        [X.shape[0]],
+    ]))
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        entries = slice(indptr[start], indptr[stop])
+        bits = X.data[entries].astype(np.float64).view(np.int64)
+        local_indptr = indptr[start : stop + 1] - indptr[start]
+        for row_hash, column_multipliers in zip(hashes, multipliers):
+            with np.errstate(over="ignore"):
+                row_hash[start:stop] = _row_sums(
+                    bits * column_multipliers[X.indices[entries]], local_indptr)
+    return hashes
+
+
+def _row_sums(entry_values, indptr):
+    """Sum of the entries of each CSR row (``entry_values`` aligned with the CSR data).
+
+    Integer sums wrap on overflow (as hashes want them to).
+    """
+    sums = np.zeros(indptr.size - 1, dtype=entry_values.dtype)
+    nonempty = indptr[:-1] < indptr[1:]
+    if nonempty.any():
+        # reduceat sums between consecutive start offsets, so only non-empty rows may be given.
+        sums[nonempty] = np.add.reduceat(entry_values, indptr[:-1][nonempty])
+    return sums
 
 
 def stack_rows(pieces):

@@ -77,6 +77,9 @@ def test_fragment_sd_without_mean_is_an_error(tmp_path, salmon_like, capsys):
     ("--fragment-sd", "0", "a number > 0"),
     ("--prior", "-0.5", "a number >= 0"),
     ("--score-scale", "inf", "a number >= 0"),
+    ("--min-likelihood-ratio", "1", "a number in [0, 1)"),
+    ("--min-likelihood-ratio", "-0.1", "a number in [0, 1)"),
+    ("--min-likelihood-ratio", "nan", "a number in [0, 1)"),
     ("--bootstraps", "-1", "an integer >= 0"),
     ("--bootstraps", "2.5", "an integer >= 0"),
     ("--seed", "-3", "an integer >= 0"),
@@ -212,3 +215,31 @@ def test_alignments_from_a_bam(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "out" / "abundance.tsv", sep="\t")
     assert table["est_counts"].tolist() == pytest.approx([200, 0], abs=1e-6)
     np.testing.assert_allclose(table["eff_length"], effective_lengths([1000, 1000], 150, 20))
+
+
+def test_min_likelihood_ratio_and_the_score_scale_message(tmp_path, capsys):
+    pysam = pytest.importorskip("pysam")
+    # 100 reads on A (AS 0) that also align to B one point worse; 100 reads on B alone
+    header = {"HD": {"VN": "1.6"}, "SQ": [{"SN": "A", "LN": 1000}, {"SN": "B", "LN": 1000}],
+              "PG": [{"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --mp 6,2 -x ref"}]}
+    with pysam.AlignmentFile(str(tmp_path / "r.bam"), "wb", header=header) as bam:
+        for i in range(200):
+            targets = (("A", 0, 0), ("B", -1, 0x100)) if i < 100 else (("B", 0, 0),)
+            for ref, score, flag in targets:
+                a = pysam.AlignedSegment(bam.header)
+                a.query_name, a.query_sequence, a.flag = f"r{i}", "A" * 50, flag
+                a.reference_name, a.reference_start, a.cigarstring = ref, 100 + i, "50M"
+                a.set_tag("AS", score)
+                bam.write(a)
+    common = ["--alignments", tmp_path / "r.bam", "--fragment-length", 150, "--fragment-sd", 20]
+    code, err = quant([*common, "-o", tmp_path / "all"], capsys)
+    # bowtie2's --mp 6: a mismatch (6 points) is worth log(0.99 / (0.01 / 3)) of log-likelihood
+    assert code == 0 and f"score scale {np.log(297) / 6:.3g} per AS point (@PG bowtie2" in err
+    shared = pd.read_csv(tmp_path / "all" / "abundance.tsv", sep="\t")["est_counts"]
+    assert shared[0] < 99  # B's alignments, exp(-0.95) as likely, take a share
+    # dropping alignments below 0.5 of the read's best leaves the first 100 reads to A alone
+    code, err = quant([*common, "--min-likelihood-ratio", 0.5, "-o", tmp_path / "best"], capsys)
+    best = pd.read_csv(tmp_path / "best" / "abundance.tsv", sep="\t")["est_counts"]
+    assert code == 0 and best.tolist() == pytest.approx([100, 100], abs=1e-6)
+    code, err = quant([*common, "--score-scale", 0, "-o", tmp_path / "flat"], capsys)
+    assert code == 0 and "score scale" not in err

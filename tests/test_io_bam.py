@@ -148,9 +148,15 @@ def test_nm_is_used_without_as(tmp_path):
         lambda h: [segment(h, "r1", "A", 10, nm=0), segment(h, "r1", "A", 300, nm=1, flag=0x100),
                    segment(h, "r1", "B", 10, nm=2, flag=0x100)],
     ])
-    row = row_of(read_alignments(path, fragment_length=100, library_type="U"), "AB")
-    # two positions on A add up; each mismatch costs exp(-6)
+    row = row_of(read_alignments(path, fragment_length=100, library_type="U", score_scale=1), "AB")
+    # two positions on A add up; each mismatch scores -6, so costs exp(-6) at scale 1
     assert row["B"] / row["A"] == pytest.approx(np.exp(-12) * 901 / 501 / (1 + np.exp(-6)), rel=1e-9)
+    # chosen automatically: a mismatch costs its likelihood ratio at 1 % error, 0.99 / (0.01 / 3)
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    row = row_of(aln, "AB")
+    per_mismatch = 0.01 / 3 / 0.99
+    assert aln.score_scale == pytest.approx(np.log(297) / 6)
+    assert row["B"] / row["A"] == pytest.approx(per_mismatch**2 * 901 / 501 / (1 + per_mismatch), rel=1e-9)
 
 
 # ------------------------------------------------------------------ paired-end
@@ -180,6 +186,30 @@ def test_orphan_mates_count_as_single_reads(tmp_path):
     ] + [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 250 + i) for i in range(20)])
     aln = read_alignments(path, fragment_length=200, fragment_length_sd=20, library_type="IU")
     assert aln.n_fragments == 21 and aln.n_unassigned == 0 and aln.counts.sum() == 21
+
+
+def test_orphan_read_2_has_room_on_its_own_strands_side(tmp_path):
+    # read 2 alone, reverse on both transcripts: the fragment reaches left of its 5' end
+    # (its end), so [10, 60) on A leaves room for fragments up to 60, [500, 550) on B up to 550
+    mean, sd = 100.0, 20.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "f1", None, 0, flag=0x1 | 0x4 | 0x40),
+                   segment(h, "f1", "A", 10, flag=0x1 | 0x8 | 0x10 | 0x80, score=0),
+                   segment(h, "f1", "B", 500, flag=0x1 | 0x8 | 0x10 | 0x80 | 0x100, score=0)],
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd, library_type="IU",
+                          min_likelihood_ratio=0)
+    p = normal_pmf(mean, sd)
+    f = np.arange(1001)
+
+    def start_probability(L, room):
+        fits = (f >= 1) & (f <= room)
+        return np.sum(p[fits] / (L - f[fits] + 1)) / p[: L + 1].sum()
+
+    row = row_of(aln, "AB")
+    expected = start_probability(1000, 60) / start_probability(600, 550)
+    assert row["A"] / row["B"] == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.1  # the wrong side (room 990 on A) would favour A
 
 
 def test_learned_fragment_lengths_and_strand_detection(tmp_path):
@@ -323,3 +353,125 @@ def test_no_valid_alignment_and_bad_options(tmp_path):
         with pytest.raises(ValueError, match="not a valid SAM/BAM"):
             (tmp_path / "junk.bam").write_bytes(b"\x1f\x8b garbage")
             read_alignments(tmp_path / "junk.bam")
+
+
+# ------------------------------------------------------------------ score scale from the header
+
+
+def bam_with_program(path, program):
+    """Read r1 on A (AS 0) and on B (AS -2), under a header with the @PG line ``program``."""
+    head = header()
+    if program is not None:
+        head["PG"] = [program]
+    with pysam.AlignmentFile(str(path), "wb", header=head) as out:
+        out.write(segment(out.header, "r1", "A", 10, score=0))
+        out.write(segment(out.header, "r1", "B", 10, score=-2, flag=0x100))
+    return path
+
+
+MISMATCH = np.log(0.99 / (0.01 / 3))  # log-likelihood ratio of a mismatch at 1 % error
+
+
+@pytest.mark.parametrize("program, points_per_mismatch", [
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": '"bowtie2-align-s --wrapper basic-0 --mp 1,1 -k 200 -x ref"'}, 1),
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s -x ref -1 a.fq -2 b.fq"}, 6),  # --mp 6,2
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --local --ma 3 --mp=4,2 -x ref"}, 7),
+    ({"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --local -x ref"}, 8),  # --ma 2 --mp 6
+    ({"ID": "hisat2", "PN": "hisat2", "CL": "hisat2-align-s --mp 3 -x ref"}, 3),
+    ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -t 4 ref.fa r.fq"}, 5),  # -A 1 -B 4
+    ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -B 7 ref.fa r.fq"}, 8),
+    ({"ID": "STAR", "PN": "STAR", "CL": "STAR --runThreadN 4"}, 2),  # +1 match, -1 mismatch
+])
+def test_score_scale_from_the_aligners_program_line(tmp_path, program, points_per_mismatch):
+    aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
+                          library_type="U")
+    scale = MISMATCH / points_per_mismatch
+    assert aln.score_scale == pytest.approx(scale)
+    assert program["ID"] in aln.score_scale_source
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(np.exp(-2 * scale) * 901 / 501, rel=1e-9)
+
+
+def test_score_scale_without_a_known_aligner_or_given(tmp_path):
+    for program in (None, {"ID": "minimap2", "PN": "minimap2", "CL": "minimap2 -ax sr"}):
+        aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
+                              library_type="U")
+        assert aln.score_scale == 1.0 and "default" in aln.score_scale_source  # salmon's --scoreExp
+    bowtie = {"ID": "bowtie2", "PN": "bowtie2", "CL": "bowtie2-align-s --mp 1,1"}
+    aln = read_alignments(bam_with_program(tmp_path / "r.bam", bowtie), fragment_length=100,
+                          library_type="U", score_scale=0.5)
+    assert aln.score_scale == 0.5 and aln.score_scale_source == "given"
+    assert row_of(aln, "AB")["B"] / row_of(aln, "AB")["A"] == pytest.approx(np.exp(-1) * 901 / 501)
+
+
+def test_scale_for_nm_only_when_no_record_has_as(tmp_path):
+    # one pair with AS tags, three without (NM only): the file has AS tags, no @PG: scale 1
+    def pair_without_as(h, name):
+        records = pair(h, name, "A", 100, 250)
+        for record in records:
+            record.set_tag("AS", None)
+            record.set_tag("NM", 1)
+        return records
+
+    path = write_bam(tmp_path / "r.bam", [lambda h: pair(h, "f0", "A", 100, 250)]
+                     + [lambda h, i=i: pair_without_as(h, f"f{i}") for i in (1, 2, 3)])
+    aln = read_alignments(path, fragment_length=200, fragment_length_sd=20)
+    assert aln.score_scale == 1.0
+    path = write_bam(tmp_path / "nm.bam", [lambda h, i=i: pair_without_as(h, f"f{i}") for i in (1, 2)])
+    assert read_alignments(path, fragment_length=200, fragment_length_sd=20).score_scale == pytest.approx(
+        MISMATCH / 6)
+
+
+def test_fragments_whose_scores_differ_alike_share_a_class(tmp_path):
+    # each read is 2 points worse on B than on A, whatever its best score: one class, as
+    # exp(s (AS_B - AS_A)) is the same number for all (scaling before subtracting splits them)
+    scores = [(0, -2), (-3, -5), (-7, -9), (-11, -13)]
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h, i=i, a=a, b=b: [segment(h, f"r{i}", "A", 10, score=a),
+                                  segment(h, f"r{i}", "B", 10, score=b, flag=0x100)]
+        for i, (a, b) in enumerate(scores)])
+    aln = read_alignments(path, fragment_length=100, library_type="U", score_scale=np.log(297))
+    assert aln.X.shape[0] == 1 and aln.counts.tolist() == [4]
+    assert row_of(aln, "AB")["B"] == pytest.approx(297.0**-2 * 901 / 501, rel=1e-12)
+
+
+# ------------------------------------------------------------------ blocks and filters
+
+
+def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
+    # multi-mapped pairs, an orphan mate and a single read, in a name-grouped file read
+    # a few records at a time: no fragment may be split between blocks
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(60):
+        left = int(rng.integers(0, 300))
+        length = int(rng.normal(200, 20))
+        records.append(lambda h, i=i, left=left, length=length: (
+            pair(h, f"p{i}", "A", left, left + length - READ, score=(0, -int(i % 3)))
+            + pair(h, f"p{i}", "B", left, left + length - READ, score=(-2, 0), secondary=True)
+            * (i % 2)))
+    records.append(lambda h: [segment(h, "orphan", "A", 30, flag=0x1 | 0x8 | 0x40, score=0),
+                              segment(h, "orphan", None, 0, flag=0x1 | 0x4 | 0x80)])
+    path = write_bam(tmp_path / "r.bam", records)
+    whole = read_alignments(path)
+    import skem.io._bam as bam_module
+
+    monkeypatch.setattr(bam_module, "_BLOCK_RECORDS", 5)
+    blocks = read_alignments(path)
+    np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
+    np.testing.assert_array_equal(blocks.counts, whole.counts)
+    np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
+    assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (61, 0, whole.library_type)
+    assert whole.counts.sum() == 61
+
+
+def test_qc_failed_records_are_skipped_by_both_readers(tmp_path):
+    # r1: on A, and on B in a QC-failed record; r2: only a QC-failed record
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 10, score=0), segment(h, "r1", "B", 10, score=0, flag=0x300)],
+        lambda h: [segment(h, "r2", "B", 20, score=0, flag=0x200)],
+    ])
+    compatible = read_bam(path)
+    np.testing.assert_array_equal(compatible.X.toarray(), [[1, 0], [0, 0]])
+    aln = read_alignments(path, fragment_length=100)
+    assert aln.X.toarray().tolist() == [[1.0, 0.0]] and aln.n_unassigned == 1

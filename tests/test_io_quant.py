@@ -25,6 +25,7 @@ from skem.io import (
     read_salmon_eq_classes,
     read_salmon_quant,
     write_kallisto_abundance,
+    write_salmon_dir,
     write_salmon_quant,
 )
 
@@ -469,3 +470,29 @@ def test_kallisto_transcripts_with_a_tab_or_blank_lines(tmp_path):
 def test_empty_alignment_table():
     with pytest.raises(ValueError, match="no rows"):
         alignments_to_matrix(pd.DataFrame({"read_id": [], "transcript_id": []}))
+
+
+def test_salmon_dir_bootstraps_import_with_pytximport_as_inferential_replicates(tmp_path):
+    pytximport = pytest.importorskip("pytximport")
+    X, counts, truth = make_transcript_reads(3000, n_genes=4, random_state=0)
+    names = [f"tx{i}" for i in range(X.shape[1])]
+    fits, paths = [], []
+    for sample, seed in enumerate((0, 1)):  # two samples: replicates must land in their own file
+        fit = TranscriptQuantifier(lengths=truth.lengths, transcript_names=names, n_bootstraps=4,
+                                   random_state=seed).fit(X, sample_weight=counts * (1 + sample))
+        write_salmon_dir(fit, tmp_path / f"s{sample}")
+        fits.append(fit)
+        paths.append(tmp_path / f"s{sample}" / "quant.sf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytximport's own notes (pyarrow missing, ...)
+        data = pytximport.tximport(paths, data_type="salmon", inferential_replicates=True,
+                                   return_transcript_data=True, output_type="xarray")
+    order = [names.index(t) for t in data["transcript_id"].to_numpy()]
+    for sample, fit in enumerate(fits):
+        # replicates (transcripts x bootstraps) are the fit's bootstrap counts, transposed
+        np.testing.assert_allclose(data["inferential_replicates"].to_numpy()[:, :, sample],
+                                   fit.bootstrap_est_counts_[:, order].T, rtol=1e-6)
+        np.testing.assert_allclose(data["counts"].to_numpy()[:, sample], fit.est_counts_[order],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(data["abundance"].to_numpy()[:, sample], fit.tpm_[order], rtol=1e-6)
+    assert not np.allclose(fits[0].bootstrap_est_counts_, fits[1].bootstrap_est_counts_ / 2)

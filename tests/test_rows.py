@@ -47,3 +47,14 @@ def test_wide_integer_rows_are_compressed_by_exact_hashes():
     np.testing.assert_array_equal(distinct[inverse], X)
     shuffled, _, _ = compress_rows(X[rng.permutation(400)])
     np.testing.assert_array_equal(shuffled, distinct)
+
+
+def test_sparse_rows_differing_below_rounding_are_told_apart_and_equal_rows_merged():
+    # 1e-20 and 2e-20 next to 1 vanish from any floating-point sum of the row: rows that
+    # differ only there must still be two classes, and equal rows one class each
+    tiny = [[1.0, 2e-20], [1.0, 1e-20], [1.0, 1e-20], [1.0, 2e-20], [1.0, 1e-20]]
+    X = sp.csr_matrix(np.array(tiny))
+    distinct, summed, inverse = compress_rows(X)
+    assert distinct.shape[0] == 2
+    np.testing.assert_array_equal(distinct.toarray()[inverse], X.toarray())
+    assert sorted(summed) == [2.0, 3.0]

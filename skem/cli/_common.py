@@ -35,6 +35,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "probability",
+    "ratio_below_one",
     "read_error_message",
     "reading",
 ]
@@ -93,6 +94,8 @@ non_negative_float = _option_type("non_negative_float", float, "a number >= 0", 
                                   "A finite number >= 0 (a pseudo-count, a tolerance).")
 probability = _option_type("probability", float, "a probability in [0, 1]", lambda v: 0 <= v <= 1,
                            "A number in [0, 1] (a posterior threshold).")
+ratio_below_one = _option_type("ratio_below_one", float, "a number in [0, 1)", lambda v: 0 <= v < 1,
+                               "A number in [0, 1) (a likelihood ratio threshold).")
 
 
 def input_file(text):

@@ -13,6 +13,7 @@ from ._common import (
     non_negative_int,
     output_dir,
     positive_float,
+    ratio_below_one,
     reading,
 )
 
@@ -46,9 +47,13 @@ def add_parser(commands):
                        help="fragment length standard deviation (needs --fragment-length)")
     quant.add_argument("--library-type", choices=LIBRARY_TYPES, default="A",
                        help="BAM/SAM only: salmon's library type (default A: detect)")
-    quant.add_argument("--score-scale", type=non_negative_float, default=1.0,
-                       help="BAM/SAM only: log-likelihood per point of the AS score (1 suits "
-                            "bowtie2's default penalties, about 5.7 its --mp 1,1 as RSEM runs it)")
+    quant.add_argument("--score-scale", type=non_negative_float, default=None,
+                       help="BAM/SAM only: log-likelihood per point of the AS score (default: from "
+                            "the aligner's @PG header line, e.g. 0.95 for bowtie2's default "
+                            "penalties, 5.7 for its --mp 1,1 as RSEM runs it; 1 if no known aligner)")
+    quant.add_argument("--min-likelihood-ratio", type=ratio_below_one, default=1e-9,
+                       help="BAM/SAM only: drop alignments whose error term is below this fraction "
+                            "of the fragment's best (default 1e-9; 0 keeps all)")
     quant.add_argument("--method", choices=["em", "vbem"], default="em")
     quant.add_argument("--prior", type=non_negative_float, default=0.0,
                        help="Dirichlet pseudo-count per transcript")
@@ -91,10 +96,14 @@ def run(args, out, progress):
             aligned = read_alignments(
                 source, library_type=args.library_type, fragment_length=args.fragment_length,
                 fragment_length_sd=args.fragment_sd, score_scale=args.score_scale,
+                min_likelihood_ratio=args.min_likelihood_ratio,
             )
             X, weights, names = aligned.X, aligned.counts, list(aligned.transcript_names)
             weighted = True  # alignment likelihoods include the position (length) term
             lengths, effective = aligned.transcript_lengths, aligned.effective_lengths
+            if args.score_scale is None:
+                progress(f"score scale {aligned.score_scale:.3g} per AS point "
+                         f"({aligned.score_scale_source}; --score-scale to change it)")
             progress(
                 f"read {aligned.n_fragments} {'fragments (pairs)' if aligned.paired else 'reads'}, "
                 f"library type {aligned.library_type}: {aligned.n_unassigned} without a valid "

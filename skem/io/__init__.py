@@ -1,6 +1,6 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
-from ._bam import AlignmentClasses, read_alignments
+from ._bam import AlignmentClasses, auto_score_scale, read_alignments
 from ._motif import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
 from ._quant import (
     AlignedReads,
@@ -23,6 +23,7 @@ __all__ = [
     "AlignmentClasses",
     "EquivalenceClasses",
     "alignments_to_matrix",
+    "auto_score_scale",
     "lengths_file_kind",
     "read_alignments",
     "read_bam",

@@ -719,11 +719,12 @@ def read_bam(path):
     """Build a reads x transcripts matrix from a BAM or SAM file of reads aligned to the transcriptome.
 
     Needs pysam (the ``bam`` extra: ``pip install 'skem[bam]'``). All
-    alignments of a read are used (primary and secondary; supplementary
-    pieces are skipped). The mates of a pair form one row, compatible with
-    the transcripts both mates align to (either mate's, if only one
-    aligns); a pair whose mates align to no common transcript, and an
-    unmapped read, give an all-zero row, which ``TranscriptQuantifier``
+    alignments of a read are used (primary and secondary); supplementary
+    pieces, QC-failed (0x200) and unmapped records are skipped, as
+    :func:`read_alignments` skips them. The mates of a pair form one row,
+    compatible with the transcripts both mates align to (either mate's, if
+    only one aligns); a pair whose mates align to no common transcript, and
+    an unmapped read, give an all-zero row, which ``TranscriptQuantifier``
     reports in ``n_unassigned_``.
 
     Parameters
@@ -744,7 +745,7 @@ def read_bam(path):
     ValueError
         On a malformed file, naming the file and the record (the line for SAM).
     """
-    from ._bam import _alignment_file, _invalid, _RecordError
+    from ._bam import _alignment_file, _invalid, _missing_reference, _skipped
 
     path = os.fspath(path)
     reads, order = {}, []
@@ -760,15 +761,10 @@ def read_bam(path):
                 if mates is None:
                     mates = reads[name] = (set(), set(), set())
                     order.append(name)
-                if alignment.is_unmapped and alignment.cigartuples:
-                    # htslib reads a record on a reference missing from the header as
-                    # unmapped (keeping its CIGAR): refuse it rather than drop the read
-                    raise _RecordError(
-                        f"{path}, {where(n_records)}: read {name!r} is mapped to a reference that "
-                        "is not among the header's @SQ lines."
-                    )
-                if alignment.is_unmapped or alignment.is_supplementary:
+                if _skipped(alignment, alignment.flag):  # the records read_alignments skips
                     continue
+                if alignment.reference_id < 0 or alignment.reference_end is None:
+                    raise _missing_reference(path, where(n_records), name)
                 mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
                 mates[mate].add(alignment.reference_id)
         except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
