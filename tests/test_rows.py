@@ -58,3 +58,18 @@ def test_sparse_rows_differing_below_rounding_are_told_apart_and_equal_rows_merg
     assert distinct.shape[0] == 2
     np.testing.assert_array_equal(distinct.toarray()[inverse], X.toarray())
     assert sorted(summed) == [2.0, 3.0]
+
+
+def test_sparse_hashes_do_not_depend_on_dtype_or_hash_blocks(monkeypatch):
+    rng = np.random.default_rng(4)
+    base = sp.random(60, 12, density=0.3, format="csr", random_state=4)
+    base.data = np.round(base.data * 5) + 1
+    X = base[rng.integers(0, 60, size=500)]
+    reference = compress_rows(X)
+    # Blocks of about 5 entries: every block boundary falls between whole rows.
+    monkeypatch.setattr("skem._rows._HASH_BLOCK_ENTRIES", 5)
+    for data in (X, X.astype(np.float32)):
+        distinct, summed, inverse = compress_rows(data)
+        np.testing.assert_array_equal(inverse, reference[2])
+        np.testing.assert_array_equal(summed, reference[1])
+        np.testing.assert_array_equal(distinct.toarray(), reference[0].toarray())
