@@ -434,57 +434,48 @@ def stirling_error(n):
     return out
 
 
-def deviance_part(x, mean, difference):
-    """``x log(x / mean) + mean - x`` for ``x, mean > 0``, given ``difference = x - mean``
-    computed without cancellation (Loader's ``bd0``). Near ``x = mean`` it is the series
-    ``d v + 2 x sum_j v**(2j+1) / (2j+1)`` in ``v = d / (x + mean)``, whose terms are exact to
-    rounding; the direct form elsewhere. Broadcasts."""
-    x, mean, difference = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mean, difference)))
-    v = difference / (x + mean)
-    series = difference * v
-    term = 2.0 * x * v
-    v2 = v * v
-    # |v| < 0.1 where the series is used: eight terms reach 1e-17 relative.
-    for j in range(1, 9):
-        term = term * v2
-        series = series + term / (2 * j + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = x * np.log(x / mean) - difference
-    return np.where(np.abs(v) < 0.1, series, direct)
+def count_part(x, phi):
+    """The part of ``log NB(x; mu, phi) - log NB(0; mu, phi)`` that does not depend on the mean,
+    in Loader's saddle-point form (R's ``dbinom_raw``, ``dnbinom_mu``): with ``r = 1/phi``,
+    ``n = x + r`` and ``e`` the Stirling error (:func:`stirling_error`) ::
+
+        e(n) - e(r) - e(x) + r log1p(x / r) - [log1p(x / r) + log(2 pi x)] / 2
+
+    for ``x > 0``; at ``phi = 0``, ``x - e(x) - log(2 pi x) / 2``. Each term is of the order of
+    the result or smaller. Broadcasts."""
+    x, phi = np.broadcast_arrays(np.asarray(x, float), np.asarray(phi, float))
+    log1p_x_phi = np.log1p(x * phi)
+    negbin = phi > 0
+    r = 1.0 / phi[negbin]
+    # r log1p(x / r) is x at r = infinity, where e(n) - e(r) vanishes.
+    out = x - stirling_error(x)
+    out[negbin] = (log1p_x_phi[negbin] * r - stirling_error(x[negbin])
+                   + stirling_error(x[negbin] + r) - stirling_error(r))
+    return out - 0.5 * (log1p_x_phi + np.log(x)) - _LOG_SQRT_2PI
+
+
+def mean_part(x, mu, phi):
+    """The rest of ``log NB(x; mu, phi) - log NB(0; mu, phi)`` (:func:`count_part`):
+    ``x log(m / x)`` for ``x > 0``, with ``m = mu (1 + phi x) / (1 + phi mu)`` the mean of
+    ``x`` given ``x + 1/phi``. It is of order ``(x - mu) / (1 + phi mu)`` near ``x = mu``,
+    where ``log1p`` of the relative difference ``(m - x) / x``, computed directly, keeps its
+    digits (the lgamma form leaves it to cancel from terms of order ``x log x``). Broadcasts."""
+    x, mu, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mu, phi)))
+    inverse = 1.0 / (1.0 + phi * mu)
+    relative = (mu - x) * inverse / x
+    with np.errstate(divide="ignore"):
+        log_ratio = np.where(np.abs(relative) < 0.5, np.log1p(relative),
+                             np.log(mu * (1.0 + x * phi) * inverse / x))
+    return x * log_ratio
 
 
 def log_ratio_to_zero(x, mu, phi):
-    """``log NB(x; mu, phi) - log NB(0; mu, phi) = B(x, phi) - log x! + x log(mu / (1 + phi mu))``,
-    without cancellation for any ``x`` (0 at ``x = 0``). Broadcasts.
-
-    The lgamma form sums terms of order ``x log x`` that cancel to the size of the result: at
-    ``x ~ 1e12`` it loses ~1e-3 absolute. With ``r = 1/phi``, ``n = x + r`` and Loader's
-    saddle-point expansion (R's ``dbinom_raw``, ``dnbinom_mu``) it is ::
-
-        e(n) - e(r) - e(x) + r log1p(x / r) - d - bd0(x, m) - [log1p(x / r) + log(2 pi x)] / 2
-
-    with ``e`` the Stirling error (:func:`stirling_error`), ``bd0`` the deviance part
-    (:func:`deviance_part`), ``m = n mu / (r + mu)`` the conditional mean of ``x`` given
-    ``x + r`` and ``d = x - m = (x - mu) / (1 + phi mu)``, computed directly (as a difference
-    of rounded numbers near ``x`` it would lose its last digits). Each term is of the order
-    of the result or smaller. At ``phi = 0`` it is ``mu + log Poisson(x; mu)`` in Loader's form.
-    """
+    """``log NB(x; mu, phi) - log NB(0; mu, phi) = B(x, phi) - log x! + x log(mu / (1 + phi mu))``
+    without cancellation at any ``x``: :func:`count_part` plus :func:`mean_part` (0 at
+    ``x = 0``). Broadcasts."""
     x, mu, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mu, phi)))
     out = np.zeros(x.shape)
     nonzero = x > 0
     x, mu, phi = x[nonzero], mu[nonzero], phi[nonzero]
-    log1p_x_phi = np.log1p(x * phi)
-    negbin = phi > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = 1.0 / phi[negbin]
-    # r log1p(x / r), which is x at r = infinity; e(n) - e(r) vanishes there.
-    rising = x.copy()
-    rising[negbin] = log1p_x_phi[negbin] * r
-    stirling = -stirling_error(x)
-    stirling[negbin] += stirling_error(x[negbin] + r) - stirling_error(r)
-    # x's conditional mean given x + r, and x's departure from it, each without cancellation.
-    inverse = 1.0 / (1.0 + phi * mu)
-    mean, d = mu * (1.0 + x * phi) * inverse, (x - mu) * inverse
-    out[nonzero] = (stirling + rising - d - deviance_part(x, mean, d)
-                    - 0.5 * (log1p_x_phi + np.log(x)) - _LOG_SQRT_2PI)
+    out[nonzero] = count_part(x, phi) + mean_part(x, mu, phi)
     return out
