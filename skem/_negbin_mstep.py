@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._negbin_kernels import MEAN_FLOOR, PHI_MAX, PHI_MIN, SAFEGUARD_RTOL, log_ratio_to_zero
+from ._negbin_kernels import MEAN_FLOOR, PHI_MAX, PHI_MIN, SAFEGUARD_RTOL
 
 def _solve_dispersion(stats, means, tied_axes, previous):
     """M-step for the dispersion: maximize the expected log-likelihood in each tied group.
@@ -54,7 +54,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         phi = np.broadcast_to(phi, (K, D))
         with np.errstate(divide="ignore", invalid="ignore"):
             zero_term = np.where(phi > 0, -np.log1p(phi * means) / np.where(phi > 0, phi, 1.0), -means)
-        pair_terms = log_ratio_to_zero(pairs.values, means[:, pairs.feature], phi[:, pairs.feature])
+        pair_terms = pairs.log_ratio_to_zero(means, phi)
         return group_sum(pairs.per_feature(stats.value_hist * pair_terms) + N * zero_term)
 
     # The slope of the expected log-likelihood in phi at phi = 0 is

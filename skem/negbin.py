@@ -285,7 +285,7 @@ class NegBinModel(MixtureModel):
         phi, mu = params.dispersion, params.means
         if not with_offsets:
             # Its terms of order x log x cancel: the saddle-point form keeps every digit.
-            return log_ratio_to_zero(pairs.values, mu[:, pairs.feature], phi[:, pairs.feature])
+            return pairs.log_ratio_to_zero(mu, phi)
         with np.errstate(divide="ignore"):
             log_mu = np.log(mu)
         values = pairs.values

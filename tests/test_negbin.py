@@ -119,6 +119,22 @@ def test_log_pmf_is_exact_to_rounding_at_any_count(x):
     assert np.all(table[:, 1] == 0.0)
 
 
+def test_consecutive_pair_table_is_exact_to_rounding():
+    from skem.negbin import NegBinModel, NegBinParams
+    from skem._negbin_kernels import _direct_table
+
+    pairs = _direct_table(np.array([100.0, 30.0]))
+    phi = np.array([[1e-9, 1e-3], [0.05, 0.5], [3.0, 200.0], [1e-4, 0.0]])
+    mu = np.array([[30.0, 1e-3], [95.0, 20.0], [7.5, 1e3], [64.0, 20.0]])
+    table = NegBinModel.pair_log_terms(NegBinParams(np.full(4, 0.25), mu, phi), pairs)
+    with np.errstate(divide="ignore"):
+        log_zero = np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1), -mu)
+    for u, (x, d) in enumerate(zip(pairs.values[:-1], pairs.feature)):
+        exact = np.array([_log_pmf_60_digits(x, m, p) for m, p in zip(mu[:, d], phi[:, d])])
+        error = np.abs(table[:, u] + log_zero[:, d] - exact)
+        assert np.all(error <= 2e-15 * np.maximum(1.0, np.abs(exact) + np.abs(log_zero[:, d])))
+
+
 def test_score_samples_is_logsumexp_of_scipy_terms():
     X, _ = make_negbin_mixture(
         400, weights=(0.3, 0.7), means=((3.0, 30.0), (25.0, 2.0)), dispersion=0.4, random_state=1
