@@ -60,7 +60,6 @@ from ._negbin_kernels import (
     _OffsetEntries,
     _sorted_table,
     _zero_remainder,
-    log_rising_ratio,
     log_ratio_to_zero,
 )
 from ._negbin_mstep import _offset_m_step, _solve_dispersion

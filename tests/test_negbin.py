@@ -23,7 +23,8 @@ from sklearn.preprocessing import FunctionTransformer
 from skem import NegBinMixture
 from skem._rows import compress_rows
 from skem.datasets import make_negbin_mixture
-from skem.negbin import NegBinParams, log_rising_ratio, negbin_log_pmf
+from skem._negbin_kernels import log_rising_ratio
+from skem.negbin import NegBinParams, negbin_log_pmf
 
 
 def _sorted_by_first_mean(model):
