@@ -96,16 +96,23 @@ class PairTable:
     def log_ratio_to_zero(self, mu, phi):
         """``log NB(value_u; mu, phi) - log NB(0; mu, phi)`` at each pair's feature (K, U), exact
         to rounding (:func:`log_ratio_to_zero`), with the Stirling errors per value and per
-        (component, feature) cell rather than per pair."""
+        (component, feature) cell rather than per pair. A consecutive table's values up to
+        ``X_SMALL`` take the lgamma form with the cumulative sums of :meth:`rising` instead:
+        three times cheaper, and its terms of order ``x log x`` cost at most ~1e-13 there."""
         values, feature = self.values, self.feature
         out = np.zeros((mu.shape[0], self.size))
-        nonzero = values > 0
-        x, cells = values[nonzero], feature[nonzero]
-        with np.errstate(divide="ignore"):
-            stirling_r = stirling_error(1.0 / phi)
-        mu_pairs, phi_pairs = mu[:, cells], phi[:, cells]
-        out[:, nonzero] = (count_part(x, phi_pairs, stirling_error(x), stirling_r[:, cells])
-                           + mean_part(x, mu_pairs, phi_pairs))
+        large = values > (0 if self.offsets is None else X_SMALL)
+        if self.offsets is not None:
+            small = (values > 0) & ~large
+            x, cells = values[small], feature[small]
+            out[:, small] = (self.rising(phi)[:, small] - gammaln(x + 1.0)
+                             + x * (np.log(mu) - np.log1p(phi * mu))[:, cells])
+        if large.any():
+            x, cells = values[large], feature[large]
+            with np.errstate(divide="ignore"):
+                stirling_r = stirling_error(1.0 / phi)
+            out[:, large] = (count_part(x, phi[:, cells], stirling_error(x), stirling_r[:, cells])
+                             + mean_part(x, mu[:, cells], phi[:, cells]))
         return out
 
     def dispersion_weights(self, hist):

@@ -133,7 +133,9 @@ def test_consecutive_pair_table_is_exact_to_rounding():
     for u, (x, d) in enumerate(zip(pairs.values[:-1], pairs.feature)):
         exact = np.array([_log_pmf_60_digits(x, m, p) for m, p in zip(mu[:, d], phi[:, d])])
         error = np.abs(table[:, u] + log_zero[:, d] - exact)
-        assert np.all(error <= 2e-15 * np.maximum(1.0, np.abs(exact) + np.abs(log_zero[:, d])))
+        # Values up to 64 keep the cheaper lgamma form, whose terms are at most ~300.
+        rtol = 1e-13 if x <= 64 else 2e-15
+        assert np.all(error <= rtol * np.maximum(1.0, np.abs(exact) + np.abs(log_zero[:, d])))
 
 
 def test_score_samples_is_logsumexp_of_scipy_terms():
