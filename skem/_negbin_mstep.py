@@ -48,13 +48,14 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         return group_sum(first), group_sum(second)
 
     def expected_loglik(phi):
-        """Group sums of the phi-dependent part of the expected complete log-likelihood."""
+        """Group sums of the expected complete log-likelihood (up to terms free of the
+        parameters): the pairs' terms and the zero term, each exact to rounding (the lgamma
+        form, which cancels at huge counts, would make the safeguard below decide on noise)."""
         phi = np.broadcast_to(phi, (K, D))
-        log1p_phi_mu = np.log1p(phi * means)
         with np.errstate(divide="ignore", invalid="ignore"):
-            zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -means)
-        rising = pairs.per_feature(pairs.loglik_terms(weights, phi[:, pairs.feature]))
-        return group_sum(rising - S * log1p_phi_mu + N * zero_term)
+            zero_term = np.where(phi > 0, -np.log1p(phi * means) / np.where(phi > 0, phi, 1.0), -means)
+        pair_terms = pairs.log_ratio_to_zero(means, phi)
+        return group_sum(pairs.per_feature(stats.value_hist * pair_terms) + N * zero_term)
 
     # The slope of the expected log-likelihood in phi at phi = 0 is
     # sum_i w q [(x - mu)**2 - x] / 2 (over-dispersion against the Poisson):

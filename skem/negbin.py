@@ -60,7 +60,7 @@ from ._negbin_kernels import (
     _OffsetEntries,
     _sorted_table,
     _zero_remainder,
-    log_rising_ratio,
+    log_ratio_to_zero,
 )
 from ._negbin_mstep import _offset_m_step, _solve_dispersion
 
@@ -191,15 +191,9 @@ def negbin_log_pmf(x, mean, dispersion):
         with ``n = 1/dispersion, p = n / (n + mean)``).
     """
     x, mean, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mean, dispersion)))
-    log1p_phi_mu = np.log1p(phi * mean)
     with np.errstate(divide="ignore", invalid="ignore"):
-        zero_term = np.where(phi > 0, -log1p_phi_mu / np.where(phi > 0, phi, 1.0), -mean)
-    return (
-        log_rising_ratio(x, phi)
-        - gammaln(x + 1.0)
-        + x * (np.log(mean) - log1p_phi_mu)
-        + zero_term
-    )
+        zero_term = np.where(phi > 0, -np.log1p(phi * mean) / np.where(phi > 0, phi, 1.0), -mean)
+    return log_ratio_to_zero(x, mean, phi) + zero_term
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,10 +314,11 @@ class NegBinModel(MixtureModel):
         entry's log-pmf that depends on its (feature, value) pair. With size factors, the
         part free of ``s`` (``B - log x! + x log mu``). 0 at value 0."""
         phi, mu = params.dispersion, params.means
+        if not with_offsets:
+            # Its terms of order x log x cancel: the saddle-point form keeps every digit.
+            return pairs.log_ratio_to_zero(mu, phi)
         with np.errstate(divide="ignore"):
             log_mu = np.log(mu)
-        if not with_offsets:
-            log_mu = log_mu - np.log1p(phi * mu)
         values = pairs.values
         table = values * log_mu[:, pairs.feature] - gammaln(values + 1.0)
         if np.any(phi > 0):
