@@ -255,7 +255,8 @@ class NegBinModel(MixtureModel):
         return None
 
     def work_per_row(self, data):
-        entries_per_row = data.X.nnz / max(data.n_rows, 1) if sp.issparse(data.X) else data.X.shape[1]
+        index = data.value_index
+        entries_per_row = index.nnz / max(data.n_rows, 1) if sp.issparse(index) else index.shape[1]
         if data.size_factors is not None:
             # Per non-zero entry: three (nnz, K) arrays of _OffsetEntries (log terms, slope
             # terms, and the slope's weighted copy) and about ten vectors; per row, the
