@@ -370,8 +370,10 @@ class NegBinModel(MixtureModel):
         log_s = np.log(np.where(s > 0, s, 1.0))
         log_prob += (x_total * log_s)[:, None] - s[:, None] * params.table("mean_total", None, lambda: mu.sum(axis=1))
         if entries is not None:
-            remainder = params.table("zero_remainder", chunk.nodes, lambda: _zero_remainder(
-                mu[:, :, None], phi[:, :, None], chunk.nodes.values).sum(axis=1))
+            # One component at a time: (D, M) temporaries rather than (K, D, M).
+            remainder = params.table("zero_remainder", chunk.nodes, lambda: np.stack([
+                _zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
+                for mu_k, phi_k in zip(mu, phi)]))
             log_prob += entries.node_weights @ remainder.T
             log_prob -= entries.row_log1p
         return log_prob
