@@ -54,7 +54,7 @@ from ..transcripts import (
     equivalence_classes,
     fragment_log_pmf,
 )
-from ._quant import _check_utf8
+from ._text import check_utf8
 
 __all__ = ["AlignmentClasses", "LIBRARY_TYPES", "auto_score_scale", "read_alignments"]
 
@@ -196,7 +196,7 @@ def _alignment_file(path):
     with open(path, "rb") as probe:
         is_text = probe.read(2) != b"\x1f\x8b"  # BAM and bgzipped SAM are BGZF-compressed
     if is_text:
-        _check_utf8(path)
+        check_utf8(path)
     save = pysam.set_verbosity(0)  # htslib's warnings on stderr: skem raises its own errors
     try:
         with _unraisable_close_failures_silenced():

@@ -11,66 +11,18 @@ import gzip
 import io
 import os
 import re
-import zlib
 from collections import Counter
 
 import numpy as np
 import pandas as pd
+
+from ._text import TextLines
 
 __all__ = ["read_fasta", "read_jaspar", "read_meme", "write_jaspar", "write_meme"]
 
 #: Characters allowed in FASTA sequence lines: letters and '*' (a stop). Gaps ('-', '.')
 #: are alignment columns, not sequence: they are rejected where they are read.
 _SEQUENCE_LINE = re.compile(r"[A-Za-z*]*")
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-class _Lines:
-    """Numbered text lines of a path (plain or gzip, detected by content) or an open file.
-
-    Lines end at LF, CRLF or a lone CR (old Mac files); a UTF-8 byte-order
-    mark before the first line is dropped. Undecodable bytes and a truncated
-    or corrupt gzip stream raise ValueError naming the file and the line.
-    """
-
-    def __init__(self, source):
-        self.source = source
-        self.name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(
-            source, "name", "<stream>"
-        )
-
-    def __iter__(self):
-        if isinstance(self.source, (str, os.PathLike)):
-            with open(self.source, "rb") as raw:
-                magic = raw.read(2)
-            opener = gzip.open if magic == _GZIP_MAGIC else open
-            with opener(self.source, "rb") as handle:
-                yield from self._decode(handle)
-        else:
-            yield from self._decode(self.source)
-
-    def _decode(self, handle):
-        number = 0
-        try:
-            for chunk in handle:
-                if isinstance(chunk, bytes):
-                    try:
-                        chunk = chunk.decode("utf-8")
-                    except UnicodeDecodeError as error:
-                        line = number + 1 + chunk[: error.start].count(b"\r")
-                        raise self.error(line, "is not UTF-8 text") from error
-                if number == 0:
-                    chunk = chunk.removeprefix("\ufeff")
-                chunk = chunk.rstrip("\r\n")
-                # A lone CR ends a line too: such a file arrives as one chunk.
-                for line in chunk.split("\r") if "\r" in chunk else (chunk,):
-                    number += 1
-                    yield number, line
-        except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt gzip stream
-            raise ValueError(f"{self.name}: cannot be read after line {number}: {error}") from error
-
-    def error(self, number, message):
-        return ValueError(f"{self.name}, line {number}: {message}")
 
 
 def read_fasta(path, *, uppercase=True):
@@ -109,7 +61,7 @@ def read_fasta(path, *, uppercase=True):
     >>> read_fasta(io.StringIO(">s1 first\\nACGT\\nac\\n\\n>s2\\nGG\\n"))
     {'s1': 'ACGTAC', 's2': 'GG'}
     """
-    lines = _Lines(path)
+    lines = TextLines(path)
     sequences: dict[str, str] = {}
     name, header_line, parts = None, 0, []
 
@@ -117,11 +69,11 @@ def read_fasta(path, *, uppercase=True):
         if name is None:
             return
         if not parts:
-            raise lines.error(header_line, f"record {name!r} has no sequence")
+            raise lines.error(f"record {name!r} has no sequence", header_line)
         sequence = "".join(parts)
         sequences[name] = sequence.upper() if uppercase else sequence
 
-    for number, line in lines:
+    for number, line in lines.numbered():
         text = line.strip()
         if not text:
             continue
@@ -129,15 +81,15 @@ def read_fasta(path, *, uppercase=True):
             finish()
             words = text[1:].split()
             if not words:
-                raise lines.error(number, "header without a sequence name")
+                raise lines.error("header without a sequence name", number)
             name, header_line, parts = words[0], number, []
             if name in sequences:
-                raise lines.error(number, f"sequence name {name!r} appears twice")
+                raise lines.error(f"sequence name {name!r} appears twice", number)
             continue
         if text.startswith(";"):  # old-style FASTA comment
             continue
         if name is None:
-            raise lines.error(number, "sequence data before the first '>' header")
+            raise lines.error("sequence data before the first '>' header", number)
         compact = "".join(text.split())
         if not _SEQUENCE_LINE.fullmatch(compact):
             column, bad = next(
@@ -146,8 +98,8 @@ def read_fasta(path, *, uppercase=True):
             what = "gap character" if bad in "-." else "unexpected character"
             hint = " (an alignment? remove the gaps)" if bad in "-." else ""
             raise lines.error(
-                number, f"record {name!r}: {what} {bad!r} at position "
-                f"{sum(map(len, parts)) + column + 1} of the sequence{hint}"
+                f"record {name!r}: {what} {bad!r} at position "
+                f"{sum(map(len, parts)) + column + 1} of the sequence{hint}", number
             )
         parts.append(compact)
     finish()
@@ -305,7 +257,7 @@ def _read_alphabet_block(lines, stream, number, text):
     if len(words) == 2 and not words[1].startswith('"'):
         if name in _BUILTIN_ALPHABETS:
             return _BUILTIN_ALPHABETS[name]
-        raise lines.error(number, f"unknown alphabet {words[1]!r}")
+        raise lines.error(f"unknown alphabet {words[1]!r}", number)
     letters = []
     for number, line in stream:
         entry = line.strip()
@@ -317,12 +269,10 @@ def _read_alphabet_block(lines, stream, number, text):
             continue
         match = _ALPHABET_CORE.match(entry)
         if not match:
-            raise lines.error(
-                number, f"malformed alphabet letter line {entry!r} (or a missing 'END ALPHABET')"
-            )
+            raise lines.error(f"malformed alphabet letter line {entry!r} (or a missing 'END ALPHABET')", number)
         letters.extend(letter.upper() for letter in match.groups() if letter)
     else:
-        raise lines.error(number, "ALPHABET block without 'END ALPHABET'")
+        raise lines.error("ALPHABET block without 'END ALPHABET'", number)
     if not letters and name in _BUILTIN_ALPHABETS:
         return _BUILTIN_ALPHABETS[name]
     # MEME orders the core letters alphabetically (matrix columns follow that order).
@@ -357,8 +307,8 @@ def read_meme(path):
         line with no matrix after it, or numbers that are not probabilities
         (nan included); the message names the file and line.
     """
-    lines = _Lines(path)
-    stream = iter(lines)
+    lines = TextLines(path)
+    stream = lines.numbered()
     alphabet, background, strands = None, None, None
     motifs: dict[str, pd.DataFrame] = {}
     version_seen = False
@@ -370,7 +320,7 @@ def read_meme(path):
         elif text.startswith("ALPHABET="):
             alphabet = text.split("=", 1)[1].strip().upper()
             if not alphabet or len(set(alphabet)) != len(alphabet):
-                raise lines.error(number, f"malformed alphabet {alphabet!r}")
+                raise lines.error(f"malformed alphabet {alphabet!r}", number)
         elif text.startswith("ALPHABET") and not text.startswith("ALPHABET="):
             # MEME 5's custom alphabet block: ALPHABET "name" [RNA-LIKE|DNA-LIKE|PROTEIN-LIKE],
             # then one line per core letter ("A", "A 'name' colour", or "A ~ T" pairs for
@@ -386,57 +336,51 @@ def read_meme(path):
                     tokens[i]: float(tokens[i + 1]) for i in range(0, len(tokens) - 1, 2)
                 }
             except ValueError as error:
-                raise lines.error(number, f"malformed background frequencies {values!r}") from error
+                raise lines.error(f"malformed background frequencies {values!r}", number) from error
             if not all(0 <= v <= 1 for v in background.values()):  # also refuses nan
-                raise lines.error(number, f"background frequencies are not probabilities: {values!r}")
+                raise lines.error(f"background frequencies are not probabilities: {values!r}", number)
         elif text.startswith("MOTIF"):
             words = text.split()
             if len(words) < 2:
-                raise lines.error(number, "MOTIF line without a name")
+                raise lines.error("MOTIF line without a name", number)
             if name is not None:  # the previous MOTIF line had no matrix before this one
-                raise lines.error(motif_line, f"motif {name!r} has no letter-probability matrix "
-                                              f"(the next MOTIF line is line {number}).")
+                raise lines.error(f"motif {name!r} has no letter-probability matrix "
+                                  f"(the next MOTIF line is line {number}).", motif_line)
             name, alt_name = words[1], (words[2] if len(words) > 2 else None)
             motif_line = number
             if name in motifs:
-                raise lines.error(number, f"motif name {name!r} appears twice")
+                raise lines.error(f"motif name {name!r} appears twice", number)
         elif _MATRIX_HEADER.match(text):
             if name is None:
-                raise lines.error(number, "letter-probability matrix before any MOTIF line")
+                raise lines.error("letter-probability matrix before any MOTIF line", number)
             if alphabet is None:
-                raise lines.error(number, "no 'ALPHABET=' line before the first matrix")
+                raise lines.error("no 'ALPHABET=' line before the first matrix", number)
             fields = dict(_KEY_VALUE.findall(_MATRIX_HEADER.match(text).group(1)))
             try:
                 width = int(fields["w"])
                 alength = int(fields.get("alength", len(alphabet)))
             except (KeyError, ValueError) as error:
-                raise lines.error(number, f"matrix header needs 'w= <int>': {text!r}") from error
+                raise lines.error(f"matrix header needs 'w= <int>': {text!r}", number) from error
             if alength != len(alphabet):
-                raise lines.error(
-                    number, f"alength= {alength} does not match the alphabet {alphabet!r}"
-                )
+                raise lines.error(f"alength= {alength} does not match the alphabet {alphabet!r}", number)
             rows, header_line = [], number
             while len(rows) < width:
                 item = next(stream, None)
                 if item is None:
-                    raise lines.error(
-                        header_line, f"motif {name!r} announces w= {width} rows; the file ends "
-                        f"after {len(rows)} of them."
-                    )
+                    raise lines.error(f"motif {name!r} announces w= {width} rows; the file ends "
+                                      f"after {len(rows)} of them.", header_line)
                 number, row_text = item
                 if not row_text.strip():
                     continue
                 try:
                     row = [float(v) for v in row_text.split()]
                 except ValueError as error:
-                    raise lines.error(number, f"matrix row is not numbers: {row_text!r}") from error
+                    raise lines.error(f"matrix row is not numbers: {row_text!r}", number) from error
                 if len(row) != alength:
-                    raise lines.error(
-                        number, f"matrix row has {len(row)} values, expected {alength}"
-                    )
+                    raise lines.error(f"matrix row has {len(row)} values, expected {alength}", number)
                 # written as "not in [0, 1]" so that nan, for which every comparison is False, fails
                 if not all(0 <= v <= 1 for v in row) or abs(sum(row) - 1) > 0.01:
-                    raise lines.error(number, f"matrix row is not probabilities: {row_text!r}")
+                    raise lines.error(f"matrix row is not probabilities: {row_text!r}", number)
                 rows.append(row)
             frame = pd.DataFrame(rows, columns=list(alphabet))
             frame.index.name = "position"
@@ -446,12 +390,12 @@ def read_meme(path):
                     try:
                         frame.attrs[key] = cast(fields[key])
                     except ValueError as error:
-                        raise lines.error(number, f"malformed {key}= {fields[key]!r}") from error
+                        raise lines.error(f"malformed {key}= {fields[key]!r}", number) from error
             motifs[name] = frame
             name = None
     if name is not None:  # a MOTIF line with no matrix after it: the file was cut
-        raise lines.error(motif_line, f"motif {name!r} has no letter-probability matrix "
-                                      "(the file ends before it).")
+        raise lines.error(f"motif {name!r} has no letter-probability matrix "
+                          "(the file ends before it).", motif_line)
     if not version_seen and not motifs:
         raise ValueError(f"{lines.name}: not a MEME motif file (no 'MEME version' line).")
     if not motifs:
@@ -527,7 +471,7 @@ def read_jaspar(path):
         (naming the row that differs from most), repeated IDs or letters;
         the message names the file and line.
     """
-    lines = _Lines(path)
+    lines = TextLines(path)
     motifs: dict[str, pd.DataFrame] = {}
     current, label, rows, header_line = None, None, {}, 0
     row_lines = {}  # letter -> line number, for rows of the current matrix
@@ -536,22 +480,20 @@ def read_jaspar(path):
         if current is None:
             return
         if not rows:
-            raise lines.error(header_line, f"matrix {current!r} has no rows")
+            raise lines.error(f"matrix {current!r} has no rows", header_line)
         lengths = [len(values) for values in rows.values()]
         if len(set(lengths)) != 1:
             # the odd row out is the one that differs from most rows (ties: from the first)
             common = Counter(lengths).most_common(1)[0][0]
             letter = next(k for k, values in rows.items() if len(values) != common)
-            raise lines.error(
-                row_lines[letter], f"row {letter!r} of matrix {current!r} has {len(rows[letter])} "
-                f"counts, other rows {common}"
-            )
+            raise lines.error(f"row {letter!r} of matrix {current!r} has {len(rows[letter])} "
+                              f"counts, other rows {common}", row_lines[letter])
         frame = pd.DataFrame(rows)
         frame.index.name = "position"
         frame.attrs["name"] = label
         motifs[current] = frame
 
-    for number, line in lines:
+    for number, line in lines.numbered():
         text = line.strip()
         if not text:
             continue
@@ -559,25 +501,25 @@ def read_jaspar(path):
             finish()
             words = text[1:].split(maxsplit=1)
             if not words:
-                raise lines.error(number, "header without a matrix ID")
+                raise lines.error("header without a matrix ID", number)
             current, label, rows, header_line = words[0], (words[1] if len(words) > 1 else None), {}, number
             if current in motifs:
-                raise lines.error(number, f"matrix ID {current!r} appears twice")
+                raise lines.error(f"matrix ID {current!r} appears twice", number)
             continue
         if current is None:
-            raise lines.error(number, "matrix row before the first '>' header")
+            raise lines.error("matrix row before the first '>' header", number)
         match = _JASPAR_ROW.fullmatch(text)
         if not match:
-            raise lines.error(number, f"expected a row like 'A [ 1 2 3 ]', got {text!r}")
+            raise lines.error(f"expected a row like 'A [ 1 2 3 ]', got {text!r}", number)
         letter = match.group(1).upper()
         if letter in rows:
-            raise lines.error(number, f"letter {letter!r} appears twice in matrix {current!r}")
+            raise lines.error(f"letter {letter!r} appears twice in matrix {current!r}", number)
         try:
             values = [float(v) for v in match.group(2).split()]
         except ValueError as error:
-            raise lines.error(number, f"counts are not numbers: {text!r}") from error
+            raise lines.error(f"counts are not numbers: {text!r}", number) from error
         if not values or any(v < 0 or not np.isfinite(v) for v in values):
-            raise lines.error(number, f"counts must be non-negative numbers: {text!r}")
+            raise lines.error(f"counts must be non-negative numbers: {text!r}", number)
         rows[letter] = values
         row_lines[letter] = number
     finish()

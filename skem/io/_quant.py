@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._text import TextLines
+
 __all__ = [
     "AlignedReads",
     "EquivalenceClasses",
@@ -93,94 +95,6 @@ class AlignedReads(NamedTuple):
 
 
 # ------------------------------------------------------------ text helpers
-
-
-class _Lines:
-    """Numbered lines of a text file (gzip detected by its magic bytes), without line ends."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        self.number = 0
-
-    def error(self, message, number=None):
-        number = self.number if number is None else number
-        return ValueError(f"{self.path}, line {number}: {message}")
-
-    def __iter__(self):
-        # Blocks of whole lines are decoded at once, and a block that is not UTF-8 again line
-        # by line: undecodable bytes are named on their own line (a TextIOWrapper decodes
-        # 8 KiB ahead and blames the first line not yet read), and the lines before them
-        # are read first.
-        with open(self.path, "rb") as probe:
-            compressed = probe.read(2) == b"\x1f\x8b"
-        opener = gzip.open if compressed else open
-        try:
-            with opener(self.path, "rb") as handle:
-                for block in _blocks_of_lines(handle):
-                    try:
-                        lines = _split_lines(block.decode("utf-8"))
-                    except UnicodeDecodeError:
-                        lines = (piece.decode("utf-8") for piece in block.splitlines())
-                    for line in lines:
-                        self.number += 1
-                        yield line
-        except UnicodeDecodeError as exc:
-            self.number += 1  # the line being decoded
-            raise self.error(
-                f"byte {exc.start + 1} of the line ({exc.object[exc.start:exc.start + 1]!r}) is not UTF-8 text "
-                f"({exc.reason})."
-            ) from None
-        except (OSError, EOFError) as exc:
-            raise ValueError(
-                f"{self.path}, line {self.number + 1}: cannot be read as text ({exc})."
-            ) from exc
-
-
-def _blocks_of_lines(handle, size=1 << 16):
-    """Bytes of ``handle`` in blocks of about ``size`` that end at a line end or the file's end."""
-    rest = b""
-    while True:
-        chunk = handle.read(size)
-        if not chunk:
-            if rest:
-                yield rest
-            return
-        block = rest + chunk
-        # after the last LF, or a CR that is not the block's last byte (it may be a CRLF's)
-        cut = max(block.rfind(b"\n"), block.rfind(b"\r", 0, len(block) - 1)) + 1
-        if cut:
-            block, rest = block[:cut], block[cut:]
-            yield block
-        else:
-            rest = block
-
-
-def _check_utf8(path):
-    """Refuse a text file with bytes that are not UTF-8, naming the line (LF-separated lines)."""
-    number = 0
-    with open(path, "rb") as handle:
-        for block in _blocks_of_lines(handle):
-            if not block.isascii():  # the common case costs one C-level scan per block
-                try:
-                    block.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    line = number + block.count(b"\n", 0, exc.start) + 1
-                    column = exc.start - block.rfind(b"\n", 0, exc.start)
-                    raise ValueError(
-                        f"{path}, line {line}: byte {column} of the line "
-                        f"({block[exc.start:exc.start + 1]!r}) is not UTF-8 text ({exc.reason})."
-                    ) from None
-            number += block.count(b"\n")
-
-
-def _split_lines(text):
-    """Lines of ``text`` without their ends: LF, CRLF and CR-only, as universal newlines."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the text ends with a line end
-    return lines
 
 
 def _parse_int(text, lines, what, minimum=0):
@@ -266,7 +180,7 @@ def read_salmon_eq_classes(path):
     >>> model = TranscriptQuantifier(x_includes_length=eq.weighted, ...)  # doctest: +SKIP
     >>> model.fit(eq.X, sample_weight=eq.counts)  # doctest: +SKIP
     """
-    lines = _Lines(path)
+    lines = TextLines(path)
     iterator = iter(lines)
     header = []
     for what in ("number of transcripts", "number of equivalence classes"):
@@ -328,7 +242,7 @@ def read_salmon_eq_classes(path):
 
 def _read_table(path, columns, kinds):
     """A tab-separated table with exactly ``columns`` as header; ``kinds`` are "str"/"float"."""
-    lines = _Lines(path)
+    lines = TextLines(path)
     iterator = iter(lines)
     header = next(iterator, None)
     if header is None or tuple(header.split("\t")) != tuple(columns):
@@ -447,7 +361,7 @@ def read_lengths(path, *, effective=False):
             f"{os.fspath(path)}: a two-column lengths table has no effective lengths "
             "(salmon's quant.sf and kallisto's abundance.tsv have them)."
         )
-    lines = _Lines(path)
+    lines = TextLines(path)
     names, lengths, first_seen = [], [], {}
     for text in lines:
         if not text.strip():
@@ -466,7 +380,7 @@ def read_lengths(path, *, effective=False):
         names.append(fields[0])
         lengths.append(length)
     if not names:
-        raise ValueError(f"{lines.path}: no transcript lengths found.")
+        raise ValueError(f"{lines.name}: no transcript lengths found.")
     return pd.Series(np.asarray(lengths), index=np.asarray(names, dtype=object), name="length")
 
 
@@ -484,7 +398,7 @@ def lengths_file_kind(path):
         salmon's ``quant.sf``, kallisto's ``abundance.tsv`` (both with
         effective lengths), or a two-column table of lengths.
     """
-    probe = iter(_Lines(path))
+    probe = iter(TextLines(path))
     first = next(probe, None)
     probe.close()
     header = None if first is None else tuple(first.split("\t"))
@@ -520,7 +434,7 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
     ValueError
         On a malformed file or an EC id unknown to ``ec_file``, naming the file and line.
     """
-    names_lines = _Lines(transcripts_file)
+    names_lines = TextLines(transcripts_file)
     names, first_seen = [], {}
     for text in names_lines:
         if "\t" in text:  # kallisto's names have no tab: a table is not a list of names
@@ -533,9 +447,9 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
         first_seen[name] = names_lines.number
         names.append(name)
     if not names:
-        raise ValueError(f"{names_lines.path}: no transcript names found.")
+        raise ValueError(f"{names_lines.name}: no transcript names found.")
 
-    lines = _Lines(ec_file)
+    lines = TextLines(ec_file)
     ec_row, indptr, indices = {}, [0], []
     for text in lines:
         if not text.strip():
@@ -549,7 +463,7 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
         ids = [_parse_int(f, lines, "a transcript id") for f in fields[1].split(",")]
         if max(ids) >= len(names):
             raise lines.error(
-                f"transcript id {max(ids)} is out of range for the {len(names)} names of {names_lines.path}."
+                f"transcript id {max(ids)} is out of range for the {len(names)} names of {names_lines.name}."
             )
         if len(set(ids)) != len(ids):
             raise lines.error("a transcript id repeats within the EC.")
@@ -557,7 +471,7 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
         indices.extend(sorted(ids))
         indptr.append(len(indices))
     if not ec_row:
-        raise ValueError(f"{lines.path}: no equivalence classes found.")
+        raise ValueError(f"{lines.name}: no equivalence classes found.")
     X = sp.csr_matrix(
         (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
         shape=(len(ec_row), len(names)),
@@ -567,12 +481,12 @@ def read_kallisto_tcc(ec_file, transcripts_file, counts_file, *, sample=None):
 
 
 def _read_ec_counts(path, ec_row, sample):
-    lines = _Lines(path)
+    lines = TextLines(path)
     iterator = iter(lines)
     counts = np.zeros(len(ec_row))
     first = next(iterator, None)
     if first is None:
-        raise ValueError(f"{lines.path}: the counts file is empty.")
+        raise ValueError(f"{lines.name}: the counts file is empty.")
     if first.startswith("%%MatrixMarket"):
         if "coordinate" not in first or "pattern" in first or "complex" in first:
             raise lines.error("only real or integer MatrixMarket coordinate matrices are supported.")
@@ -587,7 +501,7 @@ def _read_ec_counts(path, ec_row, sample):
                     raise lines.error("expected the size line '<rows> <columns> <entries>'.")
                 size = [_parse_int(f, lines, "a matrix size") for f in fields]
                 if sample is not None and not 0 <= sample < size[0]:
-                    raise ValueError(f"{lines.path}: sample={sample} but the matrix has {size[0]} rows.")
+                    raise ValueError(f"{lines.name}: sample={sample} but the matrix has {size[0]} rows.")
                 continue
             if len(fields) != 3:
                 raise lines.error(f"expected '<row> <column> <value>', got {len(fields)} fields.")
@@ -621,7 +535,7 @@ def _read_ec_counts(path, ec_row, sample):
                 raise lines.error(f"EC id {ec} is not in the EC file.")
             counts[ec_row[ec]] += _parse_float(fields[1], lines, "the count")
     if not counts.sum() > 0:
-        raise ValueError(f"{lines.path}: no counts (every equivalence class has count 0"
+        raise ValueError(f"{lines.name}: no counts (every equivalence class has count 0"
                          f"{'' if sample is None else f' in row {sample}'}).")
     return counts
 

@@ -1,0 +1,49 @@
+"""The one line reader of skem.io: line ends, byte-order mark, gzip, file objects, broken files."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pytest
+
+from skem.io._text import TextLines
+
+CONTENT = b"\xef\xbb\xbfone\r\ntwo\rthree\n\nfive"
+LINES = ["one", "two", "three", "", "five"]
+
+
+@pytest.mark.parametrize("source", ["plain", "gzip", "bytes", "text"])
+def test_lines_and_their_numbers_whatever_the_source(tmp_path, source):
+    path = tmp_path / "f.txt"
+    if source == "plain":
+        path.write_bytes(CONTENT)
+    elif source == "gzip":
+        path.write_bytes(gzip.compress(CONTENT))
+    stream = {"bytes": io.BytesIO(CONTENT), "text": io.StringIO(CONTENT.decode("utf-8"))}
+    lines = TextLines(stream.get(source, path))
+    assert list(lines.numbered()) == list(enumerate(LINES, start=1))
+    assert str(lines.error("bad", 3)).endswith(", line 3: bad")
+
+
+def test_lines_split_across_read_blocks(tmp_path):
+    # A CRLF cut between two blocks must stay one line end.
+    text = "a" * ((1 << 16) - 1) + "\r\nb\r\n"
+    path = tmp_path / "long.txt"
+    path.write_bytes(text.encode())
+    assert [len(line) for line in TextLines(path)] == [(1 << 16) - 1, 1]
+
+
+def test_bytes_that_are_not_utf8_are_named_on_their_line(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes(b"ok\nstill ok\ncaf\xe9\n")
+    lines = TextLines(path)
+    with pytest.raises(ValueError, match=r"latin\.txt, line 3: byte 4 of the line .* not UTF-8"):
+        list(lines)
+
+
+def test_truncated_gzip_names_the_file_and_the_last_line_read(tmp_path):
+    path = tmp_path / "cut.txt.gz"
+    path.write_bytes(gzip.compress(b"".join(b"line %d\n" % i for i in range(5000)))[:-40])
+    with pytest.raises(ValueError, match=r"cut\.txt\.gz: cannot be read after line \d+"):
+        list(TextLines(path))
