@@ -247,6 +247,13 @@ class SizeNodes:
         return out
 
 
+def log_zero_probability(mu, phi):
+    """``log NB(0; mu, phi)``: ``-log1p(phi mu) / phi``, and ``-mu`` where phi = 0 (Poisson).
+    Broadcasts."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
+
+
 def _zero_remainder(mu, phi, s):
     """``s mu - log1p(phi s mu) / phi`` (0 where phi = 0): what the all-zero terms of a row
     with size factor ``s`` subtract from the Poisson ones. Broadcasts."""

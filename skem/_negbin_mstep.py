@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._negbin_kernels import MEAN_FLOOR, PHI_MAX, PHI_MIN, SAFEGUARD_RTOL
+from ._negbin_kernels import MEAN_FLOOR, PHI_MAX, PHI_MIN, SAFEGUARD_RTOL, log_zero_probability
 
 def _solve_dispersion(stats, means, tied_axes, previous):
     """M-step for the dispersion: maximize the expected log-likelihood in each tied group.
@@ -52,8 +52,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         parameters): the pairs' terms and the zero term, each exact to rounding (the lgamma
         form, which cancels at huge counts, would make the safeguard below decide on noise)."""
         phi = np.broadcast_to(phi, (K, D))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zero_term = np.where(phi > 0, -np.log1p(phi * means) / np.where(phi > 0, phi, 1.0), -means)
+        zero_term = log_zero_probability(means, phi)
         pair_terms = pairs.log_ratio_to_zero(means, phi)
         return group_sum(pairs.per_feature(stats.value_hist * pair_terms) + N * zero_term)
 

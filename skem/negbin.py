@@ -61,6 +61,7 @@ from ._negbin_kernels import (
     _sorted_table,
     _zero_remainder,
     log_ratio_to_zero,
+    log_zero_probability,
 )
 from ._negbin_mstep import _offset_m_step, _solve_dispersion
 
@@ -191,9 +192,7 @@ def negbin_log_pmf(x, mean, dispersion):
         with ``n = 1/dispersion, p = n / (n + mean)``).
     """
     x, mean, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (x, mean, dispersion)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        zero_term = np.where(phi > 0, -np.log1p(phi * mean) / np.where(phi > 0, phi, 1.0), -mean)
-    return log_ratio_to_zero(x, mean, phi) + zero_term
+    return log_ratio_to_zero(x, mean, phi) + log_zero_probability(mean, phi)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,11 +358,8 @@ class NegBinModel(MixtureModel):
                              lambda: self.pair_log_terms(params, chunk.pairs, with_offsets))
         log_prob = np.asarray(chunk.entry_pairs @ table.T)
         if not with_offsets:
-            def zero_terms():
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    terms = np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
-                return terms.sum(axis=1)
-            return log_prob + params.table("zero", None, zero_terms)
+            zero_terms = params.table("zero", None, lambda: log_zero_probability(mu, phi).sum(axis=1))
+            return log_prob + zero_terms
         s = chunk.size_factors
         x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1) if entries is None else entries.row_totals
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
