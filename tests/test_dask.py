@@ -121,6 +121,12 @@ def test_negbin_library_size_factors_on_blocks(client, n_features):
                                rtol=1e-7, atol=1e-12)
 
 
+def test_negbin_library_size_factors_on_all_zero_blocks_are_refused():
+    X = np.zeros((40, 3))
+    with pytest.raises(ValueError, match="library.*all rows are 0"):
+        NegBinMixture(2, size_factors="library").fit(da.from_array(X, chunks=(20, -1)))
+
+
 def test_motif_fit_on_the_cluster_equals_the_in_memory_fit(client):
     codes = windows()
     weights = np.random.default_rng(2).uniform(0.5, 2.0, size=codes.shape[0])
