@@ -283,7 +283,7 @@ class MotifModel(MixtureModel):
 
     # -------------------------------------------------------------- kernels
 
-    def estimate_log_prob(self, params, chunk):
+    def estimate_log_prob(self, params, chunk, work=None):
         K = params.pwms.shape[0]
         perm = self.revcomp_perm(params)
         states = _state_log_prob(
@@ -313,7 +313,7 @@ class MotifModel(MixtureModel):
         )
         return stats, float(chunk.weights @ log_norm)
 
-    def accumulate(self, params, chunk, weighted_resp):
+    def accumulate(self, params, chunk, weighted_resp, work=None):
         # Starting responsibilities (k-means, random) say nothing about the strand: the windows
         # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
         counts = weighted_resp.T @ chunk.expanded()
@@ -812,7 +812,7 @@ class MotifMixture(BaseMixture):
         self._train_lengths = np.repeat(data.lengths, 1)
         return _more_motifs(self, params, data)
 
-    def _build_model(self, X):
+    def _build_model(self, X, sample_weight):
         if self.width is not None:
             return self._build_sequence_model(X)
         self._check_n_samples(X)

@@ -50,7 +50,7 @@ from scipy.special import digamma, gammaln, xlogy
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from ._base import BaseEM, _lazy_on_dask
+from ._base import BaseEM, lazy_on_dask
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, EMModel, RowData, run_em
 from ._rows import compress_rows
@@ -837,7 +837,7 @@ class TranscriptQuantifier(BaseEM):
         check_non_negative(X, f"{type(self).__name__} (compatibilities must be >= 0)")
         return X
 
-    def _build_model(self, X):
+    def _build_model(self, X, sample_weight):
         M = X.shape[1]
         lengths, eff_lengths = self._resolve_lengths(M)
         prior = np.asarray(self.prior, dtype=float)
@@ -971,7 +971,7 @@ class TranscriptQuantifier(BaseEM):
 
     # ------------------------------------------------------------ public API
 
-    @_lazy_on_dask("posterior")
+    @lazy_on_dask("posterior")
     def predict_proba(self, X):
         """Posterior probability that each read comes from each transcript.
 
@@ -990,7 +990,7 @@ class TranscriptQuantifier(BaseEM):
         posterior = super().predict_proba(X)
         return posterior if sp.issparse(X) else posterior.toarray()
 
-    @_lazy_on_dask("labels")
+    @lazy_on_dask("labels")
     def predict(self, X):
         """Most probable transcript of origin of each read.
 
@@ -1011,7 +1011,7 @@ class TranscriptQuantifier(BaseEM):
         labels[posterior.getnnz(axis=1) == 0] = -1
         return labels
 
-    @_lazy_on_dask("values")
+    @lazy_on_dask("values")
     def score_samples(self, X):
         """Log-likelihood of each read under the fitted abundances.
 
