@@ -2,8 +2,9 @@
 
 Test-only (not part of skem's public API): it shows, and the contract tests
 check, that a model needs one module with its math -- a frozen
-:class:`~skem._mixture.MixtureModel` -- and a thin estimator, and nothing in
-the engine. It is registered in ``conftest.ESTIMATORS``.
+:class:`~skem.engine.MixtureModel` -- and a thin estimator, all from the public
+contract :mod:`skem.engine`, and nothing in the engine. It is registered in
+``conftest.ESTIMATORS``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import numpy as np
 from scipy.special import gammaln
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from skem._base import BaseMixture
-from skem._em import AdditiveStats, RowData
-from skem._mixture import MixtureModel, mixing_weights
-from skem._params import param
+from skem.engine import AdditiveStats, BaseMixture, MixtureModel, RowData, mixing_weights, param
 
 RATE_FLOOR = 1e-10
 
