@@ -119,8 +119,10 @@ def search_sequence_motif(model, data, random_state, controls):
             top = substring_candidates(batch, data, 1, random_state)
             found = "a random substring"
         else:
-            top, found = _searched_candidate(batch, data, *search, random_state,
-                                             controls.chunk_size)
+            # The candidates' passes are in single precision, whose sums depend on how the
+            # rows are grouped: they take automatic chunks (sized by the data alone), so
+            # that the start, and the fit, do not depend on chunk_size.
+            top, found = _searched_candidate(batch, data, *search, random_state, None)
         gamma = float(top.alpha[0])
         if model.mode == "tcm":
             # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.

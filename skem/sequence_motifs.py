@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -272,6 +273,11 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
     def _encode(self, X, reset):
         """Whole sequences as a padded code matrix and their names (see
         :func:`skem._letters.encode_ragged`); sets ``n_features_in_`` when ``reset``."""
+        if sparse.issparse(X):
+            raise TypeError(
+                f"{type(self).__name__} takes whole sequences (strings or letter codes), not a "
+                "sparse matrix: sparse input is not supported."
+            )
         if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind not in "iub":
             if X.shape[1] != 1:
                 raise ValueError(
@@ -322,8 +328,9 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
             if self.mode == "oops":
                 i = int(np.argmin(lengths))
                 raise ValueError(
-                    f"mode='oops' puts one site in every sequence, but sequence {i} has "
-                    f"{lengths[i]} letters, fewer than the width {min_width}; use mode='zoops'."
+                    f"mode='oops' puts one site in every sequence, but sequence {i} (counting "
+                    f"from 0) has {lengths[i]} letters, fewer than the width {min_width}; use "
+                    "mode='zoops'."
                 )
             raise ValueError(
                 f"No sequence is at least {min_width} letters long (the longest has "

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from skem import MotifMixture
 from skem.datasets import make_motif_pwm, make_motif_sequences, make_motif_windows
-from skem.motifs import motif_m_step
+from skem._pwm import motif_m_step
 from skem.sequences import (
     decode_sequences,
     encode_sequences,
@@ -267,11 +267,11 @@ def test_sample_weight_equals_repeated_strings(revcomp):
 
 @pytest.mark.parametrize("revcomp", [False, True])
 def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch, revcomp):
-    import skem.motifs
+    import skem._motif_windows
 
     X, _, _ = make_motif_windows(600, width=7, random_state=22)
     stored = MotifMixture(revcomp=revcomp, random_state=0).fit(X)
-    monkeypatch.setattr(skem.motifs, "ONEHOT_BYTES", 0)
+    monkeypatch.setattr(skem._motif_windows, "ONEHOT_BYTES", 0)
     lazy = MotifMixture(revcomp=revcomp, random_state=0, chunk_size=50).fit(X)
     assert lazy._model.prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
     np.testing.assert_allclose(lazy.pwms_, stored.pwms_, rtol=1e-9)
