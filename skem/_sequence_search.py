@@ -82,8 +82,10 @@ def search_sequence_motif(model, data, random_state, controls):
     towards the background. With several widths, each width's start is run to
     convergence and the width of the smallest E-value
     (:func:`skem._sequence_sites.log10_evalue`) wins: its *start* is returned,
-    so that the fit's own run is the chosen width's. Every step is an engine E-pass (:func:`skem._em.e_pass`) of the
-    candidate batch (and :func:`skem._em.run_em` of the model between widths).
+    so that the fit's own run is the chosen width's. Every step is an engine
+    E-pass (:func:`skem._em.e_pass`) of the candidate batch in automatic chunks
+    (its single-precision sums must not depend on ``chunk_size``), and every
+    run between widths :func:`skem._em.run_em` with the fit's controls.
 
     Parameters
     ----------
