@@ -200,7 +200,7 @@ def make_motif_sequences(
         One row per planted site: ``sequence, start, end, strand, site``, where
         ``start`` is the 0-based forward-strand offset and ``site`` the motif
         instance as read on its strand; with a list of PWMs, a first column
-        ``motif`` numbers them from 1 (as :meth:`skem.MotifMixture.sites` does).
+        ``motif`` numbers them from 1 (as :meth:`skem.SequenceMotifMixture.sites` does).
     pwm : ndarray of shape (width, A), or list of them
         The motif (the motifs, for a list).
 
