@@ -153,7 +153,7 @@ class MotifModel(MixtureModel):
 
     # -------------------------------------------------------------- kernels
 
-    def estimate_log_prob(self, params, chunk):
+    def estimate_log_prob(self, params, chunk, work=None):
         K = params.pwms.shape[0]
         perm = self.revcomp_perm(params)
         states = state_log_prob(
@@ -183,7 +183,7 @@ class MotifModel(MixtureModel):
         )
         return stats, float(chunk.weights @ log_norm)
 
-    def accumulate(self, params, chunk, weighted_resp):
+    def accumulate(self, params, chunk, weighted_resp, work=None):
         # Starting responsibilities (k-means, random) say nothing about the strand: the windows
         # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
         counts = weighted_resp.T @ chunk.expanded()

@@ -11,15 +11,17 @@ sequences are in :mod:`skem.sequences` (re-exported here).
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from numbers import Real
 from typing import ClassVar
 
 import numpy as np
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 from ._base import BaseMixture
 from ._compat import Interval, StrOptions
+from ._dask import is_dask_array
 from ._letters import DNA, as_codes, check_alphabet, default_letters, is_nucleotide
 from ._motif_windows import MotifModel
 from ._pwm import MotifParams, PWMResultsMixin, pwm_summaries
@@ -65,7 +67,8 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
         default); more are named by the digits and then the capitals,
         ``"0123456789AB..."`` (at most 36 letters: name larger alphabets).
         After ``fit``, new windows (``predict``, a warm start) are read in
-        the fitted alphabet.
+        the fitted alphabet; a warm start on codes whose letters differ
+        starts afresh, with a warning (see ``warm_start``).
     wildcards : str, default=None
         Letters that mean "unknown": they are missing data, marginalized out.
         None means 'N' and the IUPAC ambiguity codes (R, Y, ...; their partial
@@ -115,7 +118,11 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
         Runs the ``n_init`` starts in parallel through joblib; results are
         identical to a serial fit.
     warm_start : bool, default=False
-        Start from the previous fit's parameters (ignoring ``n_init``).
+        Start from the previous fit's parameters (ignoring ``n_init``). A
+        changed ``n_components``, ``alphabet``, ``wildcards``, ``background``,
+        ``revcomp`` or window width (or, with the default alphabet, other
+        letters found in the data) changes the parameters' shape: the fit
+        then warns and starts afresh from ``init_params``.
     random_state : int, RandomState instance or None, default=None
         Seeds the starts and :meth:`sample`.
     verbose : int, default=0
@@ -320,17 +327,37 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
             return as_codes(X, self._model.letters, self._model.wildcards, validate)
         if self.alphabet is not None:
             return as_codes(X, *check_alphabet(self.alphabet, self.wildcards), validate)
-        # The default alphabet: strings are DNA, integer codes letters of their own (_build_model).
+        return self._default_codes(X, validate)
+
+    def _default_codes(self, X, validate):
+        """Codes of ``X`` for the default alphabet: strings are DNA, integer codes letters of
+        their own (:func:`skem._letters.default_letters` names them)."""
         return as_codes(X, *check_alphabet(DNA, self.wildcards), validate, bounded=False)
 
-    def _build_model(self, X, sample_weight=None, **row_metadata):
+    def _warm_start_params(self, X):
+        previous = super()._warm_start_params(X)
+        if previous is None or self.alphabet is not None:
+            return previous
+        # With the default alphabet the letters come from the data: other codes can give
+        # other letters, which change the PWMs' shape as a structural parameter does, and
+        # take the same rule (warn, start afresh).
+        codes = X if is_dask_array(X) else self._default_codes(X, check_array)
+        letters = default_letters(codes)
+        if letters != self.alphabet_:
+            warnings.warn(
+                f"warm_start=True cannot continue the previous fit of {type(self).__name__}: "
+                f"the data's letters {letters!r} (alphabet=None) are not the fitted "
+                f"{self.alphabet_!r}. Fitting afresh from init_params={self.init_params!r}.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
+        return previous
+
+    def _build_model(self, X, sample_weight, **row_metadata):
         self._check_n_samples(X)
-        if self.warm_start and hasattr(self, "converged_"):
-            # A warm start continues the fitted PWMs, whose columns are the fitted letters.
-            letters, wildcards = self._model.letters, self._model.wildcards
-        else:
-            alphabet = default_letters(X) if self.alphabet is None else self.alphabet
-            letters, wildcards = check_alphabet(alphabet, self.wildcards)
+        alphabet = default_letters(X) if self.alphabet is None else self.alphabet
+        letters, wildcards = check_alphabet(alphabet, self.wildcards)
         if self.revcomp and not is_nucleotide(letters):
             found = "" if self.alphabet is not None else f" (letters {letters!r} for the codes)"
             raise ValueError(

@@ -312,7 +312,7 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
             return int(width[0]), int(width[1])
         return int(width), int(width)
 
-    def _build_model(self, X, sample_weight=None, **row_metadata):
+    def _build_model(self, X, sample_weight, **row_metadata):
         min_width, max_width = self._widths()
         letters, wildcards = self._letters()
         if (self.revcomp or self.palindromic) and not is_nucleotide(letters):

@@ -38,11 +38,14 @@ class Case:
         Data the estimator fits (a few hundred rows).
     expected_failed_checks : dict
         scikit-learn estimator checks that cannot apply, each with the reason.
+    not_applicable : dict
+        Contract tests of test_common that cannot apply (skipped), each with the reason.
     """
 
     make_estimator: Callable
     make_data: Callable
     expected_failed_checks: dict = field(default_factory=dict)
+    not_applicable: dict = field(default_factory=dict)
 
 
 def _negbin_data(seed):
@@ -187,6 +190,13 @@ ESTIMATORS: dict[str, Case] = {
                 "check_sample_weight_equivalence_on_dense_data", "check_dtype_object",
                 "check_estimators_empty_data_messages", "check_estimators_nan_inf",
             )},
+        },
+        not_applicable={
+            "test_warm_start_with_other_features_starts_afresh": (
+                "each row is one sequence (n_features_in_ = 1, whatever its length): a row "
+                "has no other number of features; a warm start after each structural change "
+                "is tested in test_sequence_motifs"
+            ),
         },
     ),
 }

@@ -243,3 +243,40 @@ def test_sample_draws_lengths_from_the_weighted_training_lengths():
     share = np.mean([len(s) == 10 for s in drawn])
     assert abs(share - 0.75) < 0.04
     assert planted.shape == (2000, 1)
+
+
+# ------------------------------------------------------------------------- warm start
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"width": 7}, {"mode": "tcm"}, {"n_motifs": 2}, {"alphabet": "ACGU"},
+     {"revcomp": False}, {"palindromic": True}],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_warm_start_after_a_structural_change_warns_and_starts_afresh(change):
+    # Issue 19 item 3: a warm fit kept width 8 after width=10.
+    sequences, _, _ = make_motif_sequences(40, 60, width=6, both_strands=True, random_state=2)
+    if "alphabet" in change:
+        sequences = {k: v.replace("T", "U") for k, v in sequences.items()}
+    model = SequenceMotifMixture(width=6, revcomp=True, warm_start=True, random_state=0)
+    model.fit(make_motif_sequences(40, 60, width=6, both_strands=True, random_state=2)[0])
+    name = next(iter(change))
+    with pytest.warns(UserWarning, match=rf"{name}=.* -> "):
+        model.set_params(**change).fit(sequences)
+    fresh = SequenceMotifMixture(**{**model.get_params(), "warm_start": False}).fit(sequences)
+    np.testing.assert_allclose(model.lower_bounds_, fresh.lower_bounds_, rtol=1e-12)
+    assert len(model.pwms_) == len(fresh.pwms_) and model.widths_.tolist() == fresh.widths_.tolist()
+
+
+def test_a_warm_start_with_the_same_structure_continues_without_a_warning():
+    sequences, _, _ = make_motif_sequences(40, 60, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, max_iter=3, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(sequences)
+    first = model.lower_bound_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.set_params(max_iter=200, tol=1e-9).fit(sequences)
+    assert model.lower_bounds_[0] >= first - 1e-12
