@@ -19,8 +19,15 @@ from hypothesis import settings
 
 from poisson_mixture import PoissonMixture
 
-from skem import MotifMixture, NegBinMixture, TranscriptQuantifier
-from skem.datasets import make_motif_windows, make_negbin_mixture, make_transcript_reads
+import numpy as np
+
+from skem import MotifMixture, NegBinMixture, SequenceMotifMixture, TranscriptQuantifier
+from skem.datasets import (
+    make_motif_sequences,
+    make_motif_windows,
+    make_negbin_mixture,
+    make_transcript_reads,
+)
 from skem.sequences import encode_sequences
 
 
@@ -61,6 +68,8 @@ class Case:
     honoured_inits : dict of str -> (callable(X) -> value, str)
         Starting-value parameters and the fitted attribute a ``max_iter=0`` fit
         must report them in.
+    not_applicable : dict
+        Contract tests of test_common that cannot apply (skipped), each with the reason.
     """
 
     make_estimator: Callable
@@ -69,6 +78,7 @@ class Case:
     options: dict = field(default_factory=dict)
     structural_changes: dict = field(default_factory=dict)
     honoured_inits: dict = field(default_factory=dict)
+    not_applicable: dict = field(default_factory=dict)
 
 
 def pairwise_settings(axes):
@@ -133,11 +143,35 @@ def _motif_data(seed):
     return encode_sequences(X)
 
 
+def _sequence_data(seed):
+    # A column of whole sequences (one per row, of several lengths), so that rows index,
+    # count and drop like any X; sequences are the same whatever the column count would say.
+    sequences, _, _ = make_motif_sequences(60, 30, width=5, site_probability=0.7,
+                                           both_strands=True, random_state=seed)
+    X = np.array(list(sequences.values()), dtype=object)
+    X[::3] = [s[:-4] for s in X[::3]]
+    return X[:, None]
+
+
 #: Why sklearn's sparse-container checks cannot run on a density estimator with predict_proba.
 SPARSE_CHECK_REASON = (
     "the check reads tags.classifier_tags.multi_class for any estimator with predict_proba, "
     "and density estimators have no classifier tags (AttributeError inside the check); "
     "sparse input is tested directly in the estimator's own tests"
+)
+
+#: Why most of sklearn's checks cannot fit a SequenceMotifMixture.
+NUMERIC_SEQUENCES_REASON = (
+    "the check fits a numeric (n, d) array, which this estimator reads as n sequences of d "
+    "integer letter codes: its values are not codes of the alphabet (0..3 for ACGT), or its "
+    "d letters are fewer than the motif width and hold no site; fits, weights, order, "
+    "chunks, pickling and idempotence on sequences are the contract tests' (test_common)"
+)
+#: Why float (n, d) arrays are refused before the check's own point is reached.
+ONE_SEQUENCE_PER_ROW_REASON = (
+    "one sequence per row (n_features_in_ = 1): a float (n, d) array with d != 1 columns is "
+    "refused with 'X has d features, but SequenceMotifMixture is expecting 1' before the "
+    "check's point (dtypes, NaN, empty data, weights) is reached"
 )
 
 # Property tests explore new examples on every local run; CI replays a fixed set
@@ -262,6 +296,50 @@ ESTIMATORS: dict[str, Case] = {
             "accelerate": ACCELERATION,
         },
         structural_changes={"n_components": 3},
+    ),
+    # Whole sequences as a column of strings (see _sequence_data), both strands. The search
+    # and EM are the ones `skem motif` runs; "random" (for the n_init tests) is one substring.
+    "SequenceMotifMixture": Case(
+        make_estimator=lambda **params: SequenceMotifMixture(
+            **{"width": 5, "revcomp": True, "random_state": 0, **params}
+        ),
+        make_data=_sequence_data,
+        expected_failed_checks={
+            **{check: NUMERIC_SEQUENCES_REASON for check in (
+                "check_fit_score_takes_y", "check_estimators_overwrite_params",
+                "check_dont_overwrite_parameters", "check_estimators_fit_returns_self",
+                "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+                "check_positive_only_tag_during_fit", "check_sample_weights_pandas_series",
+                "check_sample_weights_not_an_array", "check_sample_weights_list",
+                "check_all_zero_sample_weights_error", "check_sample_weights_shape",
+                "check_complex_data", "check_pipeline_consistency", "check_estimators_pickle",
+                "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+                "check_methods_subset_invariance", "check_fit2d_1feature",
+                "check_dict_unchanged", "check_fit_idempotent", "check_fit_check_is_fitted",
+                "check_n_features_in", "check_fit2d_predict1d",
+            )},
+            **{check: ONE_SEQUENCE_PER_ROW_REASON for check in (
+                "check_estimators_dtypes", "check_sample_weights_not_overwritten",
+                "check_sample_weight_equivalence_on_dense_data", "check_dtype_object",
+                "check_estimators_empty_data_messages", "check_estimators_nan_inf",
+            )},
+        },
+        options={
+            "mode": {"zoops": Option(params={"mode": "zoops"}), "oops": Option(params={"mode": "oops"}),
+                     "tcm": Option(params={"mode": "tcm"})},
+            "strands": {"both": Option(), "one": Option(params={"revcomp": False}),
+                        "palindromic": Option(params={"palindromic": True})},
+            "chunk_size": CHUNKS,
+            "accelerate": ACCELERATION,
+        },
+        structural_changes={"width": 6},
+        not_applicable={
+            "test_warm_start_with_other_features_starts_afresh": (
+                "each row is one sequence (n_features_in_ = 1, whatever its length): a row "
+                "has no other number of features; a warm start after each structural change "
+                "is tested in test_sequence_motifs"
+            ),
+        },
     ),
 }
 
