@@ -636,6 +636,7 @@ def annotate_h5ad(source, destination, labels, proba, *, info=None):
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve():
         raise ValueError(f"{destination}: the copy with the clustering must not replace the input")
+    anndata = _anndata()
     adata = _load_h5ad(source)
     labels, proba = np.asarray(labels), np.asarray(proba, dtype=np.float64)
     if labels.shape != (adata.n_obs,) or proba.shape[0] != adata.n_obs:
@@ -646,8 +647,13 @@ def annotate_h5ad(source, destination, labels, proba, *, info=None):
     adata.obsm["skem_proba"] = proba
     if info is not None:
         adata.uns["skem"] = dict(info)
+    # pandas 3 reads the file's names as its string dtype, which anndata (0.11 and later) writes
+    # only when allowed; older anndata has neither the dtype nor the setting.
+    allow = {"allow_write_nullable_strings": True} if hasattr(
+        anndata.settings, "allow_write_nullable_strings") else {}
     try:
-        adata.write_h5ad(destination)
+        with anndata.settings.override(**allow):
+            adata.write_h5ad(destination)
     except OSError as error:
         raise ValueError(f"cannot write {destination}: {error.strerror or error}") from None
     return destination
