@@ -31,11 +31,12 @@ class Cells:
 
 
 def simulated_cells(n_cells=60, n_genes=12, seed=0):
-    """Two well-separated groups of cells, mostly zeros (as single-cell counts are)."""
+    """Two groups of cells with different expressed genes (and alike depths), mostly zeros."""
     rng = np.random.default_rng(seed)
-    low, high = rng.uniform(0.05, 0.6, n_genes), rng.uniform(0.05, 0.6, n_genes)
-    high[: n_genes // 2] *= 20
-    counts, labels = make_negbin_mixture(n_cells, means=(low, high), dispersion=0.2,
+    first, second = rng.uniform(0.05, 0.6, n_genes), rng.uniform(0.05, 0.6, n_genes)
+    first[n_genes // 2:] *= 20
+    second[: n_genes // 2] *= 20
+    counts, labels = make_negbin_mixture(n_cells, means=(first, second), dispersion=0.2,
                                          random_state=seed)
     barcodes = [f"{''.join(rng.choice(list('ACGT'), 16))}-1" for _ in range(n_cells)]
     gene_ids = [f"ENSG{index:011d}" for index in range(n_genes)]

@@ -429,7 +429,7 @@ def _read_matrix_market_entries(path, handle, shape, n_entries, header_lines, fe
         bad = ~((numbers >= 1) & (numbers <= size) & (numbers == np.floor(numbers)))
         if bad.any():
             position = int(np.argmax(bad))
-            raise ValueError(f"{where(position)}: {name} index {table[name].iat[position]!r} is "
+            raise ValueError(f"{where(position)}: {name} index {str(table[name].iat[position])!r} is "
                              f"not an integer from 1 to {size}")
         columns[name] = numbers.astype(np.int64) - 1
     values = pd.to_numeric(table["value"], errors="coerce").to_numpy(dtype=np.float64)
