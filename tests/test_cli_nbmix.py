@@ -8,6 +8,7 @@ them (a stray value, a long and a short row, empty, binary and truncated-gzip fi
 
 import errno
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +336,42 @@ def test_a_write_failure_names_the_output_not_the_input(tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert err == (f"skem nbmix: error: cannot write {out / 'assignments.tsv'}: "
                    f"{os.strerror(errno.ENOSPC)}")
+
+
+def _code_blocks(path, language):
+    """The code blocks of one language of an rst page, in order, continuation lines joined."""
+    blocks, lines = [], path.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip() == f".. code-block:: {language}":
+            block = []
+            for text in lines[number + 2:]:
+                if text and not text.startswith("   "):
+                    break
+                block.append(text[3:])
+            blocks.append("\n".join(block).strip().replace("\\\n", " "))
+    return blocks
+
+
+@pytest.mark.slow
+def test_the_single_cell_page_runs(tmp_path, monkeypatch):
+    """Every command and Python block of docs/user_guide/single_cell.rst, on simulated files."""
+    pytest.importorskip("anndata")
+    page = Path(__file__).parents[1] / "docs" / "user_guide" / "single_cell.rst"
+    cells = simulated_cells()
+    write_10x(tmp_path / "filtered_feature_bc_matrix", cells)
+    write_h5ad(tmp_path / "pbmc.h5ad", cells, normalized_x=True,
+               highly_variable=np.arange(len(cells.symbols)) % 4 != 3)
+    monkeypatch.chdir(tmp_path)
+    commands = _code_blocks(page, "bash")
+    assert len(commands) == 2
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:2] == ["skem", "nbmix"]
+        assert main(["-q", *argv[1:]]) == 0, command
+    namespace = {}
+    blocks = _code_blocks(page, "python")
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), namespace)  # noqa: S102 -- the page's own code
+    assert (tmp_path / "pbmc_skem.h5ad").is_file()
+    assert len(namespace["labels"]) == len(cells.barcodes)
