@@ -454,9 +454,9 @@ def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
                               segment(h, "orphan", None, 0, flag=0x1 | 0x4 | 0x80)])
     path = write_bam(tmp_path / "r.bam", records)
     whole = read_alignments(path)
-    import skem.io._bam as bam_module
+    import skem.io._bam_scan as bam_module
 
-    monkeypatch.setattr(bam_module, "_BLOCK_RECORDS", 5)
+    monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {"block_records": 5, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
     blocks = read_alignments(path)
     np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
     np.testing.assert_array_equal(blocks.counts, whole.counts)

@@ -1,13 +1,12 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
-from ._bam import AlignmentClasses, auto_score_scale, read_alignments
+from ._bam import AlignmentClasses, auto_score_scale, read_alignments, read_bam
 from ._motif import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
 from ._quant import (
     AlignedReads,
     EquivalenceClasses,
     alignments_to_matrix,
     lengths_file_kind,
-    read_bam,
     read_kallisto_abundance,
     read_kallisto_tcc,
     read_lengths,

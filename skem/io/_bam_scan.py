@@ -1,0 +1,540 @@
+"""Scanning a BAM/SAM file: pysam records in, each fragment's alignments as compact arrays out.
+
+The one module that touches pysam's records (the optional ``bam`` extra).
+:func:`scan_alignments` reads the records once (twice for a file whose
+records of one read are not adjacent), keeps a few numbers per record in
+typed arrays and turns them into the alignments the likelihood model needs
+(:func:`fragment_alignments`: a proper pair or a single read per alignment).
+No Python object per record survives its record, and no likelihood is
+computed here (see :mod:`skem.io._bam_likelihood`).
+
+Fragments are the records of one read name, wherever they are in the file:
+
+- Aligners write a read's records together. The first pass takes a change
+  of name as a new fragment and turns the records read into alignments
+  every ``block_records`` records (at a change of name), keeping a 64-bit
+  hash of each fragment's name (8 bytes per fragment). If no hash occurs
+  twice, no name does: each run of a name is a whole fragment.
+- Otherwise (a coordinate-sorted file, read-1 records before read-2
+  records, secondary alignments written after other reads, or the rare
+  hash collision) a second pass numbers fragments by name: a run of a name
+  whose hash occurred once is a fragment of its own, and only the names
+  whose hash recurs go through a dict (about 150 bytes each), at most
+  ``max_scattered_reads`` of them (past that, a ValueError names a read
+  that recurs). That pass holds the records whole (26 bytes per record) and
+  sorts them by fragment before turning them into alignments. A read is
+  never counted twice, whatever the order of the file and its header's
+  ``SO`` field.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from array import array
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ._text import check_utf8
+
+__all__ = [
+    "BLOCK_RECORDS",
+    "MAX_SCATTERED_READS",
+    "PAIR",
+    "SINGLE",
+    "RecordError",
+    "ScannedFile",
+    "alignment_file",
+    "fragment_alignments",
+    "import_pysam",
+    "invalid_file",
+    "is_unusable",
+    "missing_reference",
+    "read_header",
+    "scan_alignments",
+]
+
+#: Kinds of fragment alignments: a proper pair, or one read standing alone.
+PAIR, SINGLE = 0, 1
+#: Flags of records that carry no usable alignment: unmapped (0x4), QC-failed (0x200) and
+#: supplementary (0x800). Secondary alignments (0x100) are alternatives, kept.
+UNUSABLE_FLAGS = 0xA04
+#: Score per mismatch when the records have NM but no AS tag (bowtie2's largest mismatch penalty).
+NM_PENALTY = 6.0
+#: Per-record columns of the scan and their array typecodes: int32 ids and positions, uint16 flag,
+#: float32 score (AS is an integer, exact in float32 up to 2**24).
+RECORD_COLUMNS = {"fragment": "i", "flag": "H", "transcript": "i", "start": "i", "end": "i",
+                  "mate_start": "i", "score": "f"}
+#: Records of a name-grouped file turned into alignments at a time (bounds the per-record columns;
+#: the alignments of all blocks are what stays).
+BLOCK_RECORDS = 1 << 17
+#: Reads whose records are not adjacent that the second pass numbers through a dict of names
+#: (about 150 bytes each: 600 MB at this bound); a file with more must be grouped by name first.
+MAX_SCATTERED_READS = 1 << 22
+
+
+class ScannedFile(NamedTuple):
+    """What :func:`scan_alignments` read from a file.
+
+    Attributes
+    ----------
+    header : dict
+        The SAM header (``pysam.AlignmentHeader.to_dict()``).
+    transcript_names : ndarray of object of shape (n_transcripts,)
+    transcript_lengths : ndarray of int64 of shape (n_transcripts,)
+    n_fragments : int
+        Distinct read names.
+    blocks : list of dict
+        The fragments' alignments (:func:`fragment_alignments`), each
+        fragment's in one block.
+    paired : bool
+        Whether any usable record is paired (flag 0x1).
+    has_as : bool
+        Whether any usable record has an ``AS`` tag.
+    """
+
+    header: dict
+    transcript_names: np.ndarray
+    transcript_lengths: np.ndarray
+    n_fragments: int
+    blocks: list
+    paired: bool
+    has_as: bool
+
+
+def import_pysam():
+    """pysam, or an ImportError that names the ``bam`` extra."""
+    try:
+        import pysam
+    except ImportError as exc:
+        raise ImportError(
+            "reading BAM/SAM files needs pysam; install the 'bam' extra: pip install 'skem[bam]'."
+        ) from exc
+    return pysam
+
+
+class RecordError(Exception):
+    """A record that pysam read but skem refuses (raised past pysam's own errors)."""
+
+
+@contextmanager
+def _unraisable_close_failures_silenced():
+    """Drop pysam's "Closing failed" OSError from ``AlignmentFile.__dealloc__``.
+
+    When ``pysam.AlignmentFile(path)`` fails on a damaged file, the half-built
+    object is freed inside the call and htslib's close of the damaged stream
+    fails too; that error cannot be raised, so Python reports it as
+    unraisable. The file's error, raised as a ValueError, says what is wrong.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, OSError) and "Closing failed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+@contextmanager
+def alignment_file(path):
+    """pysam's AlignmentFile on a SAM/BAM file, closed on exit; errors name the file and the place.
+
+    Yields ``(bam, where)``: ``where(n)`` places record ``n`` (1-based), as
+    its line for SAM and by number for BAM. The body raises
+    :class:`RecordError` for a record it refuses (it becomes a ValueError)
+    and places pysam's errors with :func:`invalid_file`. Bytes that are not
+    UTF-8 in a SAM file are refused first, naming their line: htslib accepts
+    some of them (in RNEXT, as an unknown reference) and places others
+    nowhere.
+    """
+    pysam = import_pysam()
+    path = os.fspath(path)
+    with open(path, "rb") as probe:
+        is_text = probe.read(2) != b"\x1f\x8b"  # BAM and bgzipped SAM are BGZF-compressed
+    if is_text:
+        check_utf8(path)
+    save = pysam.set_verbosity(0)  # htslib's warnings on stderr: skem raises its own errors
+    try:
+        with _unraisable_close_failures_silenced():
+            try:
+                bam = pysam.AlignmentFile(path, "r")
+            except (OSError, ValueError) as exc:
+                raise invalid_file(path, "header", exc) from None
+        try:
+            header_lines = len(str(bam.header).splitlines()) if is_text else 0
+            yield bam, (lambda n: f"line {header_lines + n}") if is_text else (lambda n: f"record {n}")
+        except RecordError as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            with _unraisable_close_failures_silenced():
+                try:
+                    bam.close()
+                except OSError:
+                    pass  # the file's own error, if any, is being raised
+    finally:
+        pysam.set_verbosity(save)
+
+
+def invalid_file(path, where, exc):
+    """The ValueError for pysam's error ``exc`` at ``where`` (a line, a record or the header)."""
+    return ValueError(f"{path}, {where}: not a valid SAM/BAM file ({exc}).")
+
+
+def missing_reference(path, place, name):
+    """The error for a mapped record whose reference is not in the header (or that has no CIGAR)."""
+    return RecordError(
+        f"{path}, {place}: read {name!r} is mapped to a reference that is not among the header's "
+        "@SQ lines, or has no CIGAR."
+    )
+
+
+def is_unusable(record, flag):
+    """Whether a record carries no alignment to use: unmapped, QC-failed or supplementary.
+
+    The record filter of :func:`skem.io.read_alignments` and
+    :func:`skem.io.read_bam`. htslib turns a record on a reference missing
+    from the header into an unmapped one (with a warning we silence) but
+    keeps its CIGAR: such a record is not skipped, so that the caller's
+    check of its reference (:func:`missing_reference`) refuses it.
+    """
+    return flag & UNUSABLE_FLAGS and not (flag & 0x4 and record.cigartuples)
+
+
+def _score_without_as(record):
+    """The score of a record that has no ``AS`` tag: ``-6 NM``, or 0 without ``NM`` either."""
+    try:
+        return -NM_PENALTY * record.get_tag("NM")
+    except KeyError:
+        return 0.0
+
+
+def _new_block():
+    """Empty per-record columns and their bound ``append`` methods, in ``RECORD_COLUMNS`` order."""
+    columns = {name: array(code) for name, code in RECORD_COLUMNS.items()}
+    return columns, tuple(column.append for column in columns.values())
+
+
+def _as_arrays(columns):
+    """numpy views of typed-array columns (no copy)."""
+    return {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
+            np.zeros(0, dtype=values.typecode) for name, values in columns.items()}
+
+
+def _repeated(hashes):
+    """The values that occur more than once in an int64 array, as a set."""
+    ordered = np.sort(hashes)
+    return set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+
+
+class _Pass:
+    """Running totals of one pass over the records (how many, kept, paired, without AS)."""
+
+    def __init__(self):
+        self.n_records = self.n_kept = self.n_without_as = 0
+        self.paired = False
+
+    def add(self, records):
+        self.n_kept += records["fragment"].size
+        self.paired |= bool(np.any(records["flag"] & 0x1))
+
+
+def _read_records(path, bam, where, totals, on_new_name):
+    """Iterate over ``bam``, appending each usable record to the columns that ``on_new_name`` gives.
+
+    ``on_new_name(name, n_records)`` is called at each change of read name
+    and returns ``(fragment, appends)``: the fragment number of the records
+    that follow and the ``append`` methods of the columns to fill (it may
+    flush the previous block), or None to stop reading.
+
+    The loop is most of the cost of reading a BAM, so it does as little per
+    record as it can: each field read once (``get_tag`` without ``has_tag``,
+    the NM fallback only when AS is missing), stored by bound ``append``
+    methods of typed arrays (measured faster than one ``extend`` of a tuple
+    or a list converted in chunks), the file iterated directly rather than
+    through ``fetch``. See benchmarks/bench_bam.py for its cost against
+    plain pysam passes.
+    """
+    current = None
+    n_records = totals.n_records
+    try:
+        for record in bam:
+            n_records += 1
+            name = record.query_name
+            if name != current:
+                current = name
+                step = on_new_name(name, n_records)
+                if step is None:
+                    break
+                fragment, (fragment_, flag_, transcript_, start_, end_, mate_, score_) = step
+            flag = record.flag
+            if is_unusable(record, flag):
+                continue
+            transcript = record.reference_id
+            end = record.reference_end
+            if transcript < 0 or end is None:
+                raise missing_reference(path, where(n_records), name)
+            fragment_(fragment)
+            flag_(flag)
+            transcript_(transcript)
+            start_(record.reference_start)
+            end_(end)
+            mate_(record.next_reference_start)
+            try:
+                score_(record.get_tag("AS"))
+            except KeyError:
+                totals.n_without_as += 1
+                score_(_score_without_as(record))
+    except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
+        raise invalid_file(path, where(n_records), exc) from None
+    except (OSError, ValueError) as exc:  # htslib's reading of the next record
+        raise invalid_file(path, where(n_records + 1), exc) from None
+    totals.n_records = n_records
+
+
+def _grouped_pass(path, bam, where, lengths, block_records):
+    """First pass: a run of one name is a fragment; blocks become alignments as they fill.
+
+    Returns the blocks, the totals, the names' hashes (one per run, int64)
+    and whether the pass stopped early because a block held a name twice
+    (the hashes then cover the whole file all the same).
+    """
+    blocks, totals, hashes = [], _Pass(), array("q")
+    state = {"columns": None, "appends": None, "block_end": block_records, "fragment": -1,
+             "block_first": 0, "scattered": False}
+    state["columns"], state["appends"] = _new_block()
+
+    def flush():
+        records = _as_arrays(state["columns"])
+        totals.add(records)
+        if records["fragment"].size:
+            blocks.append(fragment_alignments(records, lengths))
+
+    def on_new_name(name, n_records):
+        hashes.append(hash(name))
+        state["fragment"] += 1
+        if n_records > state["block_end"]:  # the block ends between fragments
+            # (a copy: a numpy view would lock the array against appends)
+            if _repeated(np.frombuffer(hashes[state["block_first"]:-1], np.int64)):
+                state["scattered"] = True  # a name recurs: this pass cannot group by runs
+                return None
+            flush()
+            state["columns"], state["appends"] = _new_block()
+            state["block_end"] = n_records + block_records
+            state["block_first"] = len(hashes) - 1
+        return state["fragment"], state["appends"]
+
+    _read_records(path, bam, where, totals, on_new_name)
+    if state["scattered"]:
+        # the rest of the file, names only: the second pass needs every name's hash
+        current = None
+        for record in bam:
+            name = record.query_name
+            if name != current:
+                current = name
+                hashes.append(hash(name))
+        return blocks, totals, np.frombuffer(hashes, np.int64), True
+    flush()
+    return blocks, totals, np.frombuffer(hashes, np.int64), False
+
+
+def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattered_reads):
+    """Second pass: fragments numbered by name (a dict only for names whose hash recurs).
+
+    Holds the records whole, sorts them by fragment and turns them into
+    alignments in blocks of about ``block_records`` records.
+    """
+    totals = _Pass()
+    columns, appends = _new_block()
+    fragment_of = {}
+    counter = {"next": 0}
+
+    def on_new_name(name, n_records):
+        if hash(name) not in repeated:
+            fragment = counter["next"]
+        else:
+            fragment = fragment_of.get(name)
+            if fragment is not None:
+                if len(repeated) > max_scattered_reads:
+                    raise RecordError(
+                        f"{path}, {where(n_records)}: read {name!r} recurs after other reads' "
+                        f"records, and the records of about {len(repeated)} reads are not "
+                        f"adjacent (skem groups at most {max_scattered_reads} such reads in "
+                        "memory): group the file by read name first (samtools collate, or "
+                        "samtools sort -n)."
+                    )
+                return fragment, appends
+            fragment = fragment_of[name] = counter["next"]
+        counter["next"] += 1
+        return fragment, appends
+
+    _read_records(path, bam, where, totals, on_new_name)
+    del fragment_of
+    records = _as_arrays(columns)
+    totals.add(records)
+    order = np.argsort(records["fragment"], kind="stable")
+    fragment = records["fragment"][order]
+    blocks = []
+    begin = 0
+    while begin < order.size:
+        end = min(begin + block_records, order.size)
+        if end < order.size:  # extend the block to the end of its last fragment
+            end = int(np.searchsorted(fragment, fragment[end - 1], side="right"))
+        rows = order[begin:end]
+        blocks.append(fragment_alignments({k: v[rows] for k, v in records.items()}, lengths))
+        begin = end
+    return blocks, totals, counter["next"]
+
+
+def read_header(path):
+    """The header of a SAM/BAM file: ``(header dict, transcript names, transcript lengths)``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed header, one without @SQ lines (transcripts), or a
+        transcript of length 0, naming the file.
+    """
+    path = os.fspath(path)
+    with alignment_file(path) as (bam, _):
+        header = bam.header.to_dict()
+        names = np.asarray(bam.references, dtype=object)
+        lengths = np.asarray(bam.lengths, dtype=np.int64)
+    if len(names) == 0:
+        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
+    if np.any(lengths <= 0):
+        k = int(np.argmax(lengths <= 0))
+        raise ValueError(f"{path}, header: transcript {names[k]!r} has length {lengths[k]}.")
+    return header, names, lengths
+
+
+def scan_alignments(path, *, block_records=BLOCK_RECORDS, max_scattered_reads=MAX_SCATTERED_READS):
+    """Read a SAM/BAM file's records into each fragment's alignments, as compact arrays.
+
+    See the module's docstring for how records are grouped into fragments
+    (by name, whatever the order) and what is held in memory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        BAM or SAM file.
+    block_records : int, default=BLOCK_RECORDS
+        Records turned into alignments at a time (at a change of fragment).
+    max_scattered_reads : int, default=MAX_SCATTERED_READS
+        Most reads whose records are not adjacent that are grouped by name
+        in memory.
+
+    Returns
+    -------
+    ScannedFile
+
+    Raises
+    ------
+    ValueError
+        On a malformed file, a record on a reference missing from the header
+        (naming the file and the record, or the line for SAM), a header
+        without references, or more than ``max_scattered_reads`` reads whose
+        records are not adjacent (naming one).
+    """
+    path = os.fspath(path)
+    with alignment_file(path) as (bam, where):
+        header = bam.header.to_dict()
+        names = np.asarray(bam.references, dtype=object)
+        lengths = np.asarray(bam.lengths, dtype=np.int64)
+        blocks, totals, hashes, stopped = _grouped_pass(path, bam, where, lengths, block_records)
+    n_fragments = hashes.size
+    repeated = _repeated(hashes)
+    del hashes
+    if stopped or repeated:
+        blocks = None  # the first pass's alignments split some reads: read again by name
+        with alignment_file(path) as (bam, where):
+            blocks, totals, n_fragments = _keyed_pass(path, bam, where, lengths, block_records,
+                                                      repeated, max_scattered_reads)
+    if len(names) == 0:
+        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
+    return ScannedFile(header, names, lengths, int(n_fragments), blocks, totals.paired,
+                       totals.n_without_as < totals.n_kept)
+
+
+def fragment_alignments(records, lengths):
+    """Fragment alignments from the records: proper pairs, else each aligned record as a single read.
+
+    Parameters
+    ----------
+    records : dict of ndarray
+        The scan's per-record columns (``RECORD_COLUMNS``), the records of
+        each fragment all present.
+    lengths : ndarray of shape (n_transcripts,)
+        The transcripts' lengths.
+
+    Returns
+    -------
+    alignments : dict of ndarray
+        ``fragment, transcript, kind, extent, forward, unique, score``
+        sorted by fragment, in compact types (int32, int32, int8, int32,
+        bool, bool, float32: 19 bytes per alignment). ``kind`` is
+        :data:`PAIR` or :data:`SINGLE`; ``extent`` is what the position term
+        needs: a pair's fragment length, or for a single read the room from
+        its 5' end to the end of the transcript on its strand's side.
+        ``forward``: read 1, or the single read, lies on the transcript's
+        strand. ``unique``: the fragment's only alignment, made of all its
+        usable records (a pair whose mates align nowhere else, a read with
+        one record).
+    """
+    flag = records["flag"]
+    paired = (flag & 0x1) != 0
+    proper = paired & ((flag & 0x2) != 0)
+    first = proper & ((flag & 0x40) != 0)
+    second = proper & ((flag & 0x80) != 0)
+    # A proper pair: read 1 and read 2 of one fragment on one transcript, each at the
+    # other's mate position. Join read 1 records to read 2 records on those four keys.
+    keys = ("fragment", "transcript", "start", "mate_start")
+    ones = pd.DataFrame({k: records[k][first] for k in keys})
+    ones["row1"] = np.flatnonzero(first)
+    twos = pd.DataFrame({"fragment": records["fragment"][second],
+                         "transcript": records["transcript"][second],
+                         "start": records["mate_start"][second],
+                         "mate_start": records["start"][second]})
+    twos["row2"] = np.flatnonzero(second)
+    pairs = ones.merge(twos, on=list(keys), how="inner")
+    del ones, twos
+    row1, row2 = pairs["row1"].to_numpy(), pairs["row2"].to_numpy()
+    del pairs
+    # Fragments with no proper pair: every aligned record stands alone (orphan mates too).
+    fragment = records["fragment"]
+    low = int(fragment.min(initial=0))
+    span = int(fragment.max(initial=-1)) + 1 - low
+    has_pair = np.zeros(span, dtype=bool)
+    has_pair[fragment[row1] - low] = True
+    alone = np.flatnonzero(~has_pair[fragment - low])
+    on_forward = (flag[alone] & 0x10) == 0
+    # a read on the forward strand has the rest of the transcript ahead; on the reverse
+    # strand, its 5' end is its end and the fragment reaches back towards position 0
+    transcript_alone = records["transcript"][alone]
+    room = np.where(on_forward, lengths[transcript_alone] - records["start"][alone], records["end"][alone])
+    forward_alone = on_forward ^ ((flag[alone] & 0x80) != 0)  # read 2 forward means read 1 reverse
+    score = records["score"]
+    out = {
+        "fragment": np.concatenate([fragment[row1], fragment[alone]]),
+        "transcript": np.concatenate([records["transcript"][row1], transcript_alone]),
+        "kind": np.concatenate([np.full(row1.size, PAIR, np.int8), np.full(alone.size, SINGLE, np.int8)]),
+        "extent": np.concatenate([np.maximum(records["end"][row1], records["end"][row2])
+                                  - np.minimum(records["start"][row1], records["start"][row2]),
+                                  room]).astype(np.int32),
+        "forward": np.concatenate([(flag[row1] & 0x10) == 0, forward_alone]),
+        "score": np.concatenate([score[row1] + score[row2], score[alone]]),
+    }
+    # unique: one alignment per fragment that uses every usable record of the fragment
+    n_records = np.bincount(fragment - low, minlength=span)
+    n_alignments = np.bincount(out["fragment"] - low, minlength=span)
+    uses = np.where(out["kind"] == PAIR, 2, 1)
+    at = out["fragment"] - low
+    out["unique"] = (n_alignments[at] == 1) & (n_records[at] == uses)
+    order = np.argsort(out["fragment"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
