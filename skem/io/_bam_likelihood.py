@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_SCORE_SCALE",
     "MISMATCH_LOG_LIKELIHOOD",
     "STRANDED_FRACTION",
+    "TABLE_ENTRIES",
     "auto_score_scale",
     "detect_library_type",
     "learned_log_pmf",
@@ -63,8 +64,9 @@ MISMATCH_LOG_LIKELIHOOD = float(np.log(3 * 0.99 / 0.01))
 DEFAULT_SCORE_SCALE = 1.0
 #: Auto-detection calls a library stranded when more than this fraction of unique fragments agree.
 STRANDED_FRACTION = 0.8
-#: Entries of the (transcript lengths x fragment lengths) table of single-read sums at a time.
-_TABLE_ENTRIES = 1 << 20
+#: Entries of the (transcript lengths x fragment lengths) table of single-read sums built at a
+#: time (8 MB of float64 per array).
+TABLE_ENTRIES = 1 << 20
 
 
 def detect_library_type(blocks, requested, paired):
@@ -162,7 +164,7 @@ def position_log_prob(alignments, lengths, log_pmf):
     return out
 
 
-def single_read_log_prob(room, L, log_pmf):
+def single_read_log_prob(room, L, log_pmf, *, table_entries=TABLE_ENTRIES):
     """``log sum_{f <= min(room, L)} P(f) / (L - f + 1) / P(f <= L)`` for each read.
 
     Linear in the reads: for each distinct transcript length ``L`` the sums
@@ -180,6 +182,8 @@ def single_read_log_prob(room, L, log_pmf):
         Length of the transcript each read is on.
     log_pmf : ndarray of shape (F + 1,)
         ``log P(f)`` up to a constant for ``f = 0..F``.
+    table_entries : int, default=TABLE_ENTRIES
+        Entries of the table built at a time (bounds its memory).
 
     Returns
     -------
@@ -196,14 +200,15 @@ def single_read_log_prob(room, L, log_pmf):
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(distinct.size + 1))
     out = np.empty(room.shape)
-    step = max(1, _TABLE_ENTRIES // (support + 1))
+    step = max(1, table_entries // (support + 1))
     for begin in range(0, distinct.size, step):
         lengths = distinct[begin:begin + step, None]
         upto = np.minimum(lengths, support)
-        fits = frag[None, :] <= lengths
-        with np.errstate(invalid="ignore", divide="ignore"):  # -inf - -inf where nothing fits
-            terms = np.exp(log_pmf[None, 1:] - log_mass[upto]) / np.maximum(lengths - frag[None, :] + 1, 1)
-        terms[~fits | ~np.isfinite(terms)] = 0.0
+        with np.errstate(invalid="ignore"):  # -inf - -inf where no fragment fits L
+            exponent = log_pmf[None, 1:] - log_mass[upto]  # <= 0 where f <= L
+        exponent[(frag[None, :] > lengths) | np.isnan(exponent)] = -np.inf
+        terms = np.exp(exponent, out=exponent)
+        terms /= np.maximum(lengths - frag[None, :] + 1, 1)
         table = np.zeros((lengths.shape[0], support + 1))
         np.cumsum(terms, axis=1, out=table[:, 1:])
         reads = order[bounds[begin]:bounds[min(begin + step, distinct.size)]]
