@@ -197,10 +197,13 @@ def single_read_log_prob(room, L, log_pmf, *, table_entries=TABLE_ENTRIES):
     which = which.reshape(-1)
     # the sum runs over f <= min(room, L, F): rooms past L or F index the table's last column
     column = np.clip(np.minimum(room, L), 0, support).astype(np.intp)
-    order = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[order], np.arange(distinct.size + 1))
     out = np.empty(room.shape)
     step = max(1, table_entries // (support + 1))
+    if distinct.size > step:  # several tables: the reads of each, by sorting them by length
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(distinct.size + 1))
+    else:
+        order, bounds = np.arange(which.size), np.r_[0, np.full(distinct.size, which.size)]
     for begin in range(0, distinct.size, step):
         lengths = distinct[begin:begin + step, None]
         upto = np.minimum(lengths, support)

@@ -215,16 +215,33 @@ def _score_without_as(record):
         return 0.0
 
 
-def _new_block():
-    """Empty per-record columns and their bound ``append`` methods, in ``RECORD_COLUMNS`` order."""
-    columns = {name: array(code) for name, code in RECORD_COLUMNS.items()}
-    return columns, tuple(column.append for column in columns.values())
+class _Records:
+    """Per-record columns in typed arrays, and the fragment of each run of records.
 
+    The fragment number is stored once per run of one read name (with the
+    number of records kept before the run), not once per record: one
+    ``append`` less per record in the scan's loop.
+    """
 
-def _as_arrays(columns):
-    """numpy views of typed-array columns (no copy)."""
-    return {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
-            np.zeros(0, dtype=values.typecode) for name, values in columns.items()}
+    def __init__(self):
+        self.columns = {name: array(code) for name, code in RECORD_COLUMNS.items() if name != "fragment"}
+        #: bound ``append`` methods, in ``RECORD_COLUMNS`` order without ``fragment``
+        self.appends = tuple(column.append for column in self.columns.values())
+        self.run_fragment, self.run_start = array("i"), array("q")
+
+    def start_run(self, fragment):
+        """The records appended from now on belong to ``fragment``."""
+        self.run_fragment.append(fragment)
+        self.run_start.append(len(self.columns["flag"]))
+
+    def arrays(self):
+        """The columns as numpy arrays (views, no copy), ``fragment`` included."""
+        out = {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
+               np.zeros(0, dtype=values.typecode) for name, values in self.columns.items()}
+        starts = np.frombuffer(self.run_start, np.int64) if len(self.run_start) else np.zeros(0, np.int64)
+        runs = np.frombuffer(self.run_fragment, np.int32) if len(self.run_fragment) else np.zeros(0, np.int32)
+        out["fragment"] = np.repeat(runs, np.diff(np.r_[starts, out["flag"].size]))
+        return out
 
 
 def _repeated(hashes):
@@ -241,7 +258,7 @@ class _Pass:
         self.paired = False
 
     def add(self, records):
-        self.n_kept += records["fragment"].size
+        self.n_kept += records["flag"].size
         self.paired |= bool(np.any(records["flag"] & 0x1))
 
 
@@ -249,17 +266,18 @@ def _read_records(path, bam, where, totals, on_new_name):
     """Iterate over ``bam``, appending each usable record to the columns that ``on_new_name`` gives.
 
     ``on_new_name(name, n_records)`` is called at each change of read name
-    and returns ``(fragment, appends)``: the fragment number of the records
-    that follow and the ``append`` methods of the columns to fill (it may
-    flush the previous block), or None to stop reading.
+    and returns the ``append`` methods of the columns to fill (it may flush
+    the previous block and starts the run's fragment), or None to stop
+    reading.
 
     The loop is most of the cost of reading a BAM, so it does as little per
     record as it can: each field read once (``get_tag`` without ``has_tag``,
-    the NM fallback only when AS is missing), stored by bound ``append``
-    methods of typed arrays (measured faster than one ``extend`` of a tuple
-    or a list converted in chunks), the file iterated directly rather than
-    through ``fetch``. See benchmarks/bench_bam.py for its cost against
-    plain pysam passes.
+    the NM fallback only when AS is missing), the record filter
+    (:func:`is_unusable`) inlined, stored by bound ``append`` methods of
+    typed arrays (measured faster than one ``extend`` of a tuple or a list
+    converted in chunks), the fragment stored per run of a name rather than
+    per record, the file iterated directly rather than through ``fetch``.
+    See benchmarks/bench_bam.py for its cost against plain pysam passes.
     """
     current = None
     n_records = totals.n_records
@@ -269,18 +287,17 @@ def _read_records(path, bam, where, totals, on_new_name):
             name = record.query_name
             if name != current:
                 current = name
-                step = on_new_name(name, n_records)
-                if step is None:
+                appends = on_new_name(name, n_records)
+                if appends is None:
                     break
-                fragment, (fragment_, flag_, transcript_, start_, end_, mate_, score_) = step
+                flag_, transcript_, start_, end_, mate_, score_ = appends
             flag = record.flag
-            if is_unusable(record, flag):
+            if flag & UNUSABLE_FLAGS and not (flag & 0x4 and record.cigartuples):  # is_unusable
                 continue
             transcript = record.reference_id
             end = record.reference_end
             if transcript < 0 or end is None:
                 raise missing_reference(path, where(n_records), name)
-            fragment_(fragment)
             flag_(flag)
             transcript_(transcript)
             start_(record.reference_start)
@@ -298,88 +315,94 @@ def _read_records(path, bam, where, totals, on_new_name):
     totals.n_records = n_records
 
 
-def _grouped_pass(path, bam, where, lengths, block_records):
+class _GroupedPass:
     """First pass: a run of one name is a fragment; blocks become alignments as they fill.
 
-    Returns the blocks, the totals, the names' hashes (one per run, int64)
-    and whether the pass stopped early because a block held a name twice
-    (the hashes then cover the whole file all the same).
+    After :meth:`run`: ``blocks``, ``totals``, ``hashes`` (one per run,
+    int64) and ``stopped`` (the pass stopped turning records into alignments
+    because a block held a name twice; the hashes then cover the whole file
+    all the same).
     """
-    blocks, totals, hashes = [], _Pass(), array("q")
-    state = {"columns": None, "appends": None, "block_end": block_records, "fragment": -1,
-             "block_first": 0, "scattered": False}
-    state["columns"], state["appends"] = _new_block()
 
-    def flush():
-        records = _as_arrays(state["columns"])
-        totals.add(records)
-        if records["fragment"].size:
-            blocks.append(fragment_alignments(records, lengths))
+    def __init__(self, lengths, block_records):
+        self.lengths, self.block_records = lengths, block_records
+        self.blocks, self.totals, self.hashes = [], _Pass(), array("q")
+        self.records = _Records()
+        self.block_end, self.block_first, self.fragment, self.stopped = block_records, 0, -1, False
 
-    def on_new_name(name, n_records):
-        hashes.append(hash(name))
-        state["fragment"] += 1
-        if n_records > state["block_end"]:  # the block ends between fragments
+    def flush(self):
+        records = self.records.arrays()
+        self.totals.add(records)
+        if records["flag"].size:
+            self.blocks.append(fragment_alignments(records, self.lengths))
+
+    def on_new_name(self, name, n_records):
+        self.hashes.append(hash(name))
+        self.fragment += 1
+        if n_records > self.block_end:  # the block ends between fragments
             # (a copy: a numpy view would lock the array against appends)
-            if _repeated(np.frombuffer(hashes[state["block_first"]:-1], np.int64)):
-                state["scattered"] = True  # a name recurs: this pass cannot group by runs
+            if _repeated(np.frombuffer(self.hashes[self.block_first:-1], np.int64)):
+                self.stopped = True  # a name recurs: this pass cannot group by runs
                 return None
-            flush()
-            state["columns"], state["appends"] = _new_block()
-            state["block_end"] = n_records + block_records
-            state["block_first"] = len(hashes) - 1
-        return state["fragment"], state["appends"]
+            self.flush()
+            self.records = _Records()
+            self.block_end = n_records + self.block_records
+            self.block_first = len(self.hashes) - 1
+        self.records.start_run(self.fragment)
+        return self.records.appends
 
-    _read_records(path, bam, where, totals, on_new_name)
-    if state["scattered"]:
-        # the rest of the file, names only: the second pass needs every name's hash
-        current = None
-        for record in bam:
-            name = record.query_name
-            if name != current:
-                current = name
-                hashes.append(hash(name))
-        return blocks, totals, np.frombuffer(hashes, np.int64), True
-    flush()
-    return blocks, totals, np.frombuffer(hashes, np.int64), False
+    def run(self, path, bam, where):
+        _read_records(path, bam, where, self.totals, self.on_new_name)
+        if self.stopped:
+            # the rest of the file, names only: the second pass needs every name's hash
+            current, append = None, self.hashes.append
+            for record in bam:
+                name = record.query_name
+                if name != current:
+                    current = name
+                    append(hash(name))
+        else:
+            self.flush()
+        self.hashes = np.frombuffer(self.hashes, np.int64) if len(self.hashes) else np.zeros(0, np.int64)
+        return self
 
 
 def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattered_reads):
     """Second pass: fragments numbered by name (a dict only for names whose hash recurs).
 
     Holds the records whole, sorts them by fragment and turns them into
-    alignments in blocks of about ``block_records`` records.
+    alignments in blocks of about ``block_records`` records. Returns the
+    blocks, the totals and the number of fragments.
     """
-    totals = _Pass()
-    columns, appends = _new_block()
+    totals, records = _Pass(), _Records()
     fragment_of = {}
-    counter = {"next": 0}
+    n_fragments = 0
 
     def on_new_name(name, n_records):
-        if hash(name) not in repeated:
-            fragment = counter["next"]
-        else:
-            fragment = fragment_of.get(name)
-            if fragment is not None:
-                if len(repeated) > max_scattered_reads:
-                    raise RecordError(
-                        f"{path}, {where(n_records)}: read {name!r} recurs after other reads' "
-                        f"records, and the records of about {len(repeated)} reads are not "
-                        f"adjacent (skem groups at most {max_scattered_reads} such reads in "
-                        "memory): group the file by read name first (samtools collate, or "
-                        "samtools sort -n)."
-                    )
-                return fragment, appends
-            fragment = fragment_of[name] = counter["next"]
-        counter["next"] += 1
-        return fragment, appends
+        nonlocal n_fragments
+        fragment = fragment_of.get(name) if hash(name) in repeated else None
+        if fragment is not None and len(repeated) > max_scattered_reads:
+            raise RecordError(
+                f"{path}, {where(n_records)}: read {name!r} recurs after other reads' "
+                f"records, and the records of about {len(repeated)} reads are not "
+                f"adjacent (skem groups at most {max_scattered_reads} such reads in "
+                "memory): group the file by read name first (samtools collate, or "
+                "samtools sort -n)."
+            )
+        if fragment is None:
+            fragment = n_fragments
+            n_fragments += 1
+            if hash(name) in repeated:
+                fragment_of[name] = fragment
+        records.start_run(fragment)
+        return records.appends
 
     _read_records(path, bam, where, totals, on_new_name)
     del fragment_of
-    records = _as_arrays(columns)
-    totals.add(records)
-    order = np.argsort(records["fragment"], kind="stable")
-    fragment = records["fragment"][order]
+    columns = records.arrays()
+    totals.add(columns)
+    order = np.argsort(columns["fragment"], kind="stable")
+    fragment = columns["fragment"][order]
     blocks = []
     begin = 0
     while begin < order.size:
@@ -387,9 +410,9 @@ def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattere
         if end < order.size:  # extend the block to the end of its last fragment
             end = int(np.searchsorted(fragment, fragment[end - 1], side="right"))
         rows = order[begin:end]
-        blocks.append(fragment_alignments({k: v[rows] for k, v in records.items()}, lengths))
+        blocks.append(fragment_alignments({k: v[rows] for k, v in columns.items()}, lengths))
         begin = end
-    return blocks, totals, counter["next"]
+    return blocks, totals, n_fragments
 
 
 def read_header(path):
@@ -447,10 +470,10 @@ def scan_alignments(path, *, block_records=BLOCK_RECORDS, max_scattered_reads=MA
         header = bam.header.to_dict()
         names = np.asarray(bam.references, dtype=object)
         lengths = np.asarray(bam.lengths, dtype=np.int64)
-        blocks, totals, hashes, stopped = _grouped_pass(path, bam, where, lengths, block_records)
-    n_fragments = hashes.size
-    repeated = _repeated(hashes)
-    del hashes
+        first = _GroupedPass(lengths, block_records).run(path, bam, where)
+    blocks, totals, n_fragments, stopped = first.blocks, first.totals, first.hashes.size, first.stopped
+    repeated = _repeated(first.hashes)
+    del first
     if stopped or repeated:
         blocks = None  # the first pass's alignments split some reads: read again by name
         with alignment_file(path) as (bam, where):
@@ -536,5 +559,7 @@ def fragment_alignments(records, lengths):
     uses = np.where(out["kind"] == PAIR, 2, 1)
     at = out["fragment"] - low
     out["unique"] = (n_alignments[at] == 1) & (n_records[at] == uses)
+    if np.all(out["fragment"][1:] >= out["fragment"][:-1]):
+        return out  # no pair: the single reads are in record order, sorted by fragment already
     order = np.argsort(out["fragment"], kind="stable")
     return {k: v[order] for k, v in out.items()}
