@@ -160,26 +160,29 @@ def position_log_prob(alignments, lengths, log_pmf):
     # Single reads: room m for the fragment from the read's 5' end to the transcript's end.
     single = np.flatnonzero(~pair)
     if single.size:
-        out[single] = single_read_log_prob(alignments["extent"][single], L[single], log_pmf)
+        out[single] = single_read_log_prob(alignments["extent"][single], alignments["transcript"][single],
+                                           lengths, log_pmf)
     return out
 
 
-def single_read_log_prob(room, L, log_pmf, *, table_entries=TABLE_ENTRIES):
+def single_read_log_prob(room, transcript, lengths, log_pmf, *, table_entries=TABLE_ENTRIES):
     """``log sum_{f <= min(room, L)} P(f) / (L - f + 1) / P(f <= L)`` for each read.
 
-    Linear in the reads: for each distinct transcript length ``L`` the sums
-    for every room ``m = 0..F`` are one cumulative sum over the fragment
-    lengths (a table of distinct lengths x ``F + 1``, built a few thousand
-    lengths at a time), and each read looks its sum up. Each term is taken
-    relative to ``P(f <= L)`` in log space, so it lies in [0, 1] whatever
-    the distribution's scale.
+    Linear in the reads: for each distinct length ``L`` of the transcripts
+    the reads are on, the sums for every room ``m = 0..F`` are one
+    cumulative sum over the fragment lengths (a table of distinct lengths x
+    ``F + 1``, built ``table_entries`` entries at a time), and each read
+    looks its sum up. Each term is taken relative to ``P(f <= L)`` in log
+    space, so it lies in [0, 1] whatever the distribution's scale.
 
     Parameters
     ----------
     room : ndarray of int of shape (n_reads,)
         Longest fragment that fits from the read's 5' end.
-    L : ndarray of int of shape (n_reads,)
-        Length of the transcript each read is on.
+    transcript : ndarray of int of shape (n_reads,)
+        The transcript each read is on.
+    lengths : ndarray of int of shape (n_transcripts,)
+        The transcripts' lengths.
     log_pmf : ndarray of shape (F + 1,)
         ``log P(f)`` up to a constant for ``f = 0..F``.
     table_entries : int, default=TABLE_ENTRIES
@@ -193,8 +196,13 @@ def single_read_log_prob(room, L, log_pmf, *, table_entries=TABLE_ENTRIES):
     support = log_pmf.shape[0] - 1
     log_mass = _log_mass(log_pmf)
     frag = np.arange(1, support + 1)
-    distinct, which = np.unique(L, return_inverse=True)
-    which = which.reshape(-1)
+    # distinct lengths of the transcripts present, without sorting the reads
+    present = np.flatnonzero(np.bincount(transcript, minlength=len(lengths)))
+    distinct, row = np.unique(lengths[present], return_inverse=True)
+    row_of = np.zeros(len(lengths), dtype=np.intp)
+    row_of[present] = row.reshape(-1)
+    which = row_of[transcript]
+    L = lengths[transcript]
     # the sum runs over f <= min(room, L, F): rooms past L or F index the table's last column
     column = np.clip(np.minimum(room, L), 0, support).astype(np.intp)
     out = np.empty(room.shape)
@@ -205,14 +213,14 @@ def single_read_log_prob(room, L, log_pmf, *, table_entries=TABLE_ENTRIES):
     else:
         order, bounds = np.arange(which.size), np.r_[0, np.full(distinct.size, which.size)]
     for begin in range(0, distinct.size, step):
-        lengths = distinct[begin:begin + step, None]
-        upto = np.minimum(lengths, support)
+        chunk = distinct[begin:begin + step, None]
+        upto = np.minimum(chunk, support)
         with np.errstate(invalid="ignore"):  # -inf - -inf where no fragment fits L
             exponent = log_pmf[None, 1:] - log_mass[upto]  # <= 0 where f <= L
-        exponent[(frag[None, :] > lengths) | np.isnan(exponent)] = -np.inf
+        exponent[(frag[None, :] > chunk) | np.isnan(exponent)] = -np.inf
         terms = np.exp(exponent, out=exponent)
-        terms /= np.maximum(lengths - frag[None, :] + 1, 1)
-        table = np.zeros((lengths.shape[0], support + 1))
+        terms /= np.maximum(chunk - frag[None, :] + 1, 1)
+        table = np.zeros((chunk.shape[0], support + 1))
         np.cumsum(terms, axis=1, out=table[:, 1:])
         reads = order[bounds[begin]:bounds[min(begin + step, distinct.size)]]
         with np.errstate(divide="ignore"):  # no fragment fits: log 0 = -inf, dropped
@@ -241,22 +249,35 @@ def likelihood_rows(alignments, lengths, log_pmf, score_scale, min_likelihood_ra
     """
     fragment = alignments["fragment"]
     score = alignments["score"].astype(np.float64)
-    if fragment.size:
-        # scores below the best first (exact for integer scores), then scaled: fragments whose
-        # scores differ alike get bit-identical rows, so they share a class (scaling first
-        # splits them by rounding: s * -5 - s * -3 need not equal s * -2)
-        starts = np.flatnonzero(np.r_[True, fragment[1:] != fragment[:-1]])
-        score -= np.repeat(np.maximum.reduceat(score, starts), np.diff(np.r_[starts, fragment.size]))
+    # scores below the best first (exact for integer scores), then scaled: fragments whose
+    # scores differ alike get bit-identical rows, so they share a class (scaling first
+    # splits them by rounding: s * -5 - s * -3 need not equal s * -2)
+    score -= _per_run(np.maximum, score, _run_starts(fragment))
     log_weight = score_scale * score
     keep = log_weight >= np.log(min_likelihood_ratio) if min_likelihood_ratio > 0 else np.ones(fragment.size, bool)
     log_weight += position_log_prob(alignments, lengths, log_pmf)
     keep &= np.isfinite(log_weight)
-    fragment, transcript, log_weight = fragment[keep], alignments["transcript"][keep], log_weight[keep]
-    rows, fragment = np.unique(fragment, return_inverse=True)
-    row_max = np.full(rows.size, -np.inf)
-    np.maximum.at(row_max, fragment, log_weight)
-    return sp.csr_matrix((np.exp(log_weight - row_max[fragment]), (fragment, transcript)),
-                         shape=(rows.size, len(lengths)))
+    kept_fragment, transcript, log_weight = fragment[keep], alignments["transcript"][keep], log_weight[keep]
+    # one row per fragment left (sorted by fragment): CSR built directly, each row over its maximum
+    row_starts = _run_starts(kept_fragment)
+    rows = sp.csr_matrix((np.exp(log_weight - _per_run(np.maximum, log_weight, row_starts)), transcript,
+                          np.r_[row_starts, kept_fragment.size]), shape=(row_starts.size, len(lengths)))
+    rows.sum_duplicates()  # several positions on one transcript add up
+    return rows
+
+
+def _run_starts(ids):
+    """Where each run of equal values of ``ids`` starts (``ids`` sorted)."""
+    if not ids.size:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+
+
+def _per_run(ufunc, values, starts):
+    """``ufunc`` reduced over each run of ``values`` (runs from ``starts``), repeated to its length."""
+    if not values.size:
+        return values
+    return np.repeat(ufunc.reduceat(values, starts), np.diff(np.r_[starts, values.size]))
 
 
 #: Aligners whose @PG line sets the score scale: the cost of one mismatch in AS points, from the

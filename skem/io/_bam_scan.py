@@ -30,6 +30,7 @@ Fragments are the records of one read name, wherever they are in the file:
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from array import array
 from contextlib import contextmanager
@@ -64,10 +65,13 @@ PAIR, SINGLE = 0, 1
 UNUSABLE_FLAGS = 0xA04
 #: Score per mismatch when the records have NM but no AS tag (bowtie2's largest mismatch penalty).
 NM_PENALTY = 6.0
-#: Per-record columns of the scan and their array typecodes: int32 ids and positions, uint16 flag,
-#: float32 score (AS is an integer, exact in float32 up to 2**24).
-RECORD_COLUMNS = {"fragment": "i", "flag": "H", "transcript": "i", "start": "i", "end": "i",
-                  "mate_start": "i", "score": "f"}
+#: Per-record columns of the scan, packed in one byte string per block (22 bytes per record; the
+#: fragment is kept per run of a name): uint16 flag, int32 ids and positions, float32 score (AS is
+#: an integer, exact in float32 up to 2**24).
+RECORD_DTYPE = np.dtype([("flag", "<u2"), ("transcript", "<i4"), ("start", "<i4"), ("end", "<i4"),
+                         ("mate_start", "<i4"), ("score", "<f4")])
+_PACK = struct.Struct("<Hiiiif").pack  # RECORD_DTYPE's layout
+_NO_NAME = object()
 #: Records of a name-grouped file turned into alignments at a time (bounds the per-record columns;
 #: the alignments of all blocks are what stays).
 BLOCK_RECORDS = 1 << 17
@@ -216,31 +220,30 @@ def _score_without_as(record):
 
 
 class _Records:
-    """Per-record columns in typed arrays, and the fragment of each run of records.
+    """Per-record columns packed in a byte string, and the fragment of each run of records.
 
-    The fragment number is stored once per run of one read name (with the
-    number of records kept before the run), not once per record: one
-    ``append`` less per record in the scan's loop.
+    One ``pack`` and one ``extend`` per record (measured less than half the
+    cost of an ``append`` to each of six typed arrays); the fragment number
+    is stored once per run of one read name, with the number of records
+    before the run.
     """
 
     def __init__(self):
-        self.columns = {name: array(code) for name, code in RECORD_COLUMNS.items() if name != "fragment"}
-        #: bound ``append`` methods, in ``RECORD_COLUMNS`` order without ``fragment``
-        self.appends = tuple(column.append for column in self.columns.values())
+        self.buffer = bytearray()
         self.run_fragment, self.run_start = array("i"), array("q")
 
     def start_run(self, fragment):
-        """The records appended from now on belong to ``fragment``."""
+        """The records added from now on belong to ``fragment``."""
         self.run_fragment.append(fragment)
-        self.run_start.append(len(self.columns["flag"]))
+        self.run_start.append(len(self.buffer) // RECORD_DTYPE.itemsize)
 
     def arrays(self):
-        """The columns as numpy arrays (views, no copy), ``fragment`` included."""
-        out = {name: np.frombuffer(values, dtype=values.typecode) if len(values) else
-               np.zeros(0, dtype=values.typecode) for name, values in self.columns.items()}
-        starts = np.frombuffer(self.run_start, np.int64) if len(self.run_start) else np.zeros(0, np.int64)
-        runs = np.frombuffer(self.run_fragment, np.int32) if len(self.run_fragment) else np.zeros(0, np.int32)
-        out["fragment"] = np.repeat(runs, np.diff(np.r_[starts, out["flag"].size]))
+        """The columns as contiguous numpy arrays, ``fragment`` included."""
+        packed = np.frombuffer(bytes(self.buffer), dtype=RECORD_DTYPE)
+        out = {name: np.ascontiguousarray(packed[name]) for name in RECORD_DTYPE.names}
+        starts = np.array(self.run_start, dtype=np.int64)
+        runs = np.array(self.run_fragment, dtype=np.int32)
+        out["fragment"] = np.repeat(runs, np.diff(np.r_[starts, packed.size]))
         return out
 
 
@@ -266,31 +269,30 @@ def _read_records(path, bam, where, totals, on_new_name):
     """Iterate over ``bam``, appending each usable record to the columns that ``on_new_name`` gives.
 
     ``on_new_name(name, n_records)`` is called at each change of read name
-    and returns the ``append`` methods of the columns to fill (it may flush
-    the previous block and starts the run's fragment), or None to stop
-    reading.
+    and returns the :class:`_Records` to fill (it may flush the previous
+    block, and starts the run's fragment), or None to stop reading.
 
     The loop is most of the cost of reading a BAM, so it does as little per
     record as it can: each field read once (``get_tag`` without ``has_tag``,
     the NM fallback only when AS is missing), the record filter
-    (:func:`is_unusable`) inlined, stored by bound ``append`` methods of
-    typed arrays (measured faster than one ``extend`` of a tuple or a list
-    converted in chunks), the fragment stored per run of a name rather than
+    (:func:`is_unusable`) inlined, the fields packed into one byte string
+    (:class:`_Records`), the fragment stored per run of a name rather than
     per record, the file iterated directly rather than through ``fetch``.
     See benchmarks/bench_bam.py for its cost against plain pysam passes.
     """
-    current = None
+    current = _NO_NAME  # unequal to any name (None included: a SAM QNAME of "*")
     n_records = totals.n_records
+    pack = _PACK
     try:
         for record in bam:
             n_records += 1
             name = record.query_name
             if name != current:
                 current = name
-                appends = on_new_name(name, n_records)
-                if appends is None:
+                records = on_new_name(name, n_records)
+                if records is None:
                     break
-                flag_, transcript_, start_, end_, mate_, score_ = appends
+                extend = records.buffer.extend
             flag = record.flag
             if flag & UNUSABLE_FLAGS and not (flag & 0x4 and record.cigartuples):  # is_unusable
                 continue
@@ -298,16 +300,17 @@ def _read_records(path, bam, where, totals, on_new_name):
             end = record.reference_end
             if transcript < 0 or end is None:
                 raise missing_reference(path, where(n_records), name)
-            flag_(flag)
-            transcript_(transcript)
-            start_(record.reference_start)
-            end_(end)
-            mate_(record.next_reference_start)
             try:
-                score_(record.get_tag("AS"))
+                score = record.get_tag("AS")
             except KeyError:
                 totals.n_without_as += 1
-                score_(_score_without_as(record))
+                score = _score_without_as(record)
+            try:
+                extend(pack(flag, transcript, record.reference_start, end, record.next_reference_start,
+                            score))
+            except struct.error:
+                raise RecordError(f"{path}, {where(n_records)}: read {name!r} has an AS or NM tag "
+                                  f"that is not a number ({score!r}).") from None
     except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
         raise invalid_file(path, where(n_records), exc) from None
     except (OSError, ValueError) as exc:  # htslib's reading of the next record
@@ -349,13 +352,13 @@ class _GroupedPass:
             self.block_end = n_records + self.block_records
             self.block_first = len(self.hashes) - 1
         self.records.start_run(self.fragment)
-        return self.records.appends
+        return self.records
 
     def run(self, path, bam, where):
         _read_records(path, bam, where, self.totals, self.on_new_name)
         if self.stopped:
             # the rest of the file, names only: the second pass needs every name's hash
-            current, append = None, self.hashes.append
+            current, append = _NO_NAME, self.hashes.append
             for record in bam:
                 name = record.query_name
                 if name != current:
@@ -395,7 +398,7 @@ def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattere
             if hash(name) in repeated:
                 fragment_of[name] = fragment
         records.start_run(fragment)
-        return records.appends
+        return records
 
     _read_records(path, bam, where, totals, on_new_name)
     del fragment_of
@@ -491,8 +494,8 @@ def fragment_alignments(records, lengths):
     Parameters
     ----------
     records : dict of ndarray
-        The scan's per-record columns (``RECORD_COLUMNS``), the records of
-        each fragment all present.
+        The scan's per-record columns (``fragment`` and those of
+        ``RECORD_DTYPE``), the records of each fragment all present.
     lengths : ndarray of shape (n_transcripts,)
         The transcripts' lengths.
 
