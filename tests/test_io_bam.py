@@ -666,3 +666,22 @@ def test_single_read_sums_against_brute_force():
     for entries in (1 << 20, 1001, 5):  # the table built for all lengths at once, one or one at a time
         np.testing.assert_allclose(single_read_log_prob(room, np.arange(200), L, log_pmf, table_entries=entries),
                                    expected, rtol=1e-10)
+
+
+def test_a_score_tag_that_is_not_a_number_is_named(tmp_path):
+    sam = tmp_path / "r.sam"
+    sam.write_text("@HD\tVN:1.6\n@SQ\tSN:A\tLN:1000\n"
+                   f"r1\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n"
+                   f"r2\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:Z:high\n")
+    with pytest.raises(ValueError, match=r"r\.sam, line 4: read 'r2' has an AS or NM tag that is not a number"):
+        read_alignments(sam, fragment_length=100)
+
+
+def test_reads_without_a_name_are_one_fragment_per_run(tmp_path):
+    # QNAME "*": pysam gives None; the first record must still start a fragment
+    sam = tmp_path / "r.sam"
+    sam.write_text("@HD\tVN:1.6\n@SQ\tSN:A\tLN:1000\n"
+                   f"*\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n"
+                   f"r2\t0\tA\t21\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n")
+    aln = read_alignments(sam, fragment_length=100)
+    assert aln.n_fragments == 2 and aln.counts.sum() == 2
