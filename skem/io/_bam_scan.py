@@ -239,11 +239,13 @@ class _Records:
 
     def arrays(self):
         """The columns as contiguous numpy arrays, ``fragment`` included."""
-        packed = np.frombuffer(bytes(self.buffer), dtype=RECORD_DTYPE)
+        packed = np.frombuffer(self.buffer, dtype=RECORD_DTYPE)  # (the buffer is full: no more records)
         out = {name: np.ascontiguousarray(packed[name]) for name in RECORD_DTYPE.names}
-        starts = np.array(self.run_start, dtype=np.int64)
-        runs = np.array(self.run_fragment, dtype=np.int32)
-        out["fragment"] = np.repeat(runs, np.diff(np.r_[starts, packed.size]))
+        n_records = packed.size
+        del packed
+        starts = np.frombuffer(self.run_start, dtype=np.int64)
+        runs = np.frombuffer(self.run_fragment, dtype=np.int32)
+        out["fragment"] = np.repeat(runs, np.diff(np.r_[starts, n_records]))
         return out
 
 
@@ -366,7 +368,7 @@ class _GroupedPass:
                     append(hash(name))
         else:
             self.flush()
-        self.hashes = np.frombuffer(self.hashes, np.int64) if len(self.hashes) else np.zeros(0, np.int64)
+        self.hashes = np.frombuffer(self.hashes, np.int64)
         return self
 
 
