@@ -590,6 +590,18 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
     assert late.n_fragments == 32
     with pytest.raises(ValueError, match=r"1\.bam, record \d+: read '\w+' recurs.*samtools collate"):
         scan_alignments(paths["shuffled"], max_scattered_reads=5)
+    # a damaged file is named wherever the pass that meets the damage is (names only, here)
+    cut = tmp_path / "cut.bam"
+    with pysam.AlignmentFile(str(paths["shuffled"])) as source:
+        records = list(source.fetch(until_eof=True))
+    with pysam.AlignmentFile(str(cut), "wb", header=header()) as out:
+        for record in records * 400:  # enough records for several BGZF blocks
+            out.write(record)
+    damaged = cut.read_bytes()
+    middle = len(damaged) * 2 // 3  # garbage in a later BGZF block; the EOF marker intact
+    (tmp_path / "damaged.bam").write_bytes(damaged[:middle] + b"\x00" * 64 + damaged[middle + 64:])
+    with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM file"):
+        scan_alignments(tmp_path / "damaged.bam", block_records=3)
 
 
 # ------------------------------------------------------------------ fragment lengths

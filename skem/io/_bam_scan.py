@@ -358,18 +358,28 @@ class _GroupedPass:
 
     def run(self, path, bam, where):
         _read_records(path, bam, where, self.totals, self.on_new_name)
-        if self.stopped:
-            # the rest of the file, names only: the second pass needs every name's hash
-            current, append = _NO_NAME, self.hashes.append
-            for record in bam:
-                name = record.query_name
-                if name != current:
-                    current = name
-                    append(hash(name))
+        if self.stopped:  # the rest of the file, names only: the second pass needs every name's hash
+            _hash_names(path, bam, where, self.totals.n_records, self.hashes.append)
         else:
             self.flush()
         self.hashes = np.frombuffer(self.hashes, np.int64)
         return self
+
+
+def _hash_names(path, bam, where, n_records, append):
+    """``append`` the hash of each run of one name in the rest of ``bam`` (records from ``n_records``)."""
+    current = _NO_NAME
+    try:
+        for record in bam:
+            n_records += 1
+            name = record.query_name
+            if name != current:
+                current = name
+                append(hash(name))
+    except UnicodeDecodeError as exc:
+        raise invalid_file(path, where(n_records), exc) from None
+    except (OSError, ValueError) as exc:
+        raise invalid_file(path, where(n_records + 1), exc) from None
 
 
 def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattered_reads):
@@ -385,7 +395,8 @@ def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattere
 
     def on_new_name(name, n_records):
         nonlocal n_fragments
-        fragment = fragment_of.get(name) if hash(name) in repeated else None
+        recurs = hash(name) in repeated
+        fragment = fragment_of.get(name) if recurs else None
         if fragment is not None and len(repeated) > max_scattered_reads:
             raise RecordError(
                 f"{path}, {where(n_records)}: read {name!r} recurs after other reads' "
@@ -397,7 +408,7 @@ def _keyed_pass(path, bam, where, lengths, block_records, repeated, max_scattere
         if fragment is None:
             fragment = n_fragments
             n_fragments += 1
-            if hash(name) in repeated:
+            if recurs:
                 fragment_of[name] = fragment
         records.start_run(fragment)
         return records
