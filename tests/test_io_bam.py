@@ -697,3 +697,28 @@ def test_reads_without_a_name_are_one_fragment_per_run(tmp_path):
                    f"r2\t0\tA\t21\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n")
     aln = read_alignments(sam, fragment_length=100)
     assert aln.n_fragments == 2 and aln.counts.sum() == 2
+
+
+def test_fragment_lengths_of_one_length_get_a_normal_of_sd_one(tmp_path):
+    # every unique pair is 200 bp: the histogram's sd is 0, the mixed-in normal's is 1
+    records = [lambda h, i=i: pair(h, f"u{i}", "A", 100, 100 + 200 - READ) for i in range(20)]
+    aln = read_alignments(write_bam(tmp_path / "r.bam", records))
+    normal = np.r_[0.0, norm.pdf(np.arange(1, 1001), 200, 1)]
+    expected = 0.01 * normal / normal.sum()
+    expected[200] += 0.99
+    np.testing.assert_allclose(aln.fragment_length_pmf, expected / expected.sum(), rtol=1e-9, atol=1e-300)
+
+
+def test_a_pair_as_long_as_its_transcript_has_one_start(tmp_path):
+    # on B (600) the pair covers the whole transcript, f = L: P(600) / P(f <= 600) / 1
+    mean, sd = 500.0, 60.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: pair(h, "f1", "A", 100, 100 + 600 - READ)
+        + pair(h, "f1", "B", 0, 600 - READ, secondary=True),
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
+    p = normal_pmf(mean, sd)
+    a = p[600] / p[:1001].sum() / (1000 - 600 + 1)
+    b = p[600] / p[:601].sum() / 1
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)

@@ -148,11 +148,11 @@ def position_log_prob(alignments, lengths, log_pmf):
     support = log_pmf.shape[0] - 1
     log_mass = _log_mass(log_pmf)
     L = lengths[alignments["transcript"]].astype(np.int64)
-    out = np.full(L.shape, -np.inf)
+    out = np.empty(L.shape)
     pair = alignments["kind"] == PAIR
-    f = alignments["extent"][pair].astype(np.int64)
+    f = alignments["extent"][pair].astype(np.int64)  # >= 1: a pair covers its mates
     Lp = L[pair]
-    ok = (f >= 1) & (f <= np.minimum(Lp, support))
+    ok = f <= np.minimum(Lp, support)
     ok[ok] = np.isfinite(log_pmf[f[ok]])  # P(f) > 0, so P(f <= L) > 0 too
     values = np.full(f.shape, -np.inf)
     values[ok] = log_pmf[f[ok]] - log_mass[np.minimum(Lp[ok], support)] - np.log(Lp[ok] - f[ok] + 1)
