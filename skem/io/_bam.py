@@ -25,6 +25,7 @@ from ..transcripts import (
 from ._bam_likelihood import auto_score_scale, detect_library_type, learned_log_pmf, likelihood_rows
 from ._bam_scan import (
     alignment_file,
+    checked_header,
     invalid_file,
     is_unusable,
     missing_reference,
@@ -209,9 +210,6 @@ def read_alignments(
         log_pmf = fragment_log_pmf(fragment_length, fragment_length_sd or 1e-3)
         _check_fragments_fit(path, read_header(path)[2], log_pmf, fragment_length, fragment_length_sd)
     header, names, lengths, n_fragments, blocks, paired, has_as = scan_alignments(path)
-    if np.any(lengths <= 0):
-        k = int(np.argmax(lengths <= 0))
-        raise ValueError(f"{path}, header: transcript {names[k]!r} has length {lengths[k]}.")
     if score_scale is None:
         score_scale, score_source = auto_score_scale(header, has_as)
     else:
@@ -295,8 +293,7 @@ def read_bam(path):
     reads, order = {}, []
     n_records = 0
     with alignment_file(path) as (bam, where):
-        names = np.asarray(bam.references, dtype=object)
-        lengths = np.asarray(bam.lengths, dtype=float)
+        _, names, lengths = checked_header(path, bam)
         try:
             for alignment in bam.fetch(until_eof=True):
                 n_records += 1
@@ -315,8 +312,6 @@ def read_bam(path):
             raise invalid_file(path, where(n_records), exc) from None
         except (OSError, ValueError) as exc:  # htslib's reading of the next record
             raise invalid_file(path, where(n_records + 1), exc) from None
-    if len(names) == 0:
-        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
     indptr, indices = [0], []
     for name in order:
         single, first, second = reads[name]
@@ -330,4 +325,4 @@ def read_bam(path):
         (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
         shape=(len(order), len(names)),
     )
-    return AlignedReads(X, np.asarray(order, dtype=object), names, lengths)
+    return AlignedReads(X, np.asarray(order, dtype=object), names, lengths.astype(float))

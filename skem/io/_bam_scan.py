@@ -54,6 +54,7 @@ __all__ = [
     "invalid_file",
     "is_unusable",
     "missing_reference",
+    "checked_header",
     "read_header",
     "scan_alignments",
 ]
@@ -442,9 +443,18 @@ def read_header(path):
     """
     path = os.fspath(path)
     with alignment_file(path) as (bam, _):
-        header = bam.header.to_dict()
-        names = np.asarray(bam.references, dtype=object)
-        lengths = np.asarray(bam.lengths, dtype=np.int64)
+        return checked_header(path, bam)
+
+
+def checked_header(path, bam):
+    """``(header dict, transcript names, transcript lengths)`` of an open file, checked.
+
+    Refuses, before any record is read, a header without @SQ lines
+    (transcripts) or with a transcript of length 0, naming the file.
+    """
+    header = bam.header.to_dict()
+    names = np.asarray(bam.references, dtype=object)
+    lengths = np.asarray(bam.lengths, dtype=np.int64)
     if len(names) == 0:
         raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
     if np.any(lengths <= 0):
@@ -483,9 +493,7 @@ def scan_alignments(path, *, block_records=BLOCK_RECORDS, max_scattered_reads=MA
     """
     path = os.fspath(path)
     with alignment_file(path) as (bam, where):
-        header = bam.header.to_dict()
-        names = np.asarray(bam.references, dtype=object)
-        lengths = np.asarray(bam.lengths, dtype=np.int64)
+        header, names, lengths = checked_header(path, bam)
         first = _GroupedPass(lengths, block_records).run(path, bam, where)
     blocks, totals, n_fragments, stopped = first.blocks, first.totals, first.hashes.size, first.stopped
     repeated = _repeated(first.hashes)
@@ -495,8 +503,6 @@ def scan_alignments(path, *, block_records=BLOCK_RECORDS, max_scattered_reads=MA
         with alignment_file(path) as (bam, where):
             blocks, totals, n_fragments = _keyed_pass(path, bam, where, lengths, block_records,
                                                       repeated, max_scattered_reads)
-    if len(names) == 0:
-        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
     return ScannedFile(header, names, lengths, int(n_fragments), blocks, totals.paired,
                        totals.n_without_as < totals.n_kept)
 
