@@ -21,8 +21,9 @@ Fragments are the records of one read name, wherever they are in the file:
   whose hash occurred once is a fragment of its own, and only the names
   whose hash recurs go through a dict (about 150 bytes each), at most
   ``max_scattered_reads`` of them (past that, a ValueError names a read
-  that recurs). That pass holds the records whole (26 bytes per record) and
-  sorts them by fragment before turning them into alignments. A read is
+  that recurs). That pass holds the records whole (22 bytes per record,
+  packed; about 34 more while they are unpacked, sorted by fragment and
+  turned into alignments). A read is
   never counted twice, whatever the order of the file and its header's
   ``SO`` field.
 """
