@@ -1,6 +1,6 @@
 """Readers and writers for the field's file formats. They return arrays and metadata; no estimator logic."""
 
-from ._bam import AlignmentClasses, auto_score_scale, read_alignments
+from ._bam import AlignmentClasses, auto_score_scale, read_alignments, read_bam
 from ._counts import (CountMatrix, annotate_h5ad, count_format, read_10x_mtx, read_count_table,
                       read_counts, read_h5ad, read_number_table, select_features)
 from ._motif import read_fasta, read_jaspar, read_meme, write_jaspar, write_meme
@@ -9,7 +9,6 @@ from ._quant import (
     EquivalenceClasses,
     alignments_to_matrix,
     lengths_file_kind,
-    read_bam,
     read_kallisto_abundance,
     read_kallisto_tcc,
     read_lengths,
