@@ -16,10 +16,7 @@ import gzip
 import io
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from ._common import UserError, existing, non_negative_int, output_dir, positive_int, reading
+from ._common import UserError, add_output_options, existing, non_negative_int, positive_int, reading
 
 #: The first bytes of a gzip stream (the extension is not trusted).
 GZIP_MAGIC = b"\x1f\x8b"
@@ -50,7 +47,7 @@ def add_parser(commands):
     nbmix.add_argument("--max-iter", type=non_negative_int, default=None,
                        help="EM iterations per restart (default: the estimator's, 1000)")
     nbmix.add_argument("--seed", type=non_negative_int, default=0)
-    nbmix.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(nbmix)
     nbmix.set_defaults(run=run)
 
 
@@ -71,6 +68,8 @@ def _ks(args):
 
 
 def _dispersion_option(text):
+    import numpy as np  # here, not at the top: 'skem --help' must not wait for NumPy
+
     if text in {"shared", "component", "feature", "full"}:
         return text
     try:
@@ -133,6 +132,10 @@ def read_count_table(path):
         truncated file, a ragged row, a missing or non-numeric value (with
         its row and column), or a table without rows or count columns.
     """
+    # here, not at the top: 'skem --help' must not wait for NumPy and pandas
+    import numpy as np
+    import pandas as pd
+
     path = Path(path)
     text = _read_text(path)
     with reading(path):
@@ -174,6 +177,8 @@ def _check_row_lengths(path, text):
 
 def _size_factors(option, counts):
     """The explicit size factors of the rows of ``counts`` from ``--size-factors``, or the mode."""
+    import pandas as pd  # here, not at the top: 'skem --help' must not wait for pandas
+
     if option in {"none", "library"}:
         return option, None
     path = Path(option)
@@ -194,6 +199,9 @@ def _size_factors(option, counts):
 
 
 def run(args, out, progress):
+    # here, not at the top: 'skem --help' must not wait for NumPy and pandas
+    import numpy as np
+    import pandas as pd
     from sklearn import config_context
     from sklearn.model_selection import cross_val_score
 
@@ -238,7 +246,7 @@ def run(args, out, progress):
         rows.append(row)
     selection = pd.DataFrame(rows).set_index("K")
     best = int(selection["BIC"].idxmin())
-    output = output_dir(args.output)
+    output = args.output.open()
     if len(ks) > 1:
         best_cv = int(selection["cv_log_likelihood_per_row"].idxmax())
         selection.to_csv(output / "model_selection.tsv", sep="\t")

@@ -54,12 +54,11 @@ from ..transcripts import (
     equivalence_classes,
     fragment_log_pmf,
 )
+from ._library_types import LIBRARY_TYPES
 from ._text import check_utf8
 
 __all__ = ["AlignmentClasses", "LIBRARY_TYPES", "auto_score_scale", "read_alignments"]
 
-#: salmon's library-type codes that skem understands: A (detect), unstranded, stranded forward or reverse.
-LIBRARY_TYPES = ("A", "U", "SF", "SR", "IU", "ISF", "ISR")
 #: Score per mismatch when the records have NM but no AS tag (bowtie2's largest mismatch penalty).
 NM_PENALTY = 6.0
 #: Log-likelihood ratio of a mismatch at 1 % sequencing error, log(0.99 / (0.01 / 3)): the score
