@@ -21,11 +21,18 @@ import os
 import sys
 import warnings
 import zlib
-from pathlib import Path
 
 from .. import __version__
 from . import _demo, _motif, _nbmix, _quant
-from ._common import OutputFolder, Progress, UserError, first_line, is_read_error, read_error_message
+from ._common import (
+    OutputFolder,
+    Progress,
+    UserError,
+    check_not_a_file,
+    first_line,
+    is_read_error,
+    read_error_message,
+)
 
 __all__ = ["main"]
 
@@ -116,7 +123,8 @@ def _run(argv):
     folder = args.output if isinstance(getattr(args, "output", None), OutputFolder) else None
     try:
         if folder is None:
-            _check_output(args)
+            if getattr(args, "output", None) is not None:  # skem demo -o
+                check_not_a_file(args.output)
         else:  # refuse a non-empty folder without --force before any work
             folder.check(force=args.force, command=prog)
         with warnings.catch_warnings():
@@ -146,11 +154,6 @@ def _one_line_warning(prog):
     return show
 
 
-def _check_output(args):
-    """An output path (``skem demo -o``) that exists but is not a folder fails before any work."""
-    output = getattr(args, "output", None)
-    if output is not None and Path(output).exists() and not Path(output).is_dir():
-        raise UserError(f"-o {output}: exists and is not a folder")
 
 
 def _input_files(args):

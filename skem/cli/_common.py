@@ -33,6 +33,7 @@ __all__ = [
     "Progress",
     "UserError",
     "add_output_options",
+    "check_not_a_file",
     "existing",
     "figure",
     "first_line",
@@ -184,6 +185,12 @@ def reading(path):
         raise UserError(read_error_message(error, [path])) from error
 
 
+def check_not_a_file(path):
+    """An output folder's path that exists and is not a folder: a UserError, before any work."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"-o {path}: exists and is not a folder")
+
+
 def output_dir(path):
     """Create the output folder (and its parents) if needed."""
     path = Path(path)
@@ -258,8 +265,7 @@ class OutputFolder:
             The command writing the folder (``"skem quant"``), for the manifest.
         """
         self.force, self.command = force, command
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"-o {self.path}: exists and is not a folder")
+        check_not_a_file(self.path)
         if force or not self.path.is_dir():
             return
         entries = sorted(entry.name for entry in self.path.iterdir())

@@ -2,7 +2,7 @@
 
 One reader of lines, so that all file formats treat compression, line ends,
 encodings and broken files alike: gzip is detected from the content (not the
-name); lines end at LF, CRLF or a lone CR; a UTF-8 byte-order mark before
+name), of a path or of a binary file object; lines end at LF, CRLF or a lone CR; a UTF-8 byte-order mark before
 the first line is dropped; bytes that are not UTF-8, and a truncated or
 corrupt gzip stream, raise a ValueError naming the file and the line.
 """
@@ -20,7 +20,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 class TextLines:
-    """The lines of a path (plain or gzip) or an open file (text or binary), without line ends.
+    """The lines of a path or an open file, without line ends.
+
+    A path or a binary file may hold gzip (detected from its first bytes,
+    also for a stream that cannot seek, such as a pipe); a text file is text.
 
     Iterating yields the lines; ``number`` is the number of the line last
     yielded, and :meth:`error` builds the ValueError of a problem on it.
