@@ -69,6 +69,7 @@ def run(args, out, progress):
     from .. import TranscriptQuantifier
     from ..io import (
         alignments_to_matrix,
+        check_table_names,
         read_alignments,
         read_kallisto_tcc,
         read_salmon_eq_classes,
@@ -127,6 +128,10 @@ def run(args, out, progress):
             progress(f"read {X.shape[0]} reads aligned to {X.shape[1]} transcripts")
             if not args.lengths:
                 raise UserError("an alignment table needs --lengths")
+    try:  # names that quant.sf cannot carry fail now, not after the fit
+        check_table_names(names, "transcript")
+    except ValueError as error:
+        raise UserError(f"{_source(args)}: {first_line(error)}") from error
     if lengths is None:
         lengths, effective = _lengths_from_file(args, names, weighted, progress)
     model = TranscriptQuantifier(
@@ -150,6 +155,11 @@ def run(args, out, progress):
     progress(f"{model.n_iter_} iterations; wrote abundance.tsv and quant.sf{extra} to {output}")
     top = model.abundance_.sort_values("est_counts", ascending=False).head(10)
     out(top.round(2).to_string(index=False))
+
+
+def _source(args):
+    """The input file(s) the transcript names came from, for a message."""
+    return args.eq_classes or args.alignments or " ".join(args.tcc)
 
 
 def _lengths_from_file(args, names, weighted, progress):

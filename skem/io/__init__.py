@@ -14,6 +14,7 @@ _EXPORTS = {
     "EquivalenceClasses": "._quant",
     "alignments_to_matrix": "._quant",
     "auto_score_scale": "._bam",
+    "check_table_names": "._quant",
     "lengths_file_kind": "._quant",
     "read_alignments": "._bam",
     "read_bam": "._quant",

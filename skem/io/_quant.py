@@ -38,6 +38,7 @@ __all__ = [
     "AlignedReads",
     "EquivalenceClasses",
     "alignments_to_matrix",
+    "check_table_names",
     "lengths_file_kind",
     "read_bam",
     "read_kallisto_abundance",
@@ -728,11 +729,11 @@ def _abundance_table(abundance):
     missing = [c for c in KALLISTO_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"the abundance table lacks the columns {missing}.")
-    _check_table_names(table["target_id"].astype(str), "transcript")
+    check_table_names(table["target_id"].astype(str), "transcript")
     return table
 
 
-def _check_table_names(names, what):
+def check_table_names(names, what):
     """Refuse names that a tab-separated table cannot carry so that every reader reads them back.
 
     Our readers, pandas (``read_csv(sep="\\t")``) and R's (tximport's
@@ -751,6 +752,15 @@ def _check_table_names(names, what):
     ------
     ValueError
         Naming the first such name and its position.
+
+    Examples
+    --------
+    >>> from skem.io import check_table_names
+    >>> check_table_names(["tx1", 'a"b', "with space"], "transcript")
+    >>> check_table_names(["tx1", "NA"], "transcript")
+    Traceback (most recent call last):
+    ...
+    ValueError: transcript 2 ('NA') is empty or reads as a missing value (pandas and R read NA, nan, NULL, ...): rename it to write a table that reads back the same.
     """
     for number, name in enumerate(names, start=1):
         if name in MISSING_VALUES:
@@ -768,7 +778,7 @@ def _check_table_names(names, what):
 
 
 def _write(table, path):
-    # The names were checked (_check_table_names): nothing needs quoting, and a quote inside a
+    # The names were checked (check_table_names): nothing needs quoting, and a quote inside a
     # name is written as itself (QUOTE_MINIMAL would write a"b as "a""b").
     table.to_csv(os.fspath(path), sep="\t", index=False, lineterminator="\n",
                  quoting=csv.QUOTE_NONE)
