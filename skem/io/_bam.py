@@ -33,11 +33,10 @@ from ._bam_scan import (
     scan_alignments,
 )
 from ._quant import AlignedReads
+from ._library_types import LIBRARY_TYPES
 
 __all__ = ["AlignmentClasses", "LIBRARY_TYPES", "auto_score_scale", "read_alignments", "read_bam"]
 
-#: salmon's library-type codes that skem understands: A (detect), unstranded, stranded forward or reverse.
-LIBRARY_TYPES = ("A", "U", "SF", "SR", "IU", "ISF", "ISR")
 #: salmon's prior fragment-length distribution, used for single-end reads without one.
 DEFAULT_FRAGMENT = (250.0, 25.0)
 
