@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from skem import SequenceMotifMixture
 from skem._letters import encode_ragged
@@ -280,3 +281,27 @@ def test_a_warm_start_with_the_same_structure_continues_without_a_warning():
         warnings.simplefilter("error", UserWarning)
         model.set_params(max_iter=200, tol=1e-9).fit(sequences)
     assert model.lower_bounds_[0] >= first - 1e-12
+
+
+# ------------------------------------------------------------------------------ input
+
+
+def test_a_column_of_sequences_is_one_sequence_per_row():
+    sequences, _, _ = make_motif_sequences(30, 40, width=5, random_state=3)
+    values = list(sequences.values())
+    flat = SequenceMotifMixture(width=5, random_state=0).fit(values)
+    column = SequenceMotifMixture(width=5, random_state=0).fit(np.array(values, dtype=object)[:, None])
+    assert flat.n_features_in_ == column.n_features_in_ == 1
+    np.testing.assert_allclose(column.lower_bounds_, flat.lower_bounds_, rtol=0)
+    np.testing.assert_allclose(column.score_samples(np.array(values)[:, None]),
+                               flat.score_samples(values), rtol=0)
+    with pytest.raises(ValueError, match="X has 2 features, but SequenceMotifMixture is expecting 1"):
+        flat.score_samples(np.array([values, values], dtype=object).T)
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        flat.fit(sparse.csr_matrix(np.ones((3, 3))))
+
+
+@pytest.mark.parametrize("width", [(5,), (5, 6, 7), (0, 4), (6, 5), (5.0, 6)])
+def test_a_bad_width_pair_is_a_clear_error(width):
+    with pytest.raises(ValueError, match="pair \\(min_width, max_width\\)"):
+        SequenceMotifMixture(width=width).fit(["ACGTACGTAC"] * 3)
