@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEM
 from ._compat import Interval, StrOptions
+from ._dask import is_dask_array
 from ._em import EMControls, chunk_rows, e_pass, run_em
 from ._letters import DNA, check_alphabet, encode_ragged, is_nucleotide
 from ._motif_sequences import SequenceMotifModel
@@ -313,6 +314,11 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
         return int(width), int(width)
 
     def _build_model(self, X, sample_weight, **row_metadata):
+        if is_dask_array(X):
+            raise TypeError(
+                f"{type(self).__name__} does not fit dask arrays (its sequences vary in length "
+                "and its start search needs them in memory); compute X first."
+            )
         min_width, max_width = self._widths()
         letters, wildcards = self._letters()
         if (self.revcomp or self.palindromic) and not is_nucleotide(letters):

@@ -305,3 +305,10 @@ def test_a_column_of_sequences_is_one_sequence_per_row():
 def test_a_bad_width_pair_is_a_clear_error(width):
     with pytest.raises(ValueError, match="pair \\(min_width, max_width\\)"):
         SequenceMotifMixture(width=width).fit(["ACGTACGTAC"] * 3)
+
+
+def test_dask_input_is_refused_before_any_work():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(np.zeros((10, 8), dtype=int), chunks=5)
+    with pytest.raises(TypeError, match="does not fit dask arrays.*compute X first"):
+        SequenceMotifMixture(width=5).fit(X)
