@@ -191,6 +191,7 @@ def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
 # --------------------------------------------------------------------------- widths
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_widths_longer_than_the_sequences_are_dropped_with_a_warning():
     # Issue 20: default widths on 12-18 nt sequences raised numpy's "window shape cannot be
     # larger than input array shape".
