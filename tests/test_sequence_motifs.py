@@ -313,3 +313,20 @@ def test_dask_input_is_refused_before_any_work():
     X = da.from_array(np.zeros((10, 8), dtype=int), chunks=5)
     with pytest.raises(TypeError, match="does not fit dask arrays.*compute X first"):
         SequenceMotifMixture(width=5).fit(X)
+
+
+def test_fitted_attributes_agree_with_each_other():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(8, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(40, 60, pwm=pwms, site_probability=0.6,
+                                           random_state=1)
+    model = SequenceMotifMixture(width=(6, 8), n_motifs=2, random_state=0).fit(sequences)
+    np.testing.assert_allclose(model.weights_,
+                               [np.prod(1 - model.site_probs_), *model.site_probs_])
+    np.testing.assert_allclose(model.evalues_, 10.0 ** model.log10_evalues_)
+    assert model.widths_.tolist() == [len(p) for p in model.pwms_[1:]]
+    np.testing.assert_allclose(model.pwms_[0], np.tile(model.background_, (model.widths_[0], 1)))
+    for k, pwm in enumerate(model.pwms_):
+        np.testing.assert_allclose(model.log_odds_[k], np.log2(pwm / model.background_))
+        assert model.consensus_[k] == "".join(np.array(list(DNA))[np.asarray(pwm).argmax(1)])
+    np.testing.assert_allclose(model.pwm(2).to_numpy(), model.pwms_[2])
