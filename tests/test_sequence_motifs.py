@@ -330,3 +330,42 @@ def test_fitted_attributes_agree_with_each_other():
         np.testing.assert_allclose(model.log_odds_[k], np.log2(pwm / model.background_))
         assert model.consensus_[k] == "".join(np.array(list(DNA))[np.asarray(pwm).argmax(1)])
     np.testing.assert_allclose(model.pwm(2).to_numpy(), model.pwms_[2])
+
+
+def test_boundaries_of_widths_thresholds_and_sample_sizes():
+    sequences, _, _ = make_motif_sequences(30, 8, width=8, random_state=4)
+    # A width equal to the longest (OOPS: the shortest) sequence fits, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = SequenceMotifMixture(width=8, mode="oops", random_state=0).fit(sequences)
+    assert model.widths_.tolist() == [8]
+    every = model.sites(sequences, threshold=0.0)
+    assert len(every) == len(sequences)  # one start per sequence, posterior 1 in OOPS
+    assert len(model.sites(sequences, threshold=1.0)) <= len(sequences)
+    for bad in (-0.1, 1.1, "0.5"):
+        with pytest.raises(ValueError, match="threshold"):
+            model.sites(sequences, threshold=bad)
+    drawn, planted = model.sample(1)
+    assert drawn.shape == (1,) and planted.shape == (1, 1)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.sample(0)
+
+
+def test_sites_read_x_in_the_fitted_alphabet():
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=6)
+    model = SequenceMotifMixture(width=6, random_state=0).fit(sequences)
+    before = model.sites(sequences)
+    model.set_params(alphabet="ACGU")  # not refitted: the fitted model still reads DNA
+    assert before.equals(model.sites(sequences))
+
+
+def test_a_later_motif_that_does_not_converge_warns():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(6, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, random_state=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SequenceMotifMixture(width=6, n_motifs=2, max_iter=1, tol=0.0,
+                             random_state=0).fit(sequences)
+    messages = [str(w.message) for w in caught]
+    assert any("motif 2 did not converge in max_iter=1" in m for m in messages), messages
