@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseEM
 from ._compat import Interval, StrOptions
 from ._dask import is_dask_array
-from ._em import EMControls, chunk_rows, e_pass, run_em
+from ._em import chunk_rows, e_pass, run_em
 from ._letters import DNA, check_alphabet, encode_ragged, is_nucleotide
 from ._motif_sequences import SequenceMotifModel
 from ._pwm import PWMResultsMixin, pwm_summaries
