@@ -369,3 +369,14 @@ def test_a_later_motif_that_does_not_converge_warns():
                              random_state=0).fit(sequences)
     messages = [str(w.message) for w in caught]
     assert any("motif 2 did not converge in max_iter=1" in m for m in messages), messages
+
+
+def test_later_motifs_warn_only_when_they_stop_short():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(6, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, random_state=1)
+    for max_iter in (0, 500):  # max_iter=0 evaluates the starts: nothing to warn about
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            SequenceMotifMixture(width=6, n_motifs=2, max_iter=max_iter,
+                                 random_state=0).fit(sequences)
