@@ -14,13 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln
 from scipy.stats import chi2
 
-from ._em import AdditiveStats, RowData
+from ._em import AdditiveStats, RowData, chunk_rows
+from .sequences import reverse_complement
 
 __all__ = [
     "ERASE_FLOOR",
+    "site_table",
     "SequenceData",
     "SequenceMotifParams",
     "SequenceStats",
@@ -128,3 +131,28 @@ def log10_evalue(site_counts, background, n_positions, dof_per_column):
     n_positions = max(float(n_positions), nsites)
     log_choices = gammaln(n_positions + 1) - gammaln(nsites + 1) - gammaln(n_positions - nsites + 1)
     return float((log_p + log_choices) / np.log(10.0))
+
+
+def site_table(model, params, codes, names, threshold, chunk_size):
+    """The sites of every motif whose posterior reaches ``threshold`` (see
+    :meth:`SequenceMotifMixture.sites`)."""
+    data = model.prepare(codes, np.ones(codes.shape[0]))
+    symbols = np.array(list(model.letters) + ["N", ""])
+    step = chunk_rows(data, model, chunk_size)
+    rows = []
+    for k, pwm in enumerate(params.pwms):
+        single = SequenceMotifParams(params.background, (pwm,), params.site_probs[k : k + 1])
+        w = pwm.shape[0]
+        for offset in range(0, data.n_rows, step):
+            chunk = data.take(slice(offset, offset + step))
+            post = model.site_posteriors(single, chunk)
+            for i, j, s in np.argwhere(post >= max(threshold, 1e-300)):
+                letters = "".join(symbols[codes[offset + i, j : j + w]])
+                if s == 1:
+                    letters = reverse_complement(letters, model.letters)
+                rows.append((k + 1, names[offset + i], int(j), int(j + w), "+-"[s],
+                             float(post[i, j, s]), letters, offset + i))
+    columns = ["motif", "sequence", "start", "end", "strand", "posterior", "site", "_row"]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values(["motif", "_row", "start", "strand"], kind="stable")
+    return table.drop(columns="_row").reset_index(drop=True)

@@ -3,7 +3,7 @@
 The site position (and strand) in each sequence is the hidden variable; the
 math is :class:`skem._motif_sequences.SequenceMotifModel` (OOPS, ZOOPS, TCM),
 its start search :mod:`skem._sequence_search`. Several motifs are found one
-after another by probabilistic erasing (:func:`find_motifs`). Aligned rows of
+after another by probabilistic erasing (:func:`skem._motif_erasing.find_motifs`). Aligned rows of
 letters (windows) are :class:`skem.MotifMixture`'s.
 """
 
@@ -14,23 +14,20 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEM
 from ._compat import Interval, StrOptions
 from ._dask import is_dask_array
-from ._em import chunk_rows, e_pass, run_em
 from ._letters import DNA, check_alphabet, encode_ragged, is_nucleotide
+from ._motif_erasing import find_motifs
 from ._motif_sequences import SequenceMotifModel
 from ._pwm import PWMResultsMixin, pwm_summaries
-from ._sequence_sites import SequenceMotifParams
-from .sequences import reverse_complement
+from ._sequence_sites import SequenceMotifParams, site_table
 
-__all__ = ["SequenceMotifMixture", "erase", "erasing_weights", "find_motifs", "site_table"]
+__all__ = ["SequenceMotifMixture"]
 
 
 class SequenceMotifMixture(PWMResultsMixin, BaseEM):
@@ -58,7 +55,7 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
     n_motifs : int, default=1
         Motifs found one after another: each later motif is fitted with the
         positions covered by the earlier ones' sites erased (MEME's
-        probabilistic erasing, see :func:`erasing_weights`).
+        probabilistic erasing, see :func:`skem._motif_erasing.erasing_weights`).
     alphabet : str, default="ACGT"
         The letters (case-insensitive), coded ``0..A-1`` in this order; any
         alphabet works (e.g. the 20 amino acids). A letter outside it and its
@@ -451,106 +448,3 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
         symbols = np.array(list(self.alphabet_))
         sequences = np.array(["".join(symbols[row[:n]]) for row, n in zip(codes, lengths)])
         return sequences, planted
-
-
-# ------------------------------------------------------------------ several motifs
-
-
-def erasing_weights(model, motifs, data, chunk_size=None):
-    """MEME's erasing weights: ``prod_k (1 - coverage_k)`` of each position of ``data``.
-
-    ``coverage_k(t)`` is the posterior probability, on either strand, that
-    position ``t`` lies in a site of motif ``k``, computed on the sequences as
-    erased by the motifs before ``k`` (as each was found).
-
-    Parameters
-    ----------
-    model : skem._motif_sequences.SequenceMotifModel
-    motifs : sequence of SequenceMotifParams
-        One motif each, in the order found.
-    data : skem._sequence_sites.SequenceData
-        The sequences (not erased).
-    chunk_size : int, default=None
-
-    Returns
-    -------
-    ndarray of shape (n_sequences, max_length)
-    """
-    erased = np.ones(data.codes.shape)
-    for motif in motifs:
-        erased = erase(model, motif, data, erased, chunk_size)
-    return erased
-
-
-def erase(model, motif, data, erased, chunk_size=None):
-    """The erasing weights ``erased`` (n, max_length) times ``1 - coverage`` of ``motif``, whose
-    coverage is computed on ``data`` erased by ``erased`` (the sequences it was found on)."""
-    current = model.with_erased(data, erased)
-    return erased * (1.0 - model.coverage(motif, current, chunk_size))
-
-
-def find_motifs(model, first, data, n_motifs, controls, random_state):
-    """All motifs of a fit: the first (``first``, fitted), then more by erasing.
-
-    Each further motif is searched and fitted on the sequences with the
-    erasing weights of the earlier ones (:func:`erasing_weights`, MEME's
-    probabilistic erasing). The E-value and expected number of sites of each
-    motif are computed on the sequences as erased when it was found.
-
-    Returns
-    -------
-    SequenceMotifParams
-        All motifs, with ``log10_evalues`` and ``nsites``.
-    """
-    found = [first]
-    erased = np.ones(data.codes.shape)
-    evalues, nsites = [], []
-    for k in range(n_motifs):
-        current = model.with_erased(data, erased) if k else data
-        if k:
-            start = model.initialize(current, random_state, controls)
-            result = run_em(model, current, start, controls)
-            if not result.converged and controls.max_iter > 0:
-                warnings.warn(
-                    f"The EM run of motif {k + 1} did not converge in max_iter={controls.max_iter} "
-                    "iterations.", ConvergenceWarning,
-                )
-            found.append(result.params)
-        motif = found[k]
-        stats, _ = e_pass(model, motif, current, controls.chunk_size)
-        evalues.append(model.log10_evalue(motif, current, controls.chunk_size))
-        nsites.append(stats.n_sites)
-        if k + 1 < n_motifs:
-            erased = erase(model, motif, data, erased, controls.chunk_size)
-    return SequenceMotifParams(
-        background=first.background,
-        pwms=tuple(motif.pwms[0] for motif in found),
-        site_probs=np.array([float(motif.site_probs[0]) for motif in found]),
-        log10_evalues=np.array(evalues),
-        nsites=np.array(nsites),
-    )
-
-
-def site_table(model, params, codes, names, threshold, chunk_size):
-    """The sites of every motif whose posterior reaches ``threshold`` (see
-    :meth:`SequenceMotifMixture.sites`)."""
-    data = model.prepare(codes, np.ones(codes.shape[0]))
-    symbols = np.array(list(model.letters) + ["N", ""])
-    step = chunk_rows(data, model, chunk_size)
-    rows = []
-    for k, pwm in enumerate(params.pwms):
-        single = SequenceMotifParams(params.background, (pwm,), params.site_probs[k : k + 1])
-        w = pwm.shape[0]
-        for offset in range(0, data.n_rows, step):
-            chunk = data.take(slice(offset, offset + step))
-            post = model.site_posteriors(single, chunk)
-            for i, j, s in np.argwhere(post >= max(threshold, 1e-300)):
-                letters = "".join(symbols[codes[offset + i, j : j + w]])
-                if s == 1:
-                    letters = reverse_complement(letters, model.letters)
-                rows.append((k + 1, names[offset + i], int(j), int(j + w), "+-"[s],
-                             float(post[i, j, s]), letters, offset + i))
-    columns = ["motif", "sequence", "start", "end", "strand", "posterior", "site", "_row"]
-    table = pd.DataFrame(rows, columns=columns)
-    table = table.sort_values(["motif", "_row", "start", "strand"], kind="stable")
-    return table.drop(columns="_row").reset_index(drop=True)

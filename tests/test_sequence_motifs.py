@@ -19,7 +19,7 @@ from skem._letters import encode_ragged
 from skem._motif_sequences import SequenceMotifModel
 from skem._sequence_sites import SequenceMotifParams
 from skem.datasets import make_motif_pwm, make_motif_sequences
-from skem.sequence_motifs import erasing_weights
+from skem._motif_erasing import erasing_weights
 from skem.sequences import revcomp_permutation
 
 DNA = "ACGT"

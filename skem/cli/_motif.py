@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ._common import (
     UserError,
+    add_output_options,
     existing,
     first_line,
-    output_dir,
+    non_negative_int,
     positive_int,
     probability,
-    non_negative_int,
     reading,
 )
 
@@ -42,7 +42,7 @@ def add_parser(commands):
     motif.add_argument("--threshold", type=probability, default=0.5,
                        help="posterior to report a site")
     motif.add_argument("--seed", type=non_negative_int, default=0)
-    motif.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(motif)
     motif.set_defaults(run=run)
 
 
@@ -83,7 +83,7 @@ def run(args, out, progress):
         # Errors about the data name the FASTA record; say which file it is in.
         raise UserError(f"{args.sequences}: {first_line(error)}") from error
     progress(f"fitted in {model.n_iter_} iterations")
-    output = output_dir(args.output)
+    output = args.output.open()
     names = [f"motif{k}" for k in range(1, len(model.pwms_))]
     write_meme(output / "motifs.meme", dict(zip(names, model.pwms_[1:])), alphabet=model.alphabet_,
                background=model.background_, nsites=dict(zip(names, model.nsites_)),
