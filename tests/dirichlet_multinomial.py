@@ -1,0 +1,357 @@
+"""A mixture of Dirichlet-multinomials, written on the public contract :mod:`skem.engine` alone.
+
+Test-only (not part of skem's public API): the fourth model, and the first
+whose M-step has no closed form. It shows that such a model still needs one
+module -- frozen parameters with declared spaces, additive statistics, row
+data, a :class:`~skem.engine.MixtureModel` and a thin estimator -- and nothing
+in the engine. It is registered in ``conftest.ESTIMATORS`` and is the worked
+example of the user guide's engine page.
+
+The model
+---------
+Row ``x_i`` holds counts of ``D`` categories with total ``n_i``; given
+component ``k`` it is Dirichlet-multinomial with concentrations
+``alpha_k > 0`` (``A_k = sum_d alpha_kd``)::
+
+    p(x | alpha) = n B(A, n) / prod_{d: x_d > 0} x_d B(alpha_d, x_d)     (n > 0; 1 if n = 0)
+
+which equals ``n! / prod x_d! * Gamma(A) / Gamma(n + A) * prod Gamma(x_d + alpha_d) /
+Gamma(alpha_d)`` but is computed through ``betaln``, which keeps its digits when
+``alpha`` is large (``lgamma(x + alpha) - lgamma(alpha)`` loses them). Zero
+entries contribute nothing.
+
+Statistics and M-step
+---------------------
+Every term of the log-pmf depends on a row only through its non-zero
+(feature, value) pairs and its total. So the statistics of component ``k``
+are the weighted histograms ``H[k, j] = sum_i w_i q_ik [x_{i,d_j} = u_j]`` over
+the data set's distinct non-zero pairs ``(d_j, u_j)`` and
+``Hn[k, m] = sum_i w_i q_ik [n_i = t_m]`` over its distinct non-zero totals:
+additive over chunks, of a size bounded by the distinct values (counts are
+bounded), and they make the expected complete log-likelihood of ``alpha_k``
+exact without revisiting rows::
+
+    Q_k(alpha) = sum_m Hn[k, m] betaln(A, t_m) - sum_j H[k, j] betaln(alpha_{d_j}, u_j) + const.
+
+The M-step maximizes it by Minka's fixed point (T. Minka, *Estimating a
+Dirichlet distribution*, 2000/2012, section on the Polya distribution)::
+
+    alpha_d <- alpha_d * sum_{j: d_j = d} H[j] (psi(u_j + alpha_d) - psi(alpha_d))
+                       / sum_m Hn[m] (psi(t_m + A) - psi(A)),
+
+warm-started from the current parameters. For integer counts each step
+maximizes a lower bound of ``Q`` that touches it at the current point, so
+``Q`` never decreases; for non-integer values (scikit-learn's checks feed
+floats) the bound is not guaranteed, so a step that would lower ``Q`` is
+halved in log space, and dropped if that fails too. EM therefore stays
+monotone in every case (a generalized EM when the inner iteration stops early).
+
+Totals are not modelled (the Dirichlet-multinomial conditions on them):
+:meth:`DirichletMultinomialModel.sample_component` draws a row's total from
+the weighted empirical distribution of the training totals, the same for
+every component, then the proportions from the Dirichlet and the counts from
+the multinomial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import betaln, digamma
+from sklearn.utils.validation import check_non_negative, validate_data
+
+from skem.engine import AdditiveStats, BaseMixture, MixtureModel, RowData, mixing_weights, param
+
+#: Smallest concentration: a category never seen in a component tends to 0 under the
+#: fixed point; the floor keeps new rows that hold it finite.
+ALPHA_FLOOR = 1e-10
+
+
+@dataclass(frozen=True)
+class DMParams:
+    weights: np.ndarray = param("simplex")  # (K,)
+    concentrations: np.ndarray = param("positive", floor=ALPHA_FLOOR)  # (K, D)
+
+
+@dataclass(frozen=True)
+class DMStats(AdditiveStats):
+    resp_sum: np.ndarray  # (K,)  sum_i w_i q_ik
+    pair_hist: np.ndarray  # (K, J)  sum_i w_i q_ik [x_{i,d_j} = u_j]
+    total_hist: np.ndarray  # (K, M)  sum_i w_i q_ik [n_i = t_m]
+    pairs: PairTable  # the data set's table, carried along (not added)
+
+    _shared = ("pairs",)
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """The distinct non-zero (feature, value) pairs and non-zero totals of a data set."""
+
+    feature: np.ndarray  # (J,) d_j
+    value: np.ndarray  # (J,) u_j
+    total: np.ndarray  # (M,) t_m
+
+
+@dataclass(frozen=True)
+class DMRows(RowData):
+    """Rows as one-hot indicators into the data set's pair table.
+
+    ``pair_rows[i, j] = 1`` when row i holds pair j, ``total_rows[i, m] = 1`` when its
+    total is ``t_m``; with them both the log-pmf and the histograms are one sparse
+    product, so nothing per chunk needs :meth:`MixtureModel.chunk_work`.
+    """
+
+    X: np.ndarray = None  # (n, D), for the k-means start
+    pair_rows: sp.csr_matrix = None  # (n, J)
+    total_rows: sp.csr_matrix = None  # (n, M)
+    pairs: PairTable = None
+
+    _shared = ("pairs",)
+
+
+def pair_table(X):
+    """The pair table of ``X`` and the indicators of its rows (see :class:`DMRows`)."""
+    rows, features = np.nonzero(X)
+    values = X[rows, features]
+    # Pairs sorted by feature, then value: a canonical table that depends only on the rows.
+    keys, pair_index = np.unique(np.column_stack([features, values]), axis=0, return_inverse=True)
+    totals = X.sum(axis=1)
+    nonzero = np.flatnonzero(totals > 0)
+    total_values, total_index = np.unique(totals[nonzero], return_inverse=True)
+    n = X.shape[0]
+    pair_rows = sp.csr_matrix(
+        (np.ones(rows.size), (rows, pair_index.reshape(-1))), shape=(n, keys.shape[0])
+    )
+    total_rows = sp.csr_matrix(
+        (np.ones(nonzero.size), (nonzero, total_index.reshape(-1))), shape=(n, total_values.size)
+    )
+    table = PairTable(keys[:, 0].astype(np.intp), keys[:, 1], total_values)
+    return table, pair_rows, total_rows
+
+
+def expected_log_likelihood(concentrations, pair_hist, total_hist, pairs):
+    """``Q_k(alpha_k)`` of each component, up to a constant, from the histograms; (K,)."""
+    precision = concentrations.sum(axis=1, keepdims=True)
+    return (
+        (total_hist * betaln(precision, pairs.total)).sum(axis=1)
+        - (pair_hist * betaln(concentrations[:, pairs.feature], pairs.value)).sum(axis=1)
+    )
+
+
+def fit_concentrations(alpha, pair_hist, total_hist, pairs, n_features, max_iter, tol):
+    """Minka's fixed point for each component's concentrations, warm-started at ``alpha``.
+
+    Parameters
+    ----------
+    alpha : ndarray of shape (K, D)
+        The start (the current concentrations).
+    pair_hist, total_hist : ndarray of shape (K, J), (K, M)
+        The components' histograms (see :class:`DMStats`).
+    pairs : PairTable
+    n_features : int
+        D.
+    max_iter : int
+        Fixed-point steps at most.
+    tol : float
+        Stop when no ``log alpha`` moves by more than this.
+
+    Returns
+    -------
+    alpha : ndarray of shape (K, D)
+        Concentrations whose ``Q_k`` is at least that of the start, for every k.
+    """
+    to_feature = sp.csr_matrix(
+        (np.ones(pairs.feature.size), (np.arange(pairs.feature.size), pairs.feature)),
+        shape=(pairs.feature.size, n_features),
+    )
+    q = expected_log_likelihood(alpha, pair_hist, total_hist, pairs)
+    for _ in range(max_iter):
+        precision = alpha.sum(axis=1)
+        a = alpha[:, pairs.feature]
+        numerator = np.asarray((pair_hist * (digamma(pairs.value + a) - digamma(a))) @ to_feature)
+        denominator = (total_hist * (digamma(pairs.total + precision[:, None])
+                                     - digamma(precision)[:, None])).sum(axis=1)
+        # A component whose rows are all empty (or that has none) has no information
+        # about alpha: it keeps its concentrations.
+        informed = denominator > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(informed[:, None], numerator / denominator[:, None], 1.0)
+        proposal = np.maximum(alpha * step, ALPHA_FLOOR)
+        # The safeguard: halve the step in log space while Q would decrease (never for
+        # integer counts), then give up on that component for this M-step.
+        q_new = expected_log_likelihood(proposal, pair_hist, total_hist, pairs)
+        for _ in range(8):
+            worse = ~(q_new >= q)
+            if not worse.any():
+                break
+            proposal[worse] = np.sqrt(alpha[worse] * proposal[worse])
+            q_new[worse] = expected_log_likelihood(
+                proposal[worse], pair_hist[worse], total_hist[worse], pairs
+            )
+        accepted = q_new >= q
+        moved = np.abs(np.log(proposal) - np.log(alpha))[accepted]
+        alpha = np.where(accepted[:, None], proposal, alpha)
+        q = np.where(accepted, q_new, q)
+        if moved.size == 0 or moved.max() < tol:
+            break
+    return alpha
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirichletMultinomialModel(MixtureModel):
+    """``x_i | k ~ DirichletMultinomial(n_i, concentrations[k])``.
+
+    Parameters
+    ----------
+    n_features : int
+        D, the number of categories.
+    totals, total_weights : ndarray of shape (T,)
+        The distinct training row totals (rounded to integers) and their
+        weighted frequencies: the distribution :meth:`sample_component` draws totals from.
+    max_inner_iter : int, default=100
+        Fixed-point steps per M-step at most (warm-started, so they add up over EM steps).
+    inner_tol : float, default=1e-10
+        The fixed point stops when no ``log alpha`` moves by more than this.
+    """
+
+    n_features: int
+    totals: np.ndarray
+    total_weights: np.ndarray
+    max_inner_iter: int = 100
+    inner_tol: float = 1e-10
+
+    def prepare(self, X, weights):
+        table, pair_rows, total_rows = pair_table(X)
+        return DMRows(weights=weights, X=X, pair_rows=pair_rows, total_rows=total_rows, pairs=table)
+
+    def work_per_row(self, data):
+        return 4 * self.n_components
+
+    def estimate_log_prob(self, params, chunk, work):
+        pairs = chunk.pairs
+        alpha = params.concentrations
+        precision = alpha.sum(axis=1)
+        # log n + betaln(A, n) per (component, total); -(log u + betaln(alpha_d, u)) per pair.
+        total_terms = np.log(pairs.total) + betaln(precision[:, None], pairs.total)
+        pair_terms = np.log(pairs.value) + betaln(alpha[:, pairs.feature], pairs.value)
+        return np.asarray(chunk.total_rows @ total_terms.T - chunk.pair_rows @ pair_terms.T)
+
+    def accumulate(self, params, chunk, weighted_resp, work):
+        return DMStats(
+            weighted_resp.sum(axis=0),
+            np.asarray(chunk.pair_rows.T @ weighted_resp).T,
+            np.asarray(chunk.total_rows.T @ weighted_resp).T,
+            chunk.pairs,
+        )
+
+    def m_step(self, stats, params):
+        weights, occupied = mixing_weights(stats.resp_sum)
+        start = self._moment_start(stats) if params is None else params.concentrations
+        alpha = fit_concentrations(
+            start, stats.pair_hist, stats.total_hist, stats.pairs, self.n_features,
+            self.max_inner_iter, self.inner_tol,
+        )
+        # An empty component keeps its concentrations (at the start, the pooled ones).
+        return DMParams(weights, np.where(occupied[:, None], alpha, start))
+
+    def _moment_start(self, stats):
+        """Concentrations with each component's mean proportions and precision D: where the
+        first fixed point starts (and what an empty component keeps at the start)."""
+        pairs = stats.pairs
+        D = self.n_features
+
+        def proportions(pair_hist, total_hist):
+            count_sum = np.zeros(pair_hist.shape[:-1] + (D,))
+            np.add.at(count_sum.T, pairs.feature, (pair_hist * pairs.value).T)
+            total_sum = (total_hist * pairs.total).sum(axis=-1, keepdims=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return count_sum / total_sum
+
+        pooled = proportions(stats.pair_hist.sum(axis=0), stats.total_hist.sum(axis=0))
+        pooled = np.nan_to_num(pooled, nan=1.0 / D)  # no counts at all: uniform
+        own = proportions(stats.pair_hist, stats.total_hist)
+        own = np.where(np.isfinite(own), own, pooled)
+        return np.maximum(D * own, ALPHA_FLOOR)
+
+    def init_features(self, data, rows):
+        X = data.X[rows]
+        return np.log1p(X / np.maximum(X.sum(axis=1, keepdims=True), 1.0))
+
+    def sample_component(self, params, k, n, random_state):
+        totals = random_state.choice(self.totals, size=n, p=self.total_weights)
+        # Dirichlet proportions from Gamma(alpha) = Gamma(alpha + 1) * U**(1/alpha), in
+        # logs: a concentration near the floor would underflow numpy's draws to 0/0.
+        alpha = params.concentrations[k]
+        log_gamma = (np.log(random_state.standard_gamma(alpha + 1.0, size=(n, alpha.size)))
+                     + np.log(random_state.uniform(size=(n, alpha.size))) / alpha)
+        proportions = np.exp(log_gamma - log_gamma.max(axis=1, keepdims=True))
+        proportions /= proportions.sum(axis=1, keepdims=True)
+        rows = [random_state.multinomial(int(m), p) for m, p in zip(totals, proportions)]
+        return np.asarray(rows, dtype=float).reshape(n, alpha.size)
+
+    def n_parameters(self, params):
+        K, D = params.concentrations.shape
+        return K - 1 + K * D
+
+
+class DirichletMultinomialMixture(BaseMixture):
+    """Mixture of Dirichlet-multinomial distributions (a test-only example estimator).
+
+    Rows are vectors of counts over ``n_features`` categories (non-negative
+    floats are accepted: the log-pmf is defined through gamma functions).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of components.
+    **em_controls
+        ``n_init, init_params, max_iter, tol, accelerate, chunk_size, n_jobs,
+        warm_start, random_state, verbose, verbose_interval``, as for
+        :class:`skem.NegBinMixture`.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Mixing proportions.
+    concentrations_ : ndarray of shape (n_components, n_features)
+        Each component's Dirichlet concentrations ``alpha_k``.
+    """
+
+    def __init__(
+        self, n_components=2, *, n_init=1, init_params="kmeans", max_iter=100, tol=1e-3,
+        accelerate=None, chunk_size=None, n_jobs=None, warm_start=False, random_state=None,
+        verbose=0, verbose_interval=10,
+    ):
+        super().__init__(
+            n_init=n_init, init_params=init_params, max_iter=max_iter, tol=tol,
+            accelerate=accelerate, chunk_size=chunk_size, n_jobs=n_jobs, warm_start=warm_start,
+            random_state=random_state, verbose=verbose, verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        check_non_negative(X, "DirichletMultinomialMixture")
+        return X
+
+    def _build_model(self, X, sample_weight):
+        self._check_n_samples(X)
+        totals, index = np.unique(np.rint(X.sum(axis=1)), return_inverse=True)
+        total_weights = np.bincount(index.reshape(-1), weights=sample_weight, minlength=totals.size)
+        return DirichletMultinomialModel(
+            n_components=self.n_components, init_params=self.init_params,
+            n_features=X.shape[1], totals=totals, total_weights=total_weights / total_weights.sum(),
+        )
+
+    def _get_fitted_params(self):
+        return DMParams(self.weights_, self.concentrations_)
+
+    def _set_fitted_params(self, params):
+        self.weights_, self.concentrations_ = params.weights, params.concentrations
