@@ -89,9 +89,17 @@ class DMStats(AdditiveStats):
 class PairTable:
     """The distinct non-zero (feature, value) pairs and non-zero totals of a data set."""
 
-    feature: np.ndarray  # (J,) d_j
+    feature: np.ndarray  # (J,) d_j, sorted
     value: np.ndarray  # (J,) u_j
     total: np.ndarray  # (M,) t_m
+
+    def per_feature(self, terms, n_features):
+        """Sums of ``terms`` (..., J) over the pairs of each feature, shape (..., D)."""
+        out = np.zeros(terms.shape[:-1] + (n_features,))
+        if self.feature.size:
+            present, starts = np.unique(self.feature, return_index=True)
+            out[..., present] = np.add.reduceat(terms, starts, axis=-1)
+        return out
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,13 @@ def expected_log_likelihood(concentrations, pair_hist, total_hist, pairs):
 def fit_concentrations(alpha, pair_hist, total_hist, pairs, n_features, max_iter, tol):
     """Minka's fixed point for each component's concentrations, warm-started at ``alpha``.
 
+    Each step maximizes a lower bound of ``Q_k`` that touches it at the
+    current point, so for integer counts it never decreases ``Q_k``; for other
+    values a step that would is halved in log space, and the component stops
+    if that fails too. Every accepted step raises ``Q_k``. (Newton's method
+    was tried: ``Q_k`` is not concave in ``alpha`` where the components still
+    overlap, and its steps were refused there.)
+
     Parameters
     ----------
     alpha : ndarray of shape (K, D)
@@ -150,52 +165,48 @@ def fit_concentrations(alpha, pair_hist, total_hist, pairs, n_features, max_iter
     pair_hist, total_hist : ndarray of shape (K, J), (K, M)
         The components' histograms (see :class:`DMStats`).
     pairs : PairTable
+        The values the histograms count.
     n_features : int
         D.
     max_iter : int
-        Fixed-point steps at most.
+        Steps at most.
     tol : float
-        Stop when no ``log alpha`` moves by more than this.
+        A component stops when none of its ``log alpha`` moves by more than this.
 
     Returns
     -------
     alpha : ndarray of shape (K, D)
         Concentrations whose ``Q_k`` is at least that of the start, for every k.
     """
-    to_feature = sp.csr_matrix(
-        (np.ones(pairs.feature.size), (np.arange(pairs.feature.size), pairs.feature)),
-        shape=(pairs.feature.size, n_features),
-    )
+    alpha = np.array(alpha, dtype=float)  # updated in place below
     q = expected_log_likelihood(alpha, pair_hist, total_hist, pairs)
+    # A component whose rows are all empty (or that has none) has no information about
+    # alpha: it keeps its concentrations.
+    active = total_hist.sum(axis=1) > 0
     for _ in range(max_iter):
-        precision = alpha.sum(axis=1)
-        a = alpha[:, pairs.feature]
-        numerator = np.asarray((pair_hist * (digamma(pairs.value + a) - digamma(a))) @ to_feature)
-        denominator = (total_hist * (digamma(pairs.total + precision[:, None])
-                                     - digamma(precision)[:, None])).sum(axis=1)
-        # A component whose rows are all empty (or that has none) has no information
-        # about alpha: it keeps its concentrations.
-        informed = denominator > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(informed[:, None], numerator / denominator[:, None], 1.0)
-        proposal = np.maximum(alpha * step, ALPHA_FLOOR)
-        # The safeguard: halve the step in log space while Q would decrease (never for
-        # integer counts), then give up on that component for this M-step.
-        q_new = expected_log_likelihood(proposal, pair_hist, total_hist, pairs)
-        for _ in range(8):
-            worse = ~(q_new >= q)
+        if not active.any():
+            break
+        a, hist, totals = alpha[active], pair_hist[active], total_hist[active]
+        precision = a.sum(axis=1, keepdims=True)
+        pair_a = a[:, pairs.feature]
+        numerator = pairs.per_feature(hist * (digamma(pairs.value + pair_a) - digamma(pair_a)),
+                                      n_features)
+        denominator = (totals * (digamma(pairs.total + precision) - digamma(precision))).sum(axis=1)
+        proposal = np.maximum(a * numerator / denominator[:, None], ALPHA_FLOOR)
+        q_new = expected_log_likelihood(proposal, hist, totals, pairs)
+        for _ in range(4):
+            worse = ~(q_new >= q[active])
             if not worse.any():
                 break
-            proposal[worse] = np.sqrt(alpha[worse] * proposal[worse])
-            q_new[worse] = expected_log_likelihood(
-                proposal[worse], pair_hist[worse], total_hist[worse], pairs
-            )
-        accepted = q_new >= q
-        moved = np.abs(np.log(proposal) - np.log(alpha))[accepted]
-        alpha = np.where(accepted[:, None], proposal, alpha)
-        q = np.where(accepted, q_new, q)
-        if moved.size == 0 or moved.max() < tol:
-            break
+            proposal[worse] = np.sqrt(a[worse] * proposal[worse])
+            q_new[worse] = expected_log_likelihood(proposal[worse], hist[worse], totals[worse], pairs)
+        accepted = q_new >= q[active]
+        moved = np.abs(np.log(proposal) - np.log(a)).max(axis=1) >= tol
+        alpha[active] = np.where(accepted[:, None], proposal, a)
+        q[active] = np.where(accepted, q_new, q[active])
+        # A component whose step failed is at its maximum up to rounding (or, for
+        # non-integer values, the bound gave out): it stops for this M-step.
+        active[active] = accepted & moved
     return alpha
 
 
@@ -263,8 +274,7 @@ class DirichletMultinomialModel(MixtureModel):
         D = self.n_features
 
         def proportions(pair_hist, total_hist):
-            count_sum = np.zeros(pair_hist.shape[:-1] + (D,))
-            np.add.at(count_sum.T, pairs.feature, (pair_hist * pairs.value).T)
+            count_sum = pairs.per_feature(pair_hist * pairs.value, D)
             total_sum = (total_hist * pairs.total).sum(axis=-1, keepdims=True)
             with np.errstate(divide="ignore", invalid="ignore"):
                 return count_sum / total_sum
