@@ -21,6 +21,8 @@ from dirichlet_multinomial import (
     DMParams,
     expected_log_likelihood,
     fit_concentrations,
+    minka_step,
+    pair_table,
 )
 
 
@@ -133,6 +135,25 @@ def test_every_fixed_point_step_raises_q(seed, integer):
         new = expected_log_likelihood(alpha, stats.pair_hist, stats.total_hist, stats.pairs)
         assert np.all(new >= q)
         q = new
+
+
+def test_unguarded_step_raises_q_on_non_integer_values(seed):
+    """Minka's bound is not proven for non-integer values; the step alone still raises Q
+    on random small rows, weights and concentrations (the fit refuses a step that would not)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        D = rng.integers(2, 5)
+        X = np.exp(rng.uniform(-8, 2, size=(rng.integers(1, 5), D)))
+        X[rng.uniform(size=X.shape) < 0.3] = 0.0
+        if not X.sum():
+            continue
+        pairs, pair_rows, total_rows = pair_table(X)
+        weights = rng.uniform(0.1, 2, size=X.shape[0])
+        pair_hist, total_hist = (np.asarray(rows.T @ weights)[None] for rows in (pair_rows, total_rows))
+        alpha = np.exp(rng.uniform(-12, 8, size=(1, D)))
+        before, after = (expected_log_likelihood(a, pair_hist, total_hist, pairs)[0]
+                         for a in (alpha, minka_step(alpha, pair_hist, total_hist, pairs, D)))
+        assert after >= before - 1e-12 * abs(before)
 
 
 def test_m_step_maximizes_q_like_a_generic_optimizer(seed):
