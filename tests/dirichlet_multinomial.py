@@ -241,9 +241,6 @@ class DirichletMultinomialModel(MixtureModel):
         table, pair_rows, total_rows = pair_table(X)
         return DMRows(weights=weights, X=X, pair_rows=pair_rows, total_rows=total_rows, pairs=table)
 
-    def work_per_row(self, data):
-        return 4 * self.n_components
-
     def estimate_log_prob(self, params, chunk, work):
         pairs = chunk.pairs
         alpha = params.concentrations
