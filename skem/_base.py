@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, StrOptions, fit_context
 from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
 from ._em import EMControls, best_result, chunk_rows, in_memory_rows, run_em
 from ._rows import check_sample_weight, stack_rows
@@ -167,7 +167,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None, **row_metadata):
         """Estimate the model's parameters by EM.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._compat import _check_sample_weight
+from ._compat import sklearn_check_sample_weight
 
 __all__ = ["check_sample_weight", "compress_rows", "stack_rows"]
 
@@ -43,7 +43,7 @@ def check_sample_weight(sample_weight, X):
         raise ValueError(
             f"sample_weight must have shape (n_samples,) = ({n_rows},), got {weights.shape}."
         )
-    weights = _check_sample_weight(weights, np.empty((n_rows, 0)), dtype=np.float64,
+    weights = sklearn_check_sample_weight(weights, np.empty((n_rows, 0)), dtype=np.float64,
                                    ensure_non_negative=True)
     if not weights.sum() > 0:
         raise ValueError("sample_weight sums to 0: there is nothing to fit or score.")
