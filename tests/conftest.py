@@ -236,6 +236,8 @@ ESTIMATORS: dict[str, Case] = {
             **{"random_state": 0, "tol": 1e-8, "max_iter": 500, **params}
         ),
         make_data=_dirichlet_multinomial_data,
+        options={"chunk_size": CHUNKS, "accelerate": ACCELERATION, "n_init": RESTARTS},
+        structural_changes={"n_components": 3},
     ),
     "NegBinMixture": Case(
         make_estimator=lambda **params: NegBinMixture(
