@@ -11,13 +11,14 @@ from itertools import permutations
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from scipy.special import logsumexp
+from scipy.special import gammaln, logsumexp
 from scipy.stats import dirichlet_multinomial
 from sklearn.exceptions import ConvergenceWarning
 
 from dirichlet_multinomial import (
     ALPHA_FLOOR,
     DirichletMultinomialMixture,
+    DirichletMultinomialModel,
     DMParams,
     expected_log_likelihood,
     fit_concentrations,
@@ -42,10 +43,13 @@ def _scipy_log_pmf(X, concentrations):
 
 
 def _model_and_data(X, concentrations, sample_weight=None):
-    estimator = DirichletMultinomialMixture(n_components=len(concentrations))
-    model = estimator._build_model(X, np.ones(len(X)) if sample_weight is None else sample_weight)
-    data = model.prepare(X, np.ones(len(X)) if sample_weight is None else sample_weight)
-    return model, data
+    """The model of ``len(concentrations)`` components and its row data for ``X``."""
+    weights = np.ones(len(X)) if sample_weight is None else sample_weight
+    model = DirichletMultinomialModel(
+        n_components=len(concentrations), n_features=X.shape[1],
+        totals=np.array([0.0]), total_weights=np.array([1.0]),  # for sampling only
+    )
+    return model, model.prepare(X, weights)
 
 
 def _stats(model, data, resp):
@@ -99,7 +103,6 @@ def test_histograms_give_the_expected_complete_log_likelihood(seed):
 
         def brute(alpha):
             # the Gamma-function form, over rows (not scipy: it refuses non-integer counts)
-            from scipy.special import gammaln
             n = X.sum(axis=1)[:, None]
             A = alpha.sum(axis=1)
             log_p = (gammaln(A) - gammaln(n + A)
@@ -203,6 +206,7 @@ def test_em_is_monotone(seed, accelerate, integer):
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12 * np.abs(model.lower_bounds_[1:]))
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
 def test_one_category_and_empty_rows_are_fitted(seed):
     """D = 1 (every row is its total: p = 1) and all-zero data leave nothing to learn."""
     for X in (np.arange(1.0, 21.0)[:, None], np.zeros((20, 3))):
