@@ -76,16 +76,6 @@ class DMParams:
 
 
 @dataclass(frozen=True)
-class DMStats(AdditiveStats):
-    resp_sum: np.ndarray  # (K,)  sum_i w_i q_ik
-    pair_hist: np.ndarray  # (K, J)  sum_i w_i q_ik [x_{i,d_j} = u_j]
-    total_hist: np.ndarray  # (K, M)  sum_i w_i q_ik [n_i = t_m]
-    pairs: PairTable  # the data set's table, carried along (not added)
-
-    _shared = ("pairs",)
-
-
-@dataclass(frozen=True)
 class PairTable:
     """The distinct non-zero (feature, value) pairs and non-zero totals of a data set."""
 
@@ -100,6 +90,16 @@ class PairTable:
             present, starts = np.unique(self.feature, return_index=True)
             out[..., present] = np.add.reduceat(terms, starts, axis=-1)
         return out
+
+
+@dataclass(frozen=True)
+class DMStats(AdditiveStats):
+    resp_sum: np.ndarray  # (K,)  sum_i w_i q_ik
+    pair_hist: np.ndarray  # (K, J)  sum_i w_i q_ik [x_{i,d_j} = u_j]
+    total_hist: np.ndarray  # (K, M)  sum_i w_i q_ik [n_i = t_m]
+    pairs: PairTable  # the data set's table, carried along (not added)
+
+    _shared = ("pairs",)
 
 
 @dataclass(frozen=True)
