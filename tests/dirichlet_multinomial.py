@@ -304,7 +304,7 @@ class DirichletMultinomialModel(MixtureModel):
             start, stats.pair_hist, stats.total_hist, stats.pairs, self.n_features,
             self.max_inner_iter, self.inner_tol,
         )
-        # An empty component keeps its concentrations (at the start, the pooled ones).
+        # An empty component keeps its concentrations (at the start, its moment estimate).
         return DMParams(weights, np.where(occupied[:, None], alpha, start))
 
     def _moment_start(self, stats):
@@ -335,7 +335,7 @@ class DirichletMultinomialModel(MixtureModel):
         # logs: a concentration near the floor would underflow numpy's draws to 0/0.
         alpha = params.concentrations[k]
         log_gamma = (np.log(random_state.standard_gamma(alpha + 1.0, size=(n, alpha.size)))
-                     + np.log(random_state.uniform(size=(n, alpha.size))) / alpha)
+                     + np.log1p(-random_state.uniform(size=(n, alpha.size))) / alpha)  # log U, U in (0, 1]
         proportions = np.exp(log_gamma - log_gamma.max(axis=1, keepdims=True))
         proportions /= proportions.sum(axis=1, keepdims=True)
         rows = [random_state.multinomial(int(m), p) for m, p in zip(totals, proportions)]
