@@ -59,6 +59,7 @@ the multinomial.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -180,9 +181,10 @@ def precision_step(alpha, pair_hist, total_hist, pairs):
     slope = ((total_hist * (digamma(precision) - digamma(precision + t))).sum(axis=1)
              + (pair_hist * pair_mean
                 * (digamma(pair_alpha + pairs.value) - digamma(pair_alpha))).sum(axis=1))
-    curvature = ((total_hist * (polygamma(1, precision) - polygamma(1, precision + t))).sum(axis=1)
+    trigamma = partial(polygamma, 1)
+    curvature = ((total_hist * (trigamma(precision) - trigamma(precision + t))).sum(axis=1)
                  + (pair_hist * pair_mean**2
-                    * (polygamma(1, pair_alpha + pairs.value) - polygamma(1, pair_alpha))).sum(axis=1))
+                    * (trigamma(pair_alpha + pairs.value) - trigamma(pair_alpha))).sum(axis=1))
     A = precision[:, 0]
     # In tau = log A: g' = A f', g'' = A f' + A**2 f''.
     g1, g2 = A * slope, A * slope + A**2 * curvature
@@ -334,8 +336,8 @@ class DirichletMultinomialModel(MixtureModel):
         # Dirichlet proportions from Gamma(alpha) = Gamma(alpha + 1) * U**(1/alpha), in
         # logs: a concentration near the floor would underflow numpy's draws to 0/0.
         alpha = params.concentrations[k]
-        log_gamma = (np.log(random_state.standard_gamma(alpha + 1.0, size=(n, alpha.size)))
-                     + np.log1p(-random_state.uniform(size=(n, alpha.size))) / alpha)  # log U, U in (0, 1]
+        log_u = np.log1p(-random_state.uniform(size=(n, alpha.size)))  # U in (0, 1]: no log 0
+        log_gamma = np.log(random_state.standard_gamma(alpha + 1.0, size=log_u.shape)) + log_u / alpha
         proportions = np.exp(log_gamma - log_gamma.max(axis=1, keepdims=True))
         proportions /= proportions.sum(axis=1, keepdims=True)
         rows = [random_state.multinomial(int(m), p) for m, p in zip(totals, proportions)]
