@@ -337,8 +337,8 @@ class DirichletMultinomialModel(MixtureModel):
         # logs: a concentration near the floor would underflow numpy's draws to 0/0.
         alpha = params.concentrations[k]
         log_u = np.log1p(-random_state.uniform(size=(n, alpha.size)))  # U in (0, 1]: no log 0
-        log_gamma = np.log(random_state.standard_gamma(alpha + 1.0, size=log_u.shape)) + log_u / alpha
-        proportions = np.exp(log_gamma - log_gamma.max(axis=1, keepdims=True))
+        log_g = np.log(random_state.standard_gamma(alpha + 1.0, size=log_u.shape)) + log_u / alpha
+        proportions = np.exp(log_g - log_g.max(axis=1, keepdims=True))
         proportions /= proportions.sum(axis=1, keepdims=True)
         rows = [random_state.multinomial(int(m), p) for m, p in zip(totals, proportions)]
         return np.asarray(rows, dtype=float).reshape(n, alpha.size)
