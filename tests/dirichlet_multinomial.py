@@ -68,6 +68,9 @@ from sklearn.utils.validation import check_non_negative, validate_data
 
 from skem.engine import AdditiveStats, BaseMixture, MixtureModel, RowData, mixing_weights, param
 
+#: Relative rounding error of Q_k below which a change of it is no change.
+Q_ROUNDING = 1e-12
+
 #: Smallest concentration: a category never seen in a component tends to 0 under the
 #: fixed point; the floor keeps new rows that hold it finite.
 ALPHA_FLOOR = 1e-10
@@ -244,13 +247,14 @@ def fit_concentrations(alpha, pair_hist, total_hist, pairs, n_features, max_iter
         q_scaled = expected_log_likelihood(scaled, hist, totals, pairs)
         better = q_scaled > q_new
         proposal[better], q_new[better] = scaled[better], q_scaled[better]
-        accepted = q_new >= q[active]
+        # A step that would lower Q_k is refused and its component stops for this M-step
+        # (for non-integer values the bound gave out -- never seen, see above). Changes
+        # within Q_k's rounding are accepted: refusing them would make the M-step hinge
+        # on the last bits of the statistics, which depend on the chunk size.
+        accepted = q_new >= q[active] - Q_ROUNDING * np.abs(q[active])
         moved = np.abs(np.log(proposal) - np.log(a)).max(axis=1) >= tol
         alpha[active] = np.where(accepted[:, None], proposal, a)
         q[active] = np.where(accepted, q_new, q[active])
-        # A step that would lower Q_k is refused and its component stops for this M-step:
-        # it is at its maximum up to rounding (or, for non-integer values, the bound
-        # gave out -- never seen, see below).
         active[active] = accepted & moved
     return alpha
 

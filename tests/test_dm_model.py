@@ -136,7 +136,7 @@ def test_every_fixed_point_step_raises_q(seed, integer):
     for _ in range(50):
         alpha = fit_concentrations(alpha, stats.pair_hist, stats.total_hist, stats.pairs, 5, 1, 0.0)
         new = expected_log_likelihood(alpha, stats.pair_hist, stats.total_hist, stats.pairs)
-        assert np.all(new >= q)
+        assert np.all(new >= q - 1e-12 * np.abs(q))  # up to Q_ROUNDING
         q = new
 
 
