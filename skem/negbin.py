@@ -57,7 +57,7 @@ from ._negbin_kernels import (
     _entry_summary,
     _index_against,
     _index_entries,
-    _OffsetEntries,
+    OffsetEntries,
     _sorted_table,
     _zero_remainder,
     log_ratio_to_zero,
@@ -257,7 +257,7 @@ class NegBinModel(MixtureModel):
         index = data.value_index
         entries_per_row = index.nnz / max(data.n_rows, 1) if sp.issparse(index) else index.shape[1]
         if data.size_factors is not None:
-            # Per non-zero entry: three (nnz, K) arrays of _OffsetEntries (log terms, slope
+            # Per non-zero entry: three (nnz, K) arrays of OffsetEntries (log terms, slope
             # terms, and the slope's weighted copy) and about ten vectors; per row, the
             # interpolation weights at the size nodes.
             return int(4 * self.n_components + entries_per_row * (3 * self.n_components + 10)
@@ -344,7 +344,7 @@ class NegBinModel(MixtureModel):
         if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
             return None
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
-        return _OffsetEntries.of(phi_mu, chunk)
+        return OffsetEntries.of(phi_mu, chunk)
 
     def _log_prob(self, params, chunk, entries):
         """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table
@@ -356,12 +356,17 @@ class NegBinModel(MixtureModel):
         with_offsets = chunk.size_factors is not None
         table = params.table(("pairs", with_offsets), chunk.pairs,
                              lambda: self.pair_log_terms(params, chunk.pairs, with_offsets))
-        log_prob = np.asarray(chunk.entry_pairs @ table.T)
+        if entries is None:
+            log_prob = np.asarray(chunk.entry_pairs @ table.T)
+        else:
+            # The pair terms and the non-zero entries' log1p(phi s mu), in one pass over them.
+            log_prob, x_total = entries.log_density(table)
         if not with_offsets:
             zero_terms = params.table("zero", None, lambda: log_zero_probability(mu, phi).sum(axis=1))
             return log_prob + zero_terms
         s = chunk.size_factors
-        x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1) if entries is None else entries.row_totals
+        if entries is None:
+            x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1)
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
         log_s = np.log(np.where(s > 0, s, 1.0))
         log_prob += (x_total * log_s)[:, None] - s[:, None] * params.table("mean_total", None, lambda: mu.sum(axis=1))
@@ -371,22 +376,24 @@ class NegBinModel(MixtureModel):
                 _zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
                 for mu_k, phi_k in zip(mu, phi)]))
             log_prob += entries.node_weights @ remainder.T
-            log_prob -= entries.row_log1p
         return log_prob
 
     def accumulate(self, params, chunk, weighted_resp):
         return self._accumulate(params, chunk, weighted_resp, self._offset_entries(params, chunk))
 
     def _accumulate(self, params, chunk, weighted_resp, entries):
-        # One product gives the histogram of the pairs; the count sums follow from it.
-        hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
         pairs = chunk.pairs
-        x_sum = pairs.per_feature(hist * pairs.values)
+        if entries is None:
+            # One product gives the histogram of the pairs; the count sums follow from it.
+            hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
+            x_sum = pairs.per_feature(hist * pairs.values)
+            slope = 0.0
+        else:
+            hist, x_sum, slope = entries.statistics(weighted_resp)
         offsets = 0.0
         if chunk.size_factors is not None:
             s = chunk.size_factors
             node_weights = chunk.nodes.weights(s) if entries is None else entries.node_weights
-            slope = 0.0 if entries is None else entries.slope(weighted_resp, self.n_features)
             offsets = OffsetStats(weighted_resp.T @ s, weighted_resp.T @ node_weights, slope,
                                   chunk.nodes)
         value_hist = hist if self.estimates_dispersion else 0.0
