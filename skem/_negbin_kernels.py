@@ -2,7 +2,7 @@
 
 Counts repeat a lot, so every term that depends on an entry only through its
 (feature, value) pair is tabulated once per distinct pair (:class:`PairTable`)
-and gathered through the per-entry pair index built here (``_index_entries``);
+and gathered through the per-entry pair index built here (``index_entries``);
 :class:`SizeNodes` does the same for the size factors of the rows. The
 numerical constants shared by the model and its M-step solvers live here too.
 """
@@ -16,6 +16,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma, gammaln, polygamma
 
+__all__ = [
+    "MEAN_FLOOR", "PHI_MAX", "PHI_MIN", "SAFEGUARD_RTOL", "TIED_AXES", "OffsetEntries", "PairTable",
+    "SizeNodes", "compiled_kernels", "count_part", "direct_table", "direct_table_pays",
+    "distinct_pairs", "entry_log_terms", "entry_summary", "index_against", "index_entries",
+    "log_ratio_to_zero", "log_rising_ratio", "log_zero_probability", "max_factors", "mean_part",
+    "sorted_table", "stirling_error", "stored_entries", "zero_remainder",
+]
+
 #: Means are kept at or above this, so that no count has probability exactly zero.
 MEAN_FLOOR = 1e-8
 #: The dispersion solver searches phi in [PHI_MIN, PHI_MAX]; beyond PHI_MIN it returns 0 (Poisson).
@@ -25,7 +33,8 @@ SAFEGUARD_RTOL = 1e-12
 #: Below this dispersion, B(x, phi) for small integer x is summed exactly to avoid cancellation.
 PHI_SMALL, X_SMALL = 1e-3, 64
 
-_TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
+#: The axes of the (K, D) grid of dispersions that one estimate is shared over, per tying mode.
+TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,7 @@ def log_zero_probability(mu, phi):
         return np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
 
 
-def _zero_remainder(mu, phi, s):
+def zero_remainder(mu, phi, s):
     """``s mu - log1p(phi s mu) / phi`` (0 where phi = 0): what the all-zero terms of a row
     with size factor ``s`` subtract from the Poisson ones. Broadcasts."""
     a = phi * mu * s
@@ -266,7 +275,7 @@ def _zero_remainder(mu, phi, s):
 _INDEX_BLOCK = 2**20
 
 
-def _direct_table_pays(column_max, n_entries):
+def direct_table_pays(column_max, n_entries):
     """Whether a table of all values 1..max per feature is small enough to address directly."""
     return column_max.sum() <= max(2 * n_entries, 10**6)
 
@@ -285,7 +294,7 @@ def _entry_blocks(n_entries):
     return [slice(start, start + _INDEX_BLOCK) for start in range(0, n_entries, _INDEX_BLOCK)]
 
 
-def _entry_summary(X):
+def entry_summary(X):
     """What the choice of pair table needs from ``X``: per-feature maxima, whether
     all entries are integers, and the number of entries. Maxima and counts
     combine over blocks of rows (max, all, sum), so dask input is summarized
@@ -297,7 +306,7 @@ def _entry_summary(X):
     return column_max, integer, entries.size
 
 
-def _direct_table(column_max):
+def direct_table(column_max):
     """The consecutive table: values ``1 .. column_max[d]`` of each feature, then the zero pair."""
     counts = column_max.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -306,7 +315,7 @@ def _direct_table(column_max):
     return PairTable(values, value_feature.astype(np.intp), counts.size, offsets)
 
 
-def _distinct_pairs(X):
+def distinct_pairs(X):
     """Sorted distinct (feature, value) pairs of the entries of ``X``, and each entry's pair."""
     entries, features_of = _entries(X)
     all_features = features_of(slice(0, entries.size))
@@ -321,7 +330,7 @@ def _distinct_pairs(X):
     return sorted_features[new], sorted_values[new].astype(np.float64), index
 
 
-def _sorted_table(features, values, n_features):
+def sorted_table(features, values, n_features):
     """The general table: the distinct pairs among the given ones, sorted by feature then value."""
     order = np.lexsort((values, features))
     features, values = features[order], values[order]
@@ -330,7 +339,7 @@ def _sorted_table(features, values, n_features):
     return PairTable(values[new], features[new].astype(np.intp), n_features)
 
 
-def _index_against(X, pairs):
+def index_against(X, pairs):
     """Index each entry of ``X`` into a table built beforehand (from all blocks of dask input)."""
     entries, features_of = _entries(X)
     index = np.empty(entries.size, dtype=np.int32)
@@ -369,7 +378,7 @@ def _index_like(X, index):
     return index.reshape(X.shape)
 
 
-def _index_entries(X):
+def index_entries(X):
     """Index each entry of ``X`` into a :class:`PairTable` built from ``X``.
 
     Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
@@ -383,12 +392,12 @@ def _index_entries(X):
     value_index, pairs
         See :class:`NegBinData`.
     """
-    column_max, integer, n_entries = _entry_summary(X)
-    if integer and _direct_table_pays(column_max, n_entries):
-        pairs = _direct_table(column_max)
-        value_index = _index_against(X, pairs)
+    column_max, integer, n_entries = entry_summary(X)
+    if integer and direct_table_pays(column_max, n_entries):
+        pairs = direct_table(column_max)
+        value_index = index_against(X, pairs)
     else:
-        features, values, index = _distinct_pairs(X)
+        features, values, index = distinct_pairs(X)
         pairs = PairTable(values, features.astype(np.intp), X.shape[1])
         value_index = _index_like(X, index)
     return value_index, pairs

@@ -45,25 +45,25 @@ from ._dask import _row_weights, import_dask, is_dask_array
 from ._em import AdditiveStats, RowData
 from ._mixture import MixtureModel, normalize_log_prob
 from ._negbin_kernels import (
-    _TIED_AXES,
     MEAN_FLOOR,
     PHI_MAX,
     PHI_MIN,
+    TIED_AXES,
+    OffsetEntries,
     PairTable,
     SizeNodes,
-    _direct_table,
-    _direct_table_pays,
-    _distinct_pairs,
-    _entry_summary,
-    _index_against,
-    _index_entries,
-    OffsetEntries,
-    _sorted_table,
-    _zero_remainder,
+    direct_table,
+    direct_table_pays,
+    distinct_pairs,
+    entry_summary,
+    index_against,
+    index_entries,
     log_ratio_to_zero,
     log_zero_probability,
+    sorted_table,
+    zero_remainder,
 )
-from ._negbin_mstep import _offset_m_step, _solve_dispersion
+from ._negbin_mstep import offset_m_step, solve_dispersion
 
 __all__ = ["NegBinMixture", "NegBinModel"]
 
@@ -104,7 +104,7 @@ class OffsetStats(AdditiveStats):
     ``size_sum = sum_i w q s_i`` (K,), ``node_mass = sum_i w q L_im`` (K, M)
     (the rows' interpolation weights at the size nodes) and ``entry_slope =
     sum w q x s_i / (1 + phi0 s_i mu0)`` over the non-zero entries (K, D), at
-    the current parameters (see :func:`_offset_m_step`).
+    the current parameters (see :func:`~skem._negbin_mstep.offset_m_step`).
     """
 
     size_sum: np.ndarray
@@ -173,7 +173,7 @@ class NegBinData(RowData):
 
 def _block_pairs(model, X, weights):
     """Distinct (feature, value) pairs of one dask block."""
-    features, values, _ = _distinct_pairs(model.check_block(X))
+    features, values, _ = distinct_pairs(model.check_block(X))
     return features, values
 
 
@@ -229,7 +229,7 @@ class NegBinModel(MixtureModel):
     # ---------------------------------------------------------------- data
 
     def prepare(self, X, weights, size_factors=None):
-        value_index, pairs = _index_entries(X)
+        value_index, pairs = index_entries(X)
         size_factors = self.row_size_factors(X, size_factors)
         if size_factors is not None and np.all(size_factors == 1.0):
             size_factors = None  # the model without size factors, and its exact M-step
@@ -277,7 +277,7 @@ class NegBinModel(MixtureModel):
     def summarize_block(self, X):
         X = self.check_block(X)
         size_factors = self.row_size_factors(X)
-        return _entry_summary(X), None if size_factors is None else SizeNodes.summary(size_factors)
+        return entry_summary(X), None if size_factors is None else SizeNodes.summary(size_factors)
 
     def dask_layout(self, summaries, map_blocks):
         """The pair table of all blocks and, with library size factors, the size nodes of all rows
@@ -288,11 +288,11 @@ class NegBinModel(MixtureModel):
         nodes = None
         if self.size_factors == "library":
             nodes = SizeNodes.spanning(SizeNodes.combine([size for _, size in summaries]))
-        if all(summary[1] for summary in entries) and _direct_table_pays(column_max, n_entries):
-            return _direct_table(column_max), nodes
+        if all(summary[1] for summary in entries) and direct_table_pays(column_max, n_entries):
+            return direct_table(column_max), nodes
         # The general table needs the distinct pairs of all blocks: a second pass.
         pairs = map_blocks(partial(_block_pairs, self))
-        return _sorted_table(
+        return sorted_table(
             np.concatenate([features for features, _ in pairs]),
             np.concatenate([values for _, values in pairs]),
             self.n_features,
@@ -302,7 +302,7 @@ class NegBinModel(MixtureModel):
         X = self.check_block(X)
         pairs, nodes = layout
         return NegBinData(
-            weights=weights, value_index=_index_against(X, pairs), pairs=pairs,
+            weights=weights, value_index=index_against(X, pairs), pairs=pairs,
             size_factors=None if nodes is None else self.row_size_factors(X), nodes=nodes,
         )
 
@@ -373,7 +373,7 @@ class NegBinModel(MixtureModel):
         if entries is not None:
             # One component at a time: (D, M) temporaries rather than (K, D, M).
             remainder = params.table("zero_remainder", chunk.nodes, lambda: np.stack([
-                _zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
+                zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
                 for mu_k, phi_k in zip(mu, phi)]))
             log_prob += entries.node_weights @ remainder.T
         return log_prob
@@ -422,8 +422,10 @@ class NegBinModel(MixtureModel):
         means = np.maximum(means, MEAN_FLOOR)
 
         if with_offsets and params is not None and np.any(params.dispersion > 0):
-            tied = _TIED_AXES[self.dispersion] if self.estimates_dispersion else None
-            means, dispersion = _offset_m_step(stats, params, occupied, tied)
+            tied = TIED_AXES[self.dispersion] if self.estimates_dispersion else None
+            means, dispersion = offset_m_step(
+                stats.x_sum, offsets.entry_slope, offsets.node_mass, offsets.nodes.values,
+                stats.value_hist, stats.pairs, params.means, params.dispersion, occupied, tied)
         elif not self.estimates_dispersion:
             dispersion = np.full(means.shape, float(self.dispersion))
         elif with_offsets:
@@ -432,11 +434,13 @@ class NegBinModel(MixtureModel):
                 plain = stats.x_sum / resp_sum[:, None]
             plain = np.maximum(np.where(occupied[:, None], plain, means), MEAN_FLOOR)
             dispersion = np.maximum(
-                _solve_dispersion(stats, plain, _TIED_AXES[self.dispersion], None), PHI_MIN
+                solve_dispersion(stats.resp_sum, stats.x_sum, stats.value_hist, stats.pairs, plain,
+                                 TIED_AXES[self.dispersion], None), PHI_MIN
             )
         else:
-            dispersion = _solve_dispersion(
-                stats, means, _TIED_AXES[self.dispersion],
+            dispersion = solve_dispersion(
+                stats.resp_sum, stats.x_sum, stats.value_hist, stats.pairs, means,
+                TIED_AXES[self.dispersion],
                 None if params is None else params.dispersion,
             )
         return NegBinParams(weights, means, dispersion)
@@ -647,7 +651,7 @@ class NegBinMixture(BaseMixture):
         **BaseMixture._parameter_constraints,
         "dispersion": [
             Interval(Real, 0.0, None, closed="left"),
-            StrOptions(set(_TIED_AXES)),
+            StrOptions(set(TIED_AXES)),
         ],
         "means_init": ["array-like", None],
         "weights_init": ["array-like", None],
