@@ -9,8 +9,9 @@ numerical constants shared by the model and its M-step solvers live here too.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -439,26 +440,26 @@ def log_rising_ratio(x, phi):
 _ENTRY_BLOCK = 4096
 
 
+@cache
 def compiled_kernels():
-    """The compiled kernels (:mod:`skem._negbin_compiled`) if numba is installed and its JIT
-    is enabled, else None (the NumPy path). The first call imports numba and loads (or, once
-    per machine, compiles and caches) the kernels."""
-    global _COMPILED
-    if _COMPILED is _UNSET:
-        _COMPILED = None
-        try:
-            import numba
-        except ImportError:
-            return None
-        if not numba.config.DISABLE_JIT:
-            from . import _negbin_compiled
+    """The compiled kernels (:mod:`skem._negbin_compiled`) if numba is installed, its JIT is
+    enabled and the environment variable ``SKEM_NUMBA`` is not ``0``; else None (the NumPy
+    path). The first call imports numba and loads (or, once per machine, compiles and
+    caches) the kernels; ``compiled_kernels.cache_clear()`` makes the next call decide again."""
+    if os.environ.get("SKEM_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    if numba.config.DISABLE_JIT:  # the kernels' bit casts exist only in compiled code
+        return None
+    from . import _negbin_compiled
 
-            _COMPILED = _negbin_compiled
-    return _COMPILED
+    return _negbin_compiled
 
 
 _UNSET = object()
-_COMPILED = _UNSET
 
 
 def max_factors(phi_mu, size_factors):

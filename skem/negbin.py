@@ -337,11 +337,11 @@ class NegBinModel(MixtureModel):
         resp *= chunk.weights[:, None]
         return self._accumulate(params, chunk, resp, entries), float(chunk.weights @ log_norm)
 
-    @staticmethod
-    def _offset_entries(params, chunk):
+    def _offset_entries(self, params, chunk):
         """The chunk's per-entry terms of the size factors; None without size factors, at the
-        start (no parameters) or when every phi is 0."""
-        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
+        start (no parameters) or for a Poisson mixture (every phi fixed at 0)."""
+        if chunk.size_factors is None or params is None or not (
+                self.estimates_dispersion or np.any(params.dispersion > 0)):
             return None
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
         return OffsetEntries.of(phi_mu, chunk)
@@ -421,7 +421,9 @@ class NegBinModel(MixtureModel):
             means = np.where(occupied[:, None], means, pooled)
         means = np.maximum(means, MEAN_FLOOR)
 
-        if with_offsets and params is not None and np.any(params.dispersion > 0):
+        if with_offsets and params is not None and (self.estimates_dispersion
+                                                    or np.any(params.dispersion > 0)):
+            # (Estimated dispersions that are all 0 are Poisson parameters of this M-step too.)
             tied = TIED_AXES[self.dispersion] if self.estimates_dispersion else None
             means, dispersion = offset_m_step(
                 stats.x_sum, offsets.entry_slope, offsets.node_mass, offsets.nodes.values,

@@ -176,12 +176,15 @@ def test_compiled_and_numpy_fits_agree(dispersion, monkeypatch, compiled):
     X = sp.csr_matrix(rng.negative_binomial(1.5, 0.4, size=(300, 6)).astype(np.float32))
     fits = {}
     for backend in ("compiled", "numpy"):
-        monkeypatch.setattr(kernels, "_COMPILED", compiled if backend == "compiled" else None)
+        monkeypatch.setenv("SKEM_NUMBA", "1" if backend == "compiled" else "0")
+        kernels.compiled_kernels.cache_clear()
+        assert (kernels.compiled_kernels() is None) == (backend == "numpy")
         fits[backend] = NegBinMixture(3, dispersion=dispersion, size_factors="library", tol=0,
                                       max_iter=15, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
             fits[backend].fit(X)
+    kernels.compiled_kernels.cache_clear()
     np.testing.assert_allclose(fits["compiled"].lower_bounds_, fits["numpy"].lower_bounds_, rtol=1e-12)
     np.testing.assert_allclose(fits["compiled"].means_, fits["numpy"].means_, rtol=1e-8)
 
