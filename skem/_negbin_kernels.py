@@ -527,7 +527,7 @@ class OffsetEntries:
 
     ``kernels`` is the compiled module (:func:`compiled_kernels`), which reads
     each entry once per pass and keeps nothing per entry, or None for NumPy,
-    which keeps the per-entry terms (three (nnz, K) arrays) from
+    which keeps the per-entry terms (two (nnz, K) arrays) from
     :meth:`of` for both passes.
     """
 
