@@ -373,7 +373,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``-2 log L + p log n`` with ``p`` free parameters.
         """
         n = _n_rows(X)
-        return -2.0 * self.score(X) * n + self._model.n_parameters(self._get_fitted_params()) * np.log(n)
+        return -2.0 * self.score(X) * n + self.n_parameters() * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion of the fitted model on ``X`` (lower is better).
@@ -387,7 +387,17 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         aic : float
             ``-2 log L + 2 p`` with ``p`` free parameters.
         """
-        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self._model.n_parameters(self._get_fitted_params())
+        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self.n_parameters()
+
+    def n_parameters(self):
+        """Number of free parameters of the fitted model: the ``p`` of :meth:`bic` and :meth:`aic`.
+
+        Returns
+        -------
+        n_parameters : int
+        """
+        check_is_fitted(self)
+        return int(self._model.n_parameters(self._get_fitted_params()))
 
     # ------------------------------------------------------------- hooks
 
