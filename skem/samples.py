@@ -23,14 +23,16 @@ from .transcripts import TranscriptQuantifier
 __all__ = ["gene_abundance", "quantify_samples", "wide_table"]
 
 
-def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
+def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None, client=None):
     """Quantify many samples at once, in parallel: one tidy table of all their abundances.
 
     Each sample's equivalence classes are read with :mod:`skem.io`, fitted
     by a clone of ``estimator`` and reduced to its abundance table where the
-    sample is processed: in joblib workers, or on the workers of the active
-    ``dask.distributed`` cluster. Only file names travel there and only the
-    tables come back (the files must be readable by the workers).
+    sample is processed: in joblib workers, or as one task per sample on the
+    workers of a ``dask.distributed`` cluster. Only file names travel there
+    and only the tables come back (the files must be readable by the
+    workers), so a task holds one sample and the driver none. The results
+    equal those of the serial loop, sample for sample.
 
     Parameters
     ----------
@@ -50,8 +52,11 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
         joblib workers (None: one, unless a ``parallel_config`` says
         otherwise); with dask, the cluster decides.
     backend : {None, "joblib", "dask"}, default=None
-        None uses dask when a ``dask.distributed.Client`` is active, joblib
-        otherwise. "dask" requires an active Client.
+        None uses dask when ``client`` is given or a ``dask.distributed.Client``
+        is active, joblib otherwise. "dask" requires one of them.
+    client : dask.distributed.Client, default=None
+        The cluster to run the samples on (one task per sample), instead of
+        the active Client. The estimator is sent to its workers once.
 
     Returns
     -------
@@ -67,7 +72,9 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     ImportError
         For ``backend="dask"`` without dask's distributed scheduler installed.
     ValueError
-        For an empty ``samples``, or ``backend="dask"`` without an active Client.
+        For an empty ``samples``, ``backend="dask"`` without a Client,
+        ``client`` with ``backend="joblib"``, or a sample whose transcripts
+        differ from the estimator's ``transcript_names`` (naming the sample).
 
     Examples
     --------
@@ -85,11 +92,17 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     if not items:
         raise ValueError("No samples were given.")
     estimator = TranscriptQuantifier() if estimator is None else estimator
-    client = None if backend == "joblib" else _active_client(required=backend == "dask")
+    if client is not None and backend == "joblib":
+        raise ValueError("A client was given with backend='joblib'; give one or the other.")
+    if client is None and backend != "joblib":
+        client = _active_client(required=backend == "dask")
     if client is not None:
+        # Scattered once: its tables (lengths of every transcript) would otherwise be
+        # copied into every sample's task.
+        shared = client.scatter(estimator, broadcast=True, hash=False)
         futures = client.map(
             _quantify_one, [name for name, _ in items], [source for _, source in items],
-            estimator=estimator, pure=False,
+            estimator=shared, pure=False,
         )
         tables = client.gather(futures)
     else:
@@ -142,6 +155,13 @@ def _quantify_one(name, source, estimator):
     model = clone(estimator)
     if model.transcript_names is None:
         model.set_params(transcript_names=classes.transcript_names)
+    elif list(model.transcript_names) != list(classes.transcript_names):
+        # The estimator's lengths follow its transcript_names: another order would
+        # silently pair each transcript with another one's length.
+        raise ValueError(
+            f"Sample {name!r}: its transcripts are not the estimator's transcript_names "
+            "(in the same order)."
+        )
     if classes.weighted:
         model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
     model.fit(classes.X, sample_weight=classes.counts)
