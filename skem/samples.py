@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
@@ -46,8 +47,9 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None, clie
     estimator : TranscriptQuantifier, default=None
         Model settings (lengths, prior, method, ...) for every sample; None
         means ``TranscriptQuantifier()``. Per sample, ``transcript_names``
-        come from the files (unless set), and ``x_includes_length=True`` is
-        set for salmon dumps with weights.
+        come from the files unless set (when set, each sample's columns are
+        matched to them by name; a sample with other transcripts is an
+        error), and ``x_includes_length=True`` is set for salmon dumps with weights.
     n_jobs : int, default=None
         joblib workers (None: one, unless a ``parallel_config`` says
         otherwise); with dask, the cluster decides.
@@ -74,7 +76,7 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None, clie
     ValueError
         For an empty ``samples``, ``backend="dask"`` without a Client,
         ``client`` with ``backend="joblib"``, or a sample whose transcripts
-        differ from the estimator's ``transcript_names`` (naming the sample).
+        are not the estimator's ``transcript_names`` (naming the sample).
 
     Examples
     --------
@@ -153,24 +155,36 @@ def _quantify_one(name, source, estimator):
     """Fit one sample and return its rows of the tidy table."""
     classes = _read_classes(source)
     model = clone(estimator)
+    X = classes.X
     if model.transcript_names is None:
         model.set_params(transcript_names=classes.transcript_names)
-    elif list(model.transcript_names) != list(classes.transcript_names):
-        # The estimator's lengths follow its transcript_names: another order would
-        # silently pair each transcript with another one's length.
-        raise ValueError(
-            f"Sample {name!r}: its transcripts are not the estimator's transcript_names "
-            "(in the same order)."
-        )
+    else:
+        X = _columns_by_name(name, classes, model.transcript_names)
     if classes.weighted:
         model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
-    model.fit(classes.X, sample_weight=classes.counts)
+    model.fit(X, sample_weight=classes.counts)
     columns = ["target_id", "eff_length", "est_counts", "tpm"]
     if model.n_bootstraps > 0:
         columns += ["est_counts_sd", "tpm_sd"]
     table = model.abundance_[columns].copy()
     table.insert(0, "sample", name)
     return table
+
+
+def _columns_by_name(sample, classes, names):
+    """The sample's class matrix with its columns in the order of ``names`` (the estimator's).
+
+    The estimator's lengths follow its ``transcript_names``; a sample listing the
+    same transcripts in another order must not pair them with other lengths.
+    """
+    position = pd.Index(classes.transcript_names).get_indexer(pd.Index(names))
+    if len(names) != len(classes.transcript_names) or np.any(position < 0):
+        missing = sorted(set(names).symmetric_difference(classes.transcript_names))
+        raise ValueError(
+            f"Sample {sample!r}: its transcripts are not the estimator's transcript_names "
+            f"({len(missing)} in one list only, e.g. {missing[0]!r})."
+        )
+    return classes.X[:, position]
 
 
 def gene_abundance(abundance, tx2gene):
