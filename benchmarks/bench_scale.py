@@ -57,11 +57,14 @@ K = 10
 
 
 def write_store(directory, n_cells, n_genes, chunk_rows, seed):
-    """Simulate the largest size once and write it to ``directory/counts.zarr`` (skipped if there)."""
-    meta = dict(cells=n_cells, genes=n_genes, types=K, seed=seed)
+    """Simulate the largest size once and write it to ``directory/counts.zarr`` (skipped when a
+    store of the same data with at least as many cells is there: smaller sizes are its first rows)."""
+    meta = dict(cells=n_cells, genes=n_genes, types=K, seed=seed, chunk_rows=chunk_rows)
     meta_path = directory / "meta.json"
-    if meta_path.exists() and json.loads(meta_path.read_text()) == meta:
-        return
+    if meta_path.exists():
+        written = json.loads(meta_path.read_text())
+        if written["cells"] >= n_cells and {**written, "cells": n_cells} == meta:
+            return
     directory.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     X, _, _ = simulate(n_cells, n_genes, K, seed)
