@@ -590,6 +590,10 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
     assert late.n_fragments == 32
     with pytest.raises(ValueError, match=r"1\.bam, record \d+: read '\w+' recurs.*samtools collate"):
         scan_alignments(paths["shuffled"], max_scattered_reads=5)
+    # every one of the 32 reads has records apart: 32 is within the bound, 31 is not
+    assert scan_alignments(paths["shuffled"], max_scattered_reads=32).n_fragments == 32
+    with pytest.raises(ValueError, match="about 32 reads are not adjacent"):
+        scan_alignments(paths["shuffled"], max_scattered_reads=31)
     # a damaged file is named wherever the pass that meets the damage is (names only, here)
     cut = tmp_path / "cut.bam"
     with pysam.AlignmentFile(str(paths["shuffled"])) as source:

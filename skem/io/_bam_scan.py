@@ -554,8 +554,8 @@ def fragment_alignments(records, lengths):
     del pairs
     # Fragments with no proper pair: every aligned record stands alone (orphan mates too).
     fragment = records["fragment"]
-    low = int(fragment.min(initial=0))
-    span = int(fragment.max(initial=-1)) + 1 - low
+    low = int(fragment.min()) if fragment.size else 0  # the block's fragments: low..low + span - 1
+    span = int(fragment.max()) + 1 - low if fragment.size else 0
     has_pair = np.zeros(span, dtype=bool)
     has_pair[fragment[row1] - low] = True
     alone = np.flatnonzero(~has_pair[fragment - low])
