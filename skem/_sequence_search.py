@@ -55,6 +55,13 @@ SEQUENCE_SEARCH_ROWS = 64
 SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
+#: In a width range, the ratio of successive widths whose candidates are searched (MEME's
+#: sqrt(2)); the widths between start from the next wider searched width's start, trimmed.
+WIDTH_STEP = 2**0.5
+#: EM steps each width of a range takes before the widths are ranked by E-value.
+N_RANK_STEPS = 3
+#: Best-ranked widths of a range run to convergence; the best converged one is chosen.
+N_REFINE_WIDTHS = 2
 
 
 def search_sequence_motif(model, data, random_state, controls):
@@ -115,38 +122,127 @@ def search_sequence_motif(model, data, random_state, controls):
         kmers = kmer_enrichment(model, data, background, kmer_length(data, A, model.min_width))
         search = (kmers, weighted_draw(data, SEQUENCE_SEARCH_ROWS, random_state),
                   weighted_draw(data, SEQUENCE_DECIDE_ROWS, random_state))
-    best = None
+    if len(widths) == 1:
+        start, _ = _width_start(model, data, background, widths[0], search, random_state, controls)
+        return start
+    return _ranked_width_start(model, data, background, widths, search, random_state, controls)
+
+
+def _width_start(model, data, background, w, search, random_state, controls):
+    """The start of width ``w`` (steps 1 to 3 of :func:`search_sequence_motif`, or a random
+    substring) and the log PWM it came from."""
+    A = model.n_letters
+    batch = SiteCandidateBatch(model=model, background=background, width=w)
+    if search is None:
+        top = substring_candidates(batch, data, 1, random_state)
+        found = "a random substring"
+    else:
+        # The candidates' passes are in single precision, whose sums depend on how the
+        # rows are grouped: they take automatic chunks (sized by the data alone), so
+        # that the start, and the fit, do not depend on chunk_size.
+        top, found = _searched_candidate(batch, data, *search, random_state, None)
+    gamma = float(top.alpha[0])
+    if model.mode == "tcm":
+        # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
+        starts = data.weights @ np.maximum(data.lengths - w + 1, 0) / data.weights.sum()
+        gamma = min(gamma / max(starts, 1.0), 0.5)
+    start = SequenceMotifParams(background.copy(), (np.exp(top.log_pwms[0]).reshape(w, A),),
+                                np.array([gamma]))
+    if controls.verbose:
+        print(f"  motif search: width {w}, {found}, best start "
+              f"{_consensus(top.log_pwms[0], w, model.letters)}")
+    return start, found
+
+
+def searched_widths(min_width, max_width):
+    """The widths whose candidates are searched in a width range: ``min_width``, then each
+    about :data:`WIDTH_STEP` times the last, and ``max_width``.
+
+    Parameters
+    ----------
+    min_width, max_width : int
+
+    Returns
+    -------
+    list of int
+        Increasing widths from ``min_width`` to ``max_width``.
+    """
+    widths = [min_width]
+    while widths[-1] < max_width:
+        widths.append(min(max(int(round(widths[-1] * WIDTH_STEP)), widths[-1] + 1), max_width))
+    return widths
+
+
+def resize_start(start, width):
+    """``start``'s motif at ``width`` columns: the ``width`` most informative consecutive
+    columns of a wider motif, or a narrower one flanked by background columns (the
+    extra one, if odd, on the right).
+
+    Parameters
+    ----------
+    start : SequenceMotifParams
+        One motif.
+    width : int
+
+    Returns
+    -------
+    SequenceMotifParams
+    """
+    pwm = start.pwms[0]
+    w = pwm.shape[0]
+    if width < w:
+        # Relative entropy to the background: the conserved core is kept, the flanks dropped.
+        info = np.sum(pwm * np.log(pwm / start.background), axis=1)
+        window = np.convolve(info, np.ones(width), mode="valid")
+        left = int(np.argmax(window))
+        pwm = pwm[left:left + width]
+    elif width > w:
+        left = (width - w) // 2
+        pwm = np.vstack([np.tile(start.background, (left, 1)), pwm,
+                         np.tile(start.background, (width - w - left, 1))])
+    return SequenceMotifParams(start.background.copy(), (pwm.copy(),), start.site_probs.copy())
+
+
+def _ranked_width_start(model, data, background, widths, search, random_state, controls):
+    """The start of the best width of a range, found at a few times one width's cost.
+
+    The candidates are searched at :func:`searched_widths` only; every width
+    starts from the next searched width's start at or above it, trimmed to its
+    most informative columns (:func:`resize_start`),
+    takes :data:`N_RANK_STEPS` EM steps, and is ranked by its E-value then (as
+    MEME ranks widths before refining). The :data:`N_REFINE_WIDTHS` best run
+    to convergence, and the smallest converged E-value wins; its ranking run's
+    parameters are returned, so that the fit's own run converges to the same
+    point.
+    """
+    searched = searched_widths(widths[0], widths[-1])
+    starts = {w: _width_start(model, data, background, w, search, random_state, controls)[0]
+              for w in searched}
+    quick = EMControls(max_iter=N_RANK_STEPS, tol=0.0, accelerate=controls.accelerate,
+                       chunk_size=controls.chunk_size)
+    ranked = []
     for w in widths:
-        batch = SiteCandidateBatch(model=model, background=background, width=w)
-        if search is None:
-            top = substring_candidates(batch, data, 1, random_state)
-            found = "a random substring"
-        else:
-            # The candidates' passes are in single precision, whose sums depend on how the
-            # rows are grouped: they take automatic chunks (sized by the data alone), so
-            # that the start, and the fit, do not depend on chunk_size.
-            top, found = _searched_candidate(batch, data, *search, random_state, None)
-        gamma = float(top.alpha[0])
-        if model.mode == "tcm":
-            # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
-            starts = data.weights @ np.maximum(data.lengths - w + 1, 0) / data.weights.sum()
-            gamma = min(gamma / max(starts, 1.0), 0.5)
-        start = SequenceMotifParams(background.copy(), (np.exp(top.log_pwms[0]).reshape(w, A),),
-                                    np.array([gamma]))
-        if len(widths) > 1:
-            # Widths compete on converged fits: an E-value of a half-fitted motif says little.
-            full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
-                              accelerate=controls.accelerate, chunk_size=controls.chunk_size)
-            result = run_em(model, data, start, full)
-            score = -model.log10_evalue(result.params, data, controls.chunk_size)
-        else:
-            score = 0.0
+        # Trimmed from the next searched width up: the most informative columns say where
+        # the motif's core lies, while a narrower start padded with background would guess.
+        nearest = min(s for s in searched if s >= w)
+        result = run_em(model, data, resize_start(starts[nearest], w), quick)
+        score = model.log10_evalue(result.params, data, controls.chunk_size)
         if controls.verbose:
-            print(f"  motif search: width {w}, {found}, best start "
-                  f"{_consensus(top.log_pwms[0], w, model.letters)}"
-                  + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
-        if best is None or score > best[0]:
-            best = (score, start)
+            print(f"  motif search: width {w} from width {nearest}, log10 E-value after "
+                  f"{N_RANK_STEPS} steps {score:.3g}")
+        ranked.append((score, w, result.params))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
+                      accelerate=controls.accelerate, chunk_size=controls.chunk_size)
+    best = None
+    for _, w, params in ranked[:N_REFINE_WIDTHS]:
+        # Widths compete on converged fits: an E-value of a half-fitted motif says little.
+        result = run_em(model, data, params, full)
+        score = model.log10_evalue(result.params, data, controls.chunk_size)
+        if controls.verbose:
+            print(f"  motif search: width {w}, converged log10 E-value {score:.3g}")
+        if best is None or score < best[0]:
+            best = (score, params)
     return best[1]
 
 
