@@ -5,8 +5,9 @@ and substrings of the sequences (:func:`substring_candidates`) become
 candidate PWMs, all scored side by side after one EM step
 (:class:`SiteCandidateBatch`); the best and their phase shifts take another
 step, and the best of all starts the fit (see :func:`search_sequence_motif`).
-With a range of widths, each width's start is fitted to convergence and the
-width of the smallest E-value wins.
+With a range of widths, the candidates are searched at a few widths, every
+width is ranked by its E-value after a few EM steps, and the best two run to
+convergence: the smaller converged E-value wins (:func:`search_sequence_motif`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ __all__ = [
     "kmer_candidates",
     "kmer_enrichment",
     "kmer_length",
+    "resize_start",
     "search_sequence_motif",
+    "searched_widths",
     "substring_candidates",
 ]
 
@@ -87,10 +90,15 @@ def search_sequence_motif(model, data, random_state, controls):
     work does not grow with the data.
     With ``model.init_params == "random"`` the start of each width is instead
     one substring of the sequences drawn at random (a weighted draw), fuzzed
-    towards the background. With several widths, each width's start is run to
-    convergence and the width of the smallest E-value
-    (:func:`skem._sequence_sites.log10_evalue`) wins: its *start* is returned,
-    so that the fit's own run is the chosen width's. Every step is an engine
+    towards the background. With several widths (at most 3 times one width's
+    cost), steps 1 to 3 run only at :func:`searched_widths` (MEME's geometric
+    series); every width of the range starts from the next searched width's
+    start, trimmed (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM steps
+    and is ranked by its E-value
+    (:func:`skem._sequence_sites.log10_evalue`); the :data:`N_REFINE_WIDTHS`
+    best run to convergence and the smallest converged E-value wins. The
+    winner's ranked parameters (a few steps from its start) are returned, so
+    that the fit's own run is the chosen width's. Every step is an engine
     E-pass (:func:`skem._em.e_pass`) of the candidate batch in automatic chunks
     (its single-precision sums must not depend on ``chunk_size``), and every
     run between widths :func:`skem._em.run_em` with the fit's controls.
