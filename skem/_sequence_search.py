@@ -5,7 +5,7 @@ and substrings of the sequences (:func:`substring_candidates`) become
 candidate PWMs, all scored side by side after one EM step
 (:class:`SiteCandidateBatch`); the best and their phase shifts take another
 step, and the best of all starts the fit (see :func:`search_sequence_motif`).
-With a range of widths, the candidates are searched at a few widths, every
+With a range of widths, the candidates are searched at the widest, every
 width is ranked by its E-value after a few EM steps, and the best two run to
 convergence: the smaller converged E-value wins (:func:`search_sequence_motif`).
 """
@@ -37,7 +37,6 @@ __all__ = [
     "kmer_length",
     "resize_start",
     "search_sequence_motif",
-    "searched_widths",
     "substring_candidates",
 ]
 
@@ -58,9 +57,6 @@ SEQUENCE_SEARCH_ROWS = 64
 SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
-#: In a width range, the ratio of successive widths whose candidates are searched (MEME's
-#: sqrt(2)); the widths between start from the next wider searched width's start, trimmed.
-WIDTH_STEP = 2**0.5
 #: EM steps each width of a range takes before the widths are ranked by E-value.
 N_RANK_STEPS = 3
 #: Best-ranked widths of a range run to convergence; the best converged one is chosen.
@@ -91,9 +87,9 @@ def search_sequence_motif(model, data, random_state, controls):
     With ``model.init_params == "random"`` the start of each width is instead
     one substring of the sequences drawn at random (a weighted draw), fuzzed
     towards the background. With several widths (at most 3 times one width's
-    cost), steps 1 to 3 run only at :func:`searched_widths` (MEME's geometric
-    series); every width of the range starts from the next searched width's
-    start, trimmed (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM steps
+    cost), steps 1 to 3 run only at the widest width; every width of the
+    range starts from that start trimmed to its most informative columns
+    (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM steps
     and is ranked by its E-value
     (:func:`skem._sequence_sites.log10_evalue`); the :data:`N_REFINE_WIDTHS`
     best run to convergence and the smallest converged E-value wins. The
@@ -162,25 +158,6 @@ def _width_start(model, data, background, w, search, random_state, controls):
     return start, found
 
 
-def searched_widths(min_width, max_width):
-    """The widths whose candidates are searched in a width range: ``min_width``, then each
-    about :data:`WIDTH_STEP` times the last, and ``max_width``.
-
-    Parameters
-    ----------
-    min_width, max_width : int
-
-    Returns
-    -------
-    list of int
-        Increasing widths from ``min_width`` to ``max_width``.
-    """
-    widths = [min_width]
-    while widths[-1] < max_width:
-        widths.append(min(max(int(round(widths[-1] * WIDTH_STEP)), widths[-1] + 1), max_width))
-    return widths
-
-
 def resize_start(start, width):
     """``start``'s motif at ``width`` columns: the ``width`` most informative consecutive
     columns of a wider motif, or a narrower one flanked by background columns (the
@@ -214,30 +191,29 @@ def resize_start(start, width):
 def _ranked_width_start(model, data, background, widths, search, random_state, controls):
     """The start of the best width of a range, found at a few times one width's cost.
 
-    The candidates are searched at :func:`searched_widths` only; every width
-    starts from the next searched width's start at or above it, trimmed to its
-    most informative columns (:func:`resize_start`),
-    takes :data:`N_RANK_STEPS` EM steps, and is ranked by its E-value then (as
-    MEME ranks widths before refining). The :data:`N_REFINE_WIDTHS` best run
-    to convergence, and the smallest converged E-value wins; its ranking run's
-    parameters are returned, so that the fit's own run converges to the same
-    point.
+    The candidates are searched at the widest width only (the search is most
+    of one width's cost); every width of the range starts from that start
+    trimmed to its most informative columns (:func:`resize_start`), takes
+    :data:`N_RANK_STEPS` plain EM steps, and is ranked by its E-value then
+    (as MEME ranks widths before refining). The :data:`N_REFINE_WIDTHS` best
+    run to convergence, and the smallest converged E-value wins; its ranking
+    run's parameters are returned, so that the fit's own run converges to the
+    same point.
     """
-    searched = searched_widths(widths[0], widths[-1])
-    starts = {w: _width_start(model, data, background, w, search, random_state, controls)[0]
-              for w in searched}
-    quick = EMControls(max_iter=N_RANK_STEPS, tol=0.0, accelerate=controls.accelerate,
+    # The widest start holds the motif's core and its flanks: the most informative columns
+    # say where the core lies at every narrower width, where a narrower search would
+    # have to guess how to extend.
+    widest, _ = _width_start(model, data, background, widths[-1], search, random_state, controls)
+    # Plain steps: a ranking needs the same few steps at every width, not SQUAREM's jumps.
+    quick = EMControls(max_iter=N_RANK_STEPS, tol=0.0, accelerate=None,
                        chunk_size=controls.chunk_size)
     ranked = []
     for w in widths:
-        # Trimmed from the next searched width up: the most informative columns say where
-        # the motif's core lies, while a narrower start padded with background would guess.
-        nearest = min(s for s in searched if s >= w)
-        result = run_em(model, data, resize_start(starts[nearest], w), quick)
+        result = run_em(model, data, resize_start(widest, w), quick)
         score = model.log10_evalue(result.params, data, controls.chunk_size)
         if controls.verbose:
-            print(f"  motif search: width {w} from width {nearest}, log10 E-value after "
-                  f"{N_RANK_STEPS} steps {score:.3g}")
+            print(f"  motif search: width {w}, log10 E-value after {N_RANK_STEPS} steps "
+                  f"{score:.3g}")
         ranked.append((score, w, result.params))
     ranked.sort(key=lambda item: (item[0], item[1]))
     full = EMControls(max_iter=controls.max_iter, tol=controls.tol,

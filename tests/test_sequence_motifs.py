@@ -17,7 +17,7 @@ from scipy import sparse
 from skem import SequenceMotifMixture
 from skem._letters import encode_ragged
 from skem._motif_sequences import SequenceMotifModel
-from skem._sequence_search import resize_start, searched_widths
+from skem._sequence_search import resize_start
 from skem._sequence_sites import SequenceMotifParams
 from skem.datasets import make_motif_pwm, make_motif_sequences
 from skem._motif_erasing import erasing_weights
@@ -230,12 +230,6 @@ def test_a_width_range_chooses_what_fitting_every_width_chooses(n, length, plant
     assert ranged.widths_[0] == best
     assert ranged.log10_evalues_[0] == pytest.approx(each[best].log10_evalues_[0], rel=1e-3)
     assert ranged.lower_bound_ == pytest.approx(each[best].lower_bound_, rel=1e-6)
-
-
-def test_searched_widths_grow_geometrically_up_to_the_maximum():
-    assert searched_widths(8, 20) == [8, 11, 16, 20]
-    assert searched_widths(5, 5) == [5]
-    assert searched_widths(1, 3) == [1, 2, 3]
 
 
 def test_a_start_is_trimmed_to_its_most_informative_columns():
