@@ -58,7 +58,7 @@ SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
 #: EM steps each width of a range takes before the widths are ranked by E-value.
-N_RANK_STEPS = 3
+N_RANK_STEPS = 1
 #: Best-ranked widths of a range run to convergence; the best converged one is chosen.
 N_REFINE_WIDTHS = 2
 
