@@ -57,10 +57,9 @@ SEQUENCE_SEARCH_ROWS = 64
 SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
-#: EM steps each width of a range takes before the widths are ranked by E-value: none, as
-#: the trimmed widest start ranks the widths as the full search does on the tests' data, and
-#: the ranking's passes are most of a range's extra cost.
-N_RANK_STEPS = 0
+#: EM steps each width of a range takes before the widths are ranked by E-value (the
+#: trimmed start alone misranks a motif narrower than the widest width next to another).
+N_RANK_STEPS = 1
 #: Best-ranked widths of a range run to convergence; the best converged one is chosen.
 N_REFINE_WIDTHS = 2
 
@@ -91,7 +90,7 @@ def search_sequence_motif(model, data, random_state, controls):
     towards the background. With several widths (at most 3 times one width's
     cost), steps 1 to 3 run only at the widest width; every width of the
     range starts from that start trimmed to its most informative columns
-    (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM steps (none)
+    (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM step
     and is ranked by its E-value
     (:func:`skem._sequence_sites.log10_evalue`); the :data:`N_REFINE_WIDTHS`
     best run to convergence and the smallest converged E-value wins. The
@@ -196,7 +195,7 @@ def _ranked_width_start(model, data, background, widths, search, random_state, c
     The candidates are searched at the widest width only (the search is most
     of one width's cost); every width of the range starts from that start
     trimmed to its most informative columns (:func:`resize_start`), takes
-    :data:`N_RANK_STEPS` plain EM steps (none), and is ranked by its E-value then
+    :data:`N_RANK_STEPS` plain EM step, and is ranked by its E-value then
     (as MEME ranks widths before refining). The :data:`N_REFINE_WIDTHS` best
     run to convergence, and the smallest converged E-value wins; its ranking
     run's parameters are returned, so that the fit's own run converges to the
@@ -206,14 +205,13 @@ def _ranked_width_start(model, data, background, widths, search, random_state, c
     # say where the core lies at every narrower width, where a narrower search would
     # have to guess how to extend.
     widest, _ = _width_start(model, data, background, widths[-1], search, random_state, controls)
-    # Plain steps: a ranking needs the same few steps at every width, not SQUAREM's jumps.
-    quick = EMControls(max_iter=N_RANK_STEPS, tol=0.0, accelerate=None,
-                       chunk_size=controls.chunk_size)
     ranked = []
     for w in widths:
         params = resize_start(widest, w)
-        if N_RANK_STEPS:
-            params = run_em(model, data, params, quick).params
+        for _ in range(N_RANK_STEPS):
+            # Bare steps (E-pass, M-step): the E-value's pass scores the last one.
+            stats, _ = e_pass(model, params, data, controls.chunk_size)
+            params = model.m_step(stats, params)
         score = model.log10_evalue(params, data, controls.chunk_size)
         if controls.verbose:
             print(f"  motif search: width {w}, log10 E-value after {N_RANK_STEPS} steps "
