@@ -5,8 +5,9 @@ and substrings of the sequences (:func:`substring_candidates`) become
 candidate PWMs, all scored side by side after one EM step
 (:class:`SiteCandidateBatch`); the best and their phase shifts take another
 step, and the best of all starts the fit (see :func:`search_sequence_motif`).
-With a range of widths, each width's start is fitted to convergence and the
-width of the smallest E-value wins.
+With a range of widths, the candidates are searched at the widest, every
+width is ranked by its E-value after a few EM steps, and the best two run to
+convergence: the smaller converged E-value wins (:func:`search_sequence_motif`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "kmer_candidates",
     "kmer_enrichment",
     "kmer_length",
+    "resize_start",
     "search_sequence_motif",
     "substring_candidates",
 ]
@@ -55,6 +57,11 @@ SEQUENCE_SEARCH_ROWS = 64
 SEQUENCE_DECIDE_ROWS = 256
 #: Float64 work values of the candidates' E-step held at once (rows are processed in groups).
 CANDIDATE_WORK = 2**22
+#: EM steps each width of a range takes before the widths are ranked by E-value (the
+#: trimmed start alone misranks a motif narrower than the widest width next to another).
+N_RANK_STEPS = 1
+#: Best-ranked widths of a range run to convergence; the best converged one is chosen.
+N_REFINE_WIDTHS = 2
 
 
 def search_sequence_motif(model, data, random_state, controls):
@@ -80,10 +87,15 @@ def search_sequence_motif(model, data, random_state, controls):
     work does not grow with the data.
     With ``model.init_params == "random"`` the start of each width is instead
     one substring of the sequences drawn at random (a weighted draw), fuzzed
-    towards the background. With several widths, each width's start is run to
-    convergence and the width of the smallest E-value
-    (:func:`skem._sequence_sites.log10_evalue`) wins: its *start* is returned,
-    so that the fit's own run is the chosen width's. Every step is an engine
+    towards the background. With several widths (at most 3 times one width's
+    cost), steps 1 to 3 run only at the widest width; every width of the
+    range starts from that start trimmed to its most informative columns
+    (:func:`resize_start`), takes :data:`N_RANK_STEPS` EM step
+    and is ranked by its E-value
+    (:func:`skem._sequence_sites.log10_evalue`); the :data:`N_REFINE_WIDTHS`
+    best run to convergence and the smallest converged E-value wins. The
+    winner's ranked parameters (a few steps from its start) are returned, so
+    that the fit's own run is the chosen width's. Every step is an engine
     E-pass (:func:`skem._em.e_pass`) of the candidate batch in automatic chunks
     (its single-precision sums must not depend on ``chunk_size``), and every
     run between widths :func:`skem._em.run_em` with the fit's controls.
@@ -115,38 +127,108 @@ def search_sequence_motif(model, data, random_state, controls):
         kmers = kmer_enrichment(model, data, background, kmer_length(data, A, model.min_width))
         search = (kmers, weighted_draw(data, SEQUENCE_SEARCH_ROWS, random_state),
                   weighted_draw(data, SEQUENCE_DECIDE_ROWS, random_state))
-    best = None
+    if len(widths) == 1:
+        start, _ = _width_start(model, data, background, widths[0], search, random_state, controls)
+        return start
+    return _ranked_width_start(model, data, background, widths, search, random_state, controls)
+
+
+def _width_start(model, data, background, w, search, random_state, controls):
+    """The start of width ``w`` (steps 1 to 3 of :func:`search_sequence_motif`, or a random
+    substring) and the log PWM it came from."""
+    A = model.n_letters
+    batch = SiteCandidateBatch(model=model, background=background, width=w)
+    if search is None:
+        top = substring_candidates(batch, data, 1, random_state)
+        found = "a random substring"
+    else:
+        # The candidates' passes are in single precision, whose sums depend on how the
+        # rows are grouped: they take automatic chunks (sized by the data alone), so
+        # that the start, and the fit, do not depend on chunk_size.
+        top, found = _searched_candidate(batch, data, *search, random_state, None)
+    gamma = float(top.alpha[0])
+    if model.mode == "tcm":
+        # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
+        starts = data.weights @ np.maximum(data.lengths - w + 1, 0) / data.weights.sum()
+        gamma = min(gamma / max(starts, 1.0), 0.5)
+    start = SequenceMotifParams(background.copy(), (np.exp(top.log_pwms[0]).reshape(w, A),),
+                                np.array([gamma]))
+    if controls.verbose:
+        print(f"  motif search: width {w}, {found}, best start "
+              f"{_consensus(top.log_pwms[0], w, model.letters)}")
+    return start, found
+
+
+def resize_start(start, width):
+    """``start``'s motif at ``width`` columns: the ``width`` most informative consecutive
+    columns of a wider motif, or a narrower one flanked by background columns (the
+    extra one, if odd, on the right).
+
+    Parameters
+    ----------
+    start : SequenceMotifParams
+        One motif.
+    width : int
+
+    Returns
+    -------
+    SequenceMotifParams
+    """
+    pwm = start.pwms[0]
+    w = pwm.shape[0]
+    if width < w:
+        # Relative entropy to the background: the conserved core is kept, the flanks dropped.
+        info = np.sum(pwm * np.log(pwm / start.background), axis=1)
+        window = np.convolve(info, np.ones(width), mode="valid")
+        left = int(np.argmax(window))
+        pwm = pwm[left:left + width]
+    elif width > w:
+        left = (width - w) // 2
+        pwm = np.vstack([np.tile(start.background, (left, 1)), pwm,
+                         np.tile(start.background, (width - w - left, 1))])
+    return SequenceMotifParams(start.background.copy(), (pwm.copy(),), start.site_probs.copy())
+
+
+def _ranked_width_start(model, data, background, widths, search, random_state, controls):
+    """The start of the best width of a range, found at a few times one width's cost.
+
+    The candidates are searched at the widest width only (the search is most
+    of one width's cost); every width of the range starts from that start
+    trimmed to its most informative columns (:func:`resize_start`), takes
+    :data:`N_RANK_STEPS` plain EM step, and is ranked by its E-value then
+    (as MEME ranks widths before refining). The :data:`N_REFINE_WIDTHS` best
+    run to convergence, and the smallest converged E-value wins; its ranking
+    run's parameters are returned, so that the fit's own run converges to the
+    same point.
+    """
+    # The widest start holds the motif's core and its flanks: the most informative columns
+    # say where the core lies at every narrower width, where a narrower search would
+    # have to guess how to extend.
+    widest, _ = _width_start(model, data, background, widths[-1], search, random_state, controls)
+    ranked = []
     for w in widths:
-        batch = SiteCandidateBatch(model=model, background=background, width=w)
-        if search is None:
-            top = substring_candidates(batch, data, 1, random_state)
-            found = "a random substring"
-        else:
-            # The candidates' passes are in single precision, whose sums depend on how the
-            # rows are grouped: they take automatic chunks (sized by the data alone), so
-            # that the start, and the fit, do not depend on chunk_size.
-            top, found = _searched_candidate(batch, data, *search, random_state, None)
-        gamma = float(top.alpha[0])
-        if model.mode == "tcm":
-            # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
-            starts = data.weights @ np.maximum(data.lengths - w + 1, 0) / data.weights.sum()
-            gamma = min(gamma / max(starts, 1.0), 0.5)
-        start = SequenceMotifParams(background.copy(), (np.exp(top.log_pwms[0]).reshape(w, A),),
-                                    np.array([gamma]))
-        if len(widths) > 1:
-            # Widths compete on converged fits: an E-value of a half-fitted motif says little.
-            full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
-                              accelerate=controls.accelerate, chunk_size=controls.chunk_size)
-            result = run_em(model, data, start, full)
-            score = -model.log10_evalue(result.params, data, controls.chunk_size)
-        else:
-            score = 0.0
+        params = resize_start(widest, w)
+        for _ in range(N_RANK_STEPS):
+            # Bare steps (E-pass, M-step): the E-value's pass scores the last one.
+            stats, _ = e_pass(model, params, data, controls.chunk_size)
+            params = model.m_step(stats, params)
+        score = model.log10_evalue(params, data, controls.chunk_size)
         if controls.verbose:
-            print(f"  motif search: width {w}, {found}, best start "
-                  f"{_consensus(top.log_pwms[0], w, model.letters)}"
-                  + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
-        if best is None or score > best[0]:
-            best = (score, start)
+            print(f"  motif search: width {w}, log10 E-value after {N_RANK_STEPS} steps "
+                  f"{score:.3g}")
+        ranked.append((score, w, params))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
+                      accelerate=controls.accelerate, chunk_size=controls.chunk_size)
+    best = None
+    for _, w, params in ranked[:N_REFINE_WIDTHS]:
+        # Widths compete on converged fits: an E-value of a half-fitted motif says little.
+        result = run_em(model, data, params, full)
+        score = model.log10_evalue(result.params, data, controls.chunk_size)
+        if controls.verbose:
+            print(f"  motif search: width {w}, converged log10 E-value {score:.3g}")
+        if best is None or score < best[0]:
+            best = (score, params)
     return best[1]
 
 

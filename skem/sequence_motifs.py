@@ -45,8 +45,9 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
     ----------
     width : int or pair of int, default=12
         The motif width ``w``, or a pair ``(min_width, max_width)``: every
-        width in the range is fitted and, per motif, the one of smallest
-        E-value kept. Widths longer than the sequences allow (the longest
+        width in the range is ranked by its E-value after one EM step, the
+        best two are fitted to convergence and, per motif, the one of smallest
+        E-value kept (about 3 times one width's cost). Widths longer than the sequences allow (the longest
         sequence; the shortest with ``mode="oops"``) are dropped with a
         warning.
     mode : {"zoops", "oops", "tcm"}, default="zoops"

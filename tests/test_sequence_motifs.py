@@ -17,6 +17,7 @@ from scipy import sparse
 from skem import SequenceMotifMixture
 from skem._letters import encode_ragged
 from skem._motif_sequences import SequenceMotifModel
+from skem._sequence_search import resize_start
 from skem._sequence_sites import SequenceMotifParams
 from skem.datasets import make_motif_pwm, make_motif_sequences
 from skem._motif_erasing import erasing_weights
@@ -210,6 +211,37 @@ def test_oops_widths_are_capped_at_the_shortest_sequence():
     with pytest.warns(UserWarning, match="the shortest sequence has 10 letters"):
         model = SequenceMotifMixture(width=(6, 12), mode="oops", random_state=0).fit(sequences)
     assert model.widths_[0] <= 10
+
+
+@pytest.mark.parametrize("n, length, planted, widths, options", [
+    (40, 60, 6, (4, 9), {}),
+    (60, 80, 8, (6, 11), {"revcomp": True}),
+    (30, 60, 7, (5, 10), {"mode": "tcm"}),
+])
+def test_a_width_range_chooses_what_fitting_every_width_chooses(n, length, planted, widths,
+                                                                 options):
+    # Issue 21 item 5: a range ranks widths after a few EM steps and refines only the best
+    # two; it must still choose the width, and reach the objective, of fitting each width fully.
+    sequences, _, _ = make_motif_sequences(n, length, width=planted, random_state=1)
+    each = {w: SequenceMotifMixture(width=w, random_state=0, **options).fit(sequences)
+            for w in range(widths[0], widths[1] + 1)}
+    best = min(each, key=lambda w: (each[w].log10_evalues_[0], w))
+    ranged = SequenceMotifMixture(width=widths, random_state=0, **options).fit(sequences)
+    assert ranged.widths_[0] == best
+    assert ranged.log10_evalues_[0] == pytest.approx(each[best].log10_evalues_[0], rel=1e-3)
+    assert ranged.lower_bound_ == pytest.approx(each[best].lower_bound_, rel=1e-6)
+
+
+def test_a_start_is_trimmed_to_its_most_informative_columns():
+    background = np.full(4, 0.25)
+    core = np.eye(4)[[0, 1, 2]] * 0.9 + 0.025
+    pwm = np.vstack([np.tile(background, (3, 1)), core, np.tile(background, (2, 1))])
+    start = SequenceMotifParams(background, (pwm,), np.array([0.5]))
+    trimmed = resize_start(start, 3).pwms[0]
+    np.testing.assert_allclose(trimmed, core)
+    widened = resize_start(start, 10).pwms[0]
+    np.testing.assert_allclose(widened[1:9], pwm)
+    np.testing.assert_allclose(widened[[0, 9]], np.tile(background, (2, 1)))
 
 
 def test_a_width_range_reports_the_chosen_widths_run():
