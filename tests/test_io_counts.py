@@ -211,18 +211,25 @@ def test_normalized_x_is_refused_naming_the_entry_and_the_layers(tmp_path, cells
         assert word in message
 
 
-def test_negative_h5ad_entry_names_cell_and_gene(tmp_path, cells):
+@pytest.mark.parametrize(
+    "value, layers, words, absent",
+    [(-2.0, {"counts": "copy"}, ["negative"], "normalized"),
+     (0.5, {}, ["not an integer", "is X normalized? the file has no layers"], "'counts'")],
+)
+def test_bad_h5ad_entry_names_cell_and_gene(tmp_path, cells, value, layers, words, absent):
     counts = cells.counts.copy()
-    counts[4, 7] = -2
+    counts[4, 7] = value
     adata = anndata.AnnData(sp.csr_matrix(counts),
                             obs=pd.DataFrame(index=pd.Index(cells.barcodes, dtype=object)),
-                            var=pd.DataFrame(index=pd.Index(cells.symbols, dtype=object)))
-    adata.write_h5ad(tmp_path / "neg.h5ad")
+                            var=pd.DataFrame(index=pd.Index(cells.symbols, dtype=object)),
+                            layers={name: sp.csr_matrix(cells.counts) for name in layers})
+    adata.write_h5ad(tmp_path / "bad.h5ad")
     with pytest.raises(ValueError) as error:
-        read_h5ad(tmp_path / "neg.h5ad")
+        read_h5ad(tmp_path / "bad.h5ad")
     message = str(error.value)
-    for word in ("neg.h5ad", cells.barcodes[4], "row 5", "Gene7", "column 8", "negative"):
+    for word in ("bad.h5ad, X", cells.barcodes[4], "row 5", "Gene7", "column 8", *words):
         assert word in message
+    assert absent not in message
 
 
 def test_highly_variable_genes(tmp_path, cells):

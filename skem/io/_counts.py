@@ -594,8 +594,9 @@ def read_h5ad(path, *, layer=None, highly_variable=False):
         row = int(np.searchsorted(counts.indptr, found[0], side="right")) - 1
         gene = counts.indices[found[0]]
         layers = ", ".join(map(repr, adata.layers))
-        hint = (f"; is {what} normalized? the file's layers: {layers}"
-                if layers and found[1].startswith("is not an integer") else "")
+        hint = "" if not found[1].startswith("is not an integer") else (
+            f"; is {what} normalized? " + (f"the file's layers: {layers}" if layers
+                                            else "the file has no layers"))
         raise ValueError(f"{path}, {what}: cell {adata.obs_names[row]!r} (row {row + 1}), gene "
                          f"{adata.var_names[gene]!r} (column {gene + 1}): "
                          f"{float(counts.data[found[0]])!r} {found[1]}{hint}")
