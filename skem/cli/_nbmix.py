@@ -15,11 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from ..io import annotate_h5ad, count_format, read_counts, read_number_table, select_features
-from ._common import UserError, non_negative_int, output_dir, positive_int, writing
+from ._common import UserError, add_output_options, non_negative_int, positive_int, writing
 
 ROW_NAMES_RULE = (
     "A table's first column holds row names when its header cell is empty (R's write.csv), "
@@ -75,7 +71,7 @@ def add_parser(commands):
     nbmix.add_argument("--max-iter", type=non_negative_int, default=None,
                        help="EM iterations per restart (default: the estimator's, 1000)")
     nbmix.add_argument("--seed", type=non_negative_int, default=0)
-    nbmix.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(nbmix)
     nbmix.set_defaults(run=run)
 
 
@@ -96,6 +92,8 @@ def _ks(args):
 
 
 def _dispersion_option(text):
+    import numpy as np  # here, not at the top: 'skem --help' must not wait for NumPy
+
     if text in {"shared", "component", "feature", "full"}:
         return text
     try:
@@ -115,6 +113,8 @@ def _check_inputs(args):
     counts = Path(args.counts)
     if not counts.exists():
         raise UserError(f"no such file or folder: {counts}")
+    from ..io import count_format  # here, not at the top: start-up time
+
     kind = count_format(counts)
     for option, given in (("--layer", args.layer is not None),
                           ("--highly-variable", args.highly_variable),
@@ -139,6 +139,12 @@ def _check_inputs(args):
 
 def _size_factors(option, rows):
     """The explicit size factors of ``rows`` (their names, in order) from ``--size-factors``, or the mode."""
+    # here, not at the top: 'skem --help' must not wait for NumPy and pandas
+    import numpy as np
+    import pandas as pd
+
+    from ..io import read_number_table
+
     if option in {"none", "library"}:
         return option, None
     path = Path(option)
@@ -166,10 +172,15 @@ def _size_factors(option, rows):
 
 
 def run(args, out, progress):
+    # here, not at the top: 'skem --help' must not wait for NumPy, pandas and the readers
+    import numpy as np
+    import pandas as pd
+
     from sklearn import config_context
     from sklearn.model_selection import cross_val_score
 
     from .. import NegBinMixture
+    from ..io import annotate_h5ad, read_counts, select_features
 
     # Options first, then the data: a bad option fails before any reading.
     ks, dispersion = _ks(args), _dispersion_option(args.dispersion)
@@ -212,7 +223,7 @@ def run(args, out, progress):
         rows.append(row)
     selection = pd.DataFrame(rows).set_index("K")
     best = int(selection["BIC"].idxmin())
-    output = output_dir(args.output)
+    output = args.output.open()
     if len(ks) > 1:
         best_cv = int(selection["cv_log_likelihood_per_row"].idxmax())
         with writing(output / "model_selection.tsv"):
