@@ -224,14 +224,15 @@ def test_gene_selection(tmp_path):
     source = write_h5ad(tmp_path / "hv.h5ad", cells, highly_variable=flags)
     genes = tmp_path / "genes.txt"
     genes.write_text("Gene7\nGene2\n")
-    for options, expected in ((["--highly-variable"], cells.symbols[:5]),
-                              (["--genes", genes], ["Gene7", "Gene2"])):
-        code, out = _run_in(tmp_path, source, "-k", "2", *options)
+    for run, options, expected in (("hv", ["--highly-variable"], cells.symbols[:5]),
+                                   ("list", ["--genes", genes], ["Gene7", "Gene2"])):
+        (tmp_path / run).mkdir()  # one output folder a run: skem refuses to mix two runs
+        code, out = _run_in(tmp_path / run, source, "-k", "2", *options)
         assert code == 0
         parameters = pd.read_csv(out / "parameters.tsv", sep="\t")
         assert list(parameters["feature"].unique()) == expected
     folder = write_10x(tmp_path / "m", cells)
-    code, out = _run_in(tmp_path, folder, "-k", "2", "--gene-ids")
+    code, out = _run_in(folder, folder, "-k", "2", "--gene-ids")
     assert code == 0
     assert list(pd.read_csv(out / "parameters.tsv", sep="\t")["feature"].unique()) == \
         cells.gene_ids
