@@ -123,6 +123,9 @@ def test_bad_tables_end_in_one_line_naming_the_file(tmp_path, capsys, name, word
         (["--k-range", "1-99"], ["--k-range", "40 rows"]),
         (["--size-factors", "nowhere.csv"], ["--size-factors", "nowhere.csv"]),
         (["--dispersion", "lots"], ["--dispersion"]),
+        (["--dispersion", "inf"], ["--dispersion", "'inf'"]),
+        (["--dispersion", "-1"], ["--dispersion", "'-1'"]),
+        (["--k-range", "0-2"], ["--k-range", "'0-2'"]),
     ],
 )
 def test_bad_options_name_the_option(tmp_path, capsys, options, words):
@@ -324,6 +327,13 @@ def test_k_range_needs_both_ends(tmp_path, capsys, text):
     code, _ = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", text)
     assert code == 2
     assert "--k-range must look like 1-8" in capsys.readouterr().err
+
+
+def test_a_k_range_of_one_value_fits_that_k(tmp_path):
+    code, out = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", "2-2")
+    assert code == 0
+    assert list(_assignments(out).filter(like="posterior_").columns) == ["posterior_0",
+                                                                         "posterior_1"]
 
 
 def test_a_write_failure_names_the_output_not_the_input(tmp_path, capsys, monkeypatch):
