@@ -450,3 +450,23 @@ def test_count_matrix_is_immutable(tmp_path, cells):
     counts = read_counts(write_csv(tmp_path / "c.csv", cells))
     with pytest.raises(AttributeError):
         counts.rows = None
+
+
+def test_gzipped_table_is_read_by_content(tmp_path, cells):
+    write_csv(tmp_path / "c.csv", cells)
+    (tmp_path / "c.txt").write_bytes(gzip.compress((tmp_path / "c.csv").read_bytes()))
+    counts = read_count_table(tmp_path / "c.txt")
+    np.testing.assert_array_equal(counts.matrix, cells.counts)
+
+
+def test_an_empty_matrix_with_a_trailing_blank_line(tmp_path, cells):
+    folder = write_10x(tmp_path / "m", cells)
+    _rewrite_matrix(folder, _matrix_lines(folder)[:2] + ["12 60 0", ""])
+    assert read_10x_mtx(folder).matrix.nnz == 0
+
+
+def test_annotate_h5ad_checks_the_probabilities_too(tmp_path, cells):
+    source = write_h5ad(tmp_path / "raw.h5ad", cells)
+    proba = np.eye(2)[cells.labels]
+    with pytest.raises(ValueError, match="60 cells, but 60 labels and 59 rows"):
+        annotate_h5ad(source, tmp_path / "x.h5ad", cells.labels, proba[:-1])
