@@ -432,7 +432,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """
         n = _n_rows(X)
         log_likelihood = self.score(X, **row_metadata) * n
-        return -2.0 * log_likelihood + self._model.n_parameters(self._get_fitted_params()) * np.log(n)
+        return -2.0 * log_likelihood + self.n_parameters() * np.log(n)
 
     def aic(self, X, **row_metadata):
         """Akaike information criterion of the fitted model on ``X`` (lower is better).
@@ -450,7 +450,17 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``-2 log L + 2 p`` with ``p`` free parameters.
         """
         log_likelihood = self.score(X, **row_metadata) * _n_rows(X)
-        return -2.0 * log_likelihood + 2.0 * self._model.n_parameters(self._get_fitted_params())
+        return -2.0 * log_likelihood + 2.0 * self.n_parameters()
+
+    def n_parameters(self):
+        """Number of free parameters of the fitted model: the ``p`` of :meth:`bic` and :meth:`aic`.
+
+        Returns
+        -------
+        n_parameters : int
+        """
+        check_is_fitted(self)
+        return int(self._model.n_parameters(self._get_fitted_params()))
 
     # ------------------------------------------------------------- hooks
 

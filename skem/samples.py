@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
@@ -23,14 +24,16 @@ from .transcripts import TranscriptQuantifier
 __all__ = ["gene_abundance", "quantify_samples", "wide_table"]
 
 
-def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
+def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None, client=None):
     """Quantify many samples at once, in parallel: one tidy table of all their abundances.
 
     Each sample's equivalence classes are read with :mod:`skem.io`, fitted
     by a clone of ``estimator`` and reduced to its abundance table where the
-    sample is processed: in joblib workers, or on the workers of the active
-    ``dask.distributed`` cluster. Only file names travel there and only the
-    tables come back (the files must be readable by the workers).
+    sample is processed: in joblib workers, or as one task per sample on the
+    workers of a ``dask.distributed`` cluster. Only file names travel there
+    and only the tables come back (the files must be readable by the
+    workers), so a task holds one sample and the driver none. The results
+    equal those of the serial loop, sample for sample.
 
     Parameters
     ----------
@@ -44,14 +47,18 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     estimator : TranscriptQuantifier, default=None
         Model settings (lengths, prior, method, ...) for every sample; None
         means ``TranscriptQuantifier()``. Per sample, ``transcript_names``
-        come from the files (unless set), and ``x_includes_length=True`` is
-        set for salmon dumps with weights.
+        come from the files unless set (when set, each sample's columns are
+        matched to them by name; a sample with other transcripts is an
+        error), and ``x_includes_length=True`` is set for salmon dumps with weights.
     n_jobs : int, default=None
         joblib workers (None: one, unless a ``parallel_config`` says
         otherwise); with dask, the cluster decides.
     backend : {None, "joblib", "dask"}, default=None
-        None uses dask when a ``dask.distributed.Client`` is active, joblib
-        otherwise. "dask" requires an active Client.
+        None uses dask when ``client`` is given or a ``dask.distributed.Client``
+        is active, joblib otherwise. "dask" requires one of them.
+    client : dask.distributed.Client, default=None
+        The cluster to run the samples on (one task per sample), instead of
+        the active Client. The estimator is sent to its workers once.
 
     Returns
     -------
@@ -67,7 +74,9 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     ImportError
         For ``backend="dask"`` without dask's distributed scheduler installed.
     ValueError
-        For an empty ``samples``, or ``backend="dask"`` without an active Client.
+        For an empty ``samples``, ``backend="dask"`` without a Client,
+        ``client`` with ``backend="joblib"``, or a sample whose transcripts
+        are not the estimator's ``transcript_names`` (naming the sample).
 
     Examples
     --------
@@ -85,11 +94,17 @@ def quantify_samples(samples, estimator=None, *, n_jobs=None, backend=None):
     if not items:
         raise ValueError("No samples were given.")
     estimator = TranscriptQuantifier() if estimator is None else estimator
-    client = None if backend == "joblib" else _active_client(required=backend == "dask")
+    if client is not None and backend == "joblib":
+        raise ValueError("A client was given with backend='joblib'; give one or the other.")
+    if client is None and backend != "joblib":
+        client = _active_client(required=backend == "dask")
     if client is not None:
+        # Scattered once: its tables (lengths of every transcript) would otherwise be
+        # copied into every sample's task.
+        shared = client.scatter(estimator, broadcast=True, hash=False)
         futures = client.map(
             _quantify_one, [name for name, _ in items], [source for _, source in items],
-            estimator=estimator, pure=False,
+            estimator=shared, pure=False,
         )
         tables = client.gather(futures)
     else:
@@ -140,17 +155,36 @@ def _quantify_one(name, source, estimator):
     """Fit one sample and return its rows of the tidy table."""
     classes = _read_classes(source)
     model = clone(estimator)
+    X = classes.X
     if model.transcript_names is None:
         model.set_params(transcript_names=classes.transcript_names)
+    else:
+        X = _columns_by_name(name, classes, model.transcript_names)
     if classes.weighted:
         model.set_params(x_includes_length=True)  # salmon's weights include 1 / eff_length
-    model.fit(classes.X, sample_weight=classes.counts)
+    model.fit(X, sample_weight=classes.counts)
     columns = ["target_id", "eff_length", "est_counts", "tpm"]
     if model.n_bootstraps > 0:
         columns += ["est_counts_sd", "tpm_sd"]
     table = model.abundance_[columns].copy()
     table.insert(0, "sample", name)
     return table
+
+
+def _columns_by_name(sample, classes, names):
+    """The sample's class matrix with its columns in the order of ``names`` (the estimator's).
+
+    The estimator's lengths follow its ``transcript_names``; a sample listing the
+    same transcripts in another order must not pair them with other lengths.
+    """
+    position = pd.Index(classes.transcript_names).get_indexer(pd.Index(names))
+    if len(names) != len(classes.transcript_names) or np.any(position < 0):
+        missing = sorted(set(names).symmetric_difference(classes.transcript_names))
+        raise ValueError(
+            f"Sample {sample!r}: its transcripts are not the estimator's transcript_names "
+            f"({len(missing)} in one list only, e.g. {missing[0]!r})."
+        )
+    return classes.X[:, position]
 
 
 def gene_abundance(abundance, tx2gene):

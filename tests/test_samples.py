@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import skem.samples
 from skem import TranscriptQuantifier
 from skem.datasets import make_transcript_reads
 from skem.samples import _active_client, quantify_samples
@@ -73,24 +74,55 @@ def test_quantify_samples_with_joblib(samples):
     assert by_position["sample"].unique().tolist() == [0, 1, 2]
 
 
-def test_quantify_samples_on_the_active_client(samples):
+def test_quantify_samples_on_a_cluster(samples, monkeypatch):
     distributed = pytest.importorskip("distributed")
     sources, expected, truth = samples
     estimator = TranscriptQuantifier(lengths=truth.lengths, fragment_length=100, n_bootstraps=2,
                                      random_state=0)
+    serial = quantify_samples(sources, estimator, backend="joblib")
+
+    def read_on_the_driver(*args, **kwargs):
+        raise AssertionError("a sample was read on the driver")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cluster start-up chatter (ports, resources)
         # Worker processes: the fits run where the files are read, not in this process.
         client = distributed.Client(n_workers=2, threads_per_worker=1, processes=True,
-                                    host="127.0.0.1", dashboard_address=None)
+                                    host="127.0.0.1", dashboard_address=None,
+                                    set_as_default=False)
     with client:
-        assert _active_client(required=False) is client
-        table = quantify_samples(sources, estimator)  # the client is active: dask
-    serial = quantify_samples(sources, estimator, backend="joblib")
-    assert list(table.columns) == [
+        # The workers import skem.samples themselves: the readers patched here are the
+        # driver's only, and a task that read on the driver would fail.
+        monkeypatch.setattr(skem.samples, "read_salmon_eq_classes", read_on_the_driver)
+        monkeypatch.setattr(skem.samples, "read_kallisto_tcc", read_on_the_driver)
+        assert _active_client(required=False) is None  # not the default client
+        given = quantify_samples(sources, estimator, client=client)
+        with client.as_current():
+            assert _active_client(required=False) is client
+            active = quantify_samples(sources, estimator)  # the client is active: dask
+    assert list(given.columns) == [
         "sample", "target_id", "eff_length", "est_counts", "tpm", "est_counts_sd", "tpm_sd"
     ]
-    pd.testing.assert_frame_equal(table, serial)
+    pd.testing.assert_frame_equal(given, serial, rtol=1e-12)
+    pd.testing.assert_frame_equal(active, serial, rtol=1e-12)
+
+
+def test_columns_are_matched_to_the_estimators_transcript_names(samples):
+    sources, expected, truth = samples
+    names = expected["A"][2]
+    estimator = TranscriptQuantifier(lengths=truth.lengths, fragment_length=100)
+    table = quantify_samples(sources, estimator)
+    # The same transcripts listed backwards, with their lengths: the same abundances.
+    backwards = TranscriptQuantifier(lengths=truth.lengths[::-1], fragment_length=100,
+                                     transcript_names=names[::-1])
+    reordered = quantify_samples(sources, backwards)
+    key = ["sample", "target_id"]
+    # (Another column order rounds the sums differently, and EM stops at tol: not 1e-12.)
+    pd.testing.assert_frame_equal(reordered.sort_values(key, ignore_index=True),
+                                  table.sort_values(key, ignore_index=True), rtol=1e-6)
+    fewer = TranscriptQuantifier(lengths=truth.lengths[1:], transcript_names=names[1:])
+    with pytest.raises(ValueError, match=rf"Sample 'B': .* e\.g\. {names[0]!r}"):
+        quantify_samples({"B": sources["B"]}, fewer)
 
 
 def test_quantify_samples_errors(samples):
@@ -99,6 +131,8 @@ def test_quantify_samples_errors(samples):
         quantify_samples({})
     with pytest.raises(ValueError, match="backend"):
         quantify_samples(sources, backend="ray")
+    with pytest.raises(ValueError, match="one or the other"):
+        quantify_samples(sources, backend="joblib", client=object())
     with pytest.raises(TypeError, match="eq_classes"):
         quantify_samples([42], backend="joblib")
     with pytest.raises(ValueError, match="line"):  # the reader names the file and line

@@ -23,7 +23,7 @@ import warnings
 import zlib
 
 from .. import __version__
-from . import _demo, _motif, _nbmix, _quant
+from . import _demo, _motif, _nbmix, _quant, _quant_samples
 from ._common import (
     OutputFolder,
     Progress,
@@ -42,6 +42,7 @@ EPILOG = """examples:
   skem nbmix counts.tsv -k 3 -o out           cluster with a fixed number of components
   skem quant --eq-classes eq_classes.txt.gz --lengths quant.sf -o out
   skem quant --alignments reads.bam --fragment-length 200 -o out
+  skem quant-samples samples.tsv --lengths quant.sf --n-jobs 4 -o out
   skem motif promoters.fa -w 12 --both-strands -o out
 
 Run 'skem COMMAND --help' for the options of a command.
@@ -75,7 +76,7 @@ def _build_parser():
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for command in (_demo, _nbmix, _quant, _motif):
+    for command in (_demo, _nbmix, _quant, _quant_samples, _motif):
         command.add_parser(commands)
     for subparser in commands.choices.values():  # -q also after the command's name
         subparser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,

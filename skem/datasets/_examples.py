@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.utils import Bunch
 
+from ..io import read_fasta, read_lengths, read_meme, read_salmon_eq_classes
+
 
 def example_path(name):
     """Path of a bundled example file (in ``skem/data``).
@@ -79,8 +81,6 @@ def load_transcript_example():
     >>> int(data.counts.sum())
     200000
     """
-    from ..io import read_lengths, read_salmon_eq_classes
-
     eq_classes_path = example_path("transcripts_eq_classes.txt.gz")
     lengths_path = example_path("transcripts_lengths.tsv")
     classes = read_salmon_eq_classes(eq_classes_path)
@@ -116,8 +116,6 @@ def load_motif_example():
     >>> len(data.sequences), data.pwm.shape
     (300, (12, 4))
     """
-    from ..io import read_fasta, read_meme
-
     fasta_path = example_path("motif_sequences.fa.gz")
     truth = read_meme(example_path("motif_truth.meme"))
     return Bunch(

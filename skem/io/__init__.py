@@ -26,6 +26,7 @@ _EXPORTS = {
     "read_counts": "._counts",
     "read_fasta": "._motif",
     "read_h5ad": "._counts",
+    "read_h5ad_rows": "._lazy_rows",
     "read_jaspar": "._motif",
     "read_kallisto_abundance": "._quant",
     "read_kallisto_tcc": "._quant",
@@ -34,12 +35,14 @@ _EXPORTS = {
     "read_number_table": "._counts",
     "read_salmon_eq_classes": "._quant",
     "read_salmon_quant": "._quant",
+    "read_zarr_rows": "._lazy_rows",
     "select_features": "._counts",
     "write_jaspar": "._motif",
     "write_kallisto_abundance": "._quant",
     "write_meme": "._motif",
     "write_salmon_dir": "._quant",
     "write_salmon_quant": "._quant",
+    "write_zarr_rows": "._lazy_rows",
 }
 
 __all__ = list(_EXPORTS)

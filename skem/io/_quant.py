@@ -670,6 +670,7 @@ def check_table_names(names, what):
     Parameters
     ----------
     names : iterable of str
+        The names to write.
     what : str
         What the names are, for the message ("transcript").
 
