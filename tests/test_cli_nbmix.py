@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import cross_val_score
 
 from count_files import simulated_cells, write_10x, write_csv, write_h5ad
 
@@ -49,6 +50,8 @@ def test_r_tables_have_row_names_not_a_count_feature(tmp_path, name):
     expected = model.component_means().stack().rename("mean")
     got = parameters.set_index(["component", "feature"])["mean"]
     np.testing.assert_allclose(got.loc[expected.index].to_numpy(), expected.to_numpy(), rtol=1e-8)
+    weights = parameters.groupby("component")["weight"].first()
+    np.testing.assert_allclose(weights, model.weights_, rtol=1e-8)
 
 
 def test_size_factors_from_a_file(tmp_path):
@@ -89,6 +92,9 @@ def test_model_selection_reports_per_row_quantities(tmp_path, capsys):
     # Held-out and training log-likelihoods per row are of one scale (not a total beside a mean).
     ratio = table["cv_log_likelihood_per_row"] / table["log_likelihood_per_row"]
     assert np.all((ratio > 0.8) & (ratio < 1.5))
+    # 5-fold cross-validation, as scikit-learn runs it.
+    held_out = cross_val_score(NegBinMixture(2, n_init=1, random_state=0), counts.to_numpy(), cv=5)
+    assert table.loc[2, "cv_log_likelihood_per_row"] == pytest.approx(held_out.mean(), rel=1e-8)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +129,9 @@ def test_bad_tables_end_in_one_line_naming_the_file(tmp_path, capsys, name, word
         (["--k-range", "1-99"], ["--k-range", "40 rows"]),
         (["--size-factors", "nowhere.csv"], ["--size-factors", "nowhere.csv"]),
         (["--dispersion", "lots"], ["--dispersion"]),
+        (["--dispersion", "inf"], ["--dispersion", "'inf'"]),
+        (["--dispersion", "-1"], ["--dispersion", "'-1'"]),
+        (["--k-range", "0-2"], ["--k-range", "'0-2'"]),
     ],
 )
 def test_bad_options_name_the_option(tmp_path, capsys, options, words):
@@ -225,14 +234,15 @@ def test_gene_selection(tmp_path):
     source = write_h5ad(tmp_path / "hv.h5ad", cells, highly_variable=flags)
     genes = tmp_path / "genes.txt"
     genes.write_text("Gene7\nGene2\n")
-    for options, expected in ((["--highly-variable"], cells.symbols[:5]),
-                              (["--genes", genes], ["Gene7", "Gene2"])):
-        code, out = _run_in(tmp_path, source, "-k", "2", *options)
+    for run, options, expected in (("hv", ["--highly-variable"], cells.symbols[:5]),
+                                   ("list", ["--genes", genes], ["Gene7", "Gene2"])):
+        (tmp_path / run).mkdir()  # one output folder a run: skem refuses to mix two runs
+        code, out = _run_in(tmp_path / run, source, "-k", "2", *options)
         assert code == 0
         parameters = pd.read_csv(out / "parameters.tsv", sep="\t")
         assert list(parameters["feature"].unique()) == expected
     folder = write_10x(tmp_path / "m", cells)
-    code, out = _run_in(tmp_path, folder, "-k", "2", "--gene-ids")
+    code, out = _run_in(folder, folder, "-k", "2", "--gene-ids")
     assert code == 0
     assert list(pd.read_csv(out / "parameters.tsv", sep="\t")["feature"].unique()) == \
         cells.gene_ids
@@ -324,6 +334,21 @@ def test_k_range_needs_both_ends(tmp_path, capsys, text):
     code, _ = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", text)
     assert code == 2
     assert "--k-range must look like 1-8" in capsys.readouterr().err
+
+
+def test_progress_lines_say_what_was_read_and_fitted(tmp_path, capsys):
+    assert main(["nbmix", str(DATA / "r_write_csv.csv"), "--k-range", "1-2", "--n-init", "1",
+                 "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "read 40 rows x 3 features (dense)" in err
+    assert "fitting K = 1" in err and "fitting K = 2" in err
+
+
+def test_a_k_range_of_one_value_fits_that_k(tmp_path):
+    code, out = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", "2-2")
+    assert code == 0
+    assert list(_assignments(out).filter(like="posterior_").columns) == ["posterior_0",
+                                                                         "posterior_1"]
 
 
 def test_a_write_failure_names_the_output_not_the_input(tmp_path, capsys, monkeypatch):

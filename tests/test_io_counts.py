@@ -66,6 +66,7 @@ def test_10x_matrix_file_and_version_2_layout(tmp_path, cells):
         assert list(counts.rows) == cells.barcodes and list(counts.features) == cells.symbols
 
 
+@pytest.mark.filterwarnings("ignore:Suffix used:UserWarning")  # anndata's, on "Actb-1"
 def test_repeated_symbols_are_made_unique_as_anndata_does(tmp_path, cells):
     symbols = ["Actb", "Actb", "Actb-1", "Gapdh", "Actb"] + cells.symbols[5:]
     repeated = type(cells)(cells.counts, cells.labels, cells.barcodes, cells.gene_ids, symbols)
@@ -116,6 +117,8 @@ def _break_entry(field, value):
         (lambda lines: lines[:2] + ["12 61 406"] + lines[3:], ["61 cells", "60 barcodes"]),
         (lambda lines: lines[:2] + ["13 60 406"] + lines[3:], ["13 genes", "12 features"]),
         (lambda lines: lines[:2] + ["12 sixty 406"] + lines[3:], ["line 3", "size line"]),
+        (lambda lines: lines[:5] + [""] + lines[5:], ["line 6", "empty line"]),
+        (lambda lines: lines[:5] + ["1 2 3 4"] + lines[6:], ["line 6", "4 fields, expected 3"]),
     ],
 )
 def test_bad_matrix_market_entries_are_named(tmp_path, cells, change, words):
@@ -129,6 +132,12 @@ def test_bad_matrix_market_entries_are_named(tmp_path, cells, change, words):
     assert "matrix.mtx.gz" in message
     for word in words:
         assert word in message
+
+
+def test_blank_lines_at_the_end_of_a_matrix_are_harmless(tmp_path, cells):
+    folder = write_10x(tmp_path / "m", cells)
+    _rewrite_matrix(folder, _matrix_lines(folder) + ["", ""])
+    np.testing.assert_array_equal(read_10x_mtx(folder).matrix.toarray(), cells.counts)
 
 
 def test_a_repeated_entry_is_named_on_its_second_line(tmp_path, cells):
@@ -202,18 +211,25 @@ def test_normalized_x_is_refused_naming_the_entry_and_the_layers(tmp_path, cells
         assert word in message
 
 
-def test_negative_h5ad_entry_names_cell_and_gene(tmp_path, cells):
+@pytest.mark.parametrize(
+    "value, layers, words, absent",
+    [(-2.0, {"counts": "copy"}, ["negative"], "normalized"),
+     (0.5, {}, ["not an integer", "is X normalized? the file has no layers"], "'counts'")],
+)
+def test_bad_h5ad_entry_names_cell_and_gene(tmp_path, cells, value, layers, words, absent):
     counts = cells.counts.copy()
-    counts[4, 7] = -2
+    counts[4, 7] = value
     adata = anndata.AnnData(sp.csr_matrix(counts),
                             obs=pd.DataFrame(index=pd.Index(cells.barcodes, dtype=object)),
-                            var=pd.DataFrame(index=pd.Index(cells.symbols, dtype=object)))
-    adata.write_h5ad(tmp_path / "neg.h5ad")
+                            var=pd.DataFrame(index=pd.Index(cells.symbols, dtype=object)),
+                            layers={name: sp.csr_matrix(cells.counts) for name in layers})
+    adata.write_h5ad(tmp_path / "bad.h5ad")
     with pytest.raises(ValueError) as error:
-        read_h5ad(tmp_path / "neg.h5ad")
+        read_h5ad(tmp_path / "bad.h5ad")
     message = str(error.value)
-    for word in ("neg.h5ad", cells.barcodes[4], "row 5", "Gene7", "column 8", "negative"):
+    for word in ("bad.h5ad, X", cells.barcodes[4], "row 5", "Gene7", "column 8", *words):
         assert word in message
+    assert absent not in message
 
 
 def test_highly_variable_genes(tmp_path, cells):
@@ -383,3 +399,74 @@ def test_select_features(tmp_path, cells):
     path.write_text("\n")
     with pytest.raises(ValueError, match="no gene names"):
         select_features(counts, path)
+
+
+@pytest.mark.parametrize(
+    "text, rows, features",
+    [
+        (",a,b\n1,1,2\n2,3,4\n", ["1", "2"], ["a", "b"]),  # write.csv, R's default row names
+        ("a\tb\n1\t1\t2\n2\t3\t4\n", ["1", "2"], ["a", "b"]),  # write.table, default names
+        ("gene,1\tgene2\tgene3\nr1\t1\t2\t3\n", ["r1"], ["gene,1", "gene2", "gene3"]),
+        ("a,b\tc\n1,2\n", [0], ["a", "b\tc"]),  # as many tabs as commas: CSV
+        ("a\tb\n1\t2\n", [0], ["a", "b"]),
+        ("\x1fa,b\n1,2\n", [0], ["\x1fa", "b"]),  # one byte of the gzip magic is not gzip
+    ],
+)
+def test_row_names_and_separators(tmp_path, text, rows, features):
+    counts = read_count_table(_table(tmp_path, text))
+    assert list(counts.rows) == rows and list(counts.features) == features
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("a,b\n1,\n", ["line 2", "column 'b'", "'' is not numeric"]),  # empty, not short
+        ("a\tb\nr1\t1\t2\nr2\t3\n", ["row 2", "'r2'", "fewer fields"]),  # write.table, short row
+        ("geneA\nx\ny\n", ["line 2", "'x' is not numeric"]),  # one column, no number
+        ("a,b\n", ["no rows"]),
+    ],
+)
+def test_malformed_tables(tmp_path, text, words):
+    with pytest.raises(ValueError) as error:
+        read_count_table(_table(tmp_path, text))
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_number_table_has_a_header_by_default(tmp_path):
+    table = read_number_table(_table(tmp_path, "1.5\n2.5\n3.5\n"))
+    assert list(table.columns) == ["1.5"] and list(table.iloc[:, 0]) == [2.5, 3.5]
+
+
+def test_one_column_gene_list_names_genes_by_it(tmp_path, cells):
+    folder = write_10x(tmp_path / "m", cells, version=2)
+    write_lines(folder / "genes.tsv", cells.gene_ids)
+    for gene_names in ("symbols", "ids"):
+        counts = read_10x_mtx(folder, gene_names=gene_names)
+        assert list(counts.features) == cells.gene_ids
+
+
+def test_count_matrix_is_immutable(tmp_path, cells):
+    counts = read_counts(write_csv(tmp_path / "c.csv", cells))
+    with pytest.raises(AttributeError):
+        counts.rows = None
+
+
+def test_gzipped_table_is_read_by_content(tmp_path, cells):
+    write_csv(tmp_path / "c.csv", cells)
+    (tmp_path / "c.txt").write_bytes(gzip.compress((tmp_path / "c.csv").read_bytes()))
+    counts = read_count_table(tmp_path / "c.txt")
+    np.testing.assert_array_equal(counts.matrix, cells.counts)
+
+
+def test_an_empty_matrix_with_a_trailing_blank_line(tmp_path, cells):
+    folder = write_10x(tmp_path / "m", cells)
+    _rewrite_matrix(folder, _matrix_lines(folder)[:2] + ["12 60 0", ""])
+    assert read_10x_mtx(folder).matrix.nnz == 0
+
+
+def test_annotate_h5ad_checks_the_probabilities_too(tmp_path, cells):
+    source = write_h5ad(tmp_path / "raw.h5ad", cells)
+    proba = np.eye(2)[cells.labels]
+    with pytest.raises(ValueError, match="60 cells, but 60 labels and 59 rows"):
+        annotate_h5ad(source, tmp_path / "x.h5ad", cells.labels, proba[:-1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -413,10 +414,21 @@ def _read_matrix_market_entries(path, handle, shape, n_entries, header_lines, fe
         table = pd.DataFrame({"row": [], "column": [], "value": []})
     except pd.errors.ParserError as error:
         # pandas counts lines from where it started reading: after the header.
-        raise ValueError(f"{path}: after line {header_lines}: "
-                         f"{str(error).strip().splitlines()[0]}") from None
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if found is None:
+            raise ValueError(f"{path}: {str(error).strip().splitlines()[0]}") from None
+        raise ValueError(f"{path}, line {header_lines + int(found[2])}: {found[3]} fields, "
+                         f"expected {found[1]} (row, column, value)") from None
     except _STREAM_ERRORS as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+    # Blank lines are read as empty rows, to keep the line numbers: harmless at the end of the
+    # file, an error among the entries.
+    blank = table.isna().all(axis=1).to_numpy()
+    end = len(blank) - int(np.argmin(blank[::-1])) if not blank.all() else 0
+    table, blank = table.iloc[:end], blank[:end]
+    if blank.any():
+        raise ValueError(f"{path}, line {header_lines + 1 + int(np.argmax(blank))}: an empty "
+                         f"line among the entries")
     if len(table) != n_entries:
         raise ValueError(f"{path}: {len(table)} entries, but line {header_lines} says {n_entries}")
 
@@ -582,8 +594,9 @@ def read_h5ad(path, *, layer=None, highly_variable=False):
         row = int(np.searchsorted(counts.indptr, found[0], side="right")) - 1
         gene = counts.indices[found[0]]
         layers = ", ".join(map(repr, adata.layers))
-        hint = (f"; is {what} normalized? the file's layers: {layers}"
-                if layers and found[1].startswith("is not an integer") else "")
+        hint = "" if not found[1].startswith("is not an integer") else (
+            f"; is {what} normalized? " + (f"the file's layers: {layers}" if layers
+                                            else "the file has no layers"))
         raise ValueError(f"{path}, {what}: cell {adata.obs_names[row]!r} (row {row + 1}), gene "
                          f"{adata.var_names[gene]!r} (column {gene + 1}): "
                          f"{float(counts.data[found[0]])!r} {found[1]}{hint}")
