@@ -4,7 +4,9 @@ Three problems of computational biology, one EM engine:
 
 - :class:`NegBinMixture` clusters count data with a mixture of negative binomials;
 - :class:`TranscriptQuantifier` estimates RNA-seq transcript abundances;
-- :class:`MotifMixture` finds a DNA motif as a mixture of position-specific distributions.
+- :class:`MotifMixture` finds a DNA motif as a mixture of position-specific distributions
+  over aligned rows of letters, and :class:`SequenceMotifMixture` finds motifs in whole
+  sequences with MEME's site models.
 
 The estimators are imported on first use (PEP 562), so that ``import skem``
 and the ``skem`` command's ``--help`` do not wait for scikit-learn and SciPy.
@@ -16,6 +18,7 @@ from ._lazy import lazy_exports
 _EXPORTS = {
     "MotifMixture": ".motifs",
     "NegBinMixture": ".negbin",
+    "SequenceMotifMixture": ".sequence_motifs",
     "TranscriptQuantifier": ".transcripts",
 }
 

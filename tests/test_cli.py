@@ -213,7 +213,7 @@ def test_motif_both_strands_reports_the_strand_of_each_site(tmp_path):
         (["nbmix", "{bad}", "-k", "2", "-o", "x"], "not numeric"),
         (["nbmix", "{counts}", "--k-range", "3-1", "-o", "x"], "--k-range"),
         (["nbmix", "{counts}", "--dispersion", "-1", "-o", "x"], "--dispersion"),
-        (["nbmix", "{negative}", "-k", "2", "-o", "x"], "Negative values"),
+        (["nbmix", "{negative}", "-k", "2", "-o", "x"], "is negative"),
         (["quant", "--eq-classes", "{bad}", "--lengths", "{bad}", "-o", "x"], "line"),
         (["motif", "{fasta}", "-w", "50", "-o", "x"], "shorter than"),
     ],

@@ -291,11 +291,11 @@ def test_fasta_windows_fit_and_sites_end_to_end(tmp_path):
 
 
 def _fitted_sequence_model():
-    from skem import MotifMixture
+    from skem import SequenceMotifMixture
     from skem.datasets import make_motif_sequences
 
     sequences, _, pwm = make_motif_sequences(80, 60, width=8, both_strands=True, random_state=0)
-    return MotifMixture(width=8, revcomp=True, random_state=0).fit(sequences), pwm
+    return SequenceMotifMixture(width=8, revcomp=True, random_state=0).fit(sequences), pwm
 
 
 def test_biopython_parses_our_meme_output(tmp_path):

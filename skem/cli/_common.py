@@ -48,6 +48,7 @@ __all__ = [
     "ratio_below_one",
     "read_error_message",
     "reading",
+    "writing",
 ]
 
 #: Errors of reading a file that do not say which file: decompression (a
@@ -183,6 +184,21 @@ def reading(path):
         if isinstance(error, BrokenPipeError) or not is_read_error(error):
             raise
         raise UserError(read_error_message(error, [path])) from error
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn an error of writing ``path`` (a full disk, a read-only folder) into a UserError naming it.
+
+    Without it, an OSError that does not carry a file name (``No space left
+    on device`` when a table is flushed) would be reported against the input.
+    """
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, BrokenPipeError):
+            raise
+        raise UserError(f"cannot write {path}: {error.strerror or first_line(error)}") from error
 
 
 def check_not_a_file(path):

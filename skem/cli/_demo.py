@@ -111,17 +111,17 @@ def _plot_transcripts(plt, table):
 def _demo_motif(out, progress, output):
     import numpy as np
 
-    from .. import MotifMixture
+    from .. import SequenceMotifMixture
     from ..datasets import load_motif_example
     from ..sequences import revcomp_permutation
 
     data = load_motif_example()
     width = data.pwm.shape[0]
     lengths = {len(s) for s in data.sequences.values()}
-    out(f"\n== MotifMixture: {len(data.sequences)} sequences of {'/'.join(map(str, lengths))} nt "
+    out(f"\n== SequenceMotifMixture: {len(data.sequences)} sequences of {'/'.join(map(str, lengths))} nt "
         f"(bundled example), motif width {width}; MEME's ZOOPS model on both strands")
     progress("searching for the motif")
-    model = MotifMixture(width=width, mode="zoops", revcomp=True, random_state=0)
+    model = SequenceMotifMixture(width=width, mode="zoops", revcomp=True, random_state=0)
     model.fit(data.sequences)
     found = model.pwms_[1]
     # The fit may read the motif as its reverse complement: compare in the closer orientation.

@@ -1,4 +1,4 @@
-"""``skem motif``: find motifs in FASTA sequences with MotifMixture."""
+"""``skem motif``: find motifs in FASTA sequences with SequenceMotifMixture."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
     motif = commands.add_parser(
         "motif", help="find motifs in FASTA sequences",
-        description="Fit MEME's sequence models (MotifMixture(width=..., mode=...)) to whole "
+        description="Fit MEME's sequence models (SequenceMotifMixture) to whole "
                     "sequences; write motifs.meme (MEME minimal format, with nsites= and E=), "
                     "sites.tsv (sites by sequence name) and a logo per motif.",
     )
@@ -59,7 +59,7 @@ def _widths(args):
 
 
 def run(args, out, progress):
-    from .. import MotifMixture
+    from .. import SequenceMotifMixture
     from ..io import read_fasta, write_meme
 
     widths = _widths(args)
@@ -73,7 +73,7 @@ def run(args, out, progress):
         raise UserError(f"{args.sequences}: every sequence is shorter than the width {shortest}")
     progress(f"{len(sequences)} sequences, {sum(map(len, sequences.values()))} letters; "
              f"mode {args.mode}, width {widths}" + (", either strand" if args.revcomp else ""))
-    model = MotifMixture(
+    model = SequenceMotifMixture(
         width=widths, mode=args.mode, n_motifs=args.n_motifs, revcomp=args.revcomp or args.pal,
         palindromic=args.pal, alphabet=alphabet, n_init=args.n_init, random_state=args.seed,
     )

@@ -40,7 +40,6 @@ __all__ = [
     "alignments_to_matrix",
     "check_table_names",
     "lengths_file_kind",
-    "read_bam",
     "read_kallisto_abundance",
     "read_kallisto_tcc",
     "read_lengths",
@@ -643,80 +642,6 @@ def _row_label(table, row):
     """``row <label>``, or ``<index name> <label>`` when the index is named (e.g. "line")."""
     label = table.index[row]
     return f"{table.index.name} {label}" if table.index.name else f"row {label!r}"
-
-
-def read_bam(path):
-    """Build a reads x transcripts matrix from a BAM or SAM file of reads aligned to the transcriptome.
-
-    Needs pysam (the ``bam`` extra: ``pip install 'skem[bam]'``). All
-    alignments of a read are used (primary and secondary); supplementary
-    pieces, QC-failed (0x200) and unmapped records are skipped, as
-    :func:`read_alignments` skips them. The mates of a pair form one row,
-    compatible with the transcripts both mates align to (either mate's, if
-    only one aligns); a pair whose mates align to no common transcript, and
-    an unmapped read, give an all-zero row, which ``TranscriptQuantifier``
-    reports in ``n_unassigned_``.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file to read.
-
-    Returns
-    -------
-    AlignedReads
-        ``X`` (0/1), ``read_names`` (in file order), ``transcript_names`` and
-        ``transcript_lengths`` from the header's ``@SQ`` lines.
-
-    Raises
-    ------
-    ImportError
-        If pysam is not installed.
-    ValueError
-        On a malformed file, naming the file and the record (the line for SAM).
-    """
-    from ._bam import _alignment_file, _invalid, _missing_reference, _skipped
-
-    path = os.fspath(path)
-    reads, order = {}, []
-    n_records = 0
-    with _alignment_file(path) as (bam, where):
-        names = np.asarray(bam.references, dtype=object)
-        lengths = np.asarray(bam.lengths, dtype=float)
-        try:
-            for alignment in bam.fetch(until_eof=True):
-                n_records += 1
-                name = alignment.query_name
-                mates = reads.get(name)
-                if mates is None:
-                    mates = reads[name] = (set(), set(), set())
-                    order.append(name)
-                if _skipped(alignment, alignment.flag):  # the records read_alignments skips
-                    continue
-                if alignment.reference_id < 0 or alignment.reference_end is None:
-                    raise _missing_reference(path, where(n_records), name)
-                mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
-                mates[mate].add(alignment.reference_id)
-        except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
-            raise _invalid(path, where(n_records), exc) from None
-        except (OSError, ValueError) as exc:  # htslib's reading of the next record
-            raise _invalid(path, where(n_records + 1), exc) from None
-    if len(names) == 0:
-        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
-    indptr, indices = [0], []
-    for name in order:
-        single, first, second = reads[name]
-        if first and second:
-            compatible = single | (first & second)
-        else:
-            compatible = single | first | second
-        indices.extend(sorted(compatible))
-        indptr.append(len(indices))
-    X = sp.csr_matrix(
-        (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
-        shape=(len(order), len(names)),
-    )
-    return AlignedReads(X, np.asarray(order, dtype=object), names, lengths)
 
 
 # ----------------------------------------------------------------- writers
