@@ -26,7 +26,7 @@ FEATURES = ["geneA", "geneB", "geneC"]
 
 def _run(tmp_path, *argv):
     out = tmp_path / "out"
-    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1"])
+    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1", "--force"])
     return code, out
 
 
@@ -148,7 +148,7 @@ def test_size_factor_file_must_cover_every_row(tmp_path, capsys):
 
 def _run_in(folder, *argv):
     out = folder / "out"
-    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1"])
+    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1", "--force"])
     return code, out
 
 
