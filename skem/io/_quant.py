@@ -670,6 +670,7 @@ def check_table_names(names, what):
     Parameters
     ----------
     names : iterable of str
+        The names, in the order they are written.
     what : str
         What the names are, for the message ("transcript").
 
