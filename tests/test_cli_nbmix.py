@@ -27,7 +27,7 @@ FEATURES = ["geneA", "geneB", "geneC"]
 
 def _run(tmp_path, *argv):
     out = tmp_path / "out"
-    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1"])
+    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1", "--force"])
     return code, out
 
 

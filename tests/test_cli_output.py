@@ -155,7 +155,7 @@ def test_a_manifest_pointing_outside_the_folder_deletes_nothing(tmp_path, capsys
     with open(out / MANIFEST, "a") as handle:
         handle.write(entry + "\n")
     assert quant(out, "--force") == 2
-    assert "is not a path inside the folder" in capsys.readouterr().err
+    assert f"{MANIFEST}, line 6: {entry!r} is not a path inside the folder" in capsys.readouterr().err
     assert (tmp_path / "outside.txt").read_text() == "keep" and (out / "quant.sf").is_file()
 
 
@@ -167,3 +167,40 @@ def test_results_match_with_and_without_force(tmp_path):
     a = pd.read_csv(tmp_path / "a" / "quant.sf", sep="\t")
     b = pd.read_csv(tmp_path / "b" / "quant.sf", sep="\t")
     np.testing.assert_array_equal(a["NumReads"], b["NumReads"])
+
+
+def test_force_with_another_command_leaves_none_of_the_first_ones_files(tmp_path, counts):
+    out = tmp_path / "o"
+    assert quant(out, "--bootstraps", "2") == 0
+    assert main(["-q", "nbmix", counts, "-k", "2", "--n-init", "1", "-o", str(out), "--force"]) == 0
+    assert files(out) == sorted(["assignments.tsv", "parameters.tsv", MANIFEST])
+    assert not (out / "aux_info").exists()  # emptied folders go, the deepest first
+
+
+@pytest.mark.parametrize("mine, shown", [
+    (["a", "b", "c"], "a, b, c"),
+    (["a", "b", "c", "d", "e"], "a, b, c and 2 more"),
+])
+def test_the_kept_files_warning_names_a_few(tmp_path, capsys, mine, shown):
+    out = tmp_path / "q"
+    out.mkdir()
+    for name in mine:
+        (out / name).write_text("mine")
+    assert quant(out, "--force") == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"skem quant: warning: -o {out}: kept {shown}, not written by skem"
+    ]
+
+
+def test_the_manifest_exists_from_the_moment_the_folder_is_opened(tmp_path):
+    """A run killed while writing (no close) leaves a manifest: the folder is skem's."""
+    from skem.cli._common import OutputFolder, UserError
+
+    folder = OutputFolder(tmp_path / "o")
+    folder.check(force=False, command="skem quant")
+    output = folder.open()
+    (output / "partial.tsv").write_text("half")
+    assert listed(output) == []  # not closed: nothing listed yet, but the manifest is there
+    again = OutputFolder(tmp_path / "o")
+    with pytest.raises(UserError, match="holds the results of an earlier skem run"):
+        again.check(force=False, command="skem quant")
