@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from scipy.special import expit
 from sklearn.utils.validation import check_array
 
 from ._em import AdditiveStats, RowData
@@ -153,41 +154,42 @@ class MotifModel(MixtureModel):
 
     # -------------------------------------------------------------- kernels
 
-    def estimate_log_prob(self, params, chunk, work=None):
-        K = params.pwms.shape[0]
-        perm = self.revcomp_perm(params)
-        states = state_log_prob(
-            chunk.expanded(), np.log(params.pwms).reshape(K, -1), perm, self.n_plain
-        )
-        return component_log_prob(states, self.n_plain, perm is not None).T
-
-    def e_step(self, params, chunk):
-        # MixtureModel's E-step laid out as (states, n): the log-sum-exp over states
-        # then runs along contiguous rows and shares one exponential with the
-        # responsibilities, so that it costs less than the two matrix products.
-        # With revcomp the states are (component, strand): still one product each way.
+    def chunk_work(self, params, chunk):
+        """The rows' one-hot letters and the log-likelihood of each (component, strand) state,
+        laid out (states, n): the log-density folds the strands, the statistics split each
+        component's responsibility between them."""
         onehot = chunk.expanded()
         K = params.pwms.shape[0]
         perm = self.revcomp_perm(params)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        log_prob = state_log_prob(
-            onehot, np.log(params.pwms).reshape(K, -1), perm, self.n_plain, log_weights
-        )
-        resp, log_norm = normalize_log_prob(log_prob, axis=0)
-        resp *= chunk.weights
-        stranded = perm is not None
-        stats = MotifStats(
-            fold_states(resp.sum(axis=1), self.n_plain, stranded),
-            fold_states(resp @ onehot, self.n_plain, stranded, perm),
-        )
-        return stats, float(chunk.weights @ log_norm)
+        return onehot, state_log_prob(onehot, np.log(params.pwms).reshape(K, -1), perm,
+                                      self.n_plain), perm
 
-    def accumulate(self, params, chunk, weighted_resp, work=None):
-        # Starting responsibilities (k-means, random) say nothing about the strand: the windows
-        # count as read. (Half on each strand would start a motif rc-symmetric, which EM keeps.)
-        counts = weighted_resp.T @ chunk.expanded()
-        return MotifStats(weighted_resp.sum(axis=0), counts)
+    def estimate_log_prob(self, params, chunk, work):
+        _, states, perm = self.chunk_work(params, chunk) if work is None else work
+        return component_log_prob(states, self.n_plain, perm is not None).T
+
+    def accumulate(self, params, chunk, weighted_resp, work):
+        if work is None:
+            # Starting responsibilities (k-means, random) say nothing about the strand: the
+            # windows count as read. (Half on each strand would start a motif rc-symmetric,
+            # which EM keeps.)
+            counts = weighted_resp.T @ chunk.expanded()
+            return MotifStats(weighted_resp.sum(axis=0), counts)
+        onehot, states, perm = work
+        state_resp = weighted_resp.T  # (K, n)
+        if perm is not None:
+            # A strand-aware component's responsibility, split by the posterior of its strands.
+            K, first = weighted_resp.shape[1], self.n_plain
+            forward = expit(states[first:K] - states[K:])
+            state_resp = np.concatenate([
+                state_resp[:first], state_resp[first:] * forward,
+                state_resp[first:] * (1.0 - forward),
+            ])
+        stranded = perm is not None
+        return MotifStats(
+            fold_states(state_resp.sum(axis=1), self.n_plain, stranded),
+            fold_states(state_resp @ onehot, self.n_plain, stranded, perm),
+        )
 
     def m_step(self, stats, params):
         K = stats.resp_sum.shape[0]

@@ -95,7 +95,7 @@ def search_motifs(model, data, random_state, controls):
     search = weighted_draw(data, SEARCH_ROWS, random_state)
     resp = np.zeros((search.n_rows, model.n_components))
     resp[:, 0] = 1.0
-    stats = model.accumulate(None, search, resp * search.weights[:, None])
+    stats = model.accumulate(None, search, resp * search.weights[:, None], None)
     background = model.initial_m_step(stats).pwms[0]
     w, A = background.shape
     params = MotifParams(np.ones(1), background[None])

@@ -119,3 +119,22 @@ def test_no_private_name_crosses_modules():
         if name.startswith("_") and not name.startswith("__") and f"{target}.{name}" not in modules
     ]
     assert not crossing, crossing
+
+
+def test_no_mixture_overrides_the_template_e_step():
+    # Work shared by the log-density and the statistics goes through MixtureModel.chunk_work.
+    import importlib
+
+    from skem.engine import MixtureModel
+
+    for module in _modules():
+        if not module.endswith("__main__"):  # that one runs the command
+            importlib.import_module(module)
+    pending = list(MixtureModel.__subclasses__())
+    overriding = []
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "e_step" in vars(cls):
+            overriding.append(f"{cls.__module__}.{cls.__qualname__}")
+    assert not overriding, overriding

@@ -35,7 +35,7 @@ def _batch(X, revcomp=False, weights=None):
     rows = in_memory_rows(model, codes, np.ones(len(codes)) if weights is None else weights)
     resp = np.zeros((rows.n_rows, 2))
     resp[:, 0] = 1.0
-    stats = model.accumulate(None, rows, resp * rows.weights[:, None])
+    stats = model.accumulate(None, rows, resp * rows.weights[:, None], None)
     background = model.initial_m_step(stats).pwms[0]
     fixed = MotifParams(np.ones(1), background[None])
     return CandidateBatch(mixture=model, fixed=fixed, background=background), rows
