@@ -133,8 +133,34 @@ def _first_fields(text):
     return sep, next(csv.reader([header], delimiter=sep))
 
 
+def _float_or_nan(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _to_floats(strings):
+    """Numbers written as text, parsed exactly as Python's ``float`` does (``'1e400'`` is inf,
+    every value round-trips, whatever the pandas version); NaN where a string is no number.
+
+    Parameters
+    ----------
+    strings : array-like of str
+
+    Returns
+    -------
+    ndarray of float64, of the same shape
+    """
+    strings = np.asarray(strings, dtype=object)
+    try:
+        return strings.astype(np.float64)
+    except (TypeError, ValueError):  # some string is no number: find them one by one
+        return np.frompyfunc(_float_or_nan, 1, 1)(strings).astype(np.float64)
+
+
 def _is_number(text):
-    return not np.isnan(pd.to_numeric(pd.Series([text]), errors="coerce").iloc[0])
+    return not np.isnan(_to_floats([text])[0])
 
 
 def _line_of_row(text, row, header):
@@ -186,12 +212,12 @@ def _parse_table(path, header):
         first_column = table.columns[0]
         unnamed = header and (str(first_column).startswith("Unnamed: 0")
                               or str(first_column).strip() == "")
-        if unnamed or pd.to_numeric(table[first_column], errors="coerce").isna().all():
+        if unnamed or np.isnan(_to_floats(table[first_column])).all():
             table = table.set_index(first_column)
             table.index.name = None if unnamed or not header else first_column
     if table.shape[0] == 0 or table.shape[1] == 0:
         raise ValueError(f"{path}: the table has no rows or no count columns")
-    values = table.apply(pd.to_numeric, errors="coerce")
+    values = pd.DataFrame(_to_floats(table.to_numpy()), index=table.index, columns=table.columns)
     bad = values.isna().to_numpy()
     if bad.any():
         row, column = np.argwhere(bad)[0]
@@ -437,14 +463,14 @@ def _read_matrix_market_entries(path, handle, shape, n_entries, header_lines, fe
 
     columns = {}
     for name, size in (("row", shape[0]), ("column", shape[1])):
-        numbers = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
+        numbers = _to_floats(table[name])
         bad = ~((numbers >= 1) & (numbers <= size) & (numbers == np.floor(numbers)))
         if bad.any():
             position = int(np.argmax(bad))
             raise ValueError(f"{where(position)}: {name} index {str(table[name].iat[position])!r} is "
                              f"not an integer from 1 to {size}")
         columns[name] = numbers.astype(np.int64) - 1
-    values = pd.to_numeric(table["value"], errors="coerce").to_numpy(dtype=np.float64)
+    values = _to_floats(table["value"])
     found = _first_bad_count(values)
     if found is not None:
         position = found[0]
