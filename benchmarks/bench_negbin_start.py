@@ -129,8 +129,8 @@ def run_setting(K, strength, spread, ratio, seed, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=2000)
-    parser.add_argument("--genes", type=int, default=500)
+    parser.add_argument("--cells", type=int, default=1500)
+    parser.add_argument("--genes", type=int, default=400)
     parser.add_argument("--density", type=float, default=0.2)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--seeds", type=int, default=1, help="seeds per setting")
@@ -138,11 +138,12 @@ def main():
                         help="extra default starts (other random states) in the best-of")
     parser.add_argument("--csv", help="write the per-setting table here")
     args = parser.parse_args()
-    grid = list(itertools.product(args.ks, STRENGTHS, (3, 10), (1, 20), range(args.seeds)))
+    # K varies fastest, so that a run cut short has seen every K.
+    grid = list(itertools.product(range(args.seeds), (1, 20), (3, 10), STRENGTHS, args.ks))
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for index, (K, strength, spread, ratio, replicate) in enumerate(grid):
+        for index, (replicate, ratio, spread, strength, K) in enumerate(grid):
             row = run_setting(K, strength, spread, ratio, index + 100 * replicate, args)
             rows.append(row)
             print(f"[{index + 1}/{len(grid)}] " + "  ".join(
