@@ -3,7 +3,12 @@
 Run on demand (not part of the tests)::
 
     python benchmarks/bench_bam.py [--fragments 200000] [--genes 300] [--seed 0] [--work DIR]
+                                   [--ends {paired,single}] [--repeat 3] [--no-rsem]
                                    [--no-tools] [--tools-bam {bowtie2,pysam}] [--reuse]
+
+``--ends single`` keeps read 1 of each fragment only: single-end reads (the
+position term then sums over the fragment lengths that fit), aligned by
+bowtie2 with ``-U`` and given to RSEM without ``--paired-end``.
 
 1. A transcriptome from the simulator's exon structure (``make_transcript_reads``:
    isoforms share exons, gene 1 is a paralog of gene 0) with random exon
@@ -117,10 +122,11 @@ def reads(seqs, transcript, start, length, rng, rate=0.01):
     return mates
 
 
-def write_fastq(work, one, two):
-    """r1.fq and r2.fq (read 2 as sequenced: the reverse complement)."""
+def write_fastq(work, one, two, paired=True):
+    """r1.fq and (paired) r2.fq (read 2 as sequenced: the reverse complement)."""
     quality = b"I" * READ
-    for path, mate in ((work / "r1.fq", one), (work / "r2.fq", COMPLEMENT[two[:, ::-1]])):
+    mates = ((work / "r1.fq", one), (work / "r2.fq", COMPLEMENT[two[:, ::-1]]))
+    for path, mate in mates if paired else mates[:1]:
         with open(path, "wb") as out:
             for begin in range(0, mate.shape[0], 100_000):
                 block = mate[begin : begin + 100_000]
@@ -129,8 +135,10 @@ def write_fastq(work, one, two):
                     for i, row in enumerate(block)))
 
 
-def pysam_bam(path, names, seqs, transcript, start, length, one, two):
+def pysam_bam(path, names, seqs, transcript, start, length, one, two, paired=True):
     """The true proper pairs plus secondary pairs on the divergent copies, as bowtie2 would score them.
+
+    With ``paired=False``, read 1 of each fragment alone (single-end reads).
 
     AS = -6 per mismatch of the mate with the transcript (bowtie2's default
     ``--mp 6,2`` at high quality, named in the @PG line), NM the mismatches.
@@ -171,6 +179,11 @@ def pysam_bam(path, names, seqs, transcript, start, length, one, two):
                 j = begin + i
                 name, ref, flag2nd = f"f{fragment[j]}", names[target[j]], 0x100 if secondary[j] else 0
                 f = length[fragment[j]]
+                if not paired:  # read 1 alone, forward at the fragment's start
+                    lines.append(f"{name}\t{flag2nd}\t{ref}\t{left[j] + 1}\t255\t{READ}M\t*\t0\t0"
+                                 f"\t{seq1[i].tobytes().decode()}\t{quality}"
+                                 f"\tAS:i:{-MISMATCH_PENALTY * nm1[i]}\tNM:i:{nm1[i]}\n")
+                    continue
                 # read 1 forward at the left end (flags 0x63), read 2 reverse at the right (0x93)
                 for flag, at, mate_at, tlen, seq, nm in ((0x63, left[j], right[j], f, seq1[i], nm1[i]),
                                                          (0x93, right[j], left[j], -f, seq2[i], nm2[i])):
@@ -180,7 +193,7 @@ def pysam_bam(path, names, seqs, transcript, start, length, one, two):
             out.write("".join(lines))
     pysam.view("-b", "-o", str(path), str(sam), catch_stdout=False)
     sam.unlink()
-    return 2 * fragment.size
+    return (2 if paired else 1) * fragment.size
 
 
 def plain_pass(path):
@@ -254,7 +267,15 @@ def main(argv=None):
                         help="the BAM the tools share: bowtie2's with RSEM's settings, or part 2's")
     parser.add_argument("--reuse", action="store_true",
                         help="keep a bowtie2 BAM and RSEM reference already in --work (same arguments)")
+    parser.add_argument("--ends", choices=["paired", "single"], default="paired",
+                        help="paired-end fragments, or read 1 of each alone (single-end)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of skem and salmon (interleaved; the best time is kept)")
+    parser.add_argument("--no-rsem", action="store_true", help="leave RSEM out of part 3")
+    parser.add_argument("--no-passes", action="store_true",
+                        help="skip part 2 (its pysam BAM is still written for --tools-bam pysam)")
     args = parser.parse_args(argv)
+    paired = args.ends == "paired"
     rng = np.random.default_rng(args.seed)
     work = Path(args.work)
     work.mkdir(exist_ok=True)
@@ -269,17 +290,29 @@ def main(argv=None):
 
     # ---- 2. a BAM from pysam: cost per million alignments
     start = time.perf_counter()
-    n_records = pysam_bam(work / "sim.bam", names, seqs, transcript, begin, length, one, two)
-    print(f"pysam BAM written in {time.perf_counter() - start:.1f} s")
+    if args.no_passes and args.tools_bam == "bowtie2":
+        n_records = 0
+    else:
+        n_records = pysam_bam(work / "sim.bam", names, seqs, transcript, begin, length, one, two, paired)
+        print(f"pysam BAM written in {time.perf_counter() - start:.1f} s")
+    if not args.no_passes:
+        passes(work / "sim.bam", n_records, truth, absent)
+    if args.no_tools:
+        return
+    tools(args, work, names, seqs, one, two, truth, absent, paired)
+
+
+def passes(path, n_records, truth, absent):
+    """Part 2: read_alignments against plain pysam passes over the same file, and the fit."""
     millions = n_records / 1e6
     # best of 3 runs of each, interleaved: the machine's load varies more than the passes do
     t_plain = t_fields = t_read = np.inf
     for _ in range(3):
-        t_plain = min(t_plain, timed(plain_pass, work / "sim.bam")[0])
-        t_fields = min(t_fields, timed(fields_pass, work / "sim.bam")[0])
-        seconds, aln = timed(read_alignments, work / "sim.bam")
+        t_plain = min(t_plain, timed(plain_pass, path)[0])
+        t_fields = min(t_fields, timed(fields_pass, path)[0])
+        seconds, aln = timed(read_alignments, path)
         t_read = min(t_read, seconds)
-    peak = traced_peak(read_alignments, work / "sim.bam")  # separately: tracing slows Python down
+    peak = traced_peak(read_alignments, path)  # separately: tracing slows Python down
     print(f"\npysam BAM: {n_records} records; per 10^6 records: plain pysam pass (flag only) "
           f"{t_plain / millions:.2f} s, pysam pass reading the same fields {t_fields / millions:.2f} s, "
           f"read_alignments {t_read / millions:.2f} s ({t_read / t_plain:.1f} x the flag-only pass, "
@@ -291,10 +324,11 @@ def main(argv=None):
     print(f"fit: {time.perf_counter() - start:.2f} s, {fit.n_iter_} iterations; "
           f"{accuracy(fit.est_counts_, truth, absent)}")
 
-    if args.no_tools:
-        return
-    tools = [shutil.which(t) for t in ("bowtie2", "salmon", "rsem-calculate-expression")]
-    if not all(tools):
+
+def tools(args, work, names, seqs, one, two, truth, absent, paired):
+    """Part 3: skem quant --alignments, salmon quant -a and RSEM on one BAM."""
+    needed = ("bowtie2", "salmon") + (() if args.no_rsem else ("rsem-calculate-expression",))
+    if not all(shutil.which(t) for t in needed):
         print("\nbowtie2, salmon or RSEM missing: no comparison with the field's tools.")
         return
     # ---- 3. the field's tools on one BAM
@@ -309,41 +343,50 @@ def main(argv=None):
     else:
         bam = work / "aln.bam"
         if not (args.reuse and bam.exists()):
-            write_fastq(work, one, two)
+            write_fastq(work, one, two, paired)
             start = time.perf_counter()
             bowtie = ["bowtie2", "-p", "2", "--sensitive", "--dpad", "0", "--gbar", "99999999",
-                      "--mp", "1,1", "--np", "1", "--score-min", "L,0,-0.1", "-I", "1", "-X", "1000",
-                      "--no-mixed", "--no-discordant", "-k", "200", "-x", str(work / "ref"),
-                      "-1", str(work / "r1.fq"), "-2", str(work / "r2.fq")]
+                      "--mp", "1,1", "--np", "1", "--score-min", "L,0,-0.1", "-k", "200",
+                      "-x", str(work / "ref")]
+            bowtie += (["-I", "1", "-X", "1000", "--no-mixed", "--no-discordant",
+                        "-1", str(work / "r1.fq"), "-2", str(work / "r2.fq")] if paired
+                       else ["-U", str(work / "r1.fq")])
             with subprocess.Popen(bowtie, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as aligner:
                 subprocess.run(["samtools", "view", "-b", "-o", str(bam), "-"], stdin=aligner.stdout,
                                check=True)
             print(f"bowtie2 -k 200 (RSEM's settings): {time.perf_counter() - start:.0f} s")
     n_aln = int(subprocess.run(["samtools", "view", "-c", str(bam)], capture_output=True, text=True).stdout)
     print(f"\n{args.tools_bam} BAM: {n_aln} records")
-    results = []
     skem_cli = [sys.executable, "-c", "import sys; from skem.cli import main; sys.exit(main())"]
-    # score scale chosen from the @PG line (bowtie2's --mp)
-    seconds, mb = run_timed([*skem_cli, "quant", "--alignments", str(bam), "-o", str(work / "skem")],
-                            work / "skem.log")
+    commands = {
+        # score scale chosen from the @PG line (bowtie2's --mp)
+        "skem quant --alignments": [*skem_cli, "quant", "--alignments", str(bam), "-o", str(work / "skem")],
+        "salmon quant -a (-p 2)": ["salmon", "quant", "-p", "2", "-t", str(work / "transcripts.fa"),
+                                   "-l", "A", "-a", str(bam), "-o", str(work / "salmon")],
+    }
+    best = {tool: (np.inf, 0.0) for tool in commands}
+    for _ in range(args.repeat):  # interleaved: both tools see the same load
+        for tool, command in commands.items():
+            seconds, mb = run_timed(command, work / f"{tool.split()[0]}.log")
+            best[tool] = min(best[tool], (seconds, mb))
     ours = pd.read_csv(work / "skem" / "abundance.tsv", sep="\t").set_index("target_id")
-    results.append({"tool": "skem quant --alignments", "seconds": round(seconds, 1),
-                    "peak MB": round(mb), **accuracy(ours.loc[names, "est_counts"].to_numpy(), truth, absent)})
-    seconds, mb = run_timed(["salmon", "quant", "-p", "2", "-t", str(work / "transcripts.fa"),
-                             "-l", "A", "-a", str(bam), "-o", str(work / "salmon")],
-                            work / "salmon.log")
     theirs = pd.read_csv(work / "salmon" / "quant.sf", sep="\t").set_index("Name")
-    results.append({"tool": "salmon quant -a (-p 2)", "seconds": round(seconds, 1), "peak MB": round(mb),
-                    **accuracy(theirs.loc[names, "NumReads"].to_numpy(), truth, absent)})
-    seconds, mb = run_timed(["rsem-calculate-expression", "-p", "2", "--paired-end", "--alignments",
-                             "--no-bam-output", str(bam), str(work / "ref"),
-                             str(work / "rsem")], work / "rsem.log")
-    rsem = pd.read_csv(work / "rsem.isoforms.results", sep="\t").set_index("transcript_id")
-    results.append({"tool": "RSEM (-p 2)", "seconds": round(seconds, 1), "peak MB": round(mb),
-                    **accuracy(rsem.loc[names, "expected_count"].to_numpy(), truth, absent)})
+    estimates = {"skem quant --alignments": ours.loc[names, "est_counts"].to_numpy(),
+                 "salmon quant -a (-p 2)": theirs.loc[names, "NumReads"].to_numpy()}
+    if not args.no_rsem:
+        seconds, mb = run_timed(["rsem-calculate-expression", "-p", "2", *(["--paired-end"] if paired else []),
+                                 "--alignments", "--no-bam-output", str(bam), str(work / "ref"),
+                                 str(work / "rsem")], work / "rsem.log")
+        rsem = pd.read_csv(work / "rsem.isoforms.results", sep="\t").set_index("transcript_id")
+        best["RSEM (-p 2)"] = (seconds, mb)
+        estimates["RSEM (-p 2)"] = rsem.loc[names, "expected_count"].to_numpy()
+    results = [{"tool": tool, "seconds": round(seconds, 2), "peak MB": round(mb),
+                **accuracy(estimates[tool], truth, absent)} for tool, (seconds, mb) in best.items()]
     table = pd.DataFrame(results)
     table["time / salmon"] = (table["seconds"] / table["seconds"].iloc[1]).round(2)
-    table["memory / RSEM"] = (table["peak MB"] / table["peak MB"].iloc[2]).round(2)
+    if not args.no_rsem:
+        table["memory / RSEM"] = (table["peak MB"] / table["peak MB"].iloc[2]).round(2)
+    print(f"{args.ends}-end, best of {args.repeat} (skem, salmon; interleaved):")
     print(table.to_string(index=False))
 
 

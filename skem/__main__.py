@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python imports the command (main() handles it later)
+    print("skem: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -13,10 +13,12 @@ mixtures share.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -26,12 +28,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._compat import Interval, StrOptions, _check_sample_weight, _fit_context
+from ._compat import Interval, StrOptions, fit_context
 from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
 from ._em import EMControls, best_result, chunk_rows, in_memory_rows, run_em
-from ._rows import stack_rows
+from ._rows import check_sample_weight, stack_rows
 
-__all__ = ["BaseEM", "BaseMixture", "check_sample_weight"]
+__all__ = ["BaseEM", "BaseMixture", "lazy_on_dask"]
 
 #: BLAS threads in EM runs and predictions. The products are skinny (rows x features
 #: times features x components): a second BLAS thread gains little on an idle machine
@@ -41,31 +43,7 @@ __all__ = ["BaseEM", "BaseMixture", "check_sample_weight"]
 BLAS_THREADS = 1
 
 
-def check_sample_weight(sample_weight, X):
-    """Validated row multiplicities of ``X``: finite, non-negative, one per row, not all 0.
-
-    Used by ``fit`` and ``score`` alike.
-
-    Returns
-    -------
-    weights : ndarray of shape (n_rows,), float64
-    """
-    n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
-    if sample_weight is None:
-        return np.ones(n_rows)
-    weights = np.asarray(sample_weight)
-    if weights.ndim != 1 or weights.shape[0] != n_rows:
-        raise ValueError(
-            f"sample_weight must have shape (n_samples,) = ({n_rows},), got {weights.shape}."
-        )
-    weights = _check_sample_weight(weights, np.empty((n_rows, 0)), dtype=np.float64,
-                                   ensure_non_negative=True)
-    if not weights.sum() > 0:
-        raise ValueError("sample_weight sums to 0: there is nothing to fit or score.")
-    return weights
-
-
-def _lazy_on_dask(output):
+def lazy_on_dask(output):
     """Answer a dask array lazily with the same method applied block by block.
 
     ``output`` is "values" (one float per row), "labels" (one integer per
@@ -78,6 +56,7 @@ def _lazy_on_dask(output):
             if not is_dask_array(X):
                 return method(self, X, *args, **kwargs)
             check_is_fitted(self)
+            _no_row_metadata_on_dask(kwargs)
             n_columns = self._model.n_outputs if output == "posterior" else None
             dtype = np.intp if output == "labels" else np.float64
             return map_rows(self, method.__name__, X, n_columns, dtype)
@@ -96,11 +75,12 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     ``_validate_X(X, reset) -> X``
         Validate and convert user input (through ``validate_data``, which
         sets ``n_features_in_`` when ``reset``).
-    ``_build_model(X, **row_metadata) -> EMModel``
-        The model of this fit, from the hyperparameters and validated ``X``
-        (and the per-row metadata given to ``fit``, if the estimator takes any)
-        (a dask array on dask input: its shape and dtype are free, a
-        reduction such as ``X.max()`` costs one pass over the blocks).
+    ``_build_model(X, sample_weight, **row_metadata) -> EMModel``
+        The model of this fit, from the hyperparameters, validated ``X``, the
+        row weights (validated; on dask input, ``sample_weight`` as given:
+        None, an array or a dask array) and the declared per-row arrays given
+        to ``fit`` (see below). On dask input ``X`` is a dask array: its shape and dtype are
+        free, a reduction such as ``X.max()`` costs one pass over the blocks.
         Raises ValueError for data these parameters cannot fit.
     ``_get_fitted_params() -> params``, ``_set_fitted_params(params)``
         Read and publish the public fitted attributes (``weights_``, ``means_``...).
@@ -108,8 +88,42 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         Optional last step on the best run's parameters with the training
         data, before they are published (default: unchanged).
 
+    Two declarations complete a subclass:
+
+    ``_row_metadata``
+        Per-row arrays the estimator takes beside ``X`` (name -> domain,
+        "positive", "non-negative" or "real"), for example NegBinMixture's
+        ``size_factors``. Every public method that takes rows takes them as
+        keywords (``fit``, ``fit_predict``, ``score``, ``score_samples``,
+        ``predict``, ``predict_proba``, ``bic``, ``aic``; ``sample`` for the
+        drawn rows). The base validates them (shape, finite, domain) before
+        any work, routes them through scikit-learn's metadata routing
+        (``set_fit_request(size_factors=True)`` and so on), keeps rows apart in
+        compression unless these agree too, and hands them to the model's
+        ``prepare`` (and ``sample``) with every chunk of rows.
+    ``_structural_params``
+        Hyperparameters that fix the shape of the fitted parameters (number
+        of components, width, alphabet...). With ``warm_start=True``, a fit
+        continues from the previous parameters only if these and the number
+        of features are unchanged; otherwise it warns once, naming what
+        changed, and starts afresh from ``init_params``.
+
     The fitted model is kept as ``_model`` for the inference methods.
     """
+
+    _row_metadata: ClassVar[dict[str, str]] = {}
+    _structural_params: ClassVar[tuple[str, ...]] = ()
+
+    #: Public methods that take rows, and so the declared per-row arrays: the ones
+    #: scikit-learn's metadata routing knows by name get a request for each array.
+    _ROUTED_METHODS = ("fit", "score", "predict", "predict_proba")
+
+    def __init_subclass__(cls, **kwargs):
+        # Requests are declared before scikit-learn's own __init_subclass__ builds the
+        # set_{method}_request methods from them (None: error if routed without a request).
+        for method in cls._ROUTED_METHODS:
+            setattr(cls, f"__metadata_request__{method}", {name: None for name in cls._row_metadata})
+        super().__init_subclass__(**kwargs)
 
     _parameter_constraints: dict = {
         "n_init": [Interval(Integral, 1, None, closed="left")],
@@ -153,8 +167,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None):
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None, **row_metadata):
         """Estimate the model's parameters by EM.
 
         The model is fitted ``n_init`` times from different starts and the
@@ -174,37 +188,34 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row multiplicities: a row with weight 2 counts as two
             identical rows. A dask array for dask ``X`` (rechunked like its rows).
+        **row_metadata : array-like of shape (n_samples,)
+            The per-row arrays this estimator declares (its class docstring
+            lists them, e.g. NegBinMixture's ``size_factors``); not with dask input.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        return self._fit(X, sample_weight)
-
-    def _fit(self, X, sample_weight, **row_metadata):
-        """The work of ``fit``. ``row_metadata`` are per-row arrays (None: not given) that a
-        subclass accepts as extra keywords of its ``fit``; the given ones are checked by
-        ``_check_row_metadata``, passed to ``_build_model`` and travel with the rows."""
-        warm = self.warm_start and hasattr(self, "converged_")
+        metadata = self._check_row_metadata_names(row_metadata, "fit")
+        previous = self._warm_start_params(X)
         on_dask = is_dask_array(X)
         if on_dask:
-            _no_row_metadata_on_dask(row_metadata)
+            _no_row_metadata_on_dask(metadata)
             X = dask_row_blocks(X)
-            self._check_n_features(X, reset=not warm)
-            model = self._build_model(X)
+            self._check_n_features(X, reset=previous is None)
+            model = self._build_model(X, sample_weight)
             data = DaskRows(model, X, sample_weight)
         else:
-            # A warm start continues the previous model: X must have its features.
-            X = self._validate_X(X, reset=not warm)
+            X = self._validate_X(X, reset=previous is None)
             weights = check_sample_weight(sample_weight, X)
-            metadata = self._check_row_metadata(X, row_metadata)
-            model = self._build_model(X, **metadata)
+            metadata = self._check_row_metadata(X.shape[0], metadata)
+            model = self._build_model(X, weights, **metadata)
             data = in_memory_rows(model, X, weights, metadata)
 
         controls = self._controls()
-        if warm:
-            starts = [self._get_fitted_params()]
+        if previous is not None:
+            starts = [previous]
         else:
             rng = check_random_state(self.random_state)
             starts = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
@@ -218,6 +229,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         best = best_result(results)
 
         self._model = model
+        self._fitted_structure = self._structure()
         self._set_fitted_params(self._finish_fit(best.params, data))
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
@@ -231,6 +243,38 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 ConvergenceWarning,
             )
         return self
+
+    def _structure(self):
+        """The current values of the structural hyperparameters (copied)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._structural_params}
+
+    def _warm_start_params(self, X):
+        """The fitted parameters to continue from, or None to start afresh.
+
+        A warm start continues only when the parameters' shape is unchanged: the
+        structural hyperparameters and the number of features. Otherwise it warns
+        once, naming what changed, and the fit starts from ``init_params``.
+        """
+        if not (self.warm_start and hasattr(self, "converged_")):
+            return None
+        changed = [
+            f"{name}={old!r} -> {new!r}"
+            for name, old in self._fitted_structure.items()
+            if not _same_value(old, new := getattr(self, name))
+        ]
+        n_columns = _n_columns(X)
+        if n_columns is not None and n_columns != self.n_features_in_:
+            changed.append(f"n_features_in_={self.n_features_in_} -> {n_columns}")
+        if changed:
+            warnings.warn(
+                f"warm_start=True cannot continue the previous fit of {type(self).__name__}: "
+                f"{', '.join(changed)} changes the shape of its parameters. Fitting afresh "
+                f"from init_params={getattr(self, 'init_params', None)!r}.",
+                UserWarning,
+                stacklevel=4,  # the user's call to fit, through scikit-learn's fit context
+            )
+            return None
+        return self._get_fitted_params()
 
     def _controls(self, **changes):
         """This estimator's EM controls for the engine (``changes`` override some)."""
@@ -252,7 +296,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 f"{self.n_features_in_} features as input."
             )
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, **row_metadata):
         """Fit the model and return the most probable component of each row of ``X``.
 
         Parameters
@@ -263,39 +307,42 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
             Row multiplicities.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays (see :meth:`fit`).
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
             Component labels, equal to ``fit(X).predict(X)``.
         """
-        return self.fit(X, sample_weight=sample_weight).predict(X)
+        return self.fit(X, sample_weight=sample_weight, **row_metadata).predict(X, **row_metadata)
 
     # -------------------------------------------------- inference on new rows
 
-    def _per_row(self, X, function=None, *, method=None, **row_metadata):
+    def _per_row(self, X, function=None, *, method=None, row_metadata=None):
         """Apply a function of ``(params, chunk)`` -- given, or the model's ``method`` -- to
         the rows of new data ``X``, chunk by chunk, and stack the results. ``row_metadata``
-        as in ``_fit``."""
+        are the declared per-row arrays given for these rows (checked here)."""
         check_is_fitted(self)
-        if is_dask_array(X):
-            _no_row_metadata_on_dask(row_metadata)
+        metadata = self._check_row_metadata_names(row_metadata or {}, method or "predict")
         X = self._validate_X(X, reset=False)
-        data = self._model.prepare(X, np.ones(X.shape[0]), **self._check_row_metadata(X, row_metadata))
+        data = self._model.prepare(X, np.ones(X.shape[0]), **self._check_row_metadata(X.shape[0], metadata))
         function = function or getattr(self._model, method)
         params = self._get_fitted_params()
         step = chunk_rows(data, self._model, self.chunk_size)
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             return stack_rows([function(params, chunk) for chunk in data.chunks(step)])
 
-    @_lazy_on_dask("values")
-    def score_samples(self, X):
+    @lazy_on_dask("values")
+    def score_samples(self, X, **row_metadata):
         """Log-likelihood of each row under the fitted model.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or dask array
             Rows to score.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
@@ -303,13 +350,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``log p(x_i)``, including all normalizing constants; a lazy dask
             array (computed block by block) for dask ``X``.
         """
-        return self._per_row(X, method="score_samples")
+        return self._per_row(X, method="score_samples", row_metadata=row_metadata)
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X, y=None, sample_weight=None, **row_metadata):
         """Mean log-likelihood per row (weighted when ``sample_weight`` is given).
 
         Higher is better, so ``GridSearchCV`` and ``cross_val_score`` select
-        models by held-out likelihood.
+        models by held-out likelihood. Rows of weight 0 count for nothing, even
+        where their log-likelihood is ``-inf``.
 
         Parameters
         ----------
@@ -319,53 +367,63 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
             Row multiplicities.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
         score : float
         """
-        log_likelihood = self.score_samples(X)
+        log_likelihood = np.asarray(self.score_samples(X, **row_metadata))
         weights = check_sample_weight(sample_weight, log_likelihood)
-        return float(np.average(log_likelihood, weights=weights))
+        counted = weights > 0
+        return float(np.average(log_likelihood[counted], weights=weights[counted]))
 
-    @_lazy_on_dask("posterior")
-    def predict_proba(self, X):
+    @lazy_on_dask("posterior")
+    def predict_proba(self, X, **row_metadata):
         """Posterior probability of each component (or transcript) for each row.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or dask array
             Rows to evaluate.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
         posterior : ndarray of shape (n_samples, n_components)
             Rows sum to 1. A lazy dask array for dask ``X``.
         """
-        return self._per_row(X, method="predict_proba")
+        return self._per_row(X, method="predict_proba", row_metadata=row_metadata)
 
-    @_lazy_on_dask("labels")
-    def predict(self, X):
+    @lazy_on_dask("labels")
+    def predict(self, X, **row_metadata):
         """Most probable component (or transcript) of each row.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or dask array
             Rows to label.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
             A lazy dask array for dask ``X``.
         """
-        return np.asarray(self.predict_proba(X).argmax(axis=1)).reshape(-1)
+        return np.asarray(self.predict_proba(X, **row_metadata).argmax(axis=1)).reshape(-1)
 
-    def bic(self, X):
+    def bic(self, X, **row_metadata):
         """Bayesian information criterion of the fitted model on ``X`` (lower is better).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
@@ -373,37 +431,69 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``-2 log L + p log n`` with ``p`` free parameters.
         """
         n = _n_rows(X)
-        return -2.0 * self.score(X) * n + self._model.n_parameters(self._get_fitted_params()) * np.log(n)
+        log_likelihood = self.score(X, **row_metadata) * n
+        return -2.0 * log_likelihood + self._model.n_parameters(self._get_fitted_params()) * np.log(n)
 
-    def aic(self, X):
+    def aic(self, X, **row_metadata):
         """Akaike information criterion of the fitted model on ``X`` (lower is better).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        **row_metadata : array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for these rows (see :meth:`fit`).
 
         Returns
         -------
         aic : float
             ``-2 log L + 2 p`` with ``p`` free parameters.
         """
-        return -2.0 * self.score(X) * _n_rows(X) + 2.0 * self._model.n_parameters(self._get_fitted_params())
+        log_likelihood = self.score(X, **row_metadata) * _n_rows(X)
+        return -2.0 * log_likelihood + 2.0 * self._model.n_parameters(self._get_fitted_params())
 
     # ------------------------------------------------------------- hooks
 
     def _finish_fit(self, params, data):
         return params
 
-    def _check_row_metadata(self, X, row_metadata):
-        """The given per-row metadata (None values dropped) as float arrays of shape (n_rows,)."""
+    def _check_row_metadata_names(self, row_metadata, method):
+        """``row_metadata`` without its None values; a TypeError for names not declared."""
+        unknown = sorted(set(row_metadata) - set(self._row_metadata))
+        if unknown:
+            takes = ", ".join(self._row_metadata) or "none"
+            raise TypeError(
+                f"{type(self).__name__}.{method}() got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))}; the per-row arrays it takes: {takes}."
+            )
+        return {name: values for name, values in row_metadata.items() if values is not None}
+
+    def _check_row_metadata(self, n_rows, row_metadata):
+        """The given per-row arrays as float64 arrays of shape (n_rows,), checked against
+        their declared domain."""
         checked = {}
         for name, values in row_metadata.items():
-            if values is None:
-                continue
-            array = np.asarray(values, dtype=np.float64)
-            if array.shape != (X.shape[0],):
+            try:
+                array = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{name} must be numbers: {error}") from None
+            if array.ndim == 0:
+                array = np.full(n_rows, float(array))
+            if array.shape != (n_rows,):
                 raise ValueError(
-                    f"{name} must have shape (n_samples,) = ({X.shape[0]},), got {array.shape}."
+                    f"{name} must have shape (n_samples,) = ({n_rows},), got {array.shape}."
+                )
+            domain = self._row_metadata[name]
+            bad = ~np.isfinite(array)
+            if domain == "positive":
+                bad |= ~(array > 0)
+            elif domain == "non-negative":
+                bad |= ~(array >= 0)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"{name} must be finite and {domain}; row {i} has {array[i]!r}."
+                    if domain != "real" else f"{name} must be finite; row {i} has {array[i]!r}."
                 )
             checked[name] = array
         return checked
@@ -412,13 +502,36 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _validate_X(self, X, reset): ...
 
     @abstractmethod
-    def _build_model(self, X): ...
+    def _build_model(self, X, sample_weight, **row_metadata): ...
 
     @abstractmethod
     def _get_fitted_params(self): ...
 
     @abstractmethod
     def _set_fitted_params(self, params): ...
+
+
+def _same_value(a, b):
+    """Whether two hyperparameter values are the same (arrays and sequences element-wise)."""
+    if a is b:
+        return True
+    try:
+        if isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
+            return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _n_columns(X):
+    """Number of columns of 2-D input ``X`` (None for other input: sequences, ragged lists)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(X)
+        except ValueError:  # ragged nested lists
+            return None
+    return int(shape[1]) if len(shape) == 2 else None
 
 
 def _no_row_metadata_on_dask(row_metadata):
@@ -460,6 +573,7 @@ class BaseMixture(BaseEM):
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
     }
+    _structural_params = ("n_components",)
 
     def _check_n_samples(self, X):
         n_samples = X.shape[0]
@@ -469,13 +583,16 @@ class BaseMixture(BaseEM):
                 f"{self.n_components}, n_samples = {n_samples}."
             )
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples=1, **row_metadata):
         """Draw rows from the fitted mixture.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of rows to draw.
+        **row_metadata : float or array-like of shape (n_samples,)
+            The estimator's declared per-row arrays for the drawn rows, in the
+            order returned (see :meth:`fit`; e.g. NegBinMixture's ``size_factors``).
 
         Returns
         -------
@@ -487,8 +604,11 @@ class BaseMixture(BaseEM):
         check_is_fitted(self)
         if not (isinstance(n_samples, (Integral, np.integer)) and n_samples >= 1):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        metadata = self._check_row_metadata(
+            int(n_samples), self._check_row_metadata_names(row_metadata, "sample")
+        )
         rng = check_random_state(self.random_state)
-        return self._model.sample(self._get_fitted_params(), n_samples, rng)
+        return self._model.sample(self._get_fitted_params(), n_samples, rng, **metadata)
 
 
 def _n_rows(X):

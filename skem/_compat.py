@@ -7,8 +7,8 @@ scikit-learn keeps its parameter-validation machinery private
 single module means a future rename is a one-file fix.
 """
 
-from sklearn.base import _fit_context
+from sklearn.base import _fit_context as fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight as sklearn_check_sample_weight
 
-__all__ = ["Interval", "StrOptions", "_check_sample_weight", "_fit_context"]
+__all__ = ["Interval", "StrOptions", "fit_context", "sklearn_check_sample_weight"]

@@ -43,10 +43,10 @@ from functools import partial, reduce
 
 import numpy as np
 
-from ._em import add_items, in_memory_rows
-from ._rows import stack_rows
+from ._em import RowSource, add_items, in_memory_rows
+from ._rows import check_sample_weight, stack_rows
 
-__all__ = ["DaskRows", "dask_row_blocks", "import_dask", "is_dask_array", "map_rows"]
+__all__ = ["DaskRows", "dask_row_blocks", "import_dask", "is_dask_array", "map_rows", "row_weights"]
 
 #: Rows (at most) that initialization draws from the blocks.
 INIT_ROWS = 20_000
@@ -85,29 +85,34 @@ def dask_row_blocks(X):
     return X
 
 
-def _row_weights(sample_weight, X):
-    """``sample_weight`` (None, array-like or dask) as a dask array chunked like ``X``'s rows."""
+def row_weights(sample_weight, X):
+    """``sample_weight`` (None, array-like or dask) as a dask array chunked like dask ``X``'s rows.
+
+    Weights in memory are validated here (:func:`skem._rows.check_sample_weight`);
+    dask weights are validated block by block in the first pass of :class:`DaskRows`.
+    """
     import dask.array as da
 
     if sample_weight is None:
         return da.ones(X.shape[0], chunks=(X.chunks[0],))
     if not is_dask_array(sample_weight):
-        sample_weight = np.asarray(sample_weight, dtype=float)
+        weights = check_sample_weight(sample_weight, X)
+        return da.from_array(weights, chunks=(X.chunks[0],))
     if sample_weight.shape != (X.shape[0],):
         raise ValueError(
-            f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
+            f"sample_weight must have shape (n_samples,) = ({X.shape[0]},), got "
+            f"{sample_weight.shape}."
         )
-    if not is_dask_array(sample_weight):
-        return da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.chunks[0] != X.chunks[0]:
         sample_weight = sample_weight.rechunk((X.chunks[0],))
     return sample_weight.astype(float)
 
 
-class DaskRows:
+class DaskRows(RowSource):
     """The rows of a dask array as the EM engine sees them: reduced where they are.
 
-    It follows the row-source protocol of :class:`~skem._em.RowData`:
+    It implements the engine's row-source protocol (:class:`~skem._em.RowSource`),
+    as :class:`~skem._em.RowData` does for rows in memory:
     ``n_rows``, ``total_weight``, ``reduce_chunks`` (one pass, a dask
     reduction) and ``init_rows`` (an in-memory sample). Building it takes one
     pass over the blocks, which validates them and the weights and collects
@@ -129,8 +134,8 @@ class DaskRows:
             raise TypeError(
                 f"{type(model).__name__} does not fit dask arrays; compute X first."
             )
-        weights = _row_weights(sample_weight, X)
-        self.n_rows = int(X.shape[0])
+        weights = row_weights(sample_weight, X)
+        self._n_rows = int(X.shape[0])
         # Empty blocks (from filtering, say) have nothing to add and cannot be validated.
         keep = [i for i, size in enumerate(X.chunks[0]) if size > 0]
         self.block_rows = np.asarray(X.chunks[0])[keep]
@@ -138,8 +143,8 @@ class DaskRows:
         self._x = [x_blocks[i] for i in keep]
         self._w = [w_blocks[i] for i in keep]
         summaries = self.map_blocks(partial(_summarize_block, model))
-        self.total_weight = float(sum(total for total, _ in summaries))
-        if not self.total_weight > 0:
+        self._total_weight = float(sum(total for total, _ in summaries))
+        if not self._total_weight > 0:
             raise ValueError("sample_weight sums to 0: there is nothing to fit.")
         self.layout = model.dask_layout([summary for _, summary in summaries], self.map_blocks)
 
@@ -149,6 +154,14 @@ class DaskRows:
         shared = dask.delayed((function,), traverse=False)
         tasks = [dask.delayed(_apply)(shared, x, w) for x, w in zip(self._x, self._w)]
         return list(dask.compute(tasks)[0])
+
+    @property
+    def n_rows(self):
+        return self._n_rows
+
+    @property
+    def total_weight(self):
+        return self._total_weight
 
     def reduce_chunks(self, function, model, chunk_size):
         """The item-wise sum of ``function(chunk)`` over all chunks of all blocks.

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._accel import squarem
+from ._params import pack_params, unpack_params
 from ._rows import compress_rows
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "EMModel",
     "EMResult",
     "RowData",
+    "RowSource",
     "add_items",
     "best_result",
     "chunk_rows",
@@ -46,8 +48,35 @@ __all__ = [
 CHUNK_BYTES = 32 * 2**20
 
 
+class RowSource(ABC):
+    """The rows the engine iterates over, wherever they are.
+
+    :class:`RowData` holds them in memory; :class:`skem._dask.DaskRows`
+    reduces over the blocks of a dask array where they live. The EM loop (plain
+    or SQUAREM) sees only this protocol, so it is the same loop for both.
+    """
+
+    @property
+    @abstractmethod
+    def n_rows(self) -> int:
+        """Number of rows."""
+
+    @property
+    @abstractmethod
+    def total_weight(self) -> float:
+        """Sum of the row weights (the objective is reported per unit of it)."""
+
+    @abstractmethod
+    def reduce_chunks(self, function, model: EMModel, chunk_size: int | None):
+        """Item-wise sum of ``function(chunk)`` (a tuple of summands) over all chunks of rows."""
+
+    @abstractmethod
+    def init_rows(self, model: EMModel, random_state) -> RowData:
+        """The in-memory rows that initialization works on."""
+
+
 @dataclass(frozen=True)
-class RowData:
+class RowData(RowSource):
     """Row-aligned arrays that are cut into chunks together.
 
     Subclasses add their own fields (dense or sparse arrays with one row per
@@ -198,7 +227,10 @@ class EMModel(ABC):
             applied together with the rule on the objective (default: none).
         ``pack(params) -> ndarray``, ``unpack(vector, params) -> params``
             Flat unconstrained coordinates in which SQUAREM extrapolates;
-            ``unpack`` maps any finite vector back to valid parameters.
+            ``unpack`` maps any finite vector back to valid parameters. Derived
+            from the parameter fields' declared spaces (:func:`skem._params.param`),
+            less ``fixed_fields``; a model overrides them only for constraints
+            beyond one space per field.
     Inference on rows
         ``score_samples(params, chunk) -> ndarray (n,)``
             ``log p(x_i)`` of each row.
@@ -223,6 +255,9 @@ class EMModel(ABC):
     compress_rows: ClassVar[bool] = True
     fits_dask: ClassVar[bool] = False
 
+    #: Parameter fields that SQUAREM holds fixed (for example a known dispersion).
+    fixed_fields: ClassVar[tuple[str, ...]] = ()
+
     @abstractmethod
     def prepare(self, X, weights) -> RowData: ...
 
@@ -245,10 +280,16 @@ class EMModel(ABC):
         return False
 
     def pack(self, params: Any) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} does not support acceleration.")
+        vector = pack_params(params, self.fixed_fields)
+        if vector.size == 0:
+            raise NotImplementedError(
+                f"{type(self).__name__} declares no parameter spaces (skem._params.param): "
+                "it cannot be accelerated."
+            )
+        return vector
 
     def unpack(self, vector: np.ndarray, params: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not support acceleration.")
+        return unpack_params(vector, params, self.fixed_fields)
 
     @abstractmethod
     def score_samples(self, params: Any, chunk: RowData) -> np.ndarray: ...

@@ -4,20 +4,28 @@
 inference hooks for any finite mixture ``p(x) = sum_k weights_k p(x | k)``.
 A concrete mixture (a frozen dataclass) adds four hooks with its own math:
 
-``estimate_log_prob(params, chunk) -> ndarray (n, K)``
+``estimate_log_prob(params, chunk, work) -> ndarray (n, K)``
     ``log p(x_i | component k)``.
-``accumulate(params, chunk, weighted_resp) -> AdditiveStats``
-    Statistics of a chunk given ``w_i q_ik``. ``params`` is None for the
-    starting responsibilities.
+``accumulate(params, chunk, weighted_resp, work) -> AdditiveStats``
+    Statistics of a chunk given ``w_i q_ik``. ``params`` and ``work`` are
+    None for the starting responsibilities.
 ``init_features(data, rows) -> array (n_rows, d)``
     Euclidean features of the given rows (slice or index array), for k-means starts.
-``sample_component(params, k, n, random_state) -> ndarray (n, n_features)``
-    Draw rows from component ``k``.
+``sample_component(params, k, n, random_state, **row_metadata) -> ndarray (n, n_features)``
+    Draw rows from component ``k`` (with the drawn rows' per-row arrays, if the
+    estimator declares any).
 
-and the data hooks ``prepare``, ``m_step``, ``n_parameters`` (and, to
-accelerate, ``pack``/``unpack``). Its parameters must have a ``weights``
-field (the mixing proportions, shape (K,)). The first M-step, from the
-starting responsibilities, is :meth:`MixtureModel.initial_m_step`.
+and the data hooks ``prepare``, ``m_step``, ``n_parameters``. Optionally,
+``chunk_work(params, chunk) -> object`` computes per-chunk terms that both
+the log-density and the statistics use (default: None); the E-step computes
+it once and hands it to both, so no model needs its own ``e_step``.
+
+Its parameters are a frozen dataclass with a ``weights`` field (the mixing
+proportions, shape (K,)); fields declared with :func:`skem._params.param`
+give SQUAREM its coordinates. The M-step's mixing proportions, with the
+floor that keeps an empty component alive, are :func:`mixing_weights`.
+The first M-step, from the starting responsibilities, is
+:meth:`MixtureModel.initial_m_step`.
 """
 
 from __future__ import annotations
@@ -30,10 +38,39 @@ from sklearn.metrics import pairwise_distances_argmin
 
 from ._em import EMModel, chunk_rows
 
-__all__ = ["INIT_SAMPLE", "MixtureModel", "init_sample", "normalize_log_prob"]
+__all__ = [
+    "EMPTY_WEIGHT", "INIT_SAMPLE", "MixtureModel", "init_sample", "mixing_weights", "normalize_log_prob",
+]
 
 #: k-means initialization clusters at most this many rows, then assigns all rows.
 INIT_SAMPLE = 10_000
+
+#: A component whose responsibilities sum to at most this fraction of the total weight is
+#: empty: it keeps this mixing proportion (not 0, so it may regain rows) and its other
+#: parameters are not re-estimated.
+EMPTY_WEIGHT = 1e-10
+
+
+def mixing_weights(resp_sum):
+    """The M-step's mixing proportions from the summed responsibilities, and which components hold rows.
+
+    Parameters
+    ----------
+    resp_sum : ndarray of shape (K,)
+        ``sum_i w_i q_ik``.
+
+    Returns
+    -------
+    weights : ndarray of shape (K,)
+        Proportional to ``resp_sum``, each at least :data:`EMPTY_WEIGHT` of the total
+        (then renormalized), summing to 1.
+    occupied : ndarray of bool, shape (K,)
+        Components with more than :data:`EMPTY_WEIGHT` of the total: their other
+        parameters can be estimated from their rows.
+    """
+    total = resp_sum.sum()
+    weights = np.maximum(resp_sum, EMPTY_WEIGHT * total)
+    return weights / weights.sum(), resp_sum > EMPTY_WEIGHT * total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,16 +90,23 @@ class MixtureModel(EMModel):
 
     # ------------------------------------------------------------ the E-step
 
-    def weighted_log_prob(self, params, chunk):
+    def chunk_work(self, params, chunk):
+        """Per-chunk terms shared by :meth:`estimate_log_prob` and :meth:`accumulate` (default: none)."""
+        return None
+
+    def weighted_log_prob(self, params, chunk, work=None):
         """``log weights_k + log p(x_i | k)``, shape (n, K)."""
+        if work is None:
+            work = self.chunk_work(params, chunk)
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
-        return self.estimate_log_prob(params, chunk) + log_weights
+        return self.estimate_log_prob(params, chunk, work) + log_weights
 
     def e_step(self, params, chunk):
-        resp, log_norm = normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)
+        work = self.chunk_work(params, chunk)
+        resp, log_norm = normalize_log_prob(self.weighted_log_prob(params, chunk, work), axis=1)
         resp *= chunk.weights[:, None]
-        return self.accumulate(params, chunk, resp), float(chunk.weights @ log_norm)
+        return self.accumulate(params, chunk, resp, work), float(chunk.weights @ log_norm)
 
     def score_samples(self, params, chunk):
         return normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)[1]
@@ -95,7 +139,7 @@ class MixtureModel(EMModel):
         step = chunk_rows(data, self, chunk_size)
         stats = None
         for start, chunk in zip(range(0, data.n_rows, step), data.chunks(step)):
-            chunk_stats = self.accumulate(None, chunk, resp[start : start + step])
+            chunk_stats = self.accumulate(None, chunk, resp[start : start + step], None)
             stats = chunk_stats if stats is None else stats + chunk_stats
         return self.initial_m_step(stats)
 
@@ -145,12 +189,21 @@ class MixtureModel(EMModel):
 
     # ------------------------------------------------------------ sampling
 
-    def sample(self, params, n_samples, random_state):
-        """``n_samples`` rows drawn from the mixture, grouped by component, and their components."""
+    def sample(self, params, n_samples, random_state, **row_metadata):
+        """``n_samples`` rows drawn from the mixture, grouped by component, and their components.
+
+        ``row_metadata`` are per-row arrays of shape (n_samples,) for the drawn rows, in
+        the order returned; each component's slice goes to its ``sample_component``.
+        """
         counts = random_state.multinomial(n_samples, params.weights)
-        X = np.concatenate(
-            [self.sample_component(params, k, n_k, random_state) for k, n_k in enumerate(counts)]
-        )
+        ends = np.cumsum(counts)
+        X = np.concatenate([
+            self.sample_component(
+                params, k, n_k, random_state,
+                **{name: values[end - n_k : end] for name, values in row_metadata.items()},
+            )
+            for k, (n_k, end) in enumerate(zip(counts, ends))
+        ])
         return X, np.repeat(np.arange(len(counts)), counts)
 
 

@@ -13,7 +13,41 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["compress_rows", "stack_rows"]
+from ._compat import sklearn_check_sample_weight
+
+__all__ = ["check_sample_weight", "compress_rows", "stack_rows"]
+
+
+def check_sample_weight(sample_weight, X):
+    """Validated row multiplicities of ``X``: finite, non-negative, one per row, not all 0.
+
+    The one validator of ``sample_weight``: ``fit`` and ``score`` use it, and
+    so does the dask path for weights given in memory.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_rows,) or None
+        None gives ones.
+    X : array-like with a first dimension of n_rows
+        The rows they weigh (only their number is used).
+
+    Returns
+    -------
+    weights : ndarray of shape (n_rows,), float64
+    """
+    n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
+    if sample_weight is None:
+        return np.ones(n_rows)
+    weights = np.asarray(sample_weight)
+    if weights.ndim != 1 or weights.shape[0] != n_rows:
+        raise ValueError(
+            f"sample_weight must have shape (n_samples,) = ({n_rows},), got {weights.shape}."
+        )
+    weights = sklearn_check_sample_weight(weights, np.empty((n_rows, 0)), dtype=np.float64,
+                                   ensure_non_negative=True)
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to 0: there is nothing to fit or score.")
+    return weights
 
 
 def compress_rows(X, sample_weight=None):

@@ -36,14 +36,15 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammaln
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, check_non_negative, validate_data
 
-from ._base import BaseMixture, check_sample_weight
-from ._compat import Interval, StrOptions, _fit_context
-from ._dask import _row_weights, import_dask, is_dask_array
+from ._base import BaseMixture
+from ._compat import Interval, StrOptions
+from ._dask import import_dask, is_dask_array, row_weights
 from ._em import AdditiveStats, RowData, chunk_rows
-from ._mixture import MixtureModel, init_sample, normalize_log_prob
+from ._mixture import MixtureModel, init_sample, mixing_weights
+from ._params import param
+from ._rows import check_sample_weight
 from ._negbin_kernels import (
     _TIED_AXES,
     MEAN_FLOOR,
@@ -72,9 +73,9 @@ __all__ = ["NegBinMixture", "NegBinModel"]
 
 @dataclass(frozen=True, eq=False)
 class NegBinParams:
-    weights: np.ndarray  # (K,)
-    means: np.ndarray  # (K, D)
-    dispersion: np.ndarray  # (K, D), phi >= 0
+    weights: np.ndarray = param("simplex")  # (K,)
+    means: np.ndarray = param("positive", floor=MEAN_FLOOR)  # (K, D)
+    dispersion: np.ndarray = param("nonnegative", floor=PHI_MIN, ceiling=PHI_MAX)  # (K, D), phi >= 0
     # Tables of these parameters on a data set's shared tables (the pair table, the size
     # nodes): computed by the first chunk of a pass, reused by the others. Parameters are
     # immutable, so an entry never goes stale.
@@ -326,28 +327,16 @@ class NegBinModel(MixtureModel):
             table += pairs.rising(phi)
         return table
 
-    def estimate_log_prob(self, params, chunk):
-        return self._log_prob(params, chunk, self._offset_entries(params, chunk))
-
-    def e_step(self, params, chunk):
-        # The per-entry terms of the size factors serve both the log-likelihood and the statistics.
-        entries = self._offset_entries(params, chunk)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        resp, log_norm = normalize_log_prob(self._log_prob(params, chunk, entries) + log_weights, axis=1)
-        resp *= chunk.weights[:, None]
-        return self._accumulate(params, chunk, resp, entries), float(chunk.weights @ log_norm)
-
-    @staticmethod
-    def _offset_entries(params, chunk):
-        """The chunk's per-entry terms of the size factors; None without size factors, at the
-        start (no parameters) or when every phi is 0."""
+    def chunk_work(self, params, chunk):
+        """The chunk's per-entry terms of the size factors (they serve both the log-likelihood
+        and the statistics); None without size factors, at the start (no parameters) or when
+        every phi is 0."""
         if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
             return None
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
         return _OffsetEntries.of(phi_mu, chunk)
 
-    def _log_prob(self, params, chunk, entries):
+    def estimate_log_prob(self, params, chunk, entries):
         """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table
         (every term that depends on an entry's pair), per-component constants for the zero
         entries and, with size factors, the rows' ``s`` terms (non-zero entries: ``entries``;
@@ -375,10 +364,7 @@ class NegBinModel(MixtureModel):
             log_prob -= entries.row_log1p
         return log_prob
 
-    def accumulate(self, params, chunk, weighted_resp):
-        return self._accumulate(params, chunk, weighted_resp, self._offset_entries(params, chunk))
-
-    def _accumulate(self, params, chunk, weighted_resp, entries):
+    def accumulate(self, params, chunk, weighted_resp, entries):
         # One product gives the histogram of the pairs; the count sums follow from it.
         hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
         pairs = chunk.pairs
@@ -397,9 +383,7 @@ class NegBinModel(MixtureModel):
         resp_sum = stats.resp_sum
         total = resp_sum.sum()
         # An empty component keeps a tiny weight, its previous means and dispersions.
-        weights = np.maximum(resp_sum, 1e-10 * total)
-        weights = weights / weights.sum()
-        occupied = resp_sum > 1e-10 * total
+        weights, occupied = mixing_weights(resp_sum)
         offsets = stats.offsets
         with_offsets = isinstance(offsets, OffsetStats)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -439,7 +423,8 @@ class NegBinModel(MixtureModel):
 
     def initialize(self, data, random_state, controls):
         if self.means_init is None and self.init_params == "kmeans" and data.n_rows >= self.n_components:
-            # The default: k-means on depth-normalized principal components (skem._negbin_start).
+            # The default: k-means on principal components of residuals under the size factors
+            # (skem._negbin_start), so that depth does not decide the start.
             sample = data.take(init_sample(data.n_rows, random_state))
             step = chunk_rows(data, self, controls.chunk_size)
             labels = projected_kmeans_labels(
@@ -482,38 +467,46 @@ class NegBinModel(MixtureModel):
         )
         return (K - 1) + K * D + n_dispersion
 
-    def sample_component(self, params, k, n, random_state):
-        mu, phi = params.means[k], params.dispersion[k]
-        poisson = random_state.poisson(mu, size=(n, mu.size))
+    def sample_component(self, params, k, n, random_state, size_factors=None):
+        # Row i's means are s_i * means_[k] (s = 1 without size factors).
+        mu = np.broadcast_to(params.means[k], (n, self.n_features))
+        if size_factors is not None:
+            mu = size_factors[:, None] * mu
+        phi = np.broadcast_to(params.dispersion[k], mu.shape)
+        poisson = random_state.poisson(mu)
         with np.errstate(divide="ignore"):
             size = np.where(phi > 0, 1.0 / np.where(phi > 0, phi, 1.0), 1.0)
-        negbin = random_state.negative_binomial(size, size / (size + mu), size=(n, mu.size))
+        negbin = random_state.negative_binomial(size, size / (size + mu))
         return np.where(phi > 0, negbin, poisson).astype(float)
 
     # ------------------------------------------------------------ SQUAREM
 
-    def pack(self, params):
-        return np.concatenate(
-            [np.log(params.weights), np.log(params.means).ravel(),
-             np.log(params.dispersion + PHI_MIN).ravel()]
-        )
+    @property
+    def fixed_fields(self):
+        # A known dispersion is not extrapolated.
+        return () if self.estimates_dispersion else ("dispersion",)
 
-    def unpack(self, vector, params):
-        K, D = params.means.shape
-        log_weights = vector[:K]
-        weights = np.exp(log_weights - log_weights.max())
-        means = np.maximum(np.exp(vector[K : K + K * D]).reshape(K, D), MEAN_FLOOR)
-        if self.estimates_dispersion:
-            dispersion = np.clip(np.exp(vector[K + K * D :]).reshape(K, D) - PHI_MIN, 0, PHI_MAX)
-        else:
-            dispersion = params.dispersion
-        return NegBinParams(weights / weights.sum(), means, dispersion)
+
+def library_reference(X, sample_weight):
+    """The (weighted) mean row total of ``X``: library size factors are row totals over it.
+
+    Weighted by multiplicity, as weights are repeated rows. Dask ``X`` (and
+    weights) take one pass over the blocks.
+    """
+    if is_dask_array(X):
+        reference = _dask_mean_row_total(X, sample_weight)
+    else:
+        totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
+        reference = float(np.average(totals, weights=check_sample_weight(sample_weight, X)))
+    if not reference > 0:
+        raise ValueError('size_factors="library" needs rows with counts; all rows are 0.')
+    return reference
 
 
 def _dask_mean_row_total(X, sample_weight):
     """The weighted mean row total of dask ``X`` (one pass over its blocks)."""
     dask = import_dask()
-    weights = _row_weights(sample_weight, X)
+    weights = row_weights(sample_weight, X)
     totals = X.map_blocks(_row_totals, drop_axis=1, dtype=np.float64, meta=np.empty((0,)))
     weighted_sum, weight_sum = dask.compute((totals * weights).sum(), weights.sum())
     return float(weighted_sum / weight_sum) if weight_sum > 0 else 0.0
@@ -595,8 +588,12 @@ class NegBinMixture(BaseMixture):
         component ``k`` has means ``s_i * means_[k]``. "none": all 1.
         "library": each row's total count relative to the (weighted) mean
         row total of the training data, so new rows need nothing extra.
-        Explicit values given to :meth:`fit` (``size_factors=``) override
-        this; the inference methods then take them for their rows too.
+        Explicit values given to :meth:`fit` (``size_factors=``, an array of
+        shape (n_samples,), positive) override this; every method that takes
+        rows (``score``, ``score_samples``, ``predict``, ``predict_proba``,
+        ``bic``, ``aic``) then takes them for its rows too, and :meth:`sample`
+        for the drawn rows. Routed by scikit-learn's metadata routing:
+        ``set_fit_request(size_factors=True)``, ``set_score_request(...)``.
 
     Attributes
     ----------
@@ -666,6 +663,7 @@ class NegBinMixture(BaseMixture):
         "size_factors": [StrOptions({"none", "library"})],
         "init_params": [StrOptions({"kmeans", "kmeans-raw", "k-means++", "random", "random_from_data"})],
     }
+    _row_metadata = {"size_factors": "positive"}
 
     def __init__(
         self,
@@ -706,217 +704,6 @@ class NegBinMixture(BaseMixture):
         self.weights_init = weights_init
         self.size_factors = size_factors
 
-    # ------------------------------------------- size factors: fit and inference
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None, size_factors=None):
-        """Estimate the model's parameters by EM.
-
-        The model is fitted ``n_init`` times from different starts and the
-        run with the highest final log-likelihood is kept (see
-        :meth:`skem._base.BaseEM.fit`).
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features), or dask array
-            Counts.
-        y : Ignored
-            Not used, present for API consistency.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative row multiplicities.
-        size_factors : array-like of shape (n_samples,), default=None
-            Positive per-row size factors ``s_i`` (row ``i`` of component
-            ``k`` has means ``s_i * means_[k]``). They override the
-            ``size_factors`` parameter; the inference methods then need them
-            for their rows too. Routed by scikit-learn's metadata routing
-            (``set_fit_request(size_factors=True)``). Not with dask input.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        self._reference_weights = sample_weight
-        try:
-            return self._fit(X, sample_weight, size_factors=size_factors)
-        finally:
-            del self._reference_weights
-
-    def fit_predict(self, X, y=None, sample_weight=None, size_factors=None):
-        """Fit the model and return the most probable component of each row of ``X``.
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features)
-            Counts.
-        y : Ignored
-            Not used, present for API consistency.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row multiplicities.
-        size_factors : array-like of shape (n_samples,), default=None
-            Per-row size factors (see :meth:`fit`).
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Component labels, equal to ``fit(X).predict(X)``.
-        """
-        return self.fit(X, sample_weight=sample_weight, size_factors=size_factors).predict(
-            X, size_factors=size_factors
-        )
-
-    def score_samples(self, X, size_factors=None):
-        """Log-likelihood of each row under the fitted model.
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features), or dask array
-            Counts.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (needed if the fit had explicit ones;
-            under ``size_factors="library"`` they come from the row totals).
-
-        Returns
-        -------
-        log_likelihood : ndarray of shape (n_samples,)
-            ``log p(x_i)``, including all normalizing constants.
-        """
-        if size_factors is None:
-            return super().score_samples(X)
-        return self._per_row(X, method="score_samples", size_factors=size_factors)
-
-    def predict_proba(self, X, size_factors=None):
-        """Posterior probability of each component for each row.
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features), or dask array
-            Counts.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (see :meth:`score_samples`).
-
-        Returns
-        -------
-        posterior : ndarray of shape (n_samples, n_components)
-            Rows sum to 1.
-        """
-        if size_factors is None:
-            return super().predict_proba(X)
-        return self._per_row(X, method="predict_proba", size_factors=size_factors)
-
-    def predict(self, X, size_factors=None):
-        """Most probable component of each row.
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features), or dask array
-            Counts.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (see :meth:`score_samples`).
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            The component of highest posterior probability.
-        """
-        if size_factors is None:
-            return super().predict(X)
-        return self.predict_proba(X, size_factors=size_factors).argmax(axis=1)
-
-    def score(self, X, y=None, sample_weight=None, size_factors=None):
-        """Mean log-likelihood per row (weighted when ``sample_weight`` is given).
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features)
-            Counts.
-        y : Ignored
-            Not used, present for API consistency.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row multiplicities.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (see :meth:`score_samples`).
-
-        Returns
-        -------
-        score : float
-            Mean ``log p(x_i)``.
-        """
-        log_likelihood = self.score_samples(X, size_factors=size_factors)
-        weights = check_sample_weight(sample_weight, log_likelihood)
-        return float(np.average(log_likelihood, weights=weights))
-
-    def sample(self, n_samples=1, size_factors=None):
-        """Draw rows from the fitted mixture.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-            Number of rows to draw.
-        size_factors : float or array-like of shape (n_samples,), default=None
-            Size factor of each drawn row (its means are ``s * means_[k]``);
-            None draws with size factor 1.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-            The rows, grouped by component.
-        y : ndarray of shape (n_samples,)
-            The component each row was drawn from.
-        """
-        if size_factors is None:
-            return super().sample(n_samples)
-        check_is_fitted(self)
-        factors = np.broadcast_to(np.asarray(size_factors, dtype=float), (int(n_samples),))
-        if not (np.all(np.isfinite(factors)) and np.all(factors >= 0)):
-            raise ValueError("size_factors must be non-negative and finite.")
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
-        y = np.repeat(np.arange(counts.size), counts)
-        mu, phi = factors[:, None] * self.means_[y], self.dispersion_[y]
-        with np.errstate(divide="ignore"):
-            size = np.where(phi > 0, 1.0 / np.where(phi > 0, phi, 1.0), 1.0)
-        X = np.where(phi > 0, rng.negative_binomial(size, size / (size + mu)), rng.poisson(mu))
-        return X.astype(float), y
-
-    def bic(self, X, size_factors=None):
-        """Bayesian information criterion of the fitted model on ``X`` (lower is better).
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features)
-            Counts.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (see :meth:`score_samples`).
-
-        Returns
-        -------
-        bic : float
-            ``-2 log L + p log n`` with ``p`` free parameters.
-        """
-        n = X.shape[0]
-        return -2.0 * self.score(X, size_factors=size_factors) * n + self._n_parameters() * np.log(n)
-
-    def aic(self, X, size_factors=None):
-        """Akaike information criterion of the fitted model on ``X`` (lower is better).
-
-        Parameters
-        ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features)
-            Counts.
-        size_factors : array-like of shape (n_samples,), default=None
-            The rows' size factors (see :meth:`score_samples`).
-
-        Returns
-        -------
-        aic : float
-            ``-2 log L + 2 p`` with ``p`` free parameters.
-        """
-        return -2.0 * self.score(X, size_factors=size_factors) * X.shape[0] + 2.0 * self._n_parameters()
-
-    def _n_parameters(self):
-        return self._model.n_parameters(self._get_fitted_params())
-
     def component_means(self):
         """The fitted means as a table: one row per component, one column per feature.
 
@@ -926,6 +713,7 @@ class NegBinMixture(BaseMixture):
             ``means_``, with columns named by ``feature_names_in_`` (``x0``,
             ``x1``... when the training data had no feature names).
         """
+        check_is_fitted(self)
         return self._component_frame(self.means_)
 
     def component_dispersions(self):
@@ -936,24 +724,18 @@ class NegBinMixture(BaseMixture):
         dispersions : pandas.DataFrame of shape (n_components, n_features)
             ``dispersion_``, labelled as in :meth:`component_means`.
         """
+        check_is_fitted(self)
         return self._component_frame(self.dispersion_)
 
     def _component_frame(self, values):
         import pandas as pd
 
-        check_is_fitted(self)
         names = getattr(self, "feature_names_in_", None)
         if names is None:
             names = [f"x{d}" for d in range(self.n_features_in_)]
-        index = pd.RangeIndex(self.n_components, name="component")
+        # The fitted components, whatever n_components has been set to since.
+        index = pd.RangeIndex(values.shape[0], name="component")
         return pd.DataFrame(values, index=index, columns=pd.Index(names, name="feature"))
-
-    def _check_row_metadata(self, X, row_metadata):
-        checked = super()._check_row_metadata(X, row_metadata)
-        given = checked.get("size_factors")
-        if given is not None and not (np.all(np.isfinite(given)) and np.all(given > 0)):
-            raise ValueError("size_factors must be positive and finite.")
-        return checked
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -970,44 +752,38 @@ class NegBinMixture(BaseMixture):
         )
         return _check_counts(X)
 
-    def _build_model(self, X, size_factors=None):
+    def _build_model(self, X, sample_weight, size_factors=None):
         self._check_n_samples(X)
         K, D = self.n_components, X.shape[1]
-        means = weights = None
+        means_init = weights_init = None
         if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=float)
-            if means.shape != (K, D):
+            means_init = np.asarray(self.means_init, dtype=float)
+            if means_init.shape != (K, D):
                 raise ValueError(
                     f"means_init must have shape (n_components, n_features) = ({K}, {D}), "
-                    f"got {means.shape}."
+                    f"got {means_init.shape}."
                 )
-            if not np.all(np.isfinite(means)) or np.any(means < 0):
+            if not np.all(np.isfinite(means_init)) or np.any(means_init < 0):
                 raise ValueError("means_init must be finite and non-negative.")
         if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=float)
-            if weights.shape != (K,):
+            weights_init = np.asarray(self.weights_init, dtype=float)
+            if weights_init.shape != (K,):
                 raise ValueError(
-                    f"weights_init must have shape (n_components,) = ({K},), got {weights.shape}."
+                    f"weights_init must have shape (n_components,) = ({K},), got "
+                    f"{weights_init.shape}."
                 )
-            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+            if np.any(weights_init < 0) or not np.isclose(weights_init.sum(), 1.0):
                 raise ValueError("weights_init must be non-negative and sum to 1.")
         mode, reference = self.size_factors, 1.0
         if size_factors is not None:
             mode = "given"
         elif mode == "library":
             # Size factors relative to the mean row total, so that means_ are counts of an
-            # average row. Weighted by multiplicity: weights are repeated rows.
-            weights = getattr(self, "_reference_weights", None)
-            if is_dask_array(X):
-                reference = _dask_mean_row_total(X, weights)
-            else:
-                totals = np.asarray(X.sum(axis=1, dtype=np.float64)).reshape(-1)
-                reference = float(np.average(totals, weights=check_sample_weight(weights, X)))
-            if not reference > 0:
-                raise ValueError('size_factors="library" needs rows with counts; all rows are 0.')
+            # average row.
+            reference = library_reference(X, sample_weight)
         return NegBinModel(
             n_components=K, init_params=self.init_params, n_features=D,
-            dispersion=self.dispersion, means_init=means, weights_init=weights,
+            dispersion=self.dispersion, means_init=means_init, weights_init=weights_init,
             size_factors=mode, library_reference=reference,
         )
 

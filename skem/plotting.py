@@ -28,8 +28,9 @@ def plot_logo(motif, component=None, *, kind="information", ax=None, alphabet="A
 
     Parameters
     ----------
-    motif : MotifMixture, DataFrame or array-like of shape (w, A)
-        A fitted :class:`~skem.MotifMixture` (its component ``component``), or
+    motif : MotifMixture, SequenceMotifMixture, DataFrame or array-like of shape (w, A)
+        A fitted :class:`~skem.MotifMixture` or :class:`~skem.SequenceMotifMixture`
+        (its component ``component``), or
         a letter-probability matrix (positions x letters).
     component : int, default=None
         Component of a fitted model; None is the first motif (component 1).

@@ -50,7 +50,7 @@ from scipy.special import digamma, gammaln, xlogy
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from ._base import BaseEM, _lazy_on_dask
+from ._base import BaseEM, lazy_on_dask
 from ._compat import Interval, StrOptions
 from ._em import AdditiveStats, EMModel, RowData, run_em
 from ._rows import compress_rows
@@ -63,11 +63,14 @@ __all__ = [
     "fragment_log_pmf",
 ]
 
-#: Expected read counts below this are set to zero at the end of a fit (as kallisto and salmon do).
+#: Expected read counts below this many reads are set to zero at the end of a fit (as kallisto
+#: and salmon do). A read is the smallest positive row weight, so that the estimates do not
+#: depend on the scale of the weights.
 TRUNCATE_BELOW = 1e-8
 #: Fragment lengths are modelled up to at least this (kallisto's and salmon's maximum).
 MAX_FRAGMENT_LENGTH = 1000
-#: SQUAREM extrapolates log(counts + PACK_FLOOR): counts far below one read do not steer the step.
+#: SQUAREM extrapolates log(counts + PACK_FLOOR reads): counts far below one read do not steer
+#: the step.
 PACK_FLOOR = 1e-10
 
 
@@ -419,6 +422,10 @@ class TranscriptModel(EMModel):
         Whether the rows already include the ``1 / eff_length`` factor.
     rel_tol, rel_tol_cutoff : float
         The field's stopping rule (see :meth:`params_converged`).
+    read_weight : float
+        The weight of one read (the smallest positive row weight): the cutoff of the
+        stopping rule, the truncation of tiny counts and SQUAREM's floor are in reads
+        of this weight, so the estimates do not depend on the scale of the weights.
     init_params : {"uniform", "random"}
         Equal starting counts, or counts drawn from a flat Dirichlet.
     min_iter : int
@@ -432,6 +439,7 @@ class TranscriptModel(EMModel):
     x_includes_length: bool = False
     rel_tol: float = 0.0
     rel_tol_cutoff: float = 0.01
+    read_weight: float = 1.0
     init_params: str = "uniform"
     min_iter: int = 50
 
@@ -492,11 +500,13 @@ class TranscriptModel(EMModel):
     def params_converged(self, old, new):
         """The field's rule: no count above ``rel_tol_cutoff`` moved by more than ``rel_tol``."""
         new, old = new.counts, old.counts
-        settled = (np.abs(new - old) <= self.rel_tol * new) | (new <= self.rel_tol_cutoff)
+        settled = (np.abs(new - old) <= self.rel_tol * new) | (
+            new <= self.rel_tol_cutoff * self.read_weight
+        )
         return bool(settled.all())
 
     def pack(self, params):
-        return np.log(params.counts + PACK_FLOOR)
+        return np.log(params.counts + PACK_FLOOR * self.read_weight)
 
     def unpack(self, vector, params):
         total = params.counts.sum()
@@ -504,7 +514,7 @@ class TranscriptModel(EMModel):
         if not math.isfinite(shift):
             return params
         # counts ∝ exp(vector) - PACK_FLOOR, computed relative to the largest coordinate
-        floor = math.exp(min(math.log(PACK_FLOOR) - shift, 700.0))
+        floor = math.exp(min(math.log(PACK_FLOOR * self.read_weight) - shift, 700.0))
         counts = np.exp(vector - shift)
         counts -= floor
         np.maximum(counts, 0.0, out=counts)
@@ -540,10 +550,21 @@ class TranscriptModel(EMModel):
 # ------------------------------------------------------------- end of a fit
 
 
-def _truncate(params):
-    """Zero counts below TRUNCATE_BELOW and rescale the others to keep the total."""
-    small = params.counts < TRUNCATE_BELOW
-    if not small.any():
+def _read_weight(X, sample_weight):
+    """The weight of one read: the smallest positive weight of a row compatible with some
+    transcript (1 for dask input, whose weights are not in memory)."""
+    if not isinstance(sample_weight, np.ndarray):
+        return 1.0
+    compatible = np.asarray((X != 0).sum(axis=1)).reshape(-1) > 0
+    weights = sample_weight[compatible & (sample_weight > 0)]
+    return float(weights.min()) if weights.size else 1.0
+
+
+def _truncate(params, read_weight):
+    """Zero counts below TRUNCATE_BELOW reads (of weight ``read_weight``) and rescale the others
+    to keep the total."""
+    small = params.counts < TRUNCATE_BELOW * read_weight
+    if not small.any() or small.all():
         return params
     counts = np.where(small, 0.0, params.counts)
     return TranscriptParams(counts * (params.counts.sum() / counts.sum()))
@@ -556,7 +577,7 @@ def _bootstrap_one(model, controls, params, data):
     parallel workers receive the model and the rows only.
     """
     start = TranscriptParams(params.counts * (data.weights.sum() / params.counts.sum()))
-    return _truncate(run_em(model, data, start, controls).params).counts
+    return _truncate(run_em(model, data, start, controls).params, model.read_weight).counts
 
 
 class TranscriptQuantifier(BaseEM):
@@ -837,7 +858,7 @@ class TranscriptQuantifier(BaseEM):
         check_non_negative(X, f"{type(self).__name__} (compatibilities must be >= 0)")
         return X
 
-    def _build_model(self, X):
+    def _build_model(self, X, sample_weight):
         M = X.shape[1]
         lengths, eff_lengths = self._resolve_lengths(M)
         prior = np.asarray(self.prior, dtype=float)
@@ -862,6 +883,7 @@ class TranscriptQuantifier(BaseEM):
             x_includes_length=self.x_includes_length,
             rel_tol=self.rel_tol,
             rel_tol_cutoff=self.rel_tol_cutoff,
+            read_weight=_read_weight(X, sample_weight),
             init_params=self.init_params,
             min_iter=self.min_iter,
         )
@@ -894,7 +916,7 @@ class TranscriptQuantifier(BaseEM):
     # ------------------------------------------------------- end of the fit
 
     def _finish_fit(self, params, data):
-        params = _truncate(params)
+        params = _truncate(params, self._model.read_weight)
         self.n_unassigned_ = float(np.sum(data.weights, where=~data.assigned))
         if self.n_unassigned_ > 0:
             warnings.warn(
@@ -971,7 +993,7 @@ class TranscriptQuantifier(BaseEM):
 
     # ------------------------------------------------------------ public API
 
-    @_lazy_on_dask("posterior")
+    @lazy_on_dask("posterior")
     def predict_proba(self, X):
         """Posterior probability that each read comes from each transcript.
 
@@ -990,7 +1012,7 @@ class TranscriptQuantifier(BaseEM):
         posterior = super().predict_proba(X)
         return posterior if sp.issparse(X) else posterior.toarray()
 
-    @_lazy_on_dask("labels")
+    @lazy_on_dask("labels")
     def predict(self, X):
         """Most probable transcript of origin of each read.
 
@@ -1011,7 +1033,7 @@ class TranscriptQuantifier(BaseEM):
         labels[posterior.getnnz(axis=1) == 0] = -1
         return labels
 
-    @_lazy_on_dask("values")
+    @lazy_on_dask("values")
     def score_samples(self, X):
         """Log-likelihood of each read under the fitted abundances.
 

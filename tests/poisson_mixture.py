@@ -2,8 +2,9 @@
 
 Test-only (not part of skem's public API): it shows, and the contract tests
 check, that a model needs one module with its math -- a frozen
-:class:`~skem._mixture.MixtureModel` -- and a thin estimator, and nothing in
-the engine. It is registered in ``conftest.ESTIMATORS``.
+:class:`~skem.engine.MixtureModel` -- and a thin estimator, all from the public
+contract :mod:`skem.engine`, and nothing in the engine. It is registered in
+``conftest.ESTIMATORS``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import numpy as np
 from scipy.special import gammaln
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from skem._base import BaseMixture
-from skem._em import AdditiveStats, RowData
-from skem._mixture import MixtureModel
+from skem.engine import AdditiveStats, BaseMixture, MixtureModel, RowData, mixing_weights, param
 
 RATE_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
 class PoissonParams:
-    weights: np.ndarray  # (K,)
-    rates: np.ndarray  # (K, D)
+    weights: np.ndarray = param("simplex")  # (K,)
+    rates: np.ndarray = param("positive", floor=RATE_FLOOR)  # (K, D)
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,21 @@ class PoissonModel(MixtureModel):
     def prepare(self, X, weights):
         return Counts(weights=weights, X=X)
 
-    def estimate_log_prob(self, params, chunk):
+    def estimate_log_prob(self, params, chunk, work):
         X = chunk.X
         return X @ np.log(params.rates).T - params.rates.sum(axis=1) - gammaln(X + 1).sum(axis=1)[:, None]
 
-    def accumulate(self, params, chunk, weighted_resp):
+    def accumulate(self, params, chunk, weighted_resp, work):
         return PoissonStats(weighted_resp.sum(axis=0), weighted_resp.T @ chunk.X)
 
     def m_step(self, stats, params):
-        total = stats.resp_sum.sum()
-        resp_sum = np.maximum(stats.resp_sum, 1e-10 * total)
-        rates = np.maximum(stats.x_sum / resp_sum[:, None], RATE_FLOOR)
-        return PoissonParams(resp_sum / resp_sum.sum(), rates)
+        weights, occupied = mixing_weights(stats.resp_sum)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rates = stats.x_sum / stats.resp_sum[:, None]
+        # An empty component keeps its rates (at the start, the pooled rates).
+        kept = stats.x_sum.sum(axis=0) / stats.resp_sum.sum() if params is None else params.rates
+        rates = np.where(occupied[:, None], rates, kept)
+        return PoissonParams(weights, np.maximum(rates, RATE_FLOOR))
 
     def init_features(self, data, rows):
         return np.log1p(data.X[rows])
@@ -67,15 +69,6 @@ class PoissonModel(MixtureModel):
     def n_parameters(self, params):
         K, D = params.rates.shape
         return K - 1 + K * D
-
-    def pack(self, params):
-        return np.concatenate([np.log(params.weights), np.log(params.rates).ravel()])
-
-    def unpack(self, vector, params):
-        K = params.weights.shape[0]
-        weights = np.exp(vector[:K] - vector[:K].max())
-        rates = np.maximum(np.exp(vector[K:]).reshape(params.rates.shape), RATE_FLOOR)
-        return PoissonParams(weights / weights.sum(), rates)
 
 
 class PoissonMixture(BaseMixture):
@@ -113,7 +106,7 @@ class PoissonMixture(BaseMixture):
         check_non_negative(X, "PoissonMixture")
         return X
 
-    def _build_model(self, X):
+    def _build_model(self, X, sample_weight):
         self._check_n_samples(X)
         return PoissonModel(n_components=self.n_components, init_params=self.init_params)
 

@@ -1,7 +1,9 @@
 """The ``skem`` command, run in process through ``main(argv)``."""
 
 import argparse
+import ast
 import gzip
+import os
 import subprocess
 import sys
 
@@ -211,7 +213,7 @@ def test_motif_both_strands_reports_the_strand_of_each_site(tmp_path):
         (["nbmix", "{bad}", "-k", "2", "-o", "x"], "not numeric"),
         (["nbmix", "{counts}", "--k-range", "3-1", "-o", "x"], "--k-range"),
         (["nbmix", "{counts}", "--dispersion", "-1", "-o", "x"], "--dispersion"),
-        (["nbmix", "{negative}", "-k", "2", "-o", "x"], "Negative values"),
+        (["nbmix", "{negative}", "-k", "2", "-o", "x"], "is negative"),
         (["quant", "--eq-classes", "{bad}", "--lengths", "{bad}", "-o", "x"], "line"),
         (["motif", "{fasta}", "-w", "50", "-o", "x"], "shorter than"),
     ],
@@ -229,3 +231,76 @@ def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(["-q", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+#: Modules that the parser must not import: they take about a second (scipy.stats through
+#: scikit-learn's utils) or belong to a command that is not running.
+HEAVY = ("numpy", "pandas", "scipy", "sklearn", "skem.motifs", "skem.negbin", "skem.transcripts",
+         "skem.io._bam", "skem.io._motif", "skem.io._quant")
+
+#: Prints, after running ``main`` on each of its arguments, the heavy modules imported.
+IMPORTED = """
+import sys
+from skem.cli import main
+for argv in {argvs!r}:
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print([name for name in {heavy!r} if name in sys.modules], file=sys.stderr)
+"""
+
+
+def _heavy_imports(argvs, heavy):
+    """The modules among ``heavy`` imported by running ``main`` on each of ``argvs``."""
+    code = IMPORTED.format(argvs=argvs, heavy=heavy)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return ast.literal_eval(result.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["--version"], ["demo", "--help"],
+                                  ["nbmix", "--help"], ["quant", "--help"], ["motif", "--help"]])
+def test_help_and_version_import_nothing_heavy(argv):
+    """``skem``, ``--help``, ``--version`` and ``skem CMD --help`` answer without NumPy,
+    pandas, SciPy or scikit-learn (about a second, 1.4 s before, on a quiet machine)."""
+    assert _heavy_imports([argv], HEAVY) == []
+
+
+def test_import_skem_is_light_and_names_load_on_use():
+    code = ("import sys, skem; light = 'sklearn' not in sys.modules and 'numpy' not in sys.modules; "
+            "from skem import NegBinMixture, MotifMixture; from skem.io import read_meme; "
+            "print(light, NegBinMixture.__module__, MotifMixture.__module__, read_meme.__module__, "
+            "set(skem.__all__) <= set(dir(skem)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True", "skem.negbin", "skem.motifs", "skem.io._motif", "True"]
+    with pytest.raises(AttributeError, match="module 'skem' has no attribute 'nope'"):
+        skem.nope  # noqa: B018
+
+
+def test_quant_imports_no_motif_code(tmp_path):
+    argv = ["-q", "quant", "--eq-classes", str(example_path("transcripts_eq_classes.txt.gz")),
+            "--lengths", str(example_path("transcripts_lengths.tsv")), "-o", str(tmp_path / "q")]
+    motif_code = ("skem.motifs", "skem._motif_sequences", "skem._motif_search", "skem.io._motif")
+    assert _heavy_imports([argv], (*motif_code, "skem.negbin", "skem.transcripts")) == [
+        "skem.transcripts"
+    ]
+    assert (tmp_path / "q" / "quant.sf").is_file()
+
+
+@pytest.mark.parametrize("entry", [["-m", "skem"], ["-c", "import sys; from skem.cli import main; "
+                                                          "sys.exit(main())"]])
+def test_ctrl_c_while_importing_is_one_line(tmp_path, entry):
+    """Ctrl-C while the command imports scikit-learn (its first second): one line, exit code 130.
+
+    A stand-in ``sklearn`` whose import is interrupted makes the moment exact.
+    """
+    fake = tmp_path / "fake" / "sklearn"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    (tmp_path / "counts.csv").write_text("g1,g2\n1,2\n3,4\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
+    result = subprocess.run(
+        [sys.executable, *entry, "nbmix", str(tmp_path / "counts.csv"), "-o", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert (result.returncode, result.stderr) == (130, "skem: interrupted\n")

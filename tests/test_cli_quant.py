@@ -243,3 +243,20 @@ def test_min_likelihood_ratio_and_the_score_scale_message(tmp_path, capsys):
     assert code == 0 and best.tolist() == pytest.approx([100, 100], abs=1e-6)
     code, err = quant([*common, "--score-scale", 0, "-o", tmp_path / "flat"], capsys)
     assert code == 0 and "score scale" not in err
+
+
+def test_transcript_names_that_quant_sf_cannot_carry_fail_before_the_fit(tmp_path, capsys):
+    """A transcript named NA would come back from quant.sf as a missing value: refused at once."""
+    eq = tmp_path / "eq_classes.txt"
+    eq.write_text("2\n1\ntx1\nNA\n2\t0\t1\t10\n")
+    lengths = tmp_path / "lengths.tsv"
+    lengths.write_text("tx1\t500\nNA\t600\n")
+    code = main(["quant", "--eq-classes", str(eq), "--lengths", str(lengths),
+                 "-o", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"skem quant: error: {eq}: transcript 2 ('NA') is empty or reads as a "
+                       f"missing value (pandas and R read NA, nan, NULL, ...): rename it to write "
+                       f"a table that reads back the same.")
+    assert not any("quantifying" in line for line in err)  # before the fit
+    assert not (tmp_path / "out").exists()

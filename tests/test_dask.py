@@ -170,7 +170,7 @@ def test_initialization_uses_a_sample_of_blocks(monkeypatch):
     monkeypatch.setattr(skem._dask, "INIT_ROWS", 600)
     monkeypatch.setattr(skem._dask, "INIT_BLOCKS", 4)
     model = NegBinMixture(2, tol=1e-8, random_state=0)
-    engine_model = model._build_model(dX)
+    engine_model = model._build_model(dX, None)
     rows = DaskRows(engine_model, dX).init_rows(engine_model, np.random.RandomState(0))
     assert rows.weights.sum() == 600  # 4 blocks x 150 rows, identical rows merged
     fitted = model.fit(dX)

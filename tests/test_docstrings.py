@@ -9,7 +9,7 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate")
 
 MODULES = [
     "skem", "skem.datasets", "skem.io", "skem.plotting", "skem.transcripts", "skem.samples", "skem.sequences",
-    "skem.motifs",
+    "skem.motifs", "skem.sequence_motifs",
 ]
 #: Missing docstring, undocumented or unknown parameters, parameters or returns
 #: without a description, no Returns section, no summary.

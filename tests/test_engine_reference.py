@@ -42,8 +42,8 @@ def _replay(estimator, X, sample_weight=None):
         np.iinfo(np.int32).max, size=estimator.n_init
     )
     X = estimator._validate_X(X, reset=True)
-    model = estimator._build_model(X)
     weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
+    model = estimator._build_model(X, weights)
     data = in_memory_rows(model, X, weights)
     controls = estimator._controls()
     return [skem._base._run_from(model, data, seed, controls, i) for i, seed in enumerate(seeds)]
@@ -317,7 +317,7 @@ def test_squarem_never_exceeds_max_iter():
 def _initial_resp(init_params, X, seed):
     estimator = NegBinMixture(n_components=4, init_params=init_params)
     X = estimator._validate_X(X, reset=True)
-    model = estimator._build_model(X)
+    model = estimator._build_model(X, np.ones(X.shape[0]))
     data = in_memory_rows(model, X, np.ones(X.shape[0]))
     return model.initial_resp(data, np.random.RandomState(seed), None)
 

@@ -454,9 +454,9 @@ def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
                               segment(h, "orphan", None, 0, flag=0x1 | 0x4 | 0x80)])
     path = write_bam(tmp_path / "r.bam", records)
     whole = read_alignments(path)
-    import skem.io._bam as bam_module
+    import skem.io._bam_scan as bam_module
 
-    monkeypatch.setattr(bam_module, "_BLOCK_RECORDS", 5)
+    monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {"block_records": 5, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
     blocks = read_alignments(path)
     np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
     np.testing.assert_array_equal(blocks.counts, whole.counts)
@@ -475,3 +475,250 @@ def test_qc_failed_records_are_skipped_by_both_readers(tmp_path):
     np.testing.assert_array_equal(compatible.X.toarray(), [[1, 0], [0, 0]])
     aln = read_alignments(path, fragment_length=100)
     assert aln.X.toarray().tolist() == [[1.0, 0.0]] and aln.n_unassigned == 1
+
+
+# ------------------------------------------------------------------ record order
+
+
+def mixed_fragments(rng, n=30):
+    """Pairs (some multi-mapped, on A and on B), an orphan mate, a pair with a stray mate record."""
+    out = []
+    for i in range(n):
+        left = int(rng.integers(0, 300))
+        length = int(rng.normal(200, 20))
+        out.append(lambda h, i=i, left=left, length=length: (
+            pair(h, f"p{i}", "A", left, left + length - READ, score=(0, -int(i % 3)))
+            + pair(h, f"p{i}", "B", left + 5, left + 5 + length - READ, score=(-2, 0), secondary=True)
+            * (i % 2)))
+    out.append(lambda h: [segment(h, "orphan", "A", 30, flag=0x1 | 0x8 | 0x40, score=0),
+                          segment(h, "orphan", None, 0, flag=0x1 | 0x4 | 0x80)])
+    out.append(lambda h: pair(h, "stray", "A", 40, 200)
+               + [segment(h, "stray", "B", 70, flag=0x1 | 0x100 | 0x40, score=-4, mate=("B", 0))])
+    return out
+
+
+def reordered(tmp_path, records, refs=REFS):
+    """The same records written in five orders: {name: path}, with the SO each header claims."""
+    with pysam.AlignmentFile(str(tmp_path / "src.bam"), "wb", header=header(refs)) as out:
+        for make in records:
+            for record in make(out.header):
+                out.write(record)
+    with pysam.AlignmentFile(str(tmp_path / "src.bam")) as source:
+        grouped = list(source.fetch(until_eof=True))
+    rng = np.random.default_rng(7)
+    unmapped_last = (lambda a: (a.reference_id < 0, a.reference_id, a.reference_start))
+    orders = {
+        "grouped": (grouped, "unsorted"),
+        "shuffled": ([grouped[i] for i in rng.permutation(len(grouped))], "unsorted"),
+        "name-sorted": (sorted(grouped, key=lambda a: a.query_name), "queryname"),
+        "coordinate-sorted": (sorted(grouped, key=unmapped_last), "coordinate"),
+        "coordinate, header says unsorted": (sorted(grouped, key=unmapped_last), "unsorted"),
+        "read 1 records first": (sorted(grouped, key=lambda a: a.is_read2), "unsorted"),
+        "secondary records last": (sorted(grouped, key=lambda a: a.is_secondary), "unsorted"),
+    }
+    paths = {}
+    for i, (name, (order, so)) in enumerate(orders.items()):
+        path = tmp_path / f"{i}.bam"
+        with pysam.AlignmentFile(str(path), "wb", header=header(refs, so)) as out:
+            for record in order:
+                out.write(record)
+        paths[name] = path
+    return paths
+
+
+def same_classes(a, b):
+    np.testing.assert_allclose(a.X.toarray(), b.X.toarray(), rtol=1e-12)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.fragment_length_pmf, b.fragment_length_pmf, rtol=1e-12)
+    assert (a.n_fragments, a.n_unassigned, a.library_type) == (b.n_fragments, b.n_unassigned, b.library_type)
+
+
+def test_any_record_order_gives_the_same_classes(tmp_path):
+    records = mixed_fragments(np.random.default_rng(5))
+    paths = reordered(tmp_path, records)
+    results = {name: read_alignments(path) for name, path in paths.items()}
+    reference = results["grouped"]
+    assert reference.n_fragments == 32 and reference.counts.sum() == 32
+    for name, result in results.items():
+        same_classes(result, reference)
+        compatible = read_bam(paths[name])
+        assert compatible.X.shape == (32, 2)
+
+
+def test_single_end_secondaries_after_other_reads_are_one_read(tmp_path):
+    # 60 reads on A; every second one also on B, its secondary record written after all primaries
+    records = [lambda h, i=i: [segment(h, f"r{i}", "A", 10 + i, score=0)]
+               + [segment(h, f"r{i}", "B", 10 + i, score=-1, flag=0x100)] * (i % 2) for i in range(60)]
+    paths = reordered(tmp_path, records)
+    results = {name: read_alignments(path, fragment_length=100, library_type="U")
+               for name, path in paths.items()}
+    for result in results.values():
+        assert result.n_fragments == 60 and result.counts.sum() == 60
+        same_classes(result, results["grouped"])
+    fit = TranscriptQuantifier(x_includes_length=True, effective_lengths=results["secondary records last"]
+                               .effective_lengths).fit(results["secondary records last"].X,
+                                                       sample_weight=results["secondary records last"].counts)
+    assert fit.est_counts_.sum() == pytest.approx(60)
+
+
+def test_read_1_records_before_read_2_records_through_the_cli(tmp_path):
+    from skem.cli import main
+
+    records = [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 250 + i) for i in range(40)]
+    path = reordered(tmp_path, records)["read 1 records first"]
+    assert main(["quant", "--alignments", str(path), "--fragment-length", "200", "--fragment-sd", "20",
+                 "-o", str(tmp_path / "out")]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "abundance.tsv", sep="\t")
+    assert table["est_counts"].sum() == pytest.approx(40)
+
+
+def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
+    from skem.io._bam_scan import scan_alignments
+
+    records = mixed_fragments(np.random.default_rng(6))
+    paths = reordered(tmp_path, records)
+    whole = scan_alignments(paths["shuffled"])
+    small = scan_alignments(paths["shuffled"], block_records=3)
+    assert len(small.blocks) > len(whole.blocks) and small.n_fragments == whole.n_fragments == 32
+    for key in ("fragment", "transcript", "extent", "score"):
+        both = [np.concatenate([b[key] for b in scan.blocks]) for scan in (whole, small)]
+        np.testing.assert_array_equal(*both)
+    # a grouped file found scattered only in a later block is read again by name
+    late = scan_alignments(paths["secondary records last"], block_records=3)
+    assert late.n_fragments == 32
+    with pytest.raises(ValueError, match=r"1\.bam, record \d+: read '\w+' recurs.*samtools collate"):
+        scan_alignments(paths["shuffled"], max_scattered_reads=5)
+    # a damaged file is named wherever the pass that meets the damage is (names only, here)
+    cut = tmp_path / "cut.bam"
+    with pysam.AlignmentFile(str(paths["shuffled"])) as source:
+        records = list(source.fetch(until_eof=True))
+    with pysam.AlignmentFile(str(cut), "wb", header=header()) as out:
+        for record in records * 400:  # enough records for several BGZF blocks
+            out.write(record)
+    damaged = cut.read_bytes()
+    middle = len(damaged) * 2 // 3  # garbage in a later BGZF block; the EOF marker intact
+    (tmp_path / "damaged.bam").write_bytes(damaged[:middle] + b"\x00" * 64 + damaged[middle + 64:])
+    with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM file"):
+        scan_alignments(tmp_path / "damaged.bam", block_records=3)
+
+
+# ------------------------------------------------------------------ fragment lengths
+
+
+def test_fragment_lengths_are_learned_from_uniquely_aligned_pairs_only(tmp_path):
+    rng = np.random.default_rng(8)
+    unique = rng.normal(200, 10, 50).round().astype(int)
+    records = [lambda h, i=i, f=f: pair(h, f"u{i}", "A", 100, 100 + f - READ) for i, f in enumerate(unique)]
+    # multi-mapped 450-bp pairs, their secondary pair written after all other reads
+    multi = [lambda h, i=i: pair(h, f"m{i}", "A", 50, 50 + 450 - READ) for i in range(50)]
+    later = [lambda h, i=i: pair(h, f"m{i}", "B", 20, 20 + 450 - READ, secondary=True) for i in range(50)]
+    # a 300-bp pair whose read 1 also aligns alone elsewhere: not unique either
+    stray = [lambda h, i=i: pair(h, f"s{i}", "A", 300, 300 + 300 - READ)
+             + [segment(h, f"s{i}", "B", 5, flag=0x1 | 0x100 | 0x40, score=-3, mate=("B", 0))]
+             for i in range(20)]
+    aln = read_alignments(write_bam(tmp_path / "r.bam", records + multi + stray + later))
+    assert aln.n_fragments == 120
+    # brute force: the histogram of the unique pairs' lengths, with 1 % of a normal of its moments
+    histogram = np.bincount(unique, minlength=1001)[:1001].astype(float)
+    f = np.arange(1001)
+    mean = histogram @ f / histogram.sum()
+    sd = np.sqrt(histogram @ (f - mean) ** 2 / histogram.sum())
+    normal = np.r_[0.0, norm.pdf(f[1:], mean, sd)]
+    expected = 0.99 * histogram / histogram.sum() + 0.01 * normal / normal.sum()
+    np.testing.assert_allclose(aln.fragment_length_pmf, expected / expected.sum(), rtol=1e-9, atol=1e-15)
+
+
+def test_fragment_length_longer_than_every_transcript_is_one_clear_error(tmp_path):
+    path = write_bam(tmp_path / "r.bam", [lambda h: [segment(h, "r1", "A", 10, score=0)]])
+    for options in ({"fragment_length": 5000}, {"fragment_length": 5000, "fragment_length_sd": 100}):
+        with pytest.raises(ValueError, match=r"r\.bam: no fragment .* fits any transcript: the longest is 1000"):
+            read_alignments(path, **options)
+
+
+def test_transcripts_far_in_the_fragment_lengths_tail_get_the_right_probabilities(tmp_path):
+    # mean 1100, sd 12: B (600) lies 42 sd below the mean, where P(f <= 600) underflows in linear
+    # space; the model still gives its reads a definite probability (fragments of about 600)
+    mean, sd = 1100.0, 12.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "r1", "A", 0, score=0), segment(h, "r1", "B", 0, score=0, flag=0x100)],
+        lambda h: [segment(h, "r2", "B", 0, score=0)],
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd, library_type="U")
+    from scipy.special import logsumexp
+
+    def log_start_probability(L, room):
+        f = np.arange(1, 1101 + 120)
+        lp = norm.logpdf(f, mean, sd)
+        fits = f <= min(room, L)
+        return logsumexp(lp[fits] - np.log(L - f[fits] + 1)) - logsumexp(lp[f <= L])
+
+    expected = np.exp(log_start_probability(600, 600) - log_start_probability(1000, 1000))
+    rows = {tuple(np.flatnonzero(row)) for row in aln.X.toarray()}
+    assert rows == {(0, 1), (1,)}
+    both = aln.X.toarray()[[i for i in range(2) if aln.X[i].nnz == 2][0]]
+    assert both[1] / both[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_single_read_sums_against_brute_force():
+    from skem.io._bam_likelihood import single_read_log_prob
+    from skem.transcripts import fragment_log_pmf
+
+    rng = np.random.default_rng(9)
+    log_pmf = fragment_log_pmf(180.0, 40.0)
+    pmf = np.exp(log_pmf - log_pmf.max())
+    L = rng.choice([30, 150, 999, 1000, 1001, 2500], size=200)
+    room = np.minimum(rng.integers(0, 1200, size=200), L + 50)
+    expected = np.empty(200)
+    for i in range(200):
+        f = np.arange(1, min(room[i], L[i], 1000) + 1)
+        with np.errstate(divide="ignore"):
+            expected[i] = np.log(np.sum(pmf[f] / (L[i] - f + 1))) - np.log(pmf[1:min(L[i], 1000) + 1].sum())
+    for entries in (1 << 20, 1001, 5):  # the table built for all lengths at once, one or one at a time
+        np.testing.assert_allclose(single_read_log_prob(room, np.arange(200), L, log_pmf, table_entries=entries),
+                                   expected, rtol=1e-10)
+
+
+def test_a_score_tag_that_is_not_a_number_is_named(tmp_path):
+    sam = tmp_path / "r.sam"
+    sam.write_text("@HD\tVN:1.6\n@SQ\tSN:A\tLN:1000\n"
+                   f"r1\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n"
+                   f"r2\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:Z:high\n")
+    with pytest.raises(ValueError, match=r"r\.sam, line 4: read 'r2' has an AS or NM tag that is not a number"):
+        read_alignments(sam, fragment_length=100)
+
+
+def test_reads_without_a_name_are_one_fragment_per_run(tmp_path):
+    # QNAME "*": pysam gives None; the first record must still start a fragment
+    sam = tmp_path / "r.sam"
+    sam.write_text("@HD\tVN:1.6\n@SQ\tSN:A\tLN:1000\n"
+                   f"*\t0\tA\t11\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n"
+                   f"r2\t0\tA\t21\t255\t{READ}M\t*\t0\t0\t{'A' * READ}\t*\tAS:i:0\n")
+    aln = read_alignments(sam, fragment_length=100)
+    assert aln.n_fragments == 2 and aln.counts.sum() == 2
+
+
+def test_fragment_lengths_of_one_length_get_a_normal_of_sd_one(tmp_path):
+    # every unique pair is 200 bp: the histogram's sd is 0, the mixed-in normal's is 1
+    records = [lambda h, i=i: pair(h, f"u{i}", "A", 100, 100 + 200 - READ) for i in range(20)]
+    aln = read_alignments(write_bam(tmp_path / "r.bam", records))
+    normal = np.r_[0.0, norm.pdf(np.arange(1, 1001), 200, 1)]
+    expected = 0.01 * normal / normal.sum()
+    expected[200] += 0.99
+    np.testing.assert_allclose(aln.fragment_length_pmf, expected / expected.sum(), rtol=1e-9, atol=1e-300)
+
+
+def test_a_pair_as_long_as_its_transcript_has_one_start(tmp_path):
+    # on B (600) the pair covers the whole transcript, f = L: P(600) / P(f <= 600) / 1
+    mean, sd = 500.0, 60.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: pair(h, "f1", "A", 100, 100 + 600 - READ)
+        + pair(h, "f1", "B", 0, 600 - READ, secondary=True),
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
+    p = normal_pmf(mean, sd)
+    a = p[600] / p[:1001].sum() / (1000 - 600 + 1)
+    b = p[600] / p[:601].sum() / 1
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)

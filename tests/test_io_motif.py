@@ -180,6 +180,12 @@ def test_meme_reader_accepts_alt_names_and_e_values(tmp_path):
         ("ALPHABET= ACGT\n", "", 8, "no 'ALPHABET=' line"),
         ("w= 2", "w= two", 9, "needs 'w= <int>'"),
         ("MOTIF m1 alt", "MOTIF", 8, "without a name"),
+        # issue 20: a row beyond w= was dropped, giving a 2-row motif from three rows
+        (" 0.25 0.25 0.25 0.25\n", " 0.25 0.25 0.25 0.25\n 0.4 0.3 0.2 0.1\n", 12,
+         r"'m1' has more matrix rows than the w= 2 of its header \(line 9\)"),
+        (" 0.25 0.25 0.25 0.25\n", " 0.25 0.25 0.25 0.25\n\n 0.4 0.3 0.2 0.1\n", 13,
+         "more matrix rows than the w= 2"),
+        ("w= 2", "w= 0", 9, "w= 0; a motif has at least one position"),
     ],
 )
 def test_malformed_meme_names_file_and_line(tmp_path, old, new, line, message):
@@ -249,7 +255,10 @@ def test_jaspar_reads_the_canonical_layout(tmp_path):
         (">m\nA [ 1 -2 ]\n", 2, "non-negative"),
         (">m\nA 1 2\n", 2, "expected a row like"),
         (">m\n>n\nA [ 1 ]\n", 1, "'m' has no rows"),
-        (">m\nA [ 1 ]\n>m\nA [ 1 ]\n", 3, "appears twice"),
+        (">m\nA [ 1 ]\nC [ 1 ]\nG [ 1 ]\nT [ 1 ]\n>m\nA [ 1 ]\n", 6, "appears twice"),
+        # issue 20: a matrix without a row per letter is not a 3-letter motif
+        (">m\nA [ 1 2 ]\nC [ 1 2 ]\nG [ 1 2 ]\n", 1, r"matrix 'm' has no row for 'T' \(alphabet 'ACGT'"),
+        (">m\nA [ 1 ]\nC [ 1 ]\nG [ 1 ]\nN [ 1 ]\nT [ 1 ]\n", 5, "letter 'N' of matrix 'm' is not in the alphabet"),
     ],
 )
 def test_malformed_jaspar_names_file_and_line(tmp_path, text, line, message):
@@ -282,11 +291,11 @@ def test_fasta_windows_fit_and_sites_end_to_end(tmp_path):
 
 
 def _fitted_sequence_model():
-    from skem import MotifMixture
+    from skem import SequenceMotifMixture
     from skem.datasets import make_motif_sequences
 
     sequences, _, pwm = make_motif_sequences(80, 60, width=8, both_strands=True, random_state=0)
-    return MotifMixture(width=8, revcomp=True, random_state=0).fit(sequences), pwm
+    return SequenceMotifMixture(width=8, revcomp=True, random_state=0).fit(sequences), pwm
 
 
 def test_biopython_parses_our_meme_output(tmp_path):

@@ -223,6 +223,15 @@ def test_two_column_lengths_with_and_without_header(tmp_path):
     assert "'A' repeats line 2" in str(error.value)
 
 
+@pytest.mark.parametrize("missing", ["NA", "nan", "NaN", "", "NULL", "N/A"])
+def test_a_first_line_with_a_missing_length_is_not_a_header(tmp_path, missing):
+    """Issue 20: ``A<TAB>NA`` was taken for a header and transcript A disappeared."""
+    bad = write(tmp_path / "lengths.tsv", f"A\t{missing}\nB\t100\n")
+    with error_at(bad, 1) as error:
+        read_lengths(bad)
+    assert "the length of 'A'" in str(error.value)
+
+
 # ---------------------------------------------------------------- kallisto
 
 
@@ -267,6 +276,11 @@ def test_kallisto_tcc_fits_like_the_classes(tmp_path):
         ("counts", "0\tmany\n", 1, "count"),
         ("counts", "%%MatrixMarket matrix coordinate real general\n1 5 1\n1 6 2\n", 3, "outside"),
         ("counts", "%%MatrixMarket matrix coordinate real general\n1 5\n", 2, "size line"),
+        # issue 20: a symmetric file stores half a square matrix; counts (samples x ECs) are general
+        ("counts", "%%MatrixMarket matrix coordinate real symmetric\n5 5 1\n4 1 2\n", 1,
+         "is 'general', got 'symmetric'"),
+        ("counts", "%%MatrixMarket matrix array real general\n1 5\n1\n2\n3\n4\n5\n", 1,
+         "coordinate matrices are supported"),
     ],
 )
 def test_kallisto_malformed(tmp_path, which, text, line, message):

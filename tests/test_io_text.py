@@ -47,3 +47,31 @@ def test_truncated_gzip_names_the_file_and_the_last_line_read(tmp_path):
     path.write_bytes(gzip.compress(b"".join(b"line %d\n" % i for i in range(5000)))[:-40])
     with pytest.raises(ValueError, match=r"cut\.txt\.gz: cannot be read after line \d+"):
         list(TextLines(path))
+
+
+class _Pipe:
+    """A binary stream that can only be read forward (no seek, no peek), like a pipe."""
+
+    def __init__(self, data):
+        self._data = io.BytesIO(data)
+
+    def read(self, size=-1):
+        return self._data.read(size)
+
+
+@pytest.mark.parametrize("stream", [io.BytesIO, _Pipe])
+def test_gzip_is_detected_from_the_content_of_a_file_object(stream):
+    """Issue 20: gzip bytes in a BytesIO were read as text ("not UTF-8")."""
+    from skem.io import read_fasta
+
+    text = b">s1 first\nACGT\n>s2\nGG\n"
+    assert read_fasta(stream(gzip.compress(text))) == {"s1": "ACGT", "s2": "GG"}
+    assert read_fasta(stream(text)) == {"s1": "ACGT", "s2": "GG"}  # the bytes looked at come back
+    assert list(TextLines(stream(gzip.compress(CONTENT)))) == LINES
+    assert list(TextLines(stream(b"x"))) == ["x"]  # shorter than the gzip magic
+
+
+def test_a_truncated_gzip_file_object_is_named():
+    data = gzip.compress(b">s1\n" + b"ACGT\n" * 20000)
+    with pytest.raises(ValueError, match="cannot be read after line"):
+        list(TextLines(io.BytesIO(data[: len(data) // 2])))

@@ -1,4 +1,4 @@
-"""Tests of the motif search (skem._motif_search): its candidates' model alone against the engine,
+"""Tests of the window model's motif search (skem._window_search): its candidates' model alone against the engine,
 its pieces, and the motifs it finds through MotifMixture's default start."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import skem._motif_search as search
+import skem._window_search as search
+from skem._pwm import N_CONTINUE, CandidateParams, distinct_candidates, shift_log_pwm
 from skem import MotifMixture
 from skem._em import EMControls, in_memory_rows, run_em
-from skem._motif_search import CandidateBatch, CandidateParams, search_motifs
+from skem._window_search import CandidateBatch, search_motifs
 from skem.datasets import make_motif_sequences, make_motif_windows
-from skem.motifs import MotifModel, MotifParams
+from skem._motif_windows import MotifModel
+from skem._pwm import MotifParams
 from skem.sequences import encode_sequences, one_hot, revcomp_permutation, sequence_windows
 from test_motifs import _distance_to, _motif_component
 
@@ -97,10 +99,10 @@ def test_candidate_step_is_the_two_part_mixture_update_by_hand():
 def test_shift_moves_positions_and_fills_with_the_background():
     background = np.full((4, 4), 0.25)
     pwm = np.log(np.eye(4)[[0, 1, 2, 3]] * 0.9 + 0.025)
-    moved = np.exp(search._shift(pwm.reshape(-1), background, 1)).reshape(4, 4)
+    moved = np.exp(shift_log_pwm(pwm.reshape(-1), background, 1)).reshape(4, 4)
     np.testing.assert_allclose(moved[:3], np.exp(pwm[1:]))
     np.testing.assert_allclose(moved[3], 0.25)
-    back = np.exp(search._shift(pwm.reshape(-1), background, -2)).reshape(4, 4)
+    back = np.exp(shift_log_pwm(pwm.reshape(-1), background, -2)).reshape(4, 4)
     np.testing.assert_allclose(back[2:], np.exp(pwm[:2]))
     np.testing.assert_allclose(back[:2], 0.25)
 
@@ -115,8 +117,8 @@ def test_distinct_candidates_skip_copies_and_reverse_complements():
         np.stack([log_pwms[0], flipped, log_pwms[1], log_pwms[2]]), np.full(4, 0.1)
     )
     score = np.array([4.0, 3.0, 2.0, 1.0])
-    np.testing.assert_array_equal(search._distinct(params, score, perm).log_pwms, log_pwms)
-    kept = search._distinct(params, score, None).log_pwms  # one strand: the flip is another motif
+    np.testing.assert_array_equal(distinct_candidates(params, score, perm).log_pwms, log_pwms)
+    kept = distinct_candidates(params, score, None).log_pwms  # one strand: the flip is another motif
     np.testing.assert_array_equal(kept, [log_pwms[0], flipped, log_pwms[1]])
 
 
@@ -140,7 +142,7 @@ def test_every_run_of_the_search_goes_through_the_engine_with_the_chunk_size(mon
     batches = [controls for name, _, controls in calls if name == "CandidateBatch"]
     assert len(batches) == 2 and all(c.max_iter == search.SHORT_ITER for c in batches)
     continued = [(n, c.max_iter) for name, n, c in calls if name == "MotifModel"]
-    assert len(continued) == 2 * search.N_CONTINUE
+    assert len(continued) == 2 * N_CONTINUE
     assert {max_iter for _, max_iter in continued} == {search.CONTINUE_ITER, search.FINAL_ITER}
     assert {n for n, max_iter in continued if max_iter == search.FINAL_ITER} == {data.n_rows}
 

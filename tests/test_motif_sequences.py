@@ -1,4 +1,4 @@
-"""MotifMixture(width=...): MEME's OOPS, ZOOPS and TCM models on whole sequences.
+"""SequenceMotifMixture: MEME's OOPS, ZOOPS and TCM models on whole sequences.
 
 References are independent of the code under test: likelihoods by enumerating
 every site configuration of short sequences, recovery of planted motifs (their
@@ -16,11 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from skem import MotifMixture
+from skem import MotifMixture, SequenceMotifMixture
 from skem._em import EMControls, in_memory_rows, run_em
-from skem._motif_sequences import SequenceMotifModel, SequenceMotifParams
+from skem._letters import encode_ragged
+from skem._motif_sequences import SequenceMotifModel
+from skem._sequence_sites import SequenceMotifParams
 from skem.datasets import make_motif_pwm, make_motif_sequences
-from skem.sequences import encode_ragged, reverse_complement, revcomp_permutation
+from skem.sequences import reverse_complement, revcomp_permutation
 
 DNA = "ACGT"
 
@@ -153,13 +155,13 @@ def test_weight_two_equals_the_sequence_twice_and_rows_chunks_and_order_do_not_m
     weights[:5] = 2
     repeated = names + names[:5]
     kwargs = dict(width=6, mode=mode, revcomp=True, random_state=0, tol=1e-10, max_iter=500)
-    weighted = MotifMixture(**kwargs).fit([sequences[n] for n in names], sample_weight=weights)
-    twice = MotifMixture(**kwargs).fit([sequences[n] for n in repeated])
-    chunked = MotifMixture(chunk_size=7, **kwargs).fit(
+    weighted = SequenceMotifMixture(**kwargs).fit([sequences[n] for n in names], sample_weight=weights)
+    twice = SequenceMotifMixture(**kwargs).fit([sequences[n] for n in repeated])
+    chunked = SequenceMotifMixture(chunk_size=7, **kwargs).fit(
         [sequences[n] for n in names], sample_weight=weights
     )
     order = np.random.default_rng(0).permutation(len(repeated))
-    shuffled = MotifMixture(**kwargs).fit([sequences[repeated[i]] for i in order])
+    shuffled = SequenceMotifMixture(**kwargs).fit([sequences[repeated[i]] for i in order])
     for other in (twice, chunked, shuffled):
         np.testing.assert_allclose(other.lower_bound_, weighted.lower_bound_, rtol=1e-8)
         np.testing.assert_allclose(other.pwms_, weighted.pwms_, atol=1e-5)
@@ -183,7 +185,7 @@ def _recover(seed, mode, palindromic=False, n=300, length=120, width=10):
     else:
         sequences, _, _ = make_motif_sequences(n, length, pwm=pwm, site_probability=site_probability,
                                                both_strands=True, random_state=rng)
-    model = MotifMixture(width=width, mode=mode, revcomp=True, palindromic=palindromic,
+    model = SequenceMotifMixture(width=width, mode=mode, revcomp=True, palindromic=palindromic,
                          random_state=seed).fit(sequences)
     return _l2(model.pwms_[1], pwm), model
 
@@ -219,7 +221,7 @@ def test_recovers_palindromes_from_the_simulator_across_20_seeds():
         pwm = make_motif_pwm(10, palindromic=True, random_state=rng)
         sequences, _, _ = make_motif_sequences(300, 120, pwm=pwm, site_probability=0.6,
                                                both_strands=True, random_state=rng)
-        model = MotifMixture(width=10, revcomp=True, palindromic=True, random_state=seed)
+        model = SequenceMotifMixture(width=10, revcomp=True, palindromic=True, random_state=seed)
         distances.append(_l2(model.fit(sequences).pwms_[1], pwm))
     assert max(distances) < 0.5, distances
 
@@ -248,7 +250,7 @@ def test_several_simulated_motifs_are_planted_without_overlaps_and_found_with_th
     counts = sites["motif"].value_counts()
     assert abs(counts[1] - 240) < 4 * np.sqrt(300 * 0.8 * 0.2)
     assert abs(counts[2] - 180) < 4 * np.sqrt(300 * 0.6 * 0.4)
-    model = MotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
+    model = SequenceMotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
     for k, pwm in enumerate(pwms, start=1):
         found = [j for j, f in enumerate(model.pwms_[1:]) if _l2(f, pwm) < 0.5]
         assert found, k
@@ -274,7 +276,7 @@ def _ctcf_like():
 def test_no_palindromic_chimera_on_500_sequences_with_one_ctcf_like_site():
     pwm = _ctcf_like()
     sequences, sites, _ = make_motif_sequences(500, 200, pwm=pwm, both_strands=True, random_state=0)
-    model = MotifMixture(width=19, revcomp=True, random_state=0).fit(sequences)
+    model = SequenceMotifMixture(width=19, revcomp=True, random_state=0).fit(sequences)
     found = model.pwms_[1]
     assert _l2(found, pwm) < 0.5
     # A chimera is close to its own reverse complement; the CTCF motif is not.
@@ -292,7 +294,7 @@ def test_two_planted_motifs_are_found_by_n_motifs_2():
     a, _, _ = make_motif_sequences(200, 80, pwm=first, both_strands=True, random_state=rng)
     b, _, _ = make_motif_sequences(200, 80, pwm=second, both_strands=True, random_state=rng)
     sequences = [a[k] + b[k] for k in a]
-    model = MotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
+    model = SequenceMotifMixture(width=(8, 12), n_motifs=2, revcomp=True, random_state=0).fit(sequences)
     found = list(model.pwms_[1:])
     assert min(_l2(f, first) for f in found) < 0.5
     assert min(_l2(f, second) for f in found) < 0.5
@@ -304,8 +306,8 @@ def test_significance_separates_a_motif_from_none():
     rng = np.random.RandomState(2)
     sequences, _, _ = make_motif_sequences(100, 100, width=10, random_state=rng)
     noise = ["".join(rng.choice(list(DNA), size=100)) for _ in range(100)]
-    with_motif = MotifMixture(width=10, random_state=0).fit(sequences)
-    without = MotifMixture(width=10, random_state=0).fit(noise)
+    with_motif = SequenceMotifMixture(width=10, random_state=0).fit(sequences)
+    without = SequenceMotifMixture(width=10, random_state=0).fit(noise)
     assert with_motif.log10_evalues_[0] < -20
     assert without.log10_evalues_[0] > with_motif.log10_evalues_[0] + 15
 
@@ -347,9 +349,10 @@ def test_default_fit_is_at_the_optimum(width, mode):
                                                both_strands=True, random_state=0)
         X = list(sequences.values())
         kwargs = dict(width=width, mode=mode, revcomp=True)
-    default = MotifMixture(random_state=0, **kwargs).fit(X)
+    estimator = MotifMixture if width is None else SequenceMotifMixture
+    default = estimator(random_state=0, **kwargs).fit(X)
     assert default.converged_
-    strict = MotifMixture(random_state=0, tol=1e-13, max_iter=20_000, warm_start=True, **kwargs)
+    strict = estimator(random_state=0, tol=1e-13, max_iter=20_000, warm_start=True, **kwargs)
     strict.fit(X)  # the first fit only sets up the warm start
     strict._set_fitted_params(default._get_fitted_params())
     strict.fit(X)
@@ -380,7 +383,7 @@ def _rows(sequences, mode="zoops", revcomp=True, width=6):
 
 @pytest.mark.parametrize("revcomp", [False, True])
 def test_kmer_enrichment_counts_the_sequences_holding_each_kmer(revcomp):
-    from skem._motif_search import kmer_enrichment
+    from skem._sequence_search import kmer_enrichment
 
     rng = np.random.default_rng(0)
     sequences = ["".join(rng.choice(list("ACGTN"), p=[0.3, 0.2, 0.2, 0.28, 0.02], size=n))
@@ -405,7 +408,7 @@ def test_kmer_enrichment_counts_the_sequences_holding_each_kmer(revcomp):
 
 
 def test_kmer_seeds_carry_a_planted_motif_beyond_the_kmer():
-    from skem._motif_search import SiteCandidateBatch, kmer_candidates, kmer_enrichment
+    from skem._sequence_search import SiteCandidateBatch, kmer_candidates, kmer_enrichment
 
     rng = np.random.RandomState(1)
     pwm = _ctcf_like()
@@ -426,7 +429,8 @@ def test_kmer_seeds_carry_a_planted_motif_beyond_the_kmer():
 @pytest.mark.parametrize("mode", ["oops", "zoops"])
 def test_candidate_batch_objective_equals_the_sequence_model(mode):
     from skem._em import e_pass
-    from skem._motif_search import CandidateParams, SiteCandidateBatch
+    from skem._pwm import CandidateParams
+    from skem._sequence_search import SiteCandidateBatch
 
     rng = np.random.default_rng(2)
     sequences = ["".join(rng.choice(list("ACGTN"), p=[0.24] * 4 + [0.04], size=n))
@@ -451,14 +455,14 @@ def test_candidate_batch_objective_equals_the_sequence_model(mode):
 
 def test_verbose_search_names_its_seeds_and_start(capsys):
     sequences, _, pwm = make_motif_sequences(60, 50, width=6, random_state=0)
-    MotifMixture(width=6, random_state=0, verbose=1).fit(sequences)
+    SequenceMotifMixture(width=6, random_state=0, verbose=1).fit(sequences)
     line = next(x for x in capsys.readouterr().out.splitlines() if "motif search" in x)
     assert "k-mer seeds" in line and "substrings" in line
 
 
 def test_sequences_without_any_whole_kmer_still_start():
     # No k-mer free of missing letters: the substring starts alone seed the search.
-    model = MotifMixture(width=3, random_state=0).fit(["ANNNNA", "ACNNNNGT"] * 5)
+    model = SequenceMotifMixture(width=3, random_state=0).fit(["ANNNNA", "ACNNNNGT"] * 5)
     assert np.isfinite(model.lower_bound_)
     np.testing.assert_allclose(model.pwms_[1].sum(axis=1), 1.0)
 
@@ -479,7 +483,7 @@ def test_inputs_of_any_kind_give_the_same_fit():
         "codes": [np.array([DNA.index(c) for c in s]) for s in strings],
         "ragged": [s[: 30 + i % 10] for i, s in enumerate(strings)],
     }
-    fits = {k: MotifMixture(width=6, random_state=0).fit(v) for k, v in forms.items()}
+    fits = {k: SequenceMotifMixture(width=6, random_state=0).fit(v) for k, v in forms.items()}
     for key in ("list", "bytes", "series", "frame", "codes"):
         np.testing.assert_allclose(fits[key].pwms_, fits["dict"].pwms_)
     assert fits["dict"].sites(sequences)["sequence"].iloc[0] in names
@@ -488,7 +492,7 @@ def test_inputs_of_any_kind_give_the_same_fit():
 def test_sites_and_predict_proba_and_sample():
     sequences, sites, pwm = make_motif_sequences(200, 60, width=8, site_probability=0.5,
                                                  both_strands=True, random_state=4)
-    model = MotifMixture(width=8, revcomp=True, random_state=0).fit(sequences)
+    model = SequenceMotifMixture(width=8, revcomp=True, random_state=0).fit(sequences)
     proba = model.predict_proba(list(sequences.values()))
     assert proba.shape == (200, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -510,7 +514,7 @@ def test_sites_and_predict_proba_and_sample():
     "X, params, message",
     [
         (["ACGT", "ACGZ"], {}, "Unknown letter 'Z' in sequence 1 at position 3"),
-        ({"a": "ACGTACGT", "b": "AC"}, {"mode": "oops"}, "sequence 'b' has 2 letters"),
+        ({"a": "ACGTACGT", "b": "AC"}, {"mode": "oops"}, r"sequence 1 \(counting from 0\) has 2 letters"),
         (["ACG", "AC"], {}, "No sequence is at least 5 letters long"),
         (["ACGTAA", ""], {}, "Sequence 1 is empty"),
         ("ACGTACGT", {}, "single string"),
@@ -520,7 +524,7 @@ def test_sites_and_predict_proba_and_sample():
 )
 def test_bad_input_is_a_clear_error(X, params, message):
     with pytest.raises(ValueError, match=message):
-        MotifMixture(**{"width": 5, **params}).fit(X)
+        SequenceMotifMixture(**{"width": 5, **params}).fit(X)
 
 
 def test_protein_alphabet():
@@ -528,7 +532,7 @@ def test_protein_alphabet():
     letters = "ACDEFGHIKLMNPQRSTVWY"
     pwm = make_motif_pwm(6, alphabet=letters, concentration=0.1, random_state=rng)
     sequences, _, _ = make_motif_sequences(150, 50, pwm=pwm, alphabet=letters, random_state=rng)
-    model = MotifMixture(width=6, alphabet=letters, random_state=0).fit(sequences)
+    model = SequenceMotifMixture(width=6, alphabet=letters, random_state=0).fit(sequences)
     assert np.linalg.norm(model.pwms_[1] - pwm) < 0.5
 
 

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from skem import MotifMixture
 from skem.datasets import make_motif_pwm, make_motif_sequences, make_motif_windows
-from skem.motifs import motif_m_step
+from skem._pwm import motif_m_step
 from skem.sequences import (
     decode_sequences,
     encode_sequences,
@@ -153,17 +153,6 @@ def test_an_explicit_alphabet_rejects_codes_outside_it():
         model.predict(np.array([[0, 1], [4, 0]]))
 
 
-def test_warm_start_keeps_the_fitted_alphabet():
-    codes = np.random.default_rng(24).integers(0, 6, size=(200, 4))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = MotifMixture(warm_start=True, max_iter=5, random_state=0).fit(codes)
-        model.fit(np.where(codes > 3, codes - 4, codes))
-    assert model.alphabet_ == "012345" and model.pwms_.shape == (2, 4, 6)
-    with pytest.raises(ValueError, match=r"X\[0, 0\] = .*7"):
-        model.fit(np.full((5, 4), 7))
-
-
 def test_default_alphabet_on_dask_codes_equals_the_in_memory_fit():
     da = pytest.importorskip("dask.array")
     codes = np.random.default_rng(25).integers(0, 7, size=(400, 5))
@@ -267,11 +256,11 @@ def test_sample_weight_equals_repeated_strings(revcomp):
 
 @pytest.mark.parametrize("revcomp", [False, True])
 def test_one_hot_built_per_chunk_when_too_large_to_store(monkeypatch, revcomp):
-    import skem.motifs
+    import skem._motif_windows
 
     X, _, _ = make_motif_windows(600, width=7, random_state=22)
     stored = MotifMixture(revcomp=revcomp, random_state=0).fit(X)
-    monkeypatch.setattr(skem.motifs, "ONEHOT_BYTES", 0)
+    monkeypatch.setattr(skem._motif_windows, "ONEHOT_BYTES", 0)
     lazy = MotifMixture(revcomp=revcomp, random_state=0, chunk_size=50).fit(X)
     assert lazy._model.prepare(encode_sequences(X), np.ones(600)).onehot.shape == (600, 0)
     np.testing.assert_allclose(lazy.pwms_, stored.pwms_, rtol=1e-9)
@@ -551,3 +540,34 @@ def test_new_windows_must_have_the_fitted_width():
         model.predict(["ACGTA"])
     with pytest.raises(ValueError, match="Unknown letter 'U'"):
         model.predict(["ACGTAU"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n_components": 3}, {"alphabet": "ACGT"}, {"background": "position-independent"},
+     {"revcomp": True}, {"wildcards": "NX"}],
+    ids=lambda change: next(iter(change)),
+)
+def test_warm_start_after_a_structural_change_warns_and_starts_afresh(change):
+    # Issue 19 item 3: the window model kept K and the alphabet of the previous fit.
+    X, _, _ = make_motif_windows(300, width=6, motif_fraction=0.3, random_state=40)
+    model = MotifMixture(warm_start=True, random_state=0).fit(X)
+    name = next(iter(change))
+    with pytest.warns(UserWarning, match=rf"{name}=.* -> "):
+        model.set_params(**change).fit(X)
+    fresh = MotifMixture(**{**model.get_params(), "warm_start": False}).fit(X)
+    np.testing.assert_allclose(model.pwms_, fresh.pwms_, rtol=1e-12)
+    np.testing.assert_allclose(model.lower_bounds_, fresh.lower_bounds_, rtol=1e-12)
+
+
+def test_warm_start_on_codes_with_other_letters_warns_and_starts_afresh():
+    rng = np.random.default_rng(41)
+    model = MotifMixture(warm_start=True, random_state=0).fit(rng.integers(0, 6, size=(200, 5)))
+    assert model.alphabet_ == "012345"
+    other = rng.integers(0, 5, size=(200, 5))
+    with pytest.warns(UserWarning, match="letters '01234'"):
+        model.fit(other)
+    assert model.alphabet_ == "01234" and model.pwms_.shape == (2, 5, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(other)  # the same letters: continues

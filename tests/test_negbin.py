@@ -753,3 +753,49 @@ def test_m_step_with_size_factors_increases_the_expected_loglik(dispersion):
 
         best = -minimize(negative, np.log(new.means).ravel(), method="BFGS").fun
         assert after - before > 0.5 * (best - before)
+
+
+def test_library_size_factors_with_sample_weight_through_grid_search():
+    # The weighted reference row total never ran: any sample_weight crashed in _build_model.
+    from sklearn import config_context
+
+    X, _, _ = _with_size_factors(400, 0.6, ((3.0, 30.0), (25.0, 2.0)), 0.1, seed=3)
+    weights = np.random.default_rng(0).integers(1, 4, size=len(X)).astype(float)
+    with config_context(enable_metadata_routing=True):
+        estimator = NegBinMixture(size_factors="library", tol=1e-6, random_state=0)
+        estimator.set_fit_request(sample_weight=True).set_score_request(sample_weight=True)
+        search = GridSearchCV(estimator, {"n_components": [1, 2]}, cv=3)
+        search.fit(X, sample_weight=weights)
+    assert search.best_params_["n_components"] == 2
+    repeated = NegBinMixture(2, size_factors="library", tol=1e-6, random_state=0).fit(
+        np.repeat(X, weights.astype(int), axis=0))
+    np.testing.assert_allclose(search.best_estimator_.means_, repeated.means_, rtol=1e-6)
+
+
+def test_weights_init_is_kept_with_library_size_factors():
+    X, _, _ = _with_size_factors(200, 0.6, ((3.0, 30.0), (25.0, 2.0)), 0.1, seed=3)
+    model = NegBinMixture(2, size_factors="library", weights_init=[0.9, 0.1], max_iter=0).fit(X)
+    np.testing.assert_array_equal(model.weights_, [0.9, 0.1])
+
+
+def test_warm_start_after_more_components_fits_them_and_names_them():
+    X, _, _ = _with_size_factors(300, 0.3, ((3.0, 30.0), (25.0, 2.0)), 0.1, seed=5)
+    model = NegBinMixture(2, warm_start=True, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match="n_components=2 -> 3"):
+        model.set_params(n_components=3).fit(X)
+    assert model.means_.shape == (3, 2) and model.component_means().shape == (3, 2)
+
+
+def test_component_tables_before_fit_raise_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        NegBinMixture().component_means()
+    with pytest.raises(NotFittedError):
+        NegBinMixture().component_dispersions()
+
+
+def test_unknown_per_row_keyword_is_a_type_error_naming_the_known_ones():
+    X, _, _ = _with_size_factors(50, 0.3, ((3.0,), (25.0,)), 0.1, seed=5)
+    with pytest.raises(TypeError, match="size_factor.*size_factors"):
+        NegBinMixture(2).fit(X, size_factor=np.ones(50))

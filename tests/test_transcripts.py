@@ -358,7 +358,7 @@ def test_truncation_zeroes_tiny_counts(reads):
 
 def test_truncate_keeps_the_total():
     params = TranscriptParams(np.array([5.0, 1e-9, 3e-300, 2.0]))
-    out = _truncate(params)
+    out = _truncate(params, 1.0)
     assert out.counts[1] == 0 and out.counts[2] == 0
     assert out.counts.sum() == pytest.approx(params.counts.sum(), rel=1e-15)
 
@@ -562,3 +562,25 @@ def test_bic_counts_free_abundances(reads):
     model = quantifier(truth).fit(X, sample_weight=counts)
     n = X.shape[0]
     assert model.bic(X) == pytest.approx(-2 * model.score(X) * n + (X.shape[1] - 1) * np.log(n))
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-10, 1e12, 1e300])
+def test_estimates_do_not_depend_on_the_scale_of_the_weights(scale):
+    # Truncation is in reads of the smallest weight, not in absolute weight: weights scaled
+    # by 1e-12 gave NaN, by 1e-10 a TPM of [1e6, 0, 0].
+    X = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 1]], float)
+    w = np.array([30, 5, 1, 20, 3], float)
+    reference = TranscriptQuantifier(lengths=[1000, 800, 1200]).fit(X, sample_weight=w)
+    scaled = TranscriptQuantifier(lengths=[1000, 800, 1200]).fit(X, sample_weight=w * scale)
+    np.testing.assert_allclose(scaled.tpm_, reference.tpm_, rtol=1e-9)
+    np.testing.assert_allclose(scaled.est_counts_ / scale, reference.est_counts_, rtol=1e-9)
+
+
+def test_score_ignores_rows_of_weight_zero():
+    # 0 x log(0) made the weighted mean NaN when a zero-weight read was impossible.
+    X = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0]], float)
+    model = TranscriptQuantifier(lengths=[1000, 800, 1200]).fit(X, sample_weight=[3.0, 2.0, 1.0])
+    impossible = np.array([[0, 0, 1.0]])
+    assert model.score_samples(impossible)[0] == -np.inf
+    with_zero = model.score(np.vstack([X, impossible]), sample_weight=[3.0, 2.0, 1.0, 0.0])
+    assert with_zero == model.score(X, sample_weight=[3.0, 2.0, 1.0])

@@ -6,6 +6,12 @@ input, bad options) end with a one-line message and exit code 2, never a
 traceback. Warnings are one ``warning:`` line each. Progress goes to standard
 error, results to files and standard output; when standard output is closed
 early (``skem quant ... | head``) the command ends quietly with exit code 0.
+
+Start-up: this package and the subcommands' modules import only the
+standard library, so that ``skem --help``, ``skem --version`` and ``skem
+CMD --help`` answer at once; a command imports what it uses (NumPy, pandas,
+scikit-learn, its estimator) when it runs, inside :func:`main`, where
+Ctrl-C during those imports ends with one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -15,11 +21,18 @@ import os
 import sys
 import warnings
 import zlib
-from pathlib import Path
 
 from .. import __version__
 from . import _demo, _motif, _nbmix, _quant
-from ._common import READ_ERRORS, Progress, UserError, first_line, read_error_message
+from ._common import (
+    OutputFolder,
+    Progress,
+    UserError,
+    check_not_a_file,
+    first_line,
+    is_read_error,
+    read_error_message,
+)
 
 __all__ = ["main"]
 
@@ -107,12 +120,21 @@ def _run(argv):
     args = parser.parse_args(argv)
     prog = f"skem {args.command}"
     progress = Progress(args.quiet)
+    folder = args.output if isinstance(getattr(args, "output", None), OutputFolder) else None
     try:
-        _check_output(args)
+        if folder is None:
+            if getattr(args, "output", None) is not None:  # skem demo -o
+                check_not_a_file(args.output)
+        else:  # refuse a non-empty folder without --force before any work
+            folder.check(force=args.force, command=prog)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.showwarning = _one_line_warning(prog)
-            args.run(args, print, progress)
+            try:
+                args.run(args, print, progress)
+            finally:  # list what was written, also when the run failed part-way
+                if folder is not None:
+                    folder.close()
     except BrokenPipeError:
         raise
     except USER_ERRORS as error:
@@ -132,11 +154,6 @@ def _one_line_warning(prog):
     return show
 
 
-def _check_output(args):
-    """An output path that exists but is not a folder fails before any work."""
-    output = getattr(args, "output", None)
-    if output is not None and Path(output).exists() and not Path(output).is_dir():
-        raise UserError(f"-o {output}: exists and is not a folder")
 
 
 def _input_files(args):
@@ -154,7 +171,7 @@ def _message(error, args):
     parsing errors from lower layers (a truncated ``.gz``: "Compressed file
     ended before the end-of-stream marker was reached") do not.
     """
-    if isinstance(error, READ_ERRORS):
+    if is_read_error(error):
         return read_error_message(error, _input_files(args))
     return first_line(error)
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 from ._common import figure, output_dir
 
 
@@ -16,6 +13,10 @@ def add_parser(commands):
     demo.set_defaults(run=run)
 
 
+# NumPy, pandas and the estimators are imported in the functions that use them: 'skem --help'
+# imports this module and must not wait for them.
+
+
 def run(args, out, progress):
     output = output_dir(args.output)
     _demo_negbin(out, progress, output)
@@ -24,6 +25,8 @@ def run(args, out, progress):
 
 
 def _demo_negbin(out, progress, output):
+    import pandas as pd
+
     from .. import NegBinMixture
     from ..datasets import load_negbin_counts
 
@@ -52,6 +55,7 @@ def _demo_negbin(out, progress, output):
 
 
 def _plot_negbin(plt, counts, model):
+    import numpy as np
     from scipy.stats import nbinom
 
     gene = counts.columns[0]
@@ -105,17 +109,19 @@ def _plot_transcripts(plt, table):
 
 
 def _demo_motif(out, progress, output):
-    from .. import MotifMixture
+    import numpy as np
+
+    from .. import SequenceMotifMixture
     from ..datasets import load_motif_example
     from ..sequences import revcomp_permutation
 
     data = load_motif_example()
     width = data.pwm.shape[0]
     lengths = {len(s) for s in data.sequences.values()}
-    out(f"\n== MotifMixture: {len(data.sequences)} sequences of {'/'.join(map(str, lengths))} nt "
+    out(f"\n== SequenceMotifMixture: {len(data.sequences)} sequences of {'/'.join(map(str, lengths))} nt "
         f"(bundled example), motif width {width}; MEME's ZOOPS model on both strands")
     progress("searching for the motif")
-    model = MotifMixture(width=width, mode="zoops", revcomp=True, random_state=0)
+    model = SequenceMotifMixture(width=width, mode="zoops", revcomp=True, random_state=0)
     model.fit(data.sequences)
     found = model.pwms_[1]
     # The fit may read the motif as its reverse complement: compare in the closer orientation.

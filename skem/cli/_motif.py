@@ -1,15 +1,15 @@
-"""``skem motif``: find motifs in FASTA sequences with MotifMixture."""
+"""``skem motif``: find motifs in FASTA sequences with SequenceMotifMixture."""
 
 from __future__ import annotations
 
 from ._common import (
     UserError,
+    add_output_options,
     existing,
     first_line,
-    output_dir,
+    non_negative_int,
     positive_int,
     probability,
-    non_negative_int,
     reading,
 )
 
@@ -21,7 +21,7 @@ def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
     motif = commands.add_parser(
         "motif", help="find motifs in FASTA sequences",
-        description="Fit MEME's sequence models (MotifMixture(width=..., mode=...)) to whole "
+        description="Fit MEME's sequence models (SequenceMotifMixture) to whole "
                     "sequences; write motifs.meme (MEME minimal format, with nsites= and E=), "
                     "sites.tsv (sites by sequence name) and a logo per motif.",
     )
@@ -42,7 +42,7 @@ def add_parser(commands):
     motif.add_argument("--threshold", type=probability, default=0.5,
                        help="posterior to report a site")
     motif.add_argument("--seed", type=non_negative_int, default=0)
-    motif.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(motif)
     motif.set_defaults(run=run)
 
 
@@ -59,7 +59,7 @@ def _widths(args):
 
 
 def run(args, out, progress):
-    from .. import MotifMixture
+    from .. import SequenceMotifMixture
     from ..io import read_fasta, write_meme
 
     widths = _widths(args)
@@ -73,7 +73,7 @@ def run(args, out, progress):
         raise UserError(f"{args.sequences}: every sequence is shorter than the width {shortest}")
     progress(f"{len(sequences)} sequences, {sum(map(len, sequences.values()))} letters; "
              f"mode {args.mode}, width {widths}" + (", either strand" if args.revcomp else ""))
-    model = MotifMixture(
+    model = SequenceMotifMixture(
         width=widths, mode=args.mode, n_motifs=args.n_motifs, revcomp=args.revcomp or args.pal,
         palindromic=args.pal, alphabet=alphabet, n_init=args.n_init, random_state=args.seed,
     )
@@ -83,7 +83,7 @@ def run(args, out, progress):
         # Errors about the data name the FASTA record; say which file it is in.
         raise UserError(f"{args.sequences}: {first_line(error)}") from error
     progress(f"fitted in {model.n_iter_} iterations")
-    output = output_dir(args.output)
+    output = args.output.open()
     names = [f"motif{k}" for k in range(1, len(model.pwms_))]
     write_meme(output / "motifs.meme", dict(zip(names, model.pwms_[1:])), alphabet=model.alphabet_,
                background=model.background_, nsites=dict(zip(names, model.nsites_)),

@@ -1,43 +1,48 @@
-"""``skem nbmix``: cluster the rows of a count table with NegBinMixture.
+"""``skem nbmix``: cluster the rows of a count matrix with NegBinMixture.
 
-Count tables come from R (``write.csv``: an unnamed first column of row
-names; ``write.table``: a header one field shorter than the rows), from
-spreadsheets and from pipelines, as CSV or TSV whatever their extension,
-optionally gzipped. :func:`read_count_table` reads all of these, and
-refuses with one line naming the file (and the row and column) anything it
-cannot read as counts: an empty, binary or truncated file, a ragged row, a
-value that is not a number.
+Counts come as users have them: tables from R (``write.csv``: an unnamed
+first column of row names; ``write.table``: a header one field shorter than
+the rows), from spreadsheets and pipelines (CSV or TSV whatever the
+extension, optionally gzipped); Cell Ranger's Matrix Market folders; AnnData
+``.h5ad`` files. :func:`skem.io.read_counts` reads them all (sparse input
+stays sparse) and refuses, with one line naming the file and the entry,
+anything that is not counts. Results name rows and features as the input
+did; ``--write-h5ad`` hands the clustering back to scanpy users.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
+import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from ._common import UserError, add_output_options, non_negative_int, positive_int, writing
 
-from ._common import UserError, existing, non_negative_int, output_dir, positive_int, reading
-
-#: The first bytes of a gzip stream (the extension is not trusted).
-GZIP_MAGIC = b"\x1f\x8b"
+ROW_NAMES_RULE = (
+    "A table's first column holds row names when its header cell is empty (R's write.csv), "
+    "when the header is one field shorter than the rows (R's write.table), or when none of "
+    "its values is a number; otherwise it holds counts, and a word in it is an error."
+)
 
 
 def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
     nbmix = commands.add_parser(
         "nbmix", help="cluster count rows with a negative-binomial mixture",
-        description="Fit NegBinMixture to a table of counts (rows = samples or cells, "
-                    "columns = features); write assignments.tsv and parameters.tsv.",
+        description="Fit NegBinMixture to counts (rows = samples or cells, columns = features "
+                    "or genes); write assignments.tsv and parameters.tsv. " + ROW_NAMES_RULE,
     )
     nbmix.add_argument("counts",
-                       help="counts table, CSV or TSV (detected from the content, optionally "
-                            "gzipped); a first column of row names (R's write.csv) is the index")
+                       help="counts: a CSV or TSV table (detected from the content, optionally "
+                            "gzipped); a Cell Ranger matrix folder (matrix.mtx.gz, "
+                            "features.tsv.gz, barcodes.tsv.gz; genes x cells, read as cells x "
+                            "genes, gene-expression features only) or its .mtx[.gz] file; or an "
+                            "AnnData .h5ad file (cells x genes)")
     group = nbmix.add_mutually_exclusive_group()
-    group.add_argument("-k", type=int, default=2, help="number of components (default: 2)")
-    group.add_argument("--k-range",
+    # No default, so that argparse sees "-k 2" given with --k-range (a default equal to the
+    # given value hides it from the mutual exclusion).
+    group.add_argument("-k", type=int, default=None,
+                       help="number of components (default: 2)")
+    group.add_argument("--k-range", metavar="LOW-HIGH",
                        help="choose K in a range, e.g. 1-8, by BIC (the cross-validated "
                             "log-likelihood per row is reported too)")
     nbmix.add_argument("--dispersion", default="shared",
@@ -45,32 +50,50 @@ def add_parser(commands):
     nbmix.add_argument("--size-factors", default="none", metavar="none|library|FILE",
                        help="per-row size factors: none (default); library (each row's total "
                             "relative to the mean total); or a table with a size factor per row "
-                            "(one column in row order, or row names and values)")
+                            "(one column in row order, or row names and values; a header line "
+                            "is optional)")
+    inputs = nbmix.add_argument_group("single-cell input")
+    inputs.add_argument("--layer", metavar="NAME",
+                        help=".h5ad input: cluster layers[NAME] (e.g. raw counts) instead of X")
+    genes = inputs.add_mutually_exclusive_group()
+    genes.add_argument("--highly-variable", action="store_true",
+                       help=".h5ad input: only the genes marked var['highly_variable'] (scanpy's "
+                            "highly_variable_genes)")
+    genes.add_argument("--genes", metavar="FILE",
+                       help="only the genes (features) named in FILE, one a line")
+    inputs.add_argument("--gene-ids", action="store_true",
+                        help="Cell Ranger input: name genes by their ids (first column of "
+                             "features.tsv.gz) instead of their symbols")
+    inputs.add_argument("--write-h5ad", metavar="OUT.h5ad",
+                        help=".h5ad input: write a copy with obs['skem_component'] (a "
+                             "categorical, as scanpy stores clusters) and obsm['skem_proba']")
     nbmix.add_argument("--n-init", type=positive_int, default=3, help="EM restarts (default: 3)")
     nbmix.add_argument("--max-iter", type=non_negative_int, default=None,
                        help="EM iterations per restart (default: the estimator's, 1000)")
     nbmix.add_argument("--seed", type=non_negative_int, default=0)
-    nbmix.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(nbmix)
     nbmix.set_defaults(run=run)
 
 
 def _ks(args):
     """The numbers of components to fit, from -k or --k-range (checked before any work)."""
     if args.k_range is None:
-        if args.k < 1:
-            raise UserError(f"-k must be an integer >= 1, got {args.k}")
-        return [args.k]
-    try:
-        low, _, high = args.k_range.partition("-")
-        low, high = int(low), int(high or low)
-    except ValueError:
-        raise UserError(f"--k-range must look like 1-8, got {args.k_range!r}") from None
+        k = 2 if args.k is None else args.k
+        if k < 1:
+            raise UserError(f"-k must be an integer >= 1, got {k}")
+        return [k]
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", args.k_range)
+    if match is None:
+        raise UserError(f"--k-range must look like 1-8 (both ends given), got {args.k_range!r}")
+    low, high = int(match[1]), int(match[2])
     if not 1 <= low <= high:
         raise UserError(f"--k-range must be increasing and start at >= 1, got {args.k_range!r}")
     return list(range(low, high + 1))
 
 
 def _dispersion_option(text):
+    import numpy as np  # here, not at the top: 'skem --help' must not wait for NumPy
+
     if text in {"shared", "component", "feature", "full"}:
         return text
     try:
@@ -85,132 +108,94 @@ def _dispersion_option(text):
     return value
 
 
-def _read_text(path):
-    """The file's text: gunzipped if it is gzip (by its first bytes), decoded as UTF-8."""
-    with reading(path):
-        raw = path.read_bytes()
-        if raw[:2] == GZIP_MAGIC:
-            raw = gzip.decompress(raw)
-    if b"\x00" in raw:
-        raise UserError(f"{path}: not a text table (binary data)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text table (not UTF-8 text)") from None
-    if not text.strip():
-        raise UserError(f"{path}: the file is empty")
-    return text
+def _check_inputs(args):
+    """The input paths and the options that depend on the input's format, before any reading."""
+    counts = Path(args.counts)
+    if not counts.exists():
+        raise UserError(f"no such file or folder: {counts}")
+    from ..io import count_format  # here, not at the top: start-up time
+
+    kind = count_format(counts)
+    for option, given in (("--layer", args.layer is not None),
+                          ("--highly-variable", args.highly_variable),
+                          ("--write-h5ad", args.write_h5ad is not None)):
+        if given and kind != "h5ad":
+            raise UserError(f"{option} applies to .h5ad input; {counts} is not an .h5ad file")
+    if args.gene_ids and kind != "10x":
+        raise UserError(f"--gene-ids applies to Cell Ranger input; {counts} is not a Matrix "
+                        f"Market folder or .mtx file")
+    if args.genes is not None and not Path(args.genes).is_file():
+        raise UserError(f"--genes: no such file: {args.genes}")
+    if args.size_factors not in {"none", "library"} and not Path(args.size_factors).is_file():
+        raise UserError(f"--size-factors must be none, library or a file; "
+                        f"no such file: {args.size_factors}")
+    if args.write_h5ad is not None:
+        target = Path(args.write_h5ad)
+        if not target.parent.is_dir():
+            raise UserError(f"--write-h5ad {target}: no such folder: {target.parent}")
+        if target.resolve() == counts.resolve():
+            raise UserError(f"--write-h5ad {target}: would replace the input; name a copy")
 
 
-def _separator(text):
-    """Tab if the header line has tabs (and no more commas than tabs), else comma."""
-    header = next(line for line in text.splitlines() if line.strip())
-    return "\t" if 0 < header.count(",") < header.count("\t") or (
-        "\t" in header and "," not in header) else ","
+def _size_factors(option, rows):
+    """The explicit size factors of ``rows`` (their names, in order) from ``--size-factors``, or the mode."""
+    # here, not at the top: 'skem --help' must not wait for NumPy and pandas
+    import numpy as np
+    import pandas as pd
 
+    from ..io import read_number_table
 
-def read_count_table(path):
-    """Read a table of counts into a DataFrame of floats (rows x features).
-
-    Parameters
-    ----------
-    path : str or Path
-        CSV or TSV (the separator is detected from the header line), plain or
-        gzipped (detected from the content).
-
-    Returns
-    -------
-    DataFrame
-        Row names as the index (the first column when its header is empty,
-        as R's ``write.csv`` writes it, or when its values are not all
-        numbers; R's ``write.table`` layout, a header one field short, too),
-        one float column per feature.
-
-    Raises
-    ------
-    UserError
-        One line naming the file for an empty, binary, undecodable or
-        truncated file, a ragged row, a missing or non-numeric value (with
-        its row and column), or a table without rows or count columns.
-    """
-    path = Path(path)
-    text = _read_text(path)
-    with reading(path):
-        table = pd.read_csv(io.StringIO(text), sep=_separator(text), dtype=str,
-                            keep_default_na=False, na_values=[])
-    header_is_short = not isinstance(table.index, pd.RangeIndex)  # write.table layout
-    if table.shape[1] and not header_is_short:
-        first = table.columns[0]
-        unnamed = str(first).startswith("Unnamed: 0") or str(first).strip() == ""
-        if unnamed or pd.to_numeric(table[first], errors="coerce").isna().any():
-            table = table.set_index(first)
-            table.index.name = None if unnamed else first
-    if table.shape[0] == 0 or table.shape[1] == 0:
-        raise UserError(f"{path}: the table has no rows or no count columns")
-    values = table.apply(pd.to_numeric, errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        if table.iat[row, column] == "":
-            _check_row_lengths(path, text)
-        raise UserError(
-            f"{path}: row {row + 1} ({table.index[row]!r}), column {table.columns[column]!r}: "
-            f"{table.iat[row, column]!r} is not numeric (counts expected)"
-        )
-    values.columns = [str(c) for c in values.columns]
-    return values.astype(np.float64)
-
-
-def _check_row_lengths(path, text):
-    """A row with fewer fields than the header (pandas pads it with empty values) is an error."""
-    sep = _separator(text)
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if row]
-    width = max(len(rows[0]), len(rows[1]) if len(rows) > 1 else 0)  # write.table: header short
-    for number, row in enumerate(rows[1:], start=1):
-        if len(row) < width:
-            raise UserError(f"{path}: row {number} ({row[0]!r}) has {len(row)} fields, "
-                            f"fewer fields than the header ({width})")
-
-
-def _size_factors(option, counts):
-    """The explicit size factors of the rows of ``counts`` from ``--size-factors``, or the mode."""
     if option in {"none", "library"}:
         return option, None
     path = Path(option)
-    table = read_count_table(path)
+    table = read_number_table(path, header="auto")
     if table.shape[1] != 1:
         raise UserError(f"{path}: a size-factor table has one column of values, "
                         f"got {table.shape[1]}")
     column = table.iloc[:, 0]
     if isinstance(table.index, pd.RangeIndex):
-        if len(column) != len(counts):
-            raise UserError(f"{path}: {len(column)} size factors for {len(counts)} rows")
-        return "none", column.to_numpy()
-    missing = counts.index[~counts.index.isin(table.index)]
-    if len(missing):
-        raise UserError(f"{path}: no size factor for row {missing[0]!r} "
-                        f"({len(missing)} rows missing)")
-    return "none", column.reindex(counts.index).to_numpy()
+        if len(column) != len(rows):
+            raise UserError(f"{path}: {len(column)} size factors for {len(rows)} rows")
+    else:
+        missing = rows[~rows.isin(table.index)]
+        if len(missing):
+            raise UserError(f"{path}: no size factor for row {missing[0]!r} "
+                            f"({len(missing)} rows missing)")
+        column = column.reindex(rows)
+    factors = column.to_numpy()
+    bad = ~(factors > 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise UserError(f"{path}: the size factor of row {row + 1} ({column.index[row]!r}) is "
+                        f"{factors[row]!r}; size factors are positive")
+    return "none", factors
 
 
 def run(args, out, progress):
+    # here, not at the top: 'skem --help' must not wait for NumPy, pandas and the readers
+    import numpy as np
+    import pandas as pd
+
     from sklearn import config_context
     from sklearn.model_selection import cross_val_score
 
     from .. import NegBinMixture
+    from ..io import annotate_h5ad, read_counts, select_features
 
     # Options first, then the data: a bad option fails before any reading.
     ks, dispersion = _ks(args), _dispersion_option(args.dispersion)
-    if args.size_factors not in {"none", "library"} and not Path(args.size_factors).is_file():
-        raise UserError(f"--size-factors must be none, library or a file; "
-                        f"no such file: {args.size_factors}")
-    counts = read_count_table(existing(args.counts))
-    progress(f"read {counts.shape[0]} rows x {counts.shape[1]} features from {args.counts}")
-    mode, factors = _size_factors(args.size_factors, counts)
-    if ks[-1] > counts.shape[0]:
+    _check_inputs(args)
+    counts = read_counts(args.counts, layer=args.layer, highly_variable=args.highly_variable,
+                         gene_names="ids" if args.gene_ids else "symbols")
+    if args.genes is not None:
+        counts = select_features(counts, args.genes)
+    X, n_rows = counts.matrix, counts.matrix.shape[0]
+    progress(f"read {n_rows} rows x {X.shape[1]} features "
+             f"({'sparse' if hasattr(X, 'nnz') else 'dense'}) from {counts.source}")
+    mode, factors = _size_factors(args.size_factors, counts.rows)
+    if ks[-1] > n_rows:
         option = "-k" if args.k_range is None else "--k-range"
-        raise UserError(f"{option}: K = {ks[-1]} is more than the {counts.shape[0]} rows")
-    X = counts.to_numpy()
+        raise UserError(f"{option}: K = {ks[-1]} is more than the {n_rows} rows")
 
     def model(k):
         extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
@@ -220,15 +205,15 @@ def run(args, out, progress):
     fits, rows = {}, []
     for k in ks:
         progress(f"fitting K = {k}")
-        fits[k] = model(k).fit(counts, size_factors=factors)
+        fits[k] = model(k).fit(X, size_factors=factors)
         # Per-row quantities throughout: the mean log-likelihood of the training rows and of
         # held-out rows; BIC is the usual total criterion.
         row = {"K": k,
                "n_parameters": fits[k]._model.n_parameters(fits[k]._get_fitted_params()),
-               "log_likelihood_per_row": fits[k].score(counts, size_factors=factors),
-               "BIC": fits[k].bic(counts, size_factors=factors)}
+               "log_likelihood_per_row": fits[k].score(X, size_factors=factors),
+               "BIC": fits[k].bic(X, size_factors=factors)}
         if len(ks) > 1:
-            folds = min(5, len(counts))
+            folds = min(5, n_rows)
             params = {} if factors is None else {"size_factors": factors}
             with config_context(enable_metadata_routing=True):
                 routed = model(k).set_fit_request(size_factors=True).set_score_request(
@@ -238,26 +223,35 @@ def run(args, out, progress):
         rows.append(row)
     selection = pd.DataFrame(rows).set_index("K")
     best = int(selection["BIC"].idxmin())
-    output = output_dir(args.output)
+    output = args.output.open()
     if len(ks) > 1:
         best_cv = int(selection["cv_log_likelihood_per_row"].idxmax())
-        selection.to_csv(output / "model_selection.tsv", sep="\t")
+        with writing(output / "model_selection.tsv"):
+            selection.to_csv(output / "model_selection.tsv", sep="\t")
         out(selection.round(4).to_string())
         out(f"\nK by BIC: {best}; K by cross-validated log-likelihood: {best_cv}. Using K = {best}.")
     chosen = fits[best]
-    posterior = chosen.predict_proba(counts, size_factors=factors)
-    assignments = pd.DataFrame(posterior, index=counts.index,
+    posterior = chosen.predict_proba(X, size_factors=factors)
+    labels = posterior.argmax(axis=1)
+    assignments = pd.DataFrame(posterior, index=counts.rows,
                                columns=[f"posterior_{k}" for k in range(best)])
-    assignments.insert(0, "component", posterior.argmax(axis=1))
+    assignments.insert(0, "component", labels)
     used = factors if factors is not None else chosen._model.row_size_factors(X)
     if used is not None:
         assignments.insert(1, "size_factor", used)
-    assignments.to_csv(output / "assignments.tsv", sep="\t", index_label="row")
-    means, dispersion = chosen.component_means(), chosen.component_dispersions()
+    with writing(output / "assignments.tsv"):
+        assignments.to_csv(output / "assignments.tsv", sep="\t", index_label="row")
+    # Named by the input's features: a sparse matrix carries no names for the estimator to keep.
+    means, dispersions = chosen.component_means(), chosen.component_dispersions()
+    means.columns = dispersions.columns = pd.Index(counts.features, name="feature")
     parameters = means.stack().rename("mean").to_frame()
-    parameters["dispersion"] = dispersion.stack()
-    parameters.index.names = ["component", "feature"]
+    parameters["dispersion"] = dispersions.stack()
     parameters.insert(0, "weight", chosen.weights_[parameters.index.get_level_values(0)])
-    parameters.reset_index().to_csv(output / "parameters.tsv", sep="\t", index=False)
+    with writing(output / "parameters.tsv"):
+        parameters.reset_index().to_csv(output / "parameters.tsv", sep="\t", index=False)
     progress(f"wrote assignments.tsv, parameters.tsv to {output}")
-
+    if args.write_h5ad is not None:
+        info = {"n_components": best, "dispersion": str(args.dispersion),
+                "size_factors": str(args.size_factors), "layer": args.layer or "X"}
+        annotate_h5ad(args.counts, args.write_h5ad, labels, posterior, info=info)
+        progress(f"wrote {args.write_h5ad} (obs['skem_component'], obsm['skem_proba'])")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
+from ..io._library_types import LIBRARY_TYPES
 from ._common import (
     UserError,
+    add_output_options,
     existing,
     first_line,
     input_file,
     non_negative_float,
     non_negative_int,
-    output_dir,
     positive_float,
     ratio_below_one,
     reading,
@@ -20,7 +19,6 @@ from ._common import (
 
 def add_parser(commands):
     """Add this subcommand to the ``skem`` parser's subcommands."""
-    from ..io._bam import LIBRARY_TYPES
 
     quant = commands.add_parser(
         "quant", help="transcript abundances from equivalence classes or alignments",
@@ -60,14 +58,18 @@ def add_parser(commands):
     quant.add_argument("--bootstraps", type=non_negative_int, default=0,
                        help="bootstrap replicates, written in salmon's aux_info/bootstrap layout")
     quant.add_argument("--seed", type=non_negative_int, default=0)
-    quant.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(quant)
     quant.set_defaults(run=run)
 
 
 def run(args, out, progress):
+    # imported here, not at the top: 'skem --help' must not wait for pandas and scikit-learn
+    import pandas as pd
+
     from .. import TranscriptQuantifier
     from ..io import (
         alignments_to_matrix,
+        check_table_names,
         read_alignments,
         read_kallisto_tcc,
         read_salmon_eq_classes,
@@ -126,6 +128,10 @@ def run(args, out, progress):
             progress(f"read {X.shape[0]} reads aligned to {X.shape[1]} transcripts")
             if not args.lengths:
                 raise UserError("an alignment table needs --lengths")
+    try:  # names that quant.sf cannot carry fail now, not after the fit
+        check_table_names(names, "transcript")
+    except ValueError as error:
+        raise UserError(f"{_source(args)}: {first_line(error)}") from error
     if lengths is None:
         lengths, effective = _lengths_from_file(args, names, weighted, progress)
     model = TranscriptQuantifier(
@@ -142,13 +148,18 @@ def run(args, out, progress):
     )
     progress(f"quantifying ({args.method}{', with alignment/salmon weights' if weighted else ''})")
     model.fit(X, sample_weight=weights)
-    output = output_dir(args.output)
+    output = args.output.open()
     write_kallisto_abundance(model.abundance_, output / "abundance.tsv")
     write_salmon_dir(model, output)
     extra = f", {args.bootstraps} bootstraps in aux_info/bootstrap" if args.bootstraps else ""
     progress(f"{model.n_iter_} iterations; wrote abundance.tsv and quant.sf{extra} to {output}")
     top = model.abundance_.sort_values("est_counts", ascending=False).head(10)
     out(top.round(2).to_string(index=False))
+
+
+def _source(args):
+    """The input file(s) the transcript names came from, for a message."""
+    return args.eq_classes or args.alignments or " ".join(args.tcc)
 
 
 def _lengths_from_file(args, names, weighted, progress):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from ..sequences import _check_alphabet, decode_sequences, reverse_complement, revcomp_permutation
+from .._letters import check_alphabet
+from ..sequences import decode_sequences, reverse_complement, revcomp_permutation
 
 
 def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, palindromic=False,
@@ -52,7 +53,7 @@ def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, palindromic=
     True
     """
     rng = check_random_state(random_state)
-    letters, _ = _check_alphabet(alphabet)
+    letters, _ = check_alphabet(alphabet)
     if not isinstance(width, (Integral, np.integer)) or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}.")
     if not concentration > 0:
@@ -71,7 +72,7 @@ def make_motif_pwm(width=10, *, alphabet="ACGT", concentration=0.2, palindromic=
 
 
 def _check_pwm(pwm, width, alphabet, background, rng):
-    letters, _ = _check_alphabet(alphabet)
+    letters, _ = check_alphabet(alphabet)
     A = len(letters)
     if pwm is None:
         pwm = make_motif_pwm(width, alphabet=letters, random_state=rng)
@@ -199,7 +200,7 @@ def make_motif_sequences(
         One row per planted site: ``sequence, start, end, strand, site``, where
         ``start`` is the 0-based forward-strand offset and ``site`` the motif
         instance as read on its strand; with a list of PWMs, a first column
-        ``motif`` numbers them from 1 (as :meth:`skem.MotifMixture.sites` does).
+        ``motif`` numbers them from 1 (as :meth:`skem.SequenceMotifMixture.sites` does).
     pwm : ndarray of shape (width, A), or list of them
         The motif (the motifs, for a list).
 

@@ -144,12 +144,57 @@ def _as_motifs(motifs, alphabet):
             )
         if not np.all(np.isfinite(matrix)) or np.any(matrix < 0):
             raise ValueError(f"motif {name!r} must be finite and non-negative.")
+        empty = matrix.sum(axis=1) == 0
+        if empty.any():
+            raise ValueError(f"motif {name!r}: position {int(np.argmax(empty)) + 1} is all zeros "
+                             "(no letter probabilities or counts).")
         if not re.fullmatch(r"\S+", str(name)):
             raise ValueError(f"motif name {name!r} must be one word without whitespace.")
         result.append((str(name), matrix))
     if not result:
         raise ValueError("No motifs to write.")
     return result
+
+
+def _number(value):
+    """The shortest text that reads back as exactly ``value`` (``repr``), without a trailing ``.0``.
+
+    ``0.25``, ``1e-07`` and ``3`` (a whole count, as JASPAR writes it): MEME,
+    Biopython and our readers parse them all with ``float``.
+    """
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _per_motif(values, name, what, accept):
+    """The value of ``values`` (a number, a dict by motif name, or None) for motif ``name``, checked."""
+    value = values.get(name) if isinstance(values, dict) else values
+    if value is not None and not accept(float(value)):
+        raise ValueError(f"{what} of motif {name!r} must be {accept.__doc__}, got {value!r}.")
+    return value
+
+
+def _positive(value):
+    """a finite number > 0"""
+    return bool(np.isfinite(value) and value > 0)
+
+
+def _non_negative(value):
+    """a finite number >= 0"""
+    return bool(np.isfinite(value) and value >= 0)
+
+
+def _evalue(value):
+    """a number >= 0 (inf allowed)"""
+    return value >= 0  # also refuses nan
+
+
+def _check_alphabet(alphabet):
+    """The letters in upper case: distinct, and no whitespace (they are words in the files)."""
+    letters = str(alphabet).upper()
+    if not letters or len(set(letters)) != len(letters) or any(c.isspace() for c in letters):
+        raise ValueError(f"alphabet must be distinct letters without whitespace, got {alphabet!r}.")
+    return letters
 
 
 def _writer(path):
@@ -180,6 +225,9 @@ def write_meme(path, motifs, *, alphabet=None, background=None, nsites=None, eva
     The output reads in the MEME suite and in Biopython
     (``Bio.motifs.parse(handle, "minimal")``): ``nsites=`` is written as an
     integer (rounded; at least 1) and ``E=`` in scientific notation.
+    Probabilities and background frequencies are written in full (the
+    shortest text that reads back as the same double: ``1e-07``, not
+    ``0.000000``), so :func:`read_meme` returns exactly the normalized rows.
 
     Parameters
     ----------
@@ -193,7 +241,8 @@ def write_meme(path, motifs, *, alphabet=None, background=None, nsites=None, eva
         The letters, in the matrices' column order. None takes the columns of
         the first DataFrame among ``motifs`` (e.g. ``"ACGU"``), else ``"ACGT"``.
     background : array-like of shape (A,), default=None
-        Background letter frequencies; None writes uniform frequencies.
+        Background letter frequencies (finite, non-negative, not all zero;
+        normalized to sum to 1); None writes uniform frequencies.
     nsites : float or dict of str to float, default=None
         Number of sites behind each motif (written as the integer ``nsites=``).
     evalues : float or dict of str to float, default=None
@@ -214,33 +263,36 @@ def write_meme(path, motifs, *, alphabet=None, background=None, nsites=None, eva
         frames = [m for m in (motifs.values() if isinstance(motifs, dict) else []) if
                   isinstance(m, pd.DataFrame)]
         alphabet = "".join(str(c) for c in frames[0].columns) if frames else "ACGT"
-    alphabet = alphabet.upper()
+    alphabet = _check_alphabet(alphabet)
     items = _as_motifs(motifs, alphabet)
     if background is None:
         background = np.full(len(alphabet), 1.0 / len(alphabet))
     background = np.asarray(background, dtype=float)
-    if background.shape != (len(alphabet),) or np.any(background < 0):
-        raise ValueError(f"background must be {len(alphabet)} non-negative frequencies.")
+    if (background.shape != (len(alphabet),) or not np.all(np.isfinite(background))
+            or np.any(background < 0) or not background.sum() > 0):
+        raise ValueError(f"background must be {len(alphabet)} finite non-negative frequencies, "
+                         f"not all zero; got {background.tolist()}.")
     background = background / background.sum()
+    sites = {name: _per_motif(nsites, name, "nsites", _non_negative) for name, _ in items}
+    evalue = {name: _per_motif(evalues, name, "the E-value", _evalue) for name, _ in items}
     with _writer(path) as out:
         out.write("MEME version 4\n\n")
         out.write(f"ALPHABET= {alphabet}\n\n")
         if strands:
             out.write(f"strands: {strands}\n\n")
         out.write("Background letter frequencies\n")
-        out.write(" ".join(f"{a} {f:.6f}" for a, f in zip(alphabet, background)) + "\n\n")
+        # single spaces: Biopython splits this line at " "
+        out.write(" ".join(f"{a} {_number(f)}" for a, f in zip(alphabet, background)) + "\n\n")
         for name, matrix in items:
             probabilities = matrix / matrix.sum(axis=1, keepdims=True)
             header = f"letter-probability matrix: alength= {len(alphabet)} w= {matrix.shape[0]}"
-            sites = nsites.get(name) if isinstance(nsites, dict) else nsites
-            if sites is not None:
-                header += f" nsites= {max(int(round(float(sites))), 1)}"
-            evalue = evalues.get(name) if isinstance(evalues, dict) else evalues
-            if evalue is not None:
-                header += f" E= {float(evalue):.1e}"
+            if sites[name] is not None:
+                header += f" nsites= {max(int(round(float(sites[name]))), 1)}"
+            if evalue[name] is not None:
+                header += f" E= {float(evalue[name]):.1e}"
             out.write(f"MOTIF {name}\n{header}\n")
             for row in probabilities:
-                out.write(" " + " ".join(f"{p:.6f}" for p in row) + "\n")
+                out.write(" " + " ".join(_number(p) for p in row) + "\n")
             out.write("\n")
 
 
@@ -280,6 +332,16 @@ def _read_alphabet_block(lines, stream, number, text):
 
 
 _MATRIX_HEADER = re.compile(r"letter-probability matrix:(.*)")
+
+
+def _is_row_of_numbers(text):
+    """Whether a line is whitespace-separated numbers (a matrix row), e.g. ``0.1 0.2 0.3 0.4``."""
+    try:
+        [float(value) for value in text.split()]
+    except ValueError:
+        return False
+    return True
+
 _KEY_VALUE = re.compile(r"(\w+)\s*=\s*(\S+)")
 
 
@@ -313,8 +375,15 @@ def read_meme(path):
     motifs: dict[str, pd.DataFrame] = {}
     version_seen = False
     name, alt_name, motif_line = None, None, 0
+    finished = None  # (name, w, header line) of a matrix just read, until a line that is not a row
     for number, line in stream:
         text = line.strip()
+        if finished is not None and text and _is_row_of_numbers(text):
+            done, width, header_line = finished
+            raise lines.error(f"motif {done!r} has more matrix rows than the w= {width} of its "
+                              f"header (line {header_line}).", number)
+        if text:
+            finished = None
         if text.startswith("MEME version"):
             version_seen = True
         elif text.startswith("ALPHABET="):
@@ -361,6 +430,9 @@ def read_meme(path):
                 alength = int(fields.get("alength", len(alphabet)))
             except (KeyError, ValueError) as error:
                 raise lines.error(f"matrix header needs 'w= <int>': {text!r}", number) from error
+            if width < 1:
+                raise lines.error(f"motif {name!r} has w= {width}; a motif has at least one "
+                                  "position", number)
             if alength != len(alphabet):
                 raise lines.error(f"alength= {alength} does not match the alphabet {alphabet!r}", number)
             rows, header_line = [], number
@@ -392,6 +464,7 @@ def read_meme(path):
                     except ValueError as error:
                         raise lines.error(f"malformed {key}= {fields[key]!r}", number) from error
             motifs[name] = frame
+            finished = (name, width, header_line)
             name = None
     if name is not None:  # a MOTIF line with no matrix after it: the file was cut
         raise lines.error(f"motif {name!r} has no letter-probability matrix "
@@ -417,9 +490,11 @@ def write_jaspar(path, motifs, *, alphabet="ACGT", nsites=None, names=None):
         The letters, in the matrices' column order; one row is written per letter.
     nsites : float or dict of str to float, default=None
         When given, the matrices are probabilities and are scaled to this many
-        sites (counts are written with two decimals).
+        sites (> 0). Counts are written in full (the shortest text that reads
+        back as the same double; whole counts without decimals).
     names : dict of str to str, default=None
-        Optional names written after each ID on its header line.
+        Optional names written after each ID on its header line (one word,
+        as Biopython reads it).
 
     Examples
     --------
@@ -429,48 +504,57 @@ def write_jaspar(path, motifs, *, alphabet="ACGT", nsites=None, names=None):
     >>> write_jaspar(out, {"MA0000.1": [[3, 0, 0, 1], [0, 4, 0, 0]]})
     >>> print(out.getvalue().strip())
     >MA0000.1
-    A [ 3.00 0.00 ]
-    C [ 0.00 4.00 ]
-    G [ 0.00 0.00 ]
-    T [ 1.00 0.00 ]
+    A [ 3 0 ]
+    C [ 0 4 ]
+    G [ 0 0 ]
+    T [ 1 0 ]
     """
-    alphabet = alphabet.upper()
+    alphabet = _check_alphabet(alphabet)
     items = _as_motifs(motifs, alphabet)
+    sites = {name: _per_motif(nsites, name, "nsites", _positive) for name, _ in items}
+    labels = {name: (names or {}).get(name) for name, _ in items}
+    for name, label in labels.items():
+        if label and not re.fullmatch(r"\S+", str(label)):
+            raise ValueError(f"the name of matrix {name!r} must be one word without whitespace, "
+                             f"got {label!r}.")
     with _writer(path) as out:
         for name, matrix in items:
-            sites = nsites.get(name) if isinstance(nsites, dict) else nsites
-            counts = matrix if sites is None else matrix / matrix.sum(axis=1, keepdims=True) * sites
-            label = (names or {}).get(name)
-            out.write(f">{name}" + (f" {label}" if label else "") + "\n")
+            counts = (matrix if sites[name] is None
+                      else matrix / matrix.sum(axis=1, keepdims=True) * sites[name])
+            out.write(f">{name}" + (f" {labels[name]}" if labels[name] else "") + "\n")
             for letter, column in zip(alphabet, counts.T):
-                out.write(f"{letter} [ " + " ".join(f"{c:.2f}" for c in column) + " ]\n")
+                out.write(f"{letter} [ " + " ".join(_number(c) for c in column) + " ]\n")
             out.write("\n")
 
 
 _JASPAR_ROW = re.compile(r"([A-Za-z])\s*\[([^\]]*)\]\s*")
 
 
-def read_jaspar(path):
+def read_jaspar(path, *, alphabet="ACGT"):
     """Read count matrices from a JASPAR-format file.
 
     Parameters
     ----------
     path : str, path-like or file object
         The file (plain or gzip).
+    alphabet : str, default="ACGT"
+        The letters: every matrix has one row per letter, in any order.
 
     Returns
     -------
     motifs : dict of str to DataFrame
-        Matrix ID to counts (positions x letters, the letters in file order);
-        ``attrs["name"]`` holds the name after the ID, if any.
+        Matrix ID to counts (positions x letters, the letters in ``alphabet``
+        order); ``attrs["name"]`` holds the name after the ID, if any.
 
     Raises
     ------
     ValueError
-        For rows before a header, malformed rows, rows of different lengths
+        For rows before a header, malformed rows, a letter not in
+        ``alphabet`` or missing from a matrix, rows of different lengths
         (naming the row that differs from most), repeated IDs or letters;
         the message names the file and line.
     """
+    alphabet = alphabet.upper()
     lines = TextLines(path)
     motifs: dict[str, pd.DataFrame] = {}
     current, label, rows, header_line = None, None, {}, 0
@@ -488,7 +572,11 @@ def read_jaspar(path):
             letter = next(k for k, values in rows.items() if len(values) != common)
             raise lines.error(f"row {letter!r} of matrix {current!r} has {len(rows[letter])} "
                               f"counts, other rows {common}", row_lines[letter])
-        frame = pd.DataFrame(rows)
+        missing = [letter for letter in alphabet if letter not in rows]
+        if missing:
+            raise lines.error(f"matrix {current!r} has no row for {', '.join(map(repr, missing))} "
+                              f"(alphabet {alphabet!r}; rows {''.join(rows)!r})", header_line)
+        frame = pd.DataFrame({letter: rows[letter] for letter in alphabet})
         frame.index.name = "position"
         frame.attrs["name"] = label
         motifs[current] = frame
@@ -512,6 +600,9 @@ def read_jaspar(path):
         if not match:
             raise lines.error(f"expected a row like 'A [ 1 2 3 ]', got {text!r}", number)
         letter = match.group(1).upper()
+        if letter not in alphabet:
+            raise lines.error(f"letter {letter!r} of matrix {current!r} is not in the alphabet "
+                              f"{alphabet!r}", number)
         if letter in rows:
             raise lines.error(f"letter {letter!r} appears twice in matrix {current!r}", number)
         try:

@@ -21,8 +21,11 @@ MatrixMarket coordinate matrix (samples or cells x classes, as written by
 
 from __future__ import annotations
 
+import csv
 import gzip
+import json
 import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -35,8 +38,8 @@ __all__ = [
     "AlignedReads",
     "EquivalenceClasses",
     "alignments_to_matrix",
+    "check_table_names",
     "lengths_file_kind",
-    "read_bam",
     "read_kallisto_abundance",
     "read_kallisto_tcc",
     "read_lengths",
@@ -47,6 +50,11 @@ __all__ = [
     "write_salmon_quant",
 ]
 
+#: Text that pandas (its default ``na_values``) and R (``NA``, empty) read as a missing value.
+MISSING_VALUES = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
 #: Exact column names of the field's abundance tables (PEERS.md section 2.3).
 KALLISTO_COLUMNS = ("target_id", "length", "eff_length", "est_counts", "tpm")
 SALMON_COLUMNS = ("Name", "Length", "EffectiveLength", "TPM", "NumReads")
@@ -369,8 +377,8 @@ def read_lengths(path, *, effective=False):
         fields = text.split("\t")
         if len(fields) != 2:
             raise lines.error(f"expected 2 tab-separated fields (name, length), got {len(fields)}.")
-        if lines.number == 1 and not _is_number(fields[1]):
-            continue  # a header
+        if lines.number == 1 and not _is_number(fields[1]) and fields[1].strip() not in MISSING_VALUES:
+            continue  # a header ("name<TAB>length"); "A<TAB>NA" is transcript A without a length
         length = _parse_float(fields[1], lines, f"the length of {fields[0]!r}", nonnegative=False)
         if length <= 0:
             raise lines.error(f"transcript {fields[0]!r} has length {fields[1]!r}; lengths must be positive.")
@@ -488,8 +496,15 @@ def _read_ec_counts(path, ec_row, sample):
     if first is None:
         raise ValueError(f"{lines.name}: the counts file is empty.")
     if first.startswith("%%MatrixMarket"):
-        if "coordinate" not in first or "pattern" in first or "complex" in first:
-            raise lines.error("only real or integer MatrixMarket coordinate matrices are supported.")
+        banner = first.lower().split()
+        if banner[1:3] != ["matrix", "coordinate"] or len(banner) != 5 or banner[3] not in {
+                "real", "integer", "double"}:
+            raise lines.error(f"only real or integer MatrixMarket coordinate matrices are "
+                              f"supported, got {first!r}.")
+        if banner[4] != "general":
+            # a symmetric file stores half the entries of a square matrix; counts are samples x ECs
+            raise lines.error(f"a MatrixMarket matrix of counts (samples x ECs) is 'general', "
+                              f"got {banner[4]!r}.")
         size = None
         entries = 0
         for text in iterator:
@@ -629,80 +644,6 @@ def _row_label(table, row):
     return f"{table.index.name} {label}" if table.index.name else f"row {label!r}"
 
 
-def read_bam(path):
-    """Build a reads x transcripts matrix from a BAM or SAM file of reads aligned to the transcriptome.
-
-    Needs pysam (the ``bam`` extra: ``pip install 'skem[bam]'``). All
-    alignments of a read are used (primary and secondary); supplementary
-    pieces, QC-failed (0x200) and unmapped records are skipped, as
-    :func:`read_alignments` skips them. The mates of a pair form one row,
-    compatible with the transcripts both mates align to (either mate's, if
-    only one aligns); a pair whose mates align to no common transcript, and
-    an unmapped read, give an all-zero row, which ``TranscriptQuantifier``
-    reports in ``n_unassigned_``.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file to read.
-
-    Returns
-    -------
-    AlignedReads
-        ``X`` (0/1), ``read_names`` (in file order), ``transcript_names`` and
-        ``transcript_lengths`` from the header's ``@SQ`` lines.
-
-    Raises
-    ------
-    ImportError
-        If pysam is not installed.
-    ValueError
-        On a malformed file, naming the file and the record (the line for SAM).
-    """
-    from ._bam import _alignment_file, _invalid, _missing_reference, _skipped
-
-    path = os.fspath(path)
-    reads, order = {}, []
-    n_records = 0
-    with _alignment_file(path) as (bam, where):
-        names = np.asarray(bam.references, dtype=object)
-        lengths = np.asarray(bam.lengths, dtype=float)
-        try:
-            for alignment in bam.fetch(until_eof=True):
-                n_records += 1
-                name = alignment.query_name
-                mates = reads.get(name)
-                if mates is None:
-                    mates = reads[name] = (set(), set(), set())
-                    order.append(name)
-                if _skipped(alignment, alignment.flag):  # the records read_alignments skips
-                    continue
-                if alignment.reference_id < 0 or alignment.reference_end is None:
-                    raise _missing_reference(path, where(n_records), name)
-                mate = 1 if alignment.is_read1 else 2 if alignment.is_read2 else 0
-                mates[mate].add(alignment.reference_id)
-        except UnicodeDecodeError as exc:  # decoding a field of the record read (BAM)
-            raise _invalid(path, where(n_records), exc) from None
-        except (OSError, ValueError) as exc:  # htslib's reading of the next record
-            raise _invalid(path, where(n_records + 1), exc) from None
-    if len(names) == 0:
-        raise ValueError(f"{path}, header: no @SQ reference sequences (transcripts).")
-    indptr, indices = [0], []
-    for name in order:
-        single, first, second = reads[name]
-        if first and second:
-            compatible = single | (first & second)
-        else:
-            compatible = single | first | second
-        indices.extend(sorted(compatible))
-        indptr.append(len(indices))
-    X = sp.csr_matrix(
-        (np.ones(len(indices)), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
-        shape=(len(order), len(names)),
-    )
-    return AlignedReads(X, np.asarray(order, dtype=object), names, lengths)
-
-
 # ----------------------------------------------------------------- writers
 
 
@@ -713,11 +654,59 @@ def _abundance_table(abundance):
     missing = [c for c in KALLISTO_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"the abundance table lacks the columns {missing}.")
+    check_table_names(table["target_id"].astype(str), "transcript")
     return table
 
 
+def check_table_names(names, what):
+    """Refuse names that a tab-separated table cannot carry so that every reader reads them back.
+
+    Our readers, pandas (``read_csv(sep="\\t")``) and R's (tximport's
+    ``readr``, ``read.delim``) read a name back exactly unless it has a tab
+    or a line break (they split it), starts with a double quote (they take
+    it as quoting), has leading or trailing whitespace (R drops it), or is
+    empty or a missing-value marker such as ``NA`` (:data:`MISSING_VALUES`).
+
+    Parameters
+    ----------
+    names : iterable of str
+    what : str
+        What the names are, for the message ("transcript").
+
+    Raises
+    ------
+    ValueError
+        Naming the first such name and its position.
+
+    Examples
+    --------
+    >>> from skem.io import check_table_names
+    >>> check_table_names(["tx1", 'a"b', "with space"], "transcript")
+    >>> check_table_names(["tx1", "NA"], "transcript")
+    Traceback (most recent call last):
+    ...
+    ValueError: transcript 2 ('NA') is empty or reads as a missing value (pandas and R read NA, nan, NULL, ...): rename it to write a table that reads back the same.
+    """
+    for number, name in enumerate(names, start=1):
+        if name in MISSING_VALUES:
+            problem = "is empty or reads as a missing value (pandas and R read NA, nan, NULL, ...)"
+        elif any(character in name for character in "\t\n\r"):
+            problem = "has a tab or a line break"
+        elif name.startswith('"'):
+            problem = "starts with a double quote, which table readers take as quoting"
+        elif name != name.strip():
+            problem = "has leading or trailing whitespace, which R's table readers drop"
+        else:
+            continue
+        raise ValueError(f"{what} {number} ({name!r}) {problem}: rename it to write a table "
+                         "that reads back the same.")
+
+
 def _write(table, path):
-    table.to_csv(os.fspath(path), sep="\t", index=False, lineterminator="\n")
+    # The names were checked (check_table_names): nothing needs quoting, and a quote inside a
+    # name is written as itself (QUOTE_MINIMAL would write a"b as "a""b").
+    table.to_csv(os.fspath(path), sep="\t", index=False, lineterminator="\n",
+                 quoting=csv.QUOTE_NONE)
 
 
 def _lengths_column(values):
@@ -735,6 +724,13 @@ def write_kallisto_abundance(abundance, path):
         (bootstrap standard deviations) are not written.
     path : str or path-like
         Output file (tab-separated, with a header, as kallisto writes it).
+
+    Raises
+    ------
+    ValueError
+        For a transcript name that a table reader would not read back the
+        same: with a tab or a line break, a leading double quote, leading or
+        trailing whitespace, or empty or a missing-value marker such as NA.
     """
     table = _abundance_table(abundance)
     out = pd.DataFrame(
@@ -758,6 +754,13 @@ def write_salmon_quant(abundance, path):
         A fitted estimator, or its ``abundance_`` table.
     path : str or path-like
         Output file (tab-separated, with a header, as salmon writes it).
+
+    Raises
+    ------
+    ValueError
+        For a transcript name that a table reader would not read back the
+        same: with a tab or a line break, a leading double quote, leading or
+        trailing whitespace, or empty or a missing-value marker such as NA.
     """
     table = _abundance_table(abundance)
     out = pd.DataFrame(
@@ -795,10 +798,13 @@ def write_salmon_dir(estimator, directory):
     -------
     directory : pathlib.Path
         The folder written.
-    """
-    import json
-    from pathlib import Path
 
+    Raises
+    ------
+    ValueError
+        For a transcript name that a table reader would not read back the
+        same (as :func:`write_salmon_quant`), before any file is written.
+    """
     table = _abundance_table(estimator)
     replicates = np.asarray(getattr(estimator, "bootstrap_est_counts_", np.empty((0, len(table)))))
     directory = Path(directory)

@@ -2,7 +2,7 @@
 
 One reader of lines, so that all file formats treat compression, line ends,
 encodings and broken files alike: gzip is detected from the content (not the
-name); lines end at LF, CRLF or a lone CR; a UTF-8 byte-order mark before
+name), of a path or of a binary file object; lines end at LF, CRLF or a lone CR; a UTF-8 byte-order mark before
 the first line is dropped; bytes that are not UTF-8, and a truncated or
 corrupt gzip stream, raise a ValueError naming the file and the line.
 """
@@ -10,6 +10,7 @@ corrupt gzip stream, raise a ValueError naming the file and the line.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 
@@ -19,7 +20,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 class TextLines:
-    """The lines of a path (plain or gzip) or an open file (text or binary), without line ends.
+    """The lines of a path or an open file, without line ends.
+
+    A path or a binary file may hold gzip (detected from its first bytes,
+    also for a stream that cannot seek, such as a pipe); a text file is text.
 
     Iterating yields the lines; ``number`` is the number of the line last
     yielded, and :meth:`error` builds the ValueError of a problem on it.
@@ -45,7 +49,7 @@ class TextLines:
     def __iter__(self):
         self.number = 0
         if not isinstance(self.source, (str, os.PathLike)):
-            yield from self._lines(self.source)
+            yield from self._lines(_decompressed(self.source))
             return
         with open(self.source, "rb") as probe:
             compressed = probe.read(2) == _GZIP_MAGIC
@@ -81,6 +85,38 @@ class TextLines:
             raise ValueError(
                 f"{self.name}: cannot be read after line {self.number} ({exc})."
             ) from exc
+
+
+def _decompressed(handle):
+    """An open file, gunzipped if it is binary and starts like a gzip stream (as for paths)."""
+    head = handle.read(0)
+    if isinstance(head, str):  # a text file cannot hold gzip bytes
+        return handle
+    head = handle.read(len(_GZIP_MAGIC))
+    stream = _Prefixed(head, handle)  # the bytes read to look are given back first
+    return gzip.GzipFile(fileobj=stream, mode="rb") if head == _GZIP_MAGIC else stream
+
+
+class _Prefixed(io.RawIOBase):
+    """A binary file whose first bytes, already read from ``handle``, are ``head``."""
+
+    def __init__(self, head, handle):
+        self.head, self.handle = head, handle
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size=-1):
+        if self.head:
+            data = self.head if size < 0 else self.head[:size]
+            self.head = self.head[len(data):]
+            return data
+        return self.handle.read(size)
 
 
 def _blocks_of_lines(handle, size=1 << 16):

@@ -1,372 +1,41 @@
-"""The motif search that starts :class:`skem.MotifMixture` (``init_params="random_from_data"``).
+"""The start search of the sequence models (:class:`skem.SequenceMotifMixture`).
 
-The likelihood of a window mixture has many local optima: a start that
-half-covers the motif converges to a *shifted* copy of it. MEME's remedy
-(Bailey & Elkan 1994) is to start from observed windows. :func:`search_motifs`
-does so, adding the motif components one at a time to a mixture whose
-component 0 starts as the letter frequencies of the data:
-
-1. Up to :data:`N_CANDIDATES` distinct observed windows become candidate PWMs
-   (:data:`START_FUZZ` of each position's probability spread like the background).
-2. Candidate ``c`` is the new component of the two-part mixture
-   ``(1 - alpha_c) p_rest + alpha_c p_c``, ``p_rest`` being the mixture found
-   so far, held fixed. :class:`CandidateBatch` is the engine model of all
-   candidates side by side: independent two-part mixtures whose objective is
-   the sum of theirs. All candidates are scored at once (one matrix product
-   per chunk of rows); the best :data:`N_SHORTLIST` take :data:`SHORT_ITER`
-   EM steps.
-3. The :data:`N_CONTINUE` best distinct results and their phase shifts by up
-   to :data:`MAX_SHIFT` positions are refined the same way, and the
-   :data:`N_CONTINUE` best distinct ones take :data:`CONTINUE_ITER` EM steps
-   of the full model (then :data:`FINAL_ITER` on all rows when the search
-   worked on a draw of them); the best one is kept.
-
-The sequence models (``MotifMixture(width=...)``) start from
-:func:`search_sequence_motif`: enriched k-mers and substrings scored after one
-EM step, MEME's way (see its docstring).
-
-Every EM run here is :func:`skem._em.run_em` with the fit's chunk size: the
-candidates' M-step is the model's kernel :func:`skem.motifs.motif_m_step`, and
-the engine warns if any objective decreases, as in the fit itself.
+MEME's way: enriched k-mers (:func:`kmer_enrichment`, :func:`kmer_candidates`)
+and substrings of the sequences (:func:`substring_candidates`) become
+candidate PWMs, all scored side by side after one EM step
+(:class:`SiteCandidateBatch`); the best and their phase shifts take another
+step, and the best of all starts the fit (see :func:`search_sequence_motif`).
+With a range of widths, each width's start is fitted to convergence and the
+width of the smallest E-value wins.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
 
 import numpy as np
 
-from ._em import AdditiveStats, EMControls, EMModel, best_result, run_em
-from .motifs import (
-    MotifModel,
-    MotifParams,
-    _component_log_prob,
-    _fold_states,
-    _state_log_prob,
-    motif_m_step,
+from ._em import AdditiveStats, EMControls, EMModel, e_pass, run_em
+from ._pwm import (
+    MAX_SHIFT,
+    N_CONTINUE,
+    START_FUZZ,
+    CandidateParams,
+    distinct_candidates,
+    shift_log_pwm,
 )
-from ._motif_sequences import log_erased_windows
+from ._sequence_sites import SequenceMotifParams, log_erased_windows
 from .sequences import revcomp_permutation
 
-__all__ = ["CandidateBatch", "CandidateParams", "search_motifs"]
-
-#: Weighted draws of rows the search works on (all rows when there are fewer).
-SEARCH_ROWS = 20_000
-#: Observed windows tried as starts: a motif in a fraction f of windows is among
-#: them with probability 1 - exp(-f * N_CANDIDATES) (99 % at f = 0.5 %).
-N_CANDIDATES = 1000
-#: Candidates kept after scoring, refined by SHORT_ITER side-by-side EM steps.
-N_SHORTLIST, SHORT_ITER = 50, 10
-#: The best refined candidates, continued for CONTINUE_ITER full EM steps.
-N_CONTINUE, CONTINUE_ITER = 3, 50
-#: Above this log-likelihood ratio, log1p(a expm1(d)) is computed as log(a) + d.
-LOG_RATIO_MAX = 300.0
-#: Refined candidates whose probabilities all differ by less than this are the same optimum.
-DUPLICATE_DISTANCE = 0.2
-#: Largest phase shift tried on the best candidates.
-MAX_SHIFT = 3
-#: EM steps on all rows that decide between the continued candidates (when the search used fewer).
-FINAL_ITER = 5
-#: Objectives closer than this (relative) are the same up to rounding.
-#: A start puts this much of each position's probability on the background (MEME's spfuzz).
-START_FUZZ = 0.5
-#: Starting mixing proportion of a candidate motif.
-START_WEIGHT = 0.02
-
-
-def search_motifs(model, data, random_state, controls):
-    """Starting parameters of a motif mixture, found among observed windows.
-
-    Parameters
-    ----------
-    model : skem.motifs.MotifModel
-        The mixture to start, with ``n_components >= 2``.
-    data : skem.motifs.MotifData
-        The rows that initialization sees (in memory).
-    random_state : numpy.random.RandomState
-        Draws the search rows and the candidates.
-    controls : EMControls
-        The fit's controls: every pass uses its chunk size, and ``verbose``
-        prints a line per motif found.
-
-    Returns
-    -------
-    MotifParams
-        ``model.n_components`` components: the background, then the motifs in
-        the order found.
-    """
-    search = _search_rows(data, random_state)
-    resp = np.zeros((search.n_rows, model.n_components))
-    resp[:, 0] = 1.0
-    stats = model.accumulate(None, search, resp * search.weights[:, None])
-    background = model.initial_m_step(stats).pwms[0]
-    w, A = background.shape
-    params = MotifParams(np.ones(1), background[None])
-    chunk_size = controls.chunk_size
-    continued = EMControls(max_iter=CONTINUE_ITER, tol=0.0, chunk_size=chunk_size)
-    final = EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size)
-    for _ in range(1, model.n_components):
-        batch = CandidateBatch(mixture=model, fixed=params, background=background)
-        candidates = batch.initialize(search, random_state, controls)
-        best = _refine(batch, search, candidates, N_SHORTLIST, chunk_size)
-        # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
-        # so that a start half-covering the motif can still reach it.
-        shifted = [
-            (_shift(log_pwm, background, shift), alpha)
-            for log_pwm, alpha in zip(best.log_pwms, best.alpha)
-            for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
-            if 0 < abs(shift) < w
-        ]
-        family = CandidateParams(
-            np.stack([*best.log_pwms, *(log_pwm for log_pwm, _ in shifted)]),
-            np.concatenate([best.alpha, [alpha for _, alpha in shifted]]),
-        )
-        best = _refine(batch, search, family, family.n_candidates, chunk_size)
-        starts = [
-            _with_candidate(params, log_pwm.reshape(1, w, A), alpha)
-            for log_pwm, alpha in zip(best.log_pwms, best.alpha)
-        ]
-        runs = [run_em(model, search, start, continued) for start in starts]
-        if search is not data:
-            # The search rows hold few sites of a rare motif: all the rows decide
-            # between the continued candidates.
-            runs = [run_em(model, data, run.params, final) for run in runs]
-        result = best_result(runs)
-        if controls.verbose:
-            print(f"  motif search: component {params.weights.size} from "
-                  f"{candidates.n_candidates} candidates, objective {result.lower_bound:.6g}")
-        params = result.params
-    return params
-
-
-def _with_candidate(params, log_pwm, alpha):
-    """The mixture ``params`` with one more component, ``exp(log_pwm)`` (1, w, A), of weight ``alpha``."""
-    return MotifParams(
-        np.append(params.weights * (1.0 - alpha), alpha),
-        np.concatenate([params.pwms, np.exp(log_pwm)]),
-    )
-
-
-def _search_rows(data, random_state):
-    """At most SEARCH_ROWS distinct rows: all of them, or a weighted draw with counts as weights."""
-    if data.n_rows <= SEARCH_ROWS:
-        return data
-    draws = random_state.multinomial(SEARCH_ROWS, data.weights / data.weights.sum())
-    chosen = np.flatnonzero(draws)
-    return replace(data.take(chosen), weights=draws[chosen].astype(float))
-
-
-def _candidate_pwms(data, background, random_state):
-    """Log-PWMs (C, w * A) made from up to N_CANDIDATES distinct observed windows.
-
-    Each puts ``1 - START_FUZZ`` on the observed letter and spreads the rest
-    like the background; a missing letter gives the background itself.
-    """
-    n = data.n_rows
-    size = min(N_CANDIDATES, n)
-    chosen = random_state.choice(n, size=size, replace=False, p=data.weights / data.weights.sum())
-    w, A = background.shape
-    observed = data.take(chosen).expanded().reshape(size, w, A)
-    pwms = (1.0 - START_FUZZ) * observed + (
-        1.0 - (1.0 - START_FUZZ) * observed.sum(axis=2, keepdims=True)
-    ) * background[None]
-    return np.log(pwms).reshape(size, w * A)
-
-
-def _shift(log_pwm, background, shift):
-    """A log-PWM (w * A,) moved by ``shift`` positions (column i takes column i + shift); the
-    positions moved in are the background's."""
-    w, A = background.shape
-    pwm = np.log(background).copy()
-    source = log_pwm.reshape(w, A)
-    if shift >= 0:
-        pwm[: w - shift] = source[shift:]
-    else:
-        pwm[-shift:] = source[: w + shift]
-    return pwm.reshape(-1)
-
-
-def _refine(batch, rows, params, shortlist, chunk_size):
-    """The N_CONTINUE best distinct candidates after SHORT_ITER EM steps of the ``shortlist`` best."""
-    if params.n_candidates > shortlist:
-        score = batch.candidate_objectives(params, rows, chunk_size)
-        params = params.take(np.argsort(-score, kind="stable")[:shortlist])
-    controls = EMControls(max_iter=SHORT_ITER, tol=0.0, chunk_size=chunk_size)
-    params = run_em(batch, rows, params, controls).params
-    score = batch.candidate_objectives(params, rows, chunk_size)
-    return _distinct(params, score, batch.perm(params))
-
-
-def _distinct(params, score, perm):
-    """The N_CONTINUE best candidates, skipping any within DUPLICATE_DISTANCE of a better one.
-
-    Many starts reach the same optimum; with ``perm`` (revcomp), possibly as
-    each other's reverse complement.
-    """
-    pwms = np.exp(params.log_pwms)
-    flipped = pwms[:, perm] if perm is not None else pwms
-
-    def distance(c, other):
-        gap = np.abs(pwms[c] - pwms[other]).max()
-        return min(gap, np.abs(pwms[c] - flipped[other]).max()) if perm is not None else gap
-
-    kept: list[int] = []
-    for c in np.argsort(-score, kind="stable"):
-        if all(distance(c, other) > DUPLICATE_DISTANCE for other in kept):
-            kept.append(c)
-            if len(kept) == N_CONTINUE:
-                break
-    return params.take(np.array(kept, dtype=np.intp))
-
-
-# ------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True)
-class CandidateParams:
-    log_pwms: np.ndarray  # (C, w * A)
-    alpha: np.ndarray  # (C,) mixing proportion of each candidate against the fixed mixture
-
-    @property
-    def n_candidates(self):
-        return self.alpha.shape[0]
-
-    def take(self, index):
-        """The candidates at ``index``, in its order."""
-        return CandidateParams(self.log_pwms[index], self.alpha[index])
-
-
-@dataclass(frozen=True)
-class CandidateStats(AdditiveStats):
-    resp_sum: np.ndarray  # (C,)        sum_i w_i r_ic
-    counts: np.ndarray  # (C, w * A)      expected letter counts of each candidate
-    total: float  # sum_i w_i
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class CandidateBatch(EMModel):
-    """Candidate motifs side by side, each the new component of a two-part mixture.
-
-    Candidate ``c`` with log-PWM ``L_c`` and proportion ``alpha_c`` explains
-    window ``x`` by ``(1 - alpha_c) p_rest(x) + alpha_c p_c(x)``, where
-    ``p_rest`` is the fixed mixture and ``p_c`` the candidate read as a
-    component of ``mixture`` would be (on either strand with revcomp). EM
-    updates ``(alpha_c, L_c)`` with ``p_rest`` fixed, every candidate
-    independently; the objective is the sum of the candidates' log posteriors.
-
-    Parameters
-    ----------
-    mixture : skem.motifs.MotifModel
-        The model being started: its rows, alphabet, pseudocount and strands.
-    fixed : MotifParams
-        The mixture found so far, ``p_rest``.
-    background : ndarray of shape (w, A)
-        What candidates from observed windows are fuzzed towards.
-    """
-
-    # eq=False: the fields hold arrays, so batches compare (and hash) by identity.
-    mixture: MotifModel
-    fixed: MotifParams
-    background: np.ndarray
-
-    def perm(self, params):
-        """The reverse-complement permutation of the candidates' columns with revcomp, else None."""
-        if not self.mixture.revcomp:
-            return None
-        width = params.log_pwms.shape[1] // self.mixture.n_letters
-        return revcomp_permutation(width, self.mixture.letters)
-
-    # ---------------------------------------------------------------- data
-
-    def prepare(self, X, weights):
-        return self.mixture.prepare(X, weights)
-
-    def work_per_row(self, data):
-        # Sized for the most candidates a batch holds (the fixed mixture is scored too).
-        return self.mixture.work_per_row(data) + 4 * (1 + self.mixture.revcomp) * N_CANDIDATES
-
-    # ------------------------------------------------------------------- EM
-
-    def initialize(self, data, random_state, controls):
-        log_pwms = _candidate_pwms(data, self.background, random_state)
-        return CandidateParams(log_pwms, np.full(log_pwms.shape[0], START_WEIGHT))
-
-    def _log_densities(self, params, chunk):
-        """The (candidate, strand) states' log-likelihoods (S, n), the candidates' (C, n), and
-        those of the candidates' two-part mixtures (C, n)."""
-        perm = self.perm(params)
-        states = _state_log_prob(chunk.expanded(), params.log_pwms, perm)
-        log_lik = _component_log_prob(states, 0, perm is not None)
-        rest = self.mixture.score_samples(self.fixed, chunk)
-        # log((1 - a) p_rest + a p_c) = log p_rest + log1p(a expm1(d)), d = log(p_c / p_rest);
-        # beyond LOG_RATIO_MAX the second term is log(a) + d to machine precision.
-        ratio = log_lik - rest
-        alpha = params.alpha[:, None]
-        log_gain = np.log1p(alpha * np.expm1(np.minimum(ratio, LOG_RATIO_MAX)))
-        large = ratio > LOG_RATIO_MAX
-        if large.any():
-            log_gain = np.where(large, np.log(alpha) + ratio, log_gain)
-        return states, log_lik, rest + log_gain
-
-    def _resp(self, params, log_lik, log_mix):
-        """Posterior (C, n) that each row is a site of each candidate, in its two-part mixture."""
-        return np.exp(np.log(params.alpha)[:, None] + log_lik - log_mix)
-
-    def e_step(self, params, chunk):
-        onehot = chunk.expanded()
-        states, log_lik, log_mix = self._log_densities(params, chunk)
-        resp = self._resp(params, log_lik, log_mix) * chunk.weights
-        resp_sum = resp.sum(axis=1)
-        perm = self.perm(params)
-        if perm is not None:
-            # Split each candidate's responsibility between its strands, as the model's E-step does.
-            resp = np.exp(states - np.concatenate([log_lik, log_lik])) * np.tile(resp, (2, 1))
-        counts = _fold_states(resp @ onehot, 0, perm is not None, perm)
-        stats = CandidateStats(resp_sum, counts, float(chunk.weights.sum()))
-        return stats, float(log_mix.sum(axis=0) @ chunk.weights)
-
-    def m_step(self, stats, params):
-        # Each candidate's two-part mixture (fixed part, candidate) takes the motif M-step;
-        # the fixed part has no letter counts here, and its PWM is not used.
-        C, A = stats.resp_sum.shape[0], self.mixture.n_letters
-        resp_sum = np.stack([stats.total - stats.resp_sum, stats.resp_sum], axis=1)
-        counts = np.stack([np.zeros_like(stats.counts), stats.counts], axis=1).reshape(C, 2, -1, A)
-        weights, pwms = motif_m_step(
-            resp_sum, counts, self.mixture.pseudocount, tied_background=False
-        )
-        return CandidateParams(np.log(pwms[:, 1]).reshape(C, -1), weights[:, 1])
-
-    def log_prior(self, params):
-        return float(self.mixture.pseudocount * params.log_pwms.sum())
-
-    def candidate_objectives(self, params, data, chunk_size):
-        """Each candidate's objective: log-likelihood of ``data`` under its two-part mixture plus
-        its log prior, shape (C,). They sum to the objective's numerator."""
-        (loglik,) = data.reduce_chunks(partial(_candidate_loglik, self, params), self, chunk_size)
-        return loglik + self.mixture.pseudocount * params.log_pwms.sum(axis=1)
-
-    # ----------------------------------------------------- inference on rows
-
-    def score_samples(self, params, chunk):
-        """``sum_c log((1 - alpha_c) p_rest + alpha_c p_c)`` of each row (independent candidates)."""
-        return self._log_densities(params, chunk)[2].sum(axis=0)
-
-    def predict_proba(self, params, chunk):
-        _, log_lik, log_mix = self._log_densities(params, chunk)
-        return self._resp(params, log_lik, log_mix).T
-
-    def n_parameters(self, params):
-        A = self.mixture.n_letters
-        return params.n_candidates * (1 + params.log_pwms.shape[1] // A * (A - 1))
-
-
-def _candidate_loglik(batch, params, chunk):
-    return (batch._log_densities(params, chunk)[2] @ chunk.weights,)
-
-
-# ------------------------------------------------- the sequence models' search
-
+__all__ = [
+    "KmerTable",
+    "SiteCandidateBatch",
+    "kmer_candidates",
+    "kmer_enrichment",
+    "kmer_length",
+    "search_sequence_motif",
+    "substring_candidates",
+]
 
 #: Longest and shortest k-mers counted to seed the sequence models' search (k is also at most
 #: the motif width, and about log_A of the number of positions, so that a k-mer is expected
@@ -408,15 +77,20 @@ def search_sequence_motif(model, data, random_state, controls):
     All candidates put :data:`START_FUZZ` of each position's probability on
     the background. Apart from counting k-mers (integer arithmetic, one pass), the
     work does not grow with the data.
-    With several widths, each width's start is run to convergence and the
-    width of the smallest E-value (:func:`skem._motif_sequences.log10_evalue`)
-    wins. Every step is an engine E-pass (:func:`skem._em.e_pass`) of the
-    candidate batch (and :func:`skem._em.run_em` of the model between widths).
+    With ``model.init_params == "random"`` the start of each width is instead
+    one substring of the sequences drawn at random (a weighted draw), fuzzed
+    towards the background. With several widths, each width's start is run to
+    convergence and the width of the smallest E-value
+    (:func:`skem._sequence_sites.log10_evalue`) wins: its *start* is returned,
+    so that the fit's own run is the chosen width's. Every step is an engine
+    E-pass (:func:`skem._em.e_pass`) of the candidate batch in automatic chunks
+    (its single-precision sums must not depend on ``chunk_size``), and every
+    run between widths :func:`skem._em.run_em` with the fit's controls.
 
     Parameters
     ----------
     model : skem._motif_sequences.SequenceMotifModel
-    data : skem._motif_sequences.SequenceData
+    data : skem._sequence_sites.SequenceData
         All sequences (with any erasing weights).
     random_state : numpy.random.RandomState
     controls : EMControls
@@ -425,50 +99,32 @@ def search_sequence_motif(model, data, random_state, controls):
     Returns
     -------
     SequenceMotifParams
-        One motif.
+        One motif: the start of the chosen width.
     """
-    from ._motif_sequences import SequenceMotifParams, log10_evalue
-
     A = model.n_letters
     beta = model.pseudocount
     background = data.weights @ data.letter_counts + beta
     background /= background.sum()
-    min_width = model.min_width or model.width
-    widths = range(min_width, (model.max_width or model.width) + 1)
-    if not np.any(data.lengths >= min_width):
-        raise ValueError(f"No sequence is at least {min_width} letters long: no site fits.")
-    kmers = kmer_enrichment(model, data, background, kmer_length(data, A, min_width))
-    search = _draw_sequences(data, SEQUENCE_SEARCH_ROWS, random_state)
-    decide = _draw_sequences(data, SEQUENCE_DECIDE_ROWS, random_state)
+    widths = range(model.min_width, model.max_width + 1)
+    if not np.any(data.lengths >= model.min_width):
+        raise ValueError(f"No sequence is at least {model.min_width} letters long: no site fits.")
+    if model.init_params == "random":
+        search = None
+    else:
+        kmers = kmer_enrichment(model, data, background, kmer_length(data, A, model.min_width))
+        search = (kmers, _draw_sequences(data, SEQUENCE_SEARCH_ROWS, random_state),
+                  _draw_sequences(data, SEQUENCE_DECIDE_ROWS, random_state))
     best = None
     for w in widths:
         batch = SiteCandidateBatch(model=model, background=background, width=w)
-        # The k-mer seeds are few and carry their whole motif: the decision rows score them.
-        # The substrings are many, each from one sequence: the smaller search rows do.
-        # The first step leaves candidates free of the palindromic tie: tied off-centre, a
-        # candidate would be folded onto a mirror image of itself before its shifts are tried.
-        seeds = kmer_candidates(batch, data, kmers)
-        n_seeds = seeds.n_candidates
-        if n_seeds:  # none when no k-mer is free of missing letters
-            seeds = _best_after_steps(batch, decide, seeds, 1, controls.chunk_size)
-        substrings = _best_after_steps(
-            batch, search, substring_candidates(batch, search, N_SUBSTRINGS, random_state), 1,
-            controls.chunk_size,
-        )
-        top = CandidateParams(np.concatenate([seeds.log_pwms, substrings.log_pwms]),
-                              np.concatenate([seeds.alpha, substrings.alpha]))
-        batch = replace(batch, palindromic=model.palindromic)
-        shifted = [
-            _shift(log_pwm, np.tile(background, (w, 1)), shift)
-            for log_pwm in top.log_pwms
-            for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
-            if 0 < abs(shift) < w
-        ]
-        family = CandidateParams(
-            np.concatenate([top.log_pwms, np.array(shifted).reshape(-1, w * A)]),
-            np.concatenate([top.alpha, np.repeat(top.alpha, len(shifted) // max(len(top.alpha), 1))]),
-        )
-        top = _best_after_steps(batch, decide, family, 1, controls.chunk_size, keep=1)
+        if search is None:
+            top = substring_candidates(batch, data, 1, random_state)
+            found = "a random substring"
+        else:
+            # The candidates' passes are in single precision, whose sums depend on how the
+            # rows are grouped: they take automatic chunks (sized by the data alone), so
+            # that the start, and the fit, do not depend on chunk_size.
+            top, found = _searched_candidate(batch, data, *search, random_state, None)
         gamma = float(top.alpha[0])
         if model.mode == "tcm":
             # The batch's site probability is per sequence (ZOOPS); TCM's is per start position.
@@ -481,23 +137,49 @@ def search_sequence_motif(model, data, random_state, controls):
             full = EMControls(max_iter=controls.max_iter, tol=controls.tol,
                               accelerate=controls.accelerate, chunk_size=controls.chunk_size)
             result = run_em(model, data, start, full)
-            from .motifs import _hard_site_counts
-
-            counts = _hard_site_counts(model, result.params, data, controls.chunk_size)
-            n_positions = model.n_strands * float(data.weights @ np.maximum(data.lengths - w + 1, 0))
-            dof = (A - 1) / (2 if model.palindromic else 1)
-            score = -log10_evalue(counts, result.params.background, n_positions, dof)
-            start = result.params
+            score = -model.log10_evalue(result.params, data, controls.chunk_size)
         else:
             score = 0.0
         if controls.verbose:
-            print(f"  motif search: width {w}, {n_seeds} k-mer seeds (k = {kmers.k}) and "
-                  f"{N_SUBSTRINGS} substrings, best start "
+            print(f"  motif search: width {w}, {found}, best start "
                   f"{_consensus(top.log_pwms[0], w, model.letters)}"
                   + (f", log10 E-value {-score:.3g}" if len(widths) > 1 else ""))
         if best is None or score > best[0]:
             best = (score, start)
     return best[1]
+
+
+def _searched_candidate(batch, data, kmers, search, decide, random_state, chunk_size):
+    """The best candidate of width ``batch.width`` (steps 1 to 3 of :func:`search_sequence_motif`)
+    and a description of the seeds."""
+    model, w, A = batch.model, batch.width, batch.model.n_letters
+    # The k-mer seeds are few and carry their whole motif: the decision rows score them.
+    # The substrings are many, each from one sequence: the smaller search rows do.
+    # The first step leaves candidates free of the palindromic tie: tied off-centre, a
+    # candidate would be folded onto a mirror image of itself before its shifts are tried.
+    seeds = kmer_candidates(batch, data, kmers)
+    n_seeds = seeds.n_candidates
+    if n_seeds:  # none when no k-mer is free of missing letters
+        seeds = _best_after_steps(batch, decide, seeds, 1, chunk_size)
+    substrings = _best_after_steps(
+        batch, search, substring_candidates(batch, search, N_SUBSTRINGS, random_state), 1,
+        chunk_size,
+    )
+    top = CandidateParams(np.concatenate([seeds.log_pwms, substrings.log_pwms]),
+                          np.concatenate([seeds.alpha, substrings.alpha]))
+    batch = replace(batch, palindromic=model.palindromic)
+    shifted = [
+        shift_log_pwm(log_pwm, np.tile(batch.background, (w, 1)), shift)
+        for log_pwm in top.log_pwms
+        for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
+        if 0 < abs(shift) < w
+    ]
+    family = CandidateParams(
+        np.concatenate([top.log_pwms, np.array(shifted).reshape(-1, w * A)]),
+        np.concatenate([top.alpha, np.repeat(top.alpha, len(shifted) // max(len(top.alpha), 1))]),
+    )
+    top = _best_after_steps(batch, decide, family, 1, chunk_size, keep=1)
+    return top, f"{n_seeds} k-mer seeds (k = {kmers.k}) and {N_SUBSTRINGS} substrings"
 
 
 def _consensus(log_pwm, width, letters):
@@ -515,15 +197,13 @@ def _draw_sequences(data, size, random_state):
 
 def _best_after_steps(batch, rows, params, n_steps, chunk_size, keep=N_CONTINUE):
     """The ``keep`` best distinct candidates after ``n_steps`` EM steps, by their objective then."""
-    from ._em import e_pass
-
     stats, _ = e_pass(batch, params, rows, chunk_size)
     for _ in range(n_steps):
         params = batch.m_step(stats, params)
         stats, _ = e_pass(batch, params, rows, chunk_size)
     score = stats.loglik + batch.model.pseudocount * params.log_pwms.sum(axis=1)
     perm = revcomp_permutation(batch.width, batch.model.letters) if batch.model.revcomp else None
-    best = _distinct(params, score, perm)
+    best = distinct_candidates(params, score, perm)
     return best.take(np.arange(min(keep, best.n_candidates)))
 
 
@@ -577,7 +257,7 @@ def kmer_enrichment(model, data, background, k):
     Parameters
     ----------
     model : skem._motif_sequences.SequenceMotifModel
-    data : skem._motif_sequences.SequenceData
+    data : skem._sequence_sites.SequenceData
     background : ndarray of shape (A,)
     k : int
 

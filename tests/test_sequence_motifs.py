@@ -1,0 +1,282 @@
+"""SequenceMotifMixture as an estimator: palindromic sites, erasing between motifs, widths the
+sequences cannot hold, names read from each X, and what sample draws from.
+
+The model's likelihood and EM are tested in test_motif_sequences; references here are
+brute-force enumerations of site configurations and planted truth from skem.datasets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+from skem import SequenceMotifMixture
+from skem._letters import encode_ragged
+from skem._motif_sequences import SequenceMotifModel
+from skem._sequence_sites import SequenceMotifParams
+from skem.datasets import make_motif_pwm, make_motif_sequences
+from skem._motif_erasing import erasing_weights
+from skem.sequences import revcomp_permutation
+
+DNA = "ACGT"
+
+
+def _rc_pwm(pwm):
+    w = pwm.shape[0]
+    return pwm.reshape(-1)[revcomp_permutation(w)].reshape(w, 4)
+
+
+def _distance(found, true):
+    """Smallest L2 distance between two PWMs over orientations and shifts of up to 2 positions
+    (the overlapping positions, per position)."""
+    best = np.inf
+    for option in (found, _rc_pwm(found)):
+        for shift in range(-2, 3):
+            a = option[max(shift, 0):]
+            b = true[max(-shift, 0):]
+            n = min(len(a), len(b))
+            best = min(best, np.linalg.norm(a[:n] - b[:n]) / np.sqrt(n))
+    return best
+
+
+# ------------------------------------------------------------------ palindromic sites
+
+
+def _palindromic_data(seed=4, n=40, length=100):
+    pwm = make_motif_pwm(10, palindromic=True, concentration=0.1, random_state=3)
+    sequences, sites, _ = make_motif_sequences(n, length, pwm=pwm, both_strands=True,
+                                               random_state=seed)
+    return sequences, sites, pwm
+
+
+@pytest.mark.parametrize("mode", ["tcm", "zoops"])
+def test_palindromic_sites_are_reported_once_with_their_whole_posterior(mode):
+    # Issue 20 item 4: the posterior of a palindromic site was split between its strands, so
+    # no strand reached 0.5, sites() reported nothing and the E-value was exactly 1.
+    sequences, planted, pwm = _palindromic_data()
+    model = SequenceMotifMixture(width=10, mode=mode, revcomp=True, palindromic=True,
+                                 random_state=0).fit(sequences)
+    assert _distance(model.pwms_[1], pwm) < 0.15
+    found = model.sites(sequences)
+    # One row per site: never the same start twice, always on "+".
+    assert not found.duplicated(["sequence", "start"]).any()
+    assert set(found["strand"]) == {"+"}
+    hits = found.merge(planted, on=["sequence", "start"])
+    assert len(hits) >= 0.95 * len(planted)
+    assert model.log10_evalues_[0] < -20
+    # The posterior reported is the sum of the model's two strand posteriors.
+    codes, _ = encode_ragged(sequences, DNA, "N")
+    data = model._model.prepare(codes, np.ones(codes.shape[0]))
+    post = model._model.posteriors(model._get_fitted_params(), data)[0]
+    names = list(sequences)
+    for row in found.itertuples():
+        both = post[names.index(row.sequence), row.start].sum()
+        assert row.posterior == pytest.approx(both, rel=1e-12)
+
+
+def test_a_palindromic_site_counts_once_towards_the_evalue():
+    # The hard sites of the E-value are those whose whole posterior exceeds 1/2.
+    sequences, planted, _ = _palindromic_data()
+    model = SequenceMotifMixture(width=10, mode="zoops", revcomp=True, palindromic=True,
+                                 random_state=0).fit(sequences)
+    codes, _ = encode_ragged(sequences, DNA, "N")
+    data = model._model.prepare(codes, np.ones(codes.shape[0]))
+    counts = model._model.hard_site_counts(model._get_fitted_params(), data, None)
+    n_sites = int((model.sites(sequences)["posterior"] > 0.5).sum())
+    np.testing.assert_allclose(counts.sum(axis=1), n_sites)
+    np.testing.assert_allclose(counts, _rc_pwm(counts))  # both readings, half each
+
+
+# ------------------------------------------------------------------------- erasing
+
+
+def _configurations(L, w, S, mode):
+    """Every allowed set of sites ((start, strand) pairs) of a sequence of length L."""
+    starts = [(j, s) for j in range(L - w + 1) for s in range(S)]
+    if mode == "oops":
+        return [[site] for site in starts]
+    if mode == "zoops":
+        return [[]] + [[site] for site in starts]
+    configurations = []
+    for r in range(len(starts) + 1):
+        for chosen in itertools.combinations(starts, r):
+            positions = sorted(j for j, _ in chosen)
+            if all(b - a >= w for a, b in zip(positions, positions[1:])):
+                configurations.append(list(chosen))
+    return configurations
+
+
+def _brute_force_posteriors(sequence, params, mode, erased):
+    """P(site at (j, s) | x) (L - w + 1, 2) by enumerating site configurations, each site's
+    prior multiplied by the erasing weights of its positions (MEME's erasing)."""
+    b, pwm, gamma = params.background, params.pwms[0], float(params.site_probs[0])
+    w, L = pwm.shape[0], len(sequence)
+    x = [DNA.index(c) for c in sequence]
+    strands = [pwm, _rc_pwm(pwm)]
+    m = L - w + 1
+    post = np.zeros((m, 2))
+    total = 0.0
+    for configuration in _configurations(L, w, 2, mode):
+        covered = {j + p for j, _ in configuration for p in range(w)}
+        weight = np.prod([b[x[t]] for t in range(L) if t not in covered])
+        for j, s in configuration:
+            weight *= np.prod([strands[s][p, x[j + p]] * erased[j + p] for p in range(w)])
+            weight *= gamma / (m * 2) if mode != "tcm" else gamma / 2
+        if mode == "zoops":
+            weight *= (1 - gamma) if not configuration else 1.0
+        if mode == "tcm":  # a letter where a site could start was a (1 - lambda) choice
+            starts_taken = {j for j, _ in configuration}
+            t, choices = 0, 0
+            while t < L:
+                if t in starts_taken:
+                    t += w
+                    continue
+                choices += t <= L - w
+                t += 1
+            weight *= (1 - gamma) ** choices
+        total += weight
+        for j, s in configuration:
+            post[j, s] += weight
+    return post / total
+
+
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+def test_erasing_weights_are_the_product_of_one_minus_coverage_by_enumeration(mode):
+    rng = np.random.default_rng(7)
+    sequences = ["ACGTTGCA", "TTGACGA", "GGCATG"]
+    w = 3
+    motifs = [
+        SequenceMotifParams(rng.dirichlet(np.ones(4)), (rng.dirichlet(np.ones(4) * 0.3, size=w),),
+                            np.array([1.0 if mode == "oops" else 0.3]))
+        for _ in range(2)
+    ]
+    model = SequenceMotifModel(width=w, mode=mode, letters=DNA, wildcards="N",
+                               pseudocount=0.1, revcomp=True)
+    codes, _ = encode_ragged(sequences, DNA, "N")
+    data = model.prepare(codes, np.ones(len(sequences)))
+    ours = erasing_weights(model, motifs, data)
+    for i, sequence in enumerate(sequences):
+        L = len(sequence)
+        expected = np.ones(L)
+        for motif in motifs:
+            post = _brute_force_posteriors(sequence, motif, mode, expected).sum(axis=1)
+            coverage = np.array([post[max(t - w + 1, 0): t + 1].sum() for t in range(L)])
+            expected = expected * (1.0 - coverage)
+        np.testing.assert_allclose(ours[i, :L], expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(ours[i, L:], 1.0)  # padding is never covered
+
+
+@pytest.mark.parametrize("mode", ["zoops", "tcm"])
+def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
+    # Issue 20 item 5: erasing must keep a later motif from re-finding an earlier one.
+    pwms = [make_motif_pwm(10, concentration=0.05, random_state=10),
+            make_motif_pwm(10, concentration=0.05, random_state=20)]
+    sequences, _, _ = make_motif_sequences(50, 150, pwm=pwms, site_probability=[1.0, 0.7],
+                                           both_strands=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SequenceMotifMixture(width=10, mode=mode, n_motifs=3, revcomp=True,
+                                     random_state=0).fit(sequences)
+    found = [model.pwms_[k] for k in (1, 2, 3)]
+    # The two planted motifs, in some order, then a third that is neither.
+    assert sorted(min(_distance(f, p) for f in found[:2]) for p in pwms)[-1] < 0.15
+    assert all(_distance(found[2], p) > 0.3 for p in pwms)
+    assert model.log10_evalues_[2] > max(model.log10_evalues_[:2]) + 20
+
+
+# --------------------------------------------------------------------------- widths
+
+
+def test_widths_longer_than_the_sequences_are_dropped_with_a_warning():
+    # Issue 20: default widths on 12-18 nt sequences raised numpy's "window shape cannot be
+    # larger than input array shape".
+    rng = np.random.default_rng(0)
+    sequences = ["".join(rng.choice(list(DNA), size=n)) for n in rng.integers(12, 19, size=30)]
+    with pytest.warns(UserWarning, match=r"Widths above 18 cannot fit.*trying widths 8\.\.18"):
+        model = SequenceMotifMixture(width=(8, 20), random_state=0).fit(sequences)
+    assert 8 <= model.widths_[0] <= 18
+    long_enough, _, _ = make_motif_sequences(30, 80, width=8, random_state=0)
+    with pytest.warns(UserWarning, match="Widths above 80"):
+        SequenceMotifMixture(width=(6, 100), random_state=0, max_iter=5).fit(long_enough)
+
+
+def test_oops_widths_are_capped_at_the_shortest_sequence():
+    sequences = ["ACGTACGTACGT", "ACGTACGTAC", "TTGACGTACGTTT"]
+    with pytest.warns(UserWarning, match="the shortest sequence has 10 letters"):
+        model = SequenceMotifMixture(width=(6, 12), mode="oops", random_state=0).fit(sequences)
+    assert model.widths_[0] <= 10
+
+
+def test_a_width_range_reports_the_chosen_widths_run():
+    # Issue 20: width ranges reported n_iter_ = 1 and a one-value lower_bounds_.
+    sequences, _, _ = make_motif_sequences(60, 80, width=8, random_state=0)
+    ranged = SequenceMotifMixture(width=(7, 9), random_state=0).fit(sequences)
+    assert ranged.n_iter_ > 1 and len(ranged.lower_bounds_) == ranged.n_iter_
+    assert ranged.lower_bounds_[-1] == ranged.lower_bound_
+    # The first value is one EM step from the start, far below the end.
+    assert ranged.lower_bounds_[0] < ranged.lower_bound_ - 1e-6 * abs(ranged.lower_bound_)
+
+
+# ---------------------------------------------------------- state read from each X
+
+
+def test_sites_are_named_by_the_x_given_to_sites():
+    sequences, _, _ = make_motif_sequences(40, 60, width=6, random_state=1)
+    model = SequenceMotifMixture(width=6, random_state=0).fit(sequences)
+    renamed = {f"other{i}": s for i, s in enumerate(sequences.values())}
+    assert set(model.sites(renamed)["sequence"]) <= set(renamed)
+    listed = model.sites(list(sequences.values()))
+    assert set(listed["sequence"]) <= set(range(len(sequences)))
+
+
+def test_sample_draws_lengths_from_the_weighted_training_lengths():
+    sequences = {"a": "ACGTACGTAA", "b": "ACGTACGTACGTACGTACGT"}
+    model = SequenceMotifMixture(width=4, random_state=0).fit(
+        list(sequences.values()), sample_weight=[3.0, 1.0]
+    )
+    np.testing.assert_array_equal(model.lengths_, [10, 20])
+    np.testing.assert_allclose(model.length_probs_, [0.75, 0.25])
+    drawn, planted = model.sample(2000)
+    share = np.mean([len(s) == 10 for s in drawn])
+    assert abs(share - 0.75) < 0.04
+    assert planted.shape == (2000, 1)
+
+
+# ------------------------------------------------------------------------- warm start
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"width": 7}, {"mode": "tcm"}, {"n_motifs": 2}, {"alphabet": "ACGU"},
+     {"revcomp": False}, {"palindromic": True}],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_warm_start_after_a_structural_change_warns_and_starts_afresh(change):
+    # Issue 19 item 3: a warm fit kept width 8 after width=10.
+    sequences, _, _ = make_motif_sequences(40, 60, width=6, both_strands=True, random_state=2)
+    if "alphabet" in change:
+        sequences = {k: v.replace("T", "U") for k, v in sequences.items()}
+    model = SequenceMotifMixture(width=6, revcomp=True, warm_start=True, random_state=0)
+    model.fit(make_motif_sequences(40, 60, width=6, both_strands=True, random_state=2)[0])
+    name = next(iter(change))
+    with pytest.warns(UserWarning, match=rf"{name}=.* -> "):
+        model.set_params(**change).fit(sequences)
+    fresh = SequenceMotifMixture(**{**model.get_params(), "warm_start": False}).fit(sequences)
+    np.testing.assert_allclose(model.lower_bounds_, fresh.lower_bounds_, rtol=1e-12)
+    assert len(model.pwms_) == len(fresh.pwms_) and model.widths_.tolist() == fresh.widths_.tolist()
+
+
+def test_a_warm_start_with_the_same_structure_continues_without_a_warning():
+    sequences, _, _ = make_motif_sequences(40, 60, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, max_iter=3, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(sequences)
+    first = model.lower_bound_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.set_params(max_iter=200, tol=1e-9).fit(sequences)
+    assert model.lower_bounds_[0] >= first - 1e-12
