@@ -88,6 +88,9 @@ def test_few_features_are_clustered_as_log_counts():
     assert features == LogCounts(scale=s.mean())
     np.testing.assert_allclose(features.transform(X, s), np.log1p(X * s.mean() / s[:, None]))
     np.testing.assert_allclose(features.transform(X, None), np.log1p(X))
+    # An all-zero row has library size factor 0: its features are 0, not 0/0.
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(features.transform(np.zeros((1, 2)), np.zeros(1)), 0.0)
 
 
 def test_labels_respect_weights_chunks_and_sparsity():
