@@ -124,12 +124,13 @@ def l2_oriented(found, truth):
 def bench_skem_sequences(sequences, truth, mode):
     import time
 
+    from skem import SequenceMotifMixture
     from skem._em import EMControls, in_memory_rows, run_em
-    from skem._motif_search import search_sequence_motif
-    from skem.sequences import encode_ragged
+    from skem._letters import encode_ragged
+    from skem._sequence_search import search_sequence_motif
 
     w = truth.shape[0]
-    model = MotifMixture(width=w, mode=mode, random_state=0)
+    model = SequenceMotifMixture(width=w, mode=mode, random_state=0)
     fit_time, _ = timed(model.fit, sequences)
     # The search's cost in EM iterations: its time over one EM pass + M-step on all
     # sequences (both the best of 3, interleaved, as contention only adds time).
@@ -209,7 +210,7 @@ def main_sequences():
             result = bench_skem_sequences(sequences, truth, mode)
             reference = reference or result["fit"]
             rows.append(dict(
-                n=n, method=f"skem MotifMixture(width=12, mode={mode!r})",
+                n=n, method=f"skem SequenceMotifMixture(width=12, mode={mode!r})",
                 fit_s=f"{result['fit']:.2f}", n_iter=result["n_iter"],
                 L2=f"{result['distance']:.3f}",
                 note=f"search {result['search']:.2f}s = {result['search'] / result['iteration']:.1f}"

@@ -21,14 +21,26 @@ Reported: whole-fit time (wall) and NB iterations; the CPU time of one
 E-step pass over all rows and of one M-step, each over the floor of one
 iteration (the two sparse products ``X @ A`` and ``X.T @ B`` that any
 E-step and M-step of a sparse mixture needs; CPU time, as the machines are
-shared); peak memory of the NB fit (tracemalloc: allocations during the
+shared; the median of ``--repeat`` ratios, each pass timed right after a
+floor); peak memory of the NB fit (tracemalloc: allocations during the
 fit) against the CSR input plus one (n, K) array; and the adjusted Rand
 index of each method against the simulated types.
+
+With size factors the E-step runs compiled kernels when numba is installed
+(``pip install skem[fast]``); the first NB fit is the first use in the
+process, so its time includes importing numba and loading the compiled
+kernels. Also reported: that import and load (from numba's cache), and a
+compilation from an empty cache, each in a fresh process; and the E-step of
+the NumPy path (``SKEM_NUMBA=0``) on the same fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
@@ -43,6 +55,7 @@ from sklearn.mixture import GaussianMixture
 from _common import peak_memory, print_table, timed
 from skem import NegBinMixture
 from skem._em import e_pass, in_memory_rows
+from skem._negbin_kernels import compiled_kernels
 
 
 def simulate(n_cells, n_genes, n_types, seed=0, density=0.05, block=5000, fold_range=(2.0, 8.0),
@@ -92,23 +105,51 @@ def cpu_seconds(function, repeat=3):
     return (time.process_time() - start) / repeat
 
 
-def sparse_product_floor(X, K, repeat=3):
-    """CPU time of the two sparse products of one iteration: X @ (D, K) and X.T @ (n, K)."""
-    A, B = np.ones((X.shape[1], K)), np.ones((X.shape[0], K))
-    X64 = X.astype(np.float64)
-    return cpu_seconds(lambda: (X64 @ A, X64.T @ B), repeat)
-
-
-def step_costs(model, X):
-    """CPU time of one E-step pass over all rows and of one M-step, at the fitted parameters."""
+def step_costs(model, X, floor_call, repeat):
+    """CPU time of one E-step pass over all rows and of one M-step, at the fitted parameters,
+    each over the floor: medians of ``repeat`` ratios, each pass timed right after a floor."""
     params = model._get_fitted_params()
     data = in_memory_rows(model._model, model._validate_X(X, reset=False), np.ones(X.shape[0]))
     # Fresh parameter objects: their per-pass tables are not cached yet, as in a real pass.
     fresh = lambda: type(params)(params.weights, params.means, params.dispersion)  # noqa: E731
-    e_time = cpu_seconds(lambda: e_pass(model._model, fresh(), data))
     stats, _ = e_pass(model._model, params, data)
-    m_time = cpu_seconds(lambda: model._model.m_step(stats, fresh()))
-    return e_time, m_time
+    e_ratios, m_ratios = [], []
+    for _ in range(repeat):
+        floor = cpu_seconds(floor_call, 1)
+        e_ratios.append(cpu_seconds(lambda: e_pass(model._model, fresh(), data), 1) / floor)
+        floor = cpu_seconds(floor_call, 1)
+        m_ratios.append(cpu_seconds(lambda: model._model.m_step(stats, fresh()), 1) / floor)
+    return float(np.median(e_ratios)), float(np.median(m_ratios))
+
+
+_LOAD_KERNELS = """
+import time
+start = time.perf_counter()
+import numpy as np, scipy.sparse as sp
+from skem._negbin_kernels import OffsetEntries, SizeNodes, compiled_kernels, index_entries
+from skem.negbin import NegBinData
+assert compiled_kernels() is not None
+X = sp.csr_matrix(np.eye(3))
+index, pairs = index_entries(X)
+s = np.ones(3) * 2
+chunk = NegBinData(weights=np.ones(3), value_index=index, pairs=pairs, size_factors=s,
+                   nodes=SizeNodes.of(s))
+entries = OffsetEntries.of(np.ones((3, 2)), chunk)
+entries.log_density(np.zeros((2, pairs.size)))
+entries.statistics(np.ones((3, 2)))
+print(time.perf_counter() - start)
+"""
+
+
+def kernel_load_seconds(cache_dir):
+    """Wall time, in a fresh process, to import numba and skem's kernels and run each once
+    (importing numpy and scipy included): compiling them into ``cache_dir`` if it is empty,
+    loading them from it otherwise."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, SKEM_NUMBA="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _LOAD_KERNELS], env=env, cwd=root,
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -120,6 +161,8 @@ def main():
     parser.add_argument("--no-memory", action="store_true", help="skip the traced second NB fit")
     parser.add_argument("--max-iter", type=int, default=None,
                         help="cap the NB fits' iterations (default: the estimator's)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="E-step and M-step timings (each against its own floor); medians")
     args = parser.parse_args()
     K = args.types
     X, y, depth = simulate(args.cells, args.genes, K, args.seed)
@@ -136,27 +179,48 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         nb_time, model = timed(nb)
-        floor = sparse_product_floor(X, K)
-        e_time, m_time = step_costs(model, X)
+        compiled = compiled_kernels() is not None
+        X64 = X.astype(np.float64)
+        A, B = np.ones((X.shape[1], K)), np.ones((X.shape[0], K))
+
+        def floor_call():
+            return X64 @ A, X64.T @ B
+
+        floor = cpu_seconds(floor_call)
+        e_ratio, m_ratio = step_costs(model, X, floor_call, args.repeat)
+        numpy_ratio = None
+        if compiled:
+            os.environ["SKEM_NUMBA"] = "0"
+            compiled_kernels.cache_clear()
+            numpy_ratio = step_costs(model, X, floor_call, max(1, args.repeat // 2))[0]
+            del os.environ["SKEM_NUMBA"]
+            compiled_kernels.cache_clear()
         nb_peak = None if args.no_memory else peak_memory(nb)
         input_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
         resp_bytes = X.shape[0] * K * 8
         rows.append({
-            "method": "NegBinMixture(feature, library size factors)",
+            "method": "NegBinMixture(feature, library size factors)"
+                      + (", numba" if compiled else ", NumPy"),
             "fit s": f"{nb_time:.1f}",
             "iters": model.n_iter_,
-            "E-step / floor": f"{e_time / floor:.1f}x",
-            "M-step / floor": f"{m_time / floor:.1f}x",
+            "E-step / floor": f"{e_ratio:.1f}x",
+            "M-step / floor": f"{m_ratio:.1f}x",
             "peak / (CSR+resp)": "n/a" if nb_peak is None else f"{nb_peak / (input_bytes + resp_bytes):.2f}",
             "ARI": f"{adjusted_rand_score(y, model.predict(X)):.3f}",
         })
+        if numpy_ratio is not None:
+            rows.append({
+                "method": "  same fit, E-step of the NumPy path (SKEM_NUMBA=0)", "fit s": "",
+                "iters": "", "E-step / floor": f"{numpy_ratio:.1f}x", "M-step / floor": "",
+                "peak / (CSR+resp)": "", "ARI": "",
+            })
         no_sf_time, no_sf = timed(lambda: NegBinMixture(K, dispersion="feature",
                                                          random_state=args.seed, **cap).fit(X))
-        no_sf_e, no_sf_m = step_costs(no_sf, X)
+        no_sf_e, no_sf_m = step_costs(no_sf, X, floor_call, args.repeat)
         rows.append({
             "method": "NegBinMixture(feature, no size factors)", "fit s": f"{no_sf_time:.1f}",
-            "iters": no_sf.n_iter_, "E-step / floor": f"{no_sf_e / floor:.1f}x",
-            "M-step / floor": f"{no_sf_m / floor:.1f}x",
+            "iters": no_sf.n_iter_, "E-step / floor": f"{no_sf_e:.1f}x",
+            "M-step / floor": f"{no_sf_m:.1f}x",
             "peak / (CSR+resp)": "n/a", "ARI": f"{adjusted_rand_score(y, no_sf.predict(X)):.3f}",
         })
         transform_time, pcs = timed(log_normalized_pcs, X, args.seed)
@@ -177,6 +241,13 @@ def main():
         })
     print(f"floor of one iteration (X @ A and X.T @ B, float64): {floor:.3f} s CPU")
     print_table(rows, list(rows[0]))
+    if compiled:
+        with tempfile.TemporaryDirectory() as cache_dir:
+            cold = kernel_load_seconds(cache_dir)
+            warm = kernel_load_seconds(cache_dir)
+        print(f"numba kernels in a fresh process (imports and one call): {cold:.1f} s compiling "
+              f"into an empty cache, {warm:.1f} s loading from the cache (the fit above loaded "
+              f"them from the cache: its time includes that)")
 
 
 if __name__ == "__main__":

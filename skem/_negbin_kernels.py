@@ -2,19 +2,28 @@
 
 Counts repeat a lot, so every term that depends on an entry only through its
 (feature, value) pair is tabulated once per distinct pair (:class:`PairTable`)
-and gathered through the per-entry pair index built here (``_index_entries``);
+and gathered through the per-entry pair index built here (``index_entries``);
 :class:`SizeNodes` does the same for the size factors of the rows. The
 numerical constants shared by the model and its M-step solvers live here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+import os
+from dataclasses import dataclass, replace
+from functools import cache, cached_property
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma, gammaln, polygamma
+
+__all__ = [
+    "MEAN_FLOOR", "PHI_MAX", "PHI_MIN", "SAFEGUARD_RTOL", "TIED_AXES", "OffsetEntries", "PairTable",
+    "SizeNodes", "compiled_kernels", "count_part", "direct_table", "direct_table_pays",
+    "distinct_pairs", "entry_log_terms", "entry_summary", "index_against", "index_entries",
+    "log_ratio_to_zero", "log_rising_ratio", "log_zero_probability", "max_factors", "mean_part",
+    "sorted_table", "stirling_error", "stored_entries", "zero_remainder",
+]
 
 #: Means are kept at or above this, so that no count has probability exactly zero.
 MEAN_FLOOR = 1e-8
@@ -25,7 +34,8 @@ SAFEGUARD_RTOL = 1e-12
 #: Below this dispersion, B(x, phi) for small integer x is summed exactly to avoid cancellation.
 PHI_SMALL, X_SMALL = 1e-3, 64
 
-_TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
+#: The axes of the (K, D) grid of dispersions that one estimate is shared over, per tying mode.
+TIED_AXES = {"shared": (0, 1), "component": (1,), "feature": (0,), "full": ()}
 
 
 @dataclass(frozen=True)
@@ -254,7 +264,7 @@ def log_zero_probability(mu, phi):
         return np.where(phi > 0, -np.log1p(phi * mu) / np.where(phi > 0, phi, 1.0), -mu)
 
 
-def _zero_remainder(mu, phi, s):
+def zero_remainder(mu, phi, s):
     """``s mu - log1p(phi s mu) / phi`` (0 where phi = 0): what the all-zero terms of a row
     with size factor ``s`` subtract from the Poisson ones. Broadcasts."""
     a = phi * mu * s
@@ -266,7 +276,7 @@ def _zero_remainder(mu, phi, s):
 _INDEX_BLOCK = 2**20
 
 
-def _direct_table_pays(column_max, n_entries):
+def direct_table_pays(column_max, n_entries):
     """Whether a table of all values 1..max per feature is small enough to address directly."""
     return column_max.sum() <= max(2 * n_entries, 10**6)
 
@@ -285,7 +295,7 @@ def _entry_blocks(n_entries):
     return [slice(start, start + _INDEX_BLOCK) for start in range(0, n_entries, _INDEX_BLOCK)]
 
 
-def _entry_summary(X):
+def entry_summary(X):
     """What the choice of pair table needs from ``X``: per-feature maxima, whether
     all entries are integers, and the number of entries. Maxima and counts
     combine over blocks of rows (max, all, sum), so dask input is summarized
@@ -297,7 +307,7 @@ def _entry_summary(X):
     return column_max, integer, entries.size
 
 
-def _direct_table(column_max):
+def direct_table(column_max):
     """The consecutive table: values ``1 .. column_max[d]`` of each feature, then the zero pair."""
     counts = column_max.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -306,7 +316,7 @@ def _direct_table(column_max):
     return PairTable(values, value_feature.astype(np.intp), counts.size, offsets)
 
 
-def _distinct_pairs(X):
+def distinct_pairs(X):
     """Sorted distinct (feature, value) pairs of the entries of ``X``, and each entry's pair."""
     entries, features_of = _entries(X)
     all_features = features_of(slice(0, entries.size))
@@ -321,7 +331,7 @@ def _distinct_pairs(X):
     return sorted_features[new], sorted_values[new].astype(np.float64), index
 
 
-def _sorted_table(features, values, n_features):
+def sorted_table(features, values, n_features):
     """The general table: the distinct pairs among the given ones, sorted by feature then value."""
     order = np.lexsort((values, features))
     features, values = features[order], values[order]
@@ -330,7 +340,7 @@ def _sorted_table(features, values, n_features):
     return PairTable(values[new], features[new].astype(np.intp), n_features)
 
 
-def _index_against(X, pairs):
+def index_against(X, pairs):
     """Index each entry of ``X`` into a table built beforehand (from all blocks of dask input)."""
     entries, features_of = _entries(X)
     index = np.empty(entries.size, dtype=np.int32)
@@ -369,7 +379,7 @@ def _index_like(X, index):
     return index.reshape(X.shape)
 
 
-def _index_entries(X):
+def index_entries(X):
     """Index each entry of ``X`` into a :class:`PairTable` built from ``X``.
 
     Integer counts are addressed directly -- pair ``offset[d] + x - 1`` for
@@ -383,12 +393,12 @@ def _index_entries(X):
     value_index, pairs
         See :class:`NegBinData`.
     """
-    column_max, integer, n_entries = _entry_summary(X)
-    if integer and _direct_table_pays(column_max, n_entries):
-        pairs = _direct_table(column_max)
-        value_index = _index_against(X, pairs)
+    column_max, integer, n_entries = entry_summary(X)
+    if integer and direct_table_pays(column_max, n_entries):
+        pairs = direct_table(column_max)
+        value_index = index_against(X, pairs)
     else:
-        features, values, index = _distinct_pairs(X)
+        features, values, index = distinct_pairs(X)
         pairs = PairTable(values, features.astype(np.intp), X.shape[1])
         value_index = _index_like(X, index)
     return value_index, pairs
@@ -430,60 +440,168 @@ def log_rising_ratio(x, phi):
 _ENTRY_BLOCK = 4096
 
 
-@dataclass(frozen=True)
-class _OffsetEntries:
-    """Terms of the non-zero entries of one chunk with size factors, at the current parameters.
+@cache
+def compiled_kernels():
+    """The compiled kernels (:mod:`skem._negbin_compiled`) if numba is installed, its JIT is
+    enabled and the environment variable ``SKEM_NUMBA`` is not ``0``; else None (the NumPy
+    path). The first call imports numba and loads (or, once per machine, compiles and
+    caches) the kernels; ``compiled_kernels.cache_clear()`` makes the next call decide again."""
+    if os.environ.get("SKEM_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    if numba.config.DISABLE_JIT:  # the kernels' bit casts exist only in compiled code
+        return None
+    from . import _negbin_compiled
 
-    ``slope_terms`` is ``x s / (1 + phi_kd s_i mu_kd)`` at each non-zero entry
-    (nnz, K), ``row_log1p`` the rows' ``sum_d x_id log1p(phi_kd s_i mu_kd)``
-    (n, K), ``row_totals`` the rows' sums of counts and ``node_weights`` the rows' interpolation weights at the size
-    nodes (n, M). Computed once per chunk and E-step, for the log-likelihood
-    and the statistics.
+    return _negbin_compiled
+
+
+_UNSET = object()
+
+
+def max_factors(phi_mu, size_factors):
+    """How many factors ``1 + phi s mu`` (at most the largest one, ``u``) a product that starts
+    below 2 can take without overflow: ``floor(1000 / (log2(u) + 1))``, 0 if ``u > 2**500``."""
+    largest = 1.0 + float(np.max(phi_mu, initial=0.0)) * float(np.max(size_factors, initial=0.0))
+    bits = np.log2(largest) + 1.0
+    return int(1000 // bits) if bits <= 500 else 0
+
+
+def stored_entries(value_index, pairs):
+    """The stored entries of a chunk in CSR form: row pointer, features and pair indices.
+    Sparse input gives its own arrays; dense input its non-zero entries."""
+    if sp.issparse(value_index):
+        return value_index.indptr, value_index.indices, value_index.data
+    rows, columns = np.nonzero(pairs.values[value_index])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=value_index.shape[0]))])
+    return indptr, columns, value_index[rows, columns]
+
+
+def entry_log_terms(rows, columns, values, size_factors, phi_mu):
+    """The NumPy path's per-entry terms with size factors: ``x log(1 + phi s mu)`` and
+    ``x s / (1 + phi s mu)`` at each stored entry and component.
+
+    Parameters
+    ----------
+    rows, columns, values : ndarray of shape (nnz,)
+        Row, feature and count of each stored entry.
+    size_factors : ndarray of shape (n,)
+    phi_mu : ndarray of shape (D, K)
+        ``phi_kd mu_kd``, laid out by feature.
+
+    Returns
+    -------
+    log_terms, slope_terms : ndarray of shape (nnz, K)
+    """
+    entry_size = size_factors[rows]
+    size_x = entry_size * values
+    log_terms = np.empty((values.size, phi_mu.shape[1]))
+    slope_terms = np.empty_like(log_terms)
+    # Block by block, so that the (block, K) temporaries stay in cache: a few elementwise
+    # passes per entry and component, bound by memory traffic otherwise.
+    for start in range(0, values.size, _ENTRY_BLOCK):
+        block = slice(start, start + _ENTRY_BLOCK)
+        u = np.take(phi_mu, columns[block], axis=0)
+        u *= entry_size[block, None]
+        u += 1.0
+        # log(u) rather than log1p: its error is absolute (~1e-16), which is all a sum of
+        # log-likelihood terms needs, and numpy's log is vectorized where log1p is not.
+        np.log(u, out=log_terms[block])
+        log_terms[block] *= values[block, None]
+        np.divide(size_x[block, None], u, out=slope_terms[block])
+    return log_terms, slope_terms
+
+
+@dataclass(frozen=True)
+class OffsetEntries:
+    """The stored entries of one chunk with size factors ``s``, and what the log-density and
+    the statistics share: per-entry terms of ``1 + phi s mu`` at the current parameters.
+
+    :meth:`log_density` gives each row's sum of its entries' pair terms minus
+    ``x log(1 + phi s mu)``; :meth:`statistics` the pair histogram, the count sums
+    and the M-step's slope ``sum_i w q x s / (1 + phi s mu)``. ``node_weights``
+    are the rows' interpolation weights at the size nodes (n, M).
+
+    ``kernels`` is the compiled module (:func:`compiled_kernels`), which reads
+    each entry once per pass and keeps nothing per entry, or None for NumPy,
+    which keeps the per-entry terms (two (nnz, K) arrays) from
+    :meth:`of` for both passes.
     """
 
-    rows: np.ndarray
+    indptr: np.ndarray
     columns: np.ndarray
-    slope_terms: np.ndarray
-    row_log1p: np.ndarray
-    row_totals: np.ndarray
+    pair_index: np.ndarray
+    pairs: PairTable
+    size_factors: np.ndarray
+    phi_mu: np.ndarray
     node_weights: np.ndarray
+    kernels: object = None
+    # NumPy only: per-entry terms (nnz, K) and the entries' rows.
+    log_terms: np.ndarray | None = None
+    slope_terms: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     @classmethod
-    def of(cls, phi_mu_by_feature, chunk):
-        """The terms of ``chunk`` given ``phi * means`` laid out (D, K)."""
+    def of(cls, phi_mu_by_feature, chunk, kernels=_UNSET):
+        """The entries of ``chunk`` (a :class:`skem.negbin.NegBinData` with size factors) given
+        ``phi * means`` laid out (D, K); ``kernels`` defaults to :func:`compiled_kernels`."""
+        kernels = compiled_kernels() if kernels is _UNSET else kernels
         s = chunk.size_factors
-        rows, columns, x, indptr = chunk.nonzero_entries()
-        entry_size = s[rows]
-        size_x = entry_size * x
-        log_terms = np.empty((x.size, phi_mu_by_feature.shape[1]))
-        slope_terms = np.empty_like(log_terms)
-        # Block by block, so that the (block, K) temporaries stay in cache: a few elementwise
-        # passes per entry and component, bound by memory traffic otherwise.
-        for start in range(0, x.size, _ENTRY_BLOCK):
-            block = slice(start, start + _ENTRY_BLOCK)
-            u = np.take(phi_mu_by_feature, columns[block], axis=0)
-            u *= entry_size[block, None]
-            u += 1.0
-            # log(u) rather than log1p: its error is absolute (~1e-16), which is all a sum of
-            # log-likelihood terms needs, and numpy's log is vectorized where log1p is not.
-            np.log(u, out=log_terms[block])
-            log_terms[block] *= x[block, None]
-            np.divide(size_x[block, None], u, out=slope_terms[block])
-        # Row sums: a product with an (n, nnz) matrix of ones, in CSR order.
-        by_row = sp.csr_matrix((np.ones(x.size), np.arange(x.size), indptr), shape=(s.size, x.size))
-        return cls(rows, columns, slope_terms, by_row @ log_terms, by_row @ x,
-                   chunk.nodes.weights(s))
+        indptr, columns, pair_index = stored_entries(chunk.value_index, chunk.pairs)
+        phi_mu = np.ascontiguousarray(phi_mu_by_feature, dtype=np.float64)
+        entries = cls(indptr, columns, pair_index, chunk.pairs, s, phi_mu, chunk.nodes.weights(s),
+                      kernels)
+        if kernels is not None:
+            return entries
+        rows = np.repeat(np.arange(s.size), np.diff(indptr))
+        log_terms, slope_terms = entry_log_terms(rows, columns, chunk.pairs.values[pair_index], s,
+                                                 phi_mu)
+        return replace(entries, log_terms=log_terms, slope_terms=slope_terms, rows=rows)
 
-    def slope(self, weighted_resp, n_features):
-        """``sum_i w q x s / (1 + phi s mu)`` over the non-zero entries of each feature (K, D):
-        the slope of the tangent that bounds their ``x log1p(phi s mu)`` terms."""
+    def log_density(self, pair_table):
+        """``sum_e pair_table[k, pair_e] - x_e log(1 + phi_mu[d_e, k] s_i)`` over each row's
+        entries (n, K), and the rows' totals of counts (n,)."""
+        n, values = self.size_factors.size, self.pairs.values
+        if self.kernels is not None:
+            out, totals = np.empty((n, self.phi_mu.shape[1])), np.empty(n)
+            self.kernels.entry_sums(
+                self.indptr, self.columns, self.pair_index, values, self.size_factors, self.phi_mu,
+                np.ascontiguousarray(pair_table.T), max_factors(self.phi_mu, self.size_factors),
+                out, totals)
+            return out, totals
+        # Row sums: products with the (n, nnz) matrix of ones in CSR order (entries in row order).
+        by_row = sp.csr_matrix((np.ones(self.columns.size), np.arange(self.columns.size), self.indptr),
+                               shape=(n, self.columns.size))
+        by_pair = sp.csr_matrix((np.ones(self.columns.size), self.pair_index, self.indptr),
+                                shape=(n, self.pairs.size))
+        return (np.asarray(by_pair @ pair_table.T) - by_row @ self.log_terms,
+                by_row @ values[self.pair_index])
+
+    def statistics(self, weighted_resp):
+        """Given the rows' ``w_i q_ik`` (n, K): the pair histogram ``sum w q [entry is pair u]``
+        (K, U), the count sums ``sum w q x`` (K, D) and the slope ``sum w q x s / (1 + phi s
+        mu)`` (K, D) of the tangent that bounds the ``x log1p(phi s mu)`` terms."""
+        n_features, K = self.phi_mu.shape
+        if self.kernels is not None:
+            hist, slope = np.zeros((self.pairs.size, K)), np.zeros((n_features, K))
+            self.kernels.entry_statistics(
+                self.indptr, self.columns, self.pair_index, self.pairs.values, self.size_factors,
+                self.phi_mu, np.ascontiguousarray(weighted_resp), hist, slope)
+            hist = np.ascontiguousarray(hist.T)
+            return hist, self.pairs.per_feature(hist * self.pairs.values), slope.T
+        n_entries = self.columns.size
+        by_pair = sp.csr_matrix((np.ones(n_entries), self.pair_index, self.indptr),
+                                shape=(self.size_factors.size, self.pairs.size))
+        hist = np.asarray(by_pair.T @ weighted_resp).T
         values = np.take(weighted_resp, self.rows, axis=0)
         values *= self.slope_terms
         # Column sums: a product with a (D, nnz) matrix of ones, one entry per column.
-        n_entries = self.columns.size
         by_feature = sp.csc_matrix((np.ones(n_entries), self.columns, np.arange(n_entries + 1)),
                                    shape=(n_features, n_entries))
-        return np.asarray(by_feature @ values).T
+        return hist, self.pairs.per_feature(hist * self.pairs.values), np.asarray(by_feature @ values).T
 
 
 #: ``log(2 pi) / 2``.

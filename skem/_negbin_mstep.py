@@ -1,9 +1,15 @@
-"""M-step solvers of the negative-binomial mixture (:mod:`skem.negbin`).
+"""M-step solvers of the negative-binomial mixture (:mod:`skem.negbin`), on plain arrays.
 
-``_solve_dispersion``: the dispersion M-step without size factors, a
-safeguarded Newton per tied group on the pair histogram. ``_offset_m_step``:
+:func:`solve_dispersion`: the dispersion M-step without size factors, a
+safeguarded Newton per tied group on the pair histogram. :func:`offset_m_step`:
 the joint mean and dispersion M-step with per-row size factors, Newton on a
 tight lower bound of the expected log-likelihood (see the user guide).
+
+Both take the summed statistics as arrays (and the :class:`PairTable` that
+indexes the histogram), so any model with negative-binomial parts -- a
+zero-inflated NB, say, whose statistics weight each row by its posterior of
+not being a structural zero -- can call them with its own weights. A
+dispersion of exactly 0 is the Poisson limit, as an input and as a result.
 """
 
 from __future__ import annotations
@@ -12,13 +18,26 @@ import numpy as np
 
 from ._negbin_kernels import MEAN_FLOOR, PHI_MAX, PHI_MIN, SAFEGUARD_RTOL, log_zero_probability
 
-def _solve_dispersion(stats, means, tied_axes, previous):
+__all__ = ["offset_m_step", "solve_dispersion"]
+
+
+def solve_dispersion(resp_sum, x_sum, value_hist, pairs, means, tied_axes, previous):
     """M-step for the dispersion: maximize the expected log-likelihood in each tied group.
+
+    With ``w_i q_ik`` the weight of row ``i`` in component ``k`` (any
+    non-negative weights: a mixture's responsibilities times the row weights,
+    or a zero-inflated model's posterior of the NB part):
 
     Parameters
     ----------
-    stats : NegBinStats
-        Summed statistics (``resp_sum``, ``x_sum``, ``value_hist`` and the pair table).
+    resp_sum : ndarray of shape (K,)
+        ``sum_i w q_ik``.
+    x_sum : ndarray of shape (K, D)
+        ``sum_i w q_ik x_id``.
+    value_hist : ndarray of shape (K, U)
+        ``sum_i w q_ik [x_id is pair u]`` over the pairs of ``pairs``.
+    pairs : PairTable
+        The (feature, value) pairs (:func:`skem._negbin_kernels.index_entries`).
     means : ndarray of shape (K, D)
         The new means (the M-step's first part).
     tied_axes : tuple of int
@@ -31,10 +50,9 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     dispersion : ndarray of shape (K, D)
     """
     K, D = means.shape
-    pairs = stats.pairs
-    weights = pairs.dispersion_weights(stats.value_hist)
-    N = np.broadcast_to(stats.resp_sum[:, None], (K, D))
-    S = stats.x_sum
+    weights = pairs.dispersion_weights(value_hist)
+    N = np.broadcast_to(resp_sum[:, None], (K, D))
+    S = x_sum
 
     def group_sum(cells):
         return cells.sum(axis=tied_axes, keepdims=True) if tied_axes else cells
@@ -54,7 +72,7 @@ def _solve_dispersion(stats, means, tied_axes, previous):
         phi = np.broadcast_to(phi, (K, D))
         zero_term = log_zero_probability(means, phi)
         pair_terms = pairs.log_ratio_to_zero(means, phi)
-        return group_sum(pairs.per_feature(stats.value_hist * pair_terms) + N * zero_term)
+        return group_sum(pairs.per_feature(value_hist * pair_terms) + N * zero_term)
 
     # The slope of the expected log-likelihood in phi at phi = 0 is
     # sum_i w q [(x - mu)**2 - x] / 2 (over-dispersion against the Poisson):
@@ -100,7 +118,8 @@ def _solve_dispersion(stats, means, tied_axes, previous):
     return phi
 
 
-def _offset_m_step(stats, params, occupied, tied_axes):
+def offset_m_step(x_sum, entry_slope, node_mass, node_values, value_hist, pairs, means, dispersion,
+                  occupied, tied_axes):
     """Means and dispersions with size factors: the maximum of a minorizer of the expected
     log-likelihood that touches it at the current parameters (so EM stays monotone).
 
@@ -110,21 +129,48 @@ def _offset_m_step(stats, params, occupied, tied_axes):
     over all rows (exact at the size nodes), and ``F(c) = sum w q x log1p(s c)``
     over the non-zero entries -- the only part that needs the entries at the
     parameters. ``F`` is concave, so its tangent at the current ``c0``
-    (slope ``P``, :meth:`_OffsetEntries.slope`) bounds it from above:
+    (slope ``P``) bounds it from above:
     ``Q >= H(r) + S log mu - P c - r G(c) + const``. The bound is maximized
-    jointly in the means and (tied) sizes by alternating 1-D Newton solves
-    (the two are nearly orthogonal parameters), each safeguarded by a
-    bracket; a group keeps its previous values if the result is not better.
+    jointly in the means and (tied) sizes by Newton's method; a group whose
+    bound does not rise in ``phi`` at ``phi = 0`` (at its Poisson means) is
+    Poisson, ``phi = 0`` exactly, as without size factors; a group keeps its
+    previous values if the result is not better. ``phi = 0`` in ``dispersion``
+    is the Poisson limit of every term (``r G(c) -> mu sum_i w q s_i``).
 
-    ``tied_axes`` None: fixed dispersions, means only.
+    Parameters
+    ----------
+    x_sum : ndarray of shape (K, D)
+        ``S = sum_i w q_ik x_id``.
+    entry_slope : ndarray of shape (K, D)
+        ``P = sum_i w q_ik x_id s_i / (1 + phi_kd s_i mu_kd)`` at ``means``, ``dispersion``
+        (:meth:`skem._negbin_kernels.OffsetEntries.statistics`).
+    node_mass : ndarray of shape (K, M)
+        ``sum_i w q_ik L_im``, the rows' interpolation weights at the size nodes.
+    node_values : ndarray of shape (M,)
+        The size factors at the nodes (:class:`skem._negbin_kernels.SizeNodes`).
+    value_hist : ndarray of shape (K, U) or float
+        ``sum_i w q_ik [x_id is pair u]`` (only read when dispersions are estimated).
+    pairs : PairTable
+        The (feature, value) pairs of ``value_hist``.
+    means, dispersion : ndarray of shape (K, D)
+        The current parameters (``phi >= 0``).
+    occupied : ndarray of shape (K,), bool
+        Components with weight; the others keep their values.
+    tied_axes : tuple of int or None
+        Axes of the (K, D) grid over which one dispersion is shared; None: the
+        dispersions are fixed and only the means are solved.
+
+    Returns
+    -------
+    means, dispersion : ndarray of shape (K, D)
     """
-    offsets, pairs = stats.offsets, stats.pairs
-    S, P = stats.x_sum, offsets.entry_slope
-    node_mass, nodes = offsets.node_mass, offsets.nodes.values
-    mu0, phi0 = params.means, params.dispersion
+    S, P, nodes = x_sum, entry_slope, node_values
+    mu0, phi0 = means, dispersion
     K, D = mu0.shape
     estimate = tied_axes is not None
-    hist_weights = pairs.dispersion_weights(stats.value_hist) if estimate else None
+    hist_weights = pairs.dispersion_weights(value_hist) if estimate else None
+    # sum_m n_m s_m: the bound's sum_i w q s_i, its Poisson part (r G(c) -> mu sum w q s).
+    size_mass = node_mass @ nodes
 
     def group_sum(cells):
         return cells.sum(axis=tied_axes, keepdims=True) if tied_axes else cells
@@ -132,22 +178,30 @@ def _offset_m_step(stats, params, occupied, tied_axes):
     def group_max(cells):
         return cells.max(axis=tied_axes, keepdims=True) if tied_axes else cells
 
-    def surrogate(mu, r):
-        """The minorizer per cell, up to a constant."""
-        c = mu / r
-        G = np.einsum("km,kdm->kd", node_mass, np.log1p(c[:, :, None] * nodes))
-        value = S * np.log(mu) - P * c - r * G
+    def surrogate(mu, phi):
+        """The minorizer per cell, up to a constant; phi = 0 is its Poisson limit."""
+        # r G(c) = sum_m n_m log1p(phi s_m mu) / phi = -sum_m n_m log NB(0; s_m mu, phi).
+        zero = np.stack([node_mass[k] @ log_zero_probability(mu[k][:, None] * nodes, phi[k][:, None]).T
+                         for k in range(K)])
+        value = S * np.log(mu) - P * (mu * phi) + zero
         if estimate:
             value = value + pairs.per_feature(
-                pairs.loglik_terms(hist_weights, (1.0 / r)[:, pairs.feature]))
+                pairs.loglik_terms(hist_weights, phi[:, pairs.feature]))
         return value
+
+    def poisson_means():
+        """The maximum of the bound at phi = 0: ``S / sum w q s`` (the floor where S = 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = S / size_mass[:, None]
+        return np.where(occupied[:, None], np.maximum(np.where(S > 0, mu, MEAN_FLOOR), MEAN_FLOOR), mu0)
 
     def solve_means(mu, r):
         """Each cell's maximum in eta = log mu at fixed r: the root of the decreasing
-        S - P c - r sum_m n_m s_m c / (1 + s_m c)."""
+        S - P c - r sum_m n_m s_m c / (1 + s_m c); Poisson cells (r = inf) in closed form."""
+        finite = np.isfinite(r)
         cells = np.flatnonzero(np.broadcast_to(occupied[:, None], (K, D)) & (S > 0).reshape(K, D)
-                               ).astype(np.intp)
-        out = mu.copy()
+                               & finite).astype(np.intp)
+        out = np.where(finite, mu, poisson_means())
         out[~occupied] = mu0[~occupied]
         out[occupied[:, None] & (S <= 0)] = MEAN_FLOOR
         if cells.size == 0:
@@ -184,16 +238,17 @@ def _offset_m_step(stats, params, occupied, tied_axes):
         out.ravel()[cells] = np.maximum(np.exp(eta), MEAN_FLOOR)
         return out
 
-    def joint_newton(mu, r):
+    def joint_newton(mu, phi):
         """Newton's method on (log mu, log r) of every tied group at once -- an arrowhead
         system: the means of a group are coupled only through its size -- with a step
         halved per group until the bound increases, inside the bounds of both."""
         low_eta, low_rho, high_rho = np.log(MEAN_FLOOR), -np.log(PHI_MAX), -np.log(PHI_MIN)
         free = np.broadcast_to(occupied[:, None], (K, D))
         eta = np.log(mu)
-        rho = np.log(r)
+        # A Poisson cell (phi = 0) starts at the top of the bracket in r.
+        rho = -np.log(np.clip(phi, PHI_MIN, PHI_MAX))
         rho = rho.mean(axis=tied_axes, keepdims=True) if tied_axes else rho
-        value = group_sum(surrogate(np.exp(eta), np.broadcast_to(np.exp(rho), (K, D))))
+        value = group_sum(surrogate(np.exp(eta), np.broadcast_to(np.exp(-rho), (K, D))))
         active = np.ones(rho.shape, dtype=bool)
         for _ in range(100):
             size = np.broadcast_to(np.exp(rho), (K, D))
@@ -236,7 +291,8 @@ def _offset_m_step(stats, params, occupied, tied_axes):
                 t = np.where(pending, step, 0.0)
                 new_rho = np.clip(rho + t * d_rho, low_rho, high_rho)
                 new_eta = np.maximum(eta + np.broadcast_to(t, (K, D)) * d_eta, low_eta)
-                new_value = group_sum(surrogate(np.exp(new_eta), np.broadcast_to(np.exp(new_rho), (K, D))))
+                new_value = group_sum(surrogate(np.exp(new_eta),
+                                                np.broadcast_to(np.exp(-new_rho), (K, D))))
                 better = pending & (new_value >= value)
                 rho = np.where(better, new_rho, rho)
                 eta = np.where(np.broadcast_to(better, (K, D)), new_eta, eta)
@@ -246,16 +302,25 @@ def _offset_m_step(stats, params, occupied, tied_axes):
                 if not pending.any():
                     break
             active &= ~pending
-        return np.maximum(np.exp(eta), MEAN_FLOOR), np.broadcast_to(np.exp(rho), (K, D)).copy()
+        return (np.maximum(np.exp(eta), MEAN_FLOOR),
+                np.clip(np.broadcast_to(np.exp(-rho), (K, D)), PHI_MIN, PHI_MAX))
 
-    r = 1.0 / phi0
     if estimate:
-        mu, r = joint_newton(mu0, r)
+        mu, phi = joint_newton(mu0, phi0)
+        # The Poisson boundary: where the bound does not rise in phi at phi = 0 (at the Poisson
+        # means, where it is flat in mu), its maximum is there. The slope at phi = 0 is
+        # H'(0) - P mu + sum_m n_m (s_m mu)**2 / 2, with H'(0) = sum_x H(x) x (x - 1) / 2.
+        poisson_mu = poisson_means()
+        slope_at_zero = (pairs.per_feature(pairs.slope_terms(hist_weights)) - P * poisson_mu
+                         + 0.5 * poisson_mu**2 * (node_mass @ nodes**2)[:, None])
+        poisson = np.broadcast_to(group_sum(np.where(occupied[:, None], slope_at_zero, 0.0)) <= 0,
+                                  (K, D))
+        mu, phi = np.where(poisson, poisson_mu, mu), np.where(poisson, 0.0, phi)
     else:
-        mu = solve_means(mu0, r)
-    phi = np.clip(1.0 / r, PHI_MIN, PHI_MAX) if estimate else phi0
+        with np.errstate(divide="ignore"):
+            mu, phi = solve_means(mu0, 1.0 / phi0), phi0
     # Keep a group's previous values where the bound did not increase beyond rounding.
-    old = group_sum(surrogate(mu0, 1.0 / phi0))
-    new = group_sum(surrogate(mu, 1.0 / phi))
+    old = group_sum(surrogate(mu0, phi0))
+    new = group_sum(surrogate(mu, phi))
     worse = np.broadcast_to(new < old - SAFEGUARD_RTOL * np.abs(old), (K, D))
     return np.where(worse, mu0, mu), np.where(worse, phi0, phi)

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
@@ -46,6 +46,7 @@ __all__ = [
     "pwm_summaries",
     "shift_log_pwm",
     "state_log_prob",
+    "weighted_draw",
 ]
 
 #: log 2: the prior probability of each strand of a strand-aware component is 1/2.
@@ -220,6 +221,17 @@ def distinct_candidates(params, score, perm):
             if len(kept) == N_CONTINUE:
                 break
     return params.take(np.array(kept, dtype=np.intp))
+
+
+def weighted_draw(data, size, random_state):
+    """At most ``size`` rows of ``data`` for a start search: all of them, or a multinomial draw
+    of ``size`` in proportion to the row weights, the counts drawn becoming the weights (so a
+    weight stays a multiplicity)."""
+    if data.n_rows <= size:
+        return data
+    draws = random_state.multinomial(size, data.weights / data.weights.sum())
+    chosen = np.flatnonzero(draws)
+    return replace(data.take(chosen), weights=draws[chosen].astype(float))
 
 
 # ------------------------------------------------------------ fitted PWMs

@@ -23,6 +23,7 @@ from ._pwm import (
     CandidateParams,
     distinct_candidates,
     shift_log_pwm,
+    weighted_draw,
 )
 from ._sequence_sites import SequenceMotifParams, log_erased_windows
 from .sequences import revcomp_permutation
@@ -112,8 +113,8 @@ def search_sequence_motif(model, data, random_state, controls):
         search = None
     else:
         kmers = kmer_enrichment(model, data, background, kmer_length(data, A, model.min_width))
-        search = (kmers, _draw_sequences(data, SEQUENCE_SEARCH_ROWS, random_state),
-                  _draw_sequences(data, SEQUENCE_DECIDE_ROWS, random_state))
+        search = (kmers, weighted_draw(data, SEQUENCE_SEARCH_ROWS, random_state),
+                  weighted_draw(data, SEQUENCE_DECIDE_ROWS, random_state))
     best = None
     for w in widths:
         batch = SiteCandidateBatch(model=model, background=background, width=w)
@@ -184,15 +185,6 @@ def _searched_candidate(batch, data, kmers, search, decide, random_state, chunk_
 
 def _consensus(log_pwm, width, letters):
     return "".join(np.array(list(letters))[log_pwm.reshape(width, -1).argmax(axis=1)])
-
-
-def _draw_sequences(data, size, random_state):
-    """At most ``size`` sequences: all, or a weighted draw with counts as weights."""
-    if data.n_rows <= size:
-        return data
-    draws = random_state.multinomial(size, data.weights / data.weights.sum())
-    chosen = np.flatnonzero(draws)
-    return replace(data.take(chosen), weights=draws[chosen].astype(float))
 
 
 def _best_after_steps(batch, rows, params, n_steps, chunk_size, keep=N_CONTINUE):

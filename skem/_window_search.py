@@ -31,7 +31,7 @@ the engine warns if any objective decreases, as in the fit itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -48,6 +48,7 @@ from ._pwm import (
     motif_m_step,
     shift_log_pwm,
     state_log_prob,
+    weighted_draw,
 )
 from .sequences import revcomp_permutation
 
@@ -91,7 +92,7 @@ def search_motifs(model, data, random_state, controls):
         ``model.n_components`` components: the background, then the motifs in
         the order found.
     """
-    search = _search_rows(data, random_state)
+    search = weighted_draw(data, SEARCH_ROWS, random_state)
     resp = np.zeros((search.n_rows, model.n_components))
     resp[:, 0] = 1.0
     stats = model.accumulate(None, search, resp * search.weights[:, None])
@@ -141,15 +142,6 @@ def _with_candidate(params, log_pwm, alpha):
         np.append(params.weights * (1.0 - alpha), alpha),
         np.concatenate([params.pwms, np.exp(log_pwm)]),
     )
-
-
-def _search_rows(data, random_state):
-    """At most SEARCH_ROWS distinct rows: all of them, or a weighted draw with counts as weights."""
-    if data.n_rows <= SEARCH_ROWS:
-        return data
-    draws = random_state.multinomial(SEARCH_ROWS, data.weights / data.weights.sum())
-    chosen = np.flatnonzero(draws)
-    return replace(data.take(chosen), weights=draws[chosen].astype(float))
 
 
 def _candidate_pwms(data, background, random_state):

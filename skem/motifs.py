@@ -16,7 +16,6 @@ from functools import partial
 from numbers import Real
 from typing import ClassVar
 
-import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._base import BaseMixture

@@ -46,25 +46,25 @@ from ._mixture import MixtureModel, init_sample, mixing_weights
 from ._params import param
 from ._rows import check_sample_weight
 from ._negbin_kernels import (
-    _TIED_AXES,
     MEAN_FLOOR,
     PHI_MAX,
     PHI_MIN,
+    TIED_AXES,
+    OffsetEntries,
     PairTable,
     SizeNodes,
-    _direct_table,
-    _direct_table_pays,
-    _distinct_pairs,
-    _entry_summary,
-    _index_against,
-    _index_entries,
-    _OffsetEntries,
-    _sorted_table,
-    _zero_remainder,
+    direct_table,
+    direct_table_pays,
+    distinct_pairs,
+    entry_summary,
+    index_against,
+    index_entries,
     log_ratio_to_zero,
     log_zero_probability,
+    sorted_table,
+    zero_remainder,
 )
-from ._negbin_mstep import _offset_m_step, _solve_dispersion
+from ._negbin_mstep import offset_m_step, solve_dispersion
 from ._negbin_start import projected_kmeans_labels
 
 __all__ = ["NegBinMixture", "NegBinModel"]
@@ -106,7 +106,7 @@ class OffsetStats(AdditiveStats):
     ``size_sum = sum_i w q s_i`` (K,), ``node_mass = sum_i w q L_im`` (K, M)
     (the rows' interpolation weights at the size nodes) and ``entry_slope =
     sum w q x s_i / (1 + phi0 s_i mu0)`` over the non-zero entries (K, D), at
-    the current parameters (see :func:`_offset_m_step`).
+    the current parameters (see :func:`~skem._negbin_mstep.offset_m_step`).
     """
 
     size_sum: np.ndarray
@@ -149,16 +149,6 @@ class NegBinData(RowData):
                                  shape=index.shape)
         return self.pairs.values[index]
 
-    def nonzero_entries(self):
-        """Row, feature and value of each non-zero entry, and the CSR row pointer of the entries."""
-        X = self.X
-        if sp.issparse(X):
-            counts = np.diff(X.indptr)
-            return np.repeat(np.arange(X.shape[0]), counts), X.indices, X.data, X.indptr
-        rows, columns = np.nonzero(X)
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))])
-        return rows, columns, X[rows, columns], indptr
-
     @property
     def entry_pairs(self):
         """0/1 matrix (n, U): row i has a 1 at the pair of each of its entries."""
@@ -175,7 +165,7 @@ class NegBinData(RowData):
 
 def _block_pairs(model, X, weights):
     """Distinct (feature, value) pairs of one dask block."""
-    features, values, _ = _distinct_pairs(model.check_block(X))
+    features, values, _ = distinct_pairs(model.check_block(X))
     return features, values
 
 
@@ -231,7 +221,7 @@ class NegBinModel(MixtureModel):
     # ---------------------------------------------------------------- data
 
     def prepare(self, X, weights, size_factors=None):
-        value_index, pairs = _index_entries(X)
+        value_index, pairs = index_entries(X)
         size_factors = self.row_size_factors(X, size_factors)
         if size_factors is not None and np.all(size_factors == 1.0):
             size_factors = None  # the model without size factors, and its exact M-step
@@ -259,7 +249,7 @@ class NegBinModel(MixtureModel):
         index = data.value_index
         entries_per_row = index.nnz / max(data.n_rows, 1) if sp.issparse(index) else index.shape[1]
         if data.size_factors is not None:
-            # Per non-zero entry: three (nnz, K) arrays of _OffsetEntries (log terms, slope
+            # Per non-zero entry: three (nnz, K) arrays of OffsetEntries (log terms, slope
             # terms, and the slope's weighted copy) and about ten vectors; per row, the
             # interpolation weights at the size nodes.
             return int(4 * self.n_components + entries_per_row * (3 * self.n_components + 10)
@@ -279,7 +269,7 @@ class NegBinModel(MixtureModel):
     def summarize_block(self, X):
         X = self.check_block(X)
         size_factors = self.row_size_factors(X)
-        return _entry_summary(X), None if size_factors is None else SizeNodes.summary(size_factors)
+        return entry_summary(X), None if size_factors is None else SizeNodes.summary(size_factors)
 
     def dask_layout(self, summaries, map_blocks):
         """The pair table of all blocks and, with library size factors, the size nodes of all rows
@@ -290,11 +280,11 @@ class NegBinModel(MixtureModel):
         nodes = None
         if self.size_factors == "library":
             nodes = SizeNodes.spanning(SizeNodes.combine([size for _, size in summaries]))
-        if all(summary[1] for summary in entries) and _direct_table_pays(column_max, n_entries):
-            return _direct_table(column_max), nodes
+        if all(summary[1] for summary in entries) and direct_table_pays(column_max, n_entries):
+            return direct_table(column_max), nodes
         # The general table needs the distinct pairs of all blocks: a second pass.
         pairs = map_blocks(partial(_block_pairs, self))
-        return _sorted_table(
+        return sorted_table(
             np.concatenate([features for features, _ in pairs]),
             np.concatenate([values for _, values in pairs]),
             self.n_features,
@@ -304,7 +294,7 @@ class NegBinModel(MixtureModel):
         X = self.check_block(X)
         pairs, nodes = layout
         return NegBinData(
-            weights=weights, value_index=_index_against(X, pairs), pairs=pairs,
+            weights=weights, value_index=index_against(X, pairs), pairs=pairs,
             size_factors=None if nodes is None else self.row_size_factors(X), nodes=nodes,
         )
 
@@ -329,12 +319,13 @@ class NegBinModel(MixtureModel):
 
     def chunk_work(self, params, chunk):
         """The chunk's per-entry terms of the size factors (they serve both the log-likelihood
-        and the statistics); None without size factors, at the start (no parameters) or when
-        every phi is 0."""
-        if chunk.size_factors is None or params is None or not np.any(params.dispersion > 0):
+        and the statistics); None without size factors, at the start (no parameters) or for a
+        Poisson mixture (every phi fixed at 0)."""
+        if chunk.size_factors is None or params is None or not (
+                self.estimates_dispersion or np.any(params.dispersion > 0)):
             return None
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
-        return _OffsetEntries.of(phi_mu, chunk)
+        return OffsetEntries.of(phi_mu, chunk)
 
     def estimate_log_prob(self, params, chunk, entries):
         """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table
@@ -346,34 +337,41 @@ class NegBinModel(MixtureModel):
         with_offsets = chunk.size_factors is not None
         table = params.table(("pairs", with_offsets), chunk.pairs,
                              lambda: self.pair_log_terms(params, chunk.pairs, with_offsets))
-        log_prob = np.asarray(chunk.entry_pairs @ table.T)
+        if entries is None:
+            log_prob = np.asarray(chunk.entry_pairs @ table.T)
+        else:
+            # The pair terms and the non-zero entries' log1p(phi s mu), in one pass over them.
+            log_prob, x_total = entries.log_density(table)
         if not with_offsets:
             zero_terms = params.table("zero", None, lambda: log_zero_probability(mu, phi).sum(axis=1))
             return log_prob + zero_terms
         s = chunk.size_factors
-        x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1) if entries is None else entries.row_totals
+        if entries is None:
+            x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1)
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
         log_s = np.log(np.where(s > 0, s, 1.0))
         log_prob += (x_total * log_s)[:, None] - s[:, None] * params.table("mean_total", None, lambda: mu.sum(axis=1))
         if entries is not None:
             # One component at a time: (D, M) temporaries rather than (K, D, M).
             remainder = params.table("zero_remainder", chunk.nodes, lambda: np.stack([
-                _zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
+                zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
                 for mu_k, phi_k in zip(mu, phi)]))
             log_prob += entries.node_weights @ remainder.T
-            log_prob -= entries.row_log1p
         return log_prob
 
     def accumulate(self, params, chunk, weighted_resp, entries):
-        # One product gives the histogram of the pairs; the count sums follow from it.
-        hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
         pairs = chunk.pairs
-        x_sum = pairs.per_feature(hist * pairs.values)
+        if entries is None:
+            # One product gives the histogram of the pairs; the count sums follow from it.
+            hist = np.asarray(chunk.entry_pairs.T @ weighted_resp).T
+            x_sum = pairs.per_feature(hist * pairs.values)
+            slope = 0.0
+        else:
+            hist, x_sum, slope = entries.statistics(weighted_resp)
         offsets = 0.0
         if chunk.size_factors is not None:
             s = chunk.size_factors
             node_weights = chunk.nodes.weights(s) if entries is None else entries.node_weights
-            slope = 0.0 if entries is None else entries.slope(weighted_resp, self.n_features)
             offsets = OffsetStats(weighted_resp.T @ s, weighted_resp.T @ node_weights, slope,
                                   chunk.nodes)
         value_hist = hist if self.estimates_dispersion else 0.0
@@ -399,9 +397,13 @@ class NegBinModel(MixtureModel):
             means = np.where(occupied[:, None], means, pooled)
         means = np.maximum(means, MEAN_FLOOR)
 
-        if with_offsets and params is not None and np.any(params.dispersion > 0):
-            tied = _TIED_AXES[self.dispersion] if self.estimates_dispersion else None
-            means, dispersion = _offset_m_step(stats, params, occupied, tied)
+        if with_offsets and params is not None and (self.estimates_dispersion
+                                                    or np.any(params.dispersion > 0)):
+            # (Estimated dispersions that are all 0 are Poisson parameters of this M-step too.)
+            tied = TIED_AXES[self.dispersion] if self.estimates_dispersion else None
+            means, dispersion = offset_m_step(
+                stats.x_sum, offsets.entry_slope, offsets.node_mass, offsets.nodes.values,
+                stats.value_hist, stats.pairs, params.means, params.dispersion, occupied, tied)
         elif not self.estimates_dispersion:
             dispersion = np.full(means.shape, float(self.dispersion))
         elif with_offsets:
@@ -410,11 +412,13 @@ class NegBinModel(MixtureModel):
                 plain = stats.x_sum / resp_sum[:, None]
             plain = np.maximum(np.where(occupied[:, None], plain, means), MEAN_FLOOR)
             dispersion = np.maximum(
-                _solve_dispersion(stats, plain, _TIED_AXES[self.dispersion], None), PHI_MIN
+                solve_dispersion(stats.resp_sum, stats.x_sum, stats.value_hist, stats.pairs, plain,
+                                 TIED_AXES[self.dispersion], None), PHI_MIN
             )
         else:
-            dispersion = _solve_dispersion(
-                stats, means, _TIED_AXES[self.dispersion],
+            dispersion = solve_dispersion(
+                stats.resp_sum, stats.x_sum, stats.value_hist, stats.pairs, means,
+                TIED_AXES[self.dispersion],
                 None if params is None else params.dispersion,
             )
         return NegBinParams(weights, means, dispersion)
@@ -656,7 +660,7 @@ class NegBinMixture(BaseMixture):
         **BaseMixture._parameter_constraints,
         "dispersion": [
             Interval(Real, 0.0, None, closed="left"),
-            StrOptions(set(_TIED_AXES)),
+            StrOptions(set(TIED_AXES)),
         ],
         "means_init": ["array-like", None],
         "weights_init": ["array-like", None],

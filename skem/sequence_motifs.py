@@ -20,10 +20,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseEM
 from ._compat import Interval, StrOptions
+from ._dask import is_dask_array
 from ._letters import DNA, check_alphabet, encode_ragged, is_nucleotide
+from ._motif_erasing import find_motifs
 from ._motif_sequences import SequenceMotifModel
 from ._pwm import PWMResultsMixin, pwm_summaries
-from ._motif_erasing import find_motifs
 from ._sequence_sites import SequenceMotifParams, site_table
 
 __all__ = ["SequenceMotifMixture"]
@@ -310,6 +311,11 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
         return int(width), int(width)
 
     def _build_model(self, X, sample_weight, **row_metadata):
+        if is_dask_array(X):
+            raise TypeError(
+                f"{type(self).__name__} does not fit dask arrays (its sequences vary in length "
+                "and its start search needs them in memory); compute X first."
+            )
         min_width, max_width = self._widths()
         letters, wildcards = self._letters()
         if (self.revcomp or self.palindromic) and not is_nucleotide(letters):

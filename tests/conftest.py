@@ -17,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import settings
 
+from dirichlet_multinomial import DirichletMultinomialMixture
 from poisson_mixture import PoissonMixture
 
 import numpy as np
@@ -208,6 +209,17 @@ def _poisson_data(seed):
     return X
 
 
+def _dirichlet_multinomial_data(seed):
+    # Two overdispersed components over 4 categories, totals 5..59.
+    rng = np.random.default_rng(seed)
+    concentrations = np.array([[5.0, 1.0, 2.0, 0.5], [0.5, 3.0, 1.0, 6.0]])
+    components = rng.integers(0, 2, size=200)
+    totals = rng.integers(5, 60, size=200)
+    return np.array([
+        rng.multinomial(n, rng.dirichlet(concentrations[k])) for k, n in zip(components, totals)
+    ], dtype=float)
+
+
 ESTIMATORS: dict[str, Case] = {
     # A test-only model (tests/poisson_mixture.py): what a new contributor writes.
     "PoissonMixture": Case(
@@ -215,6 +227,15 @@ ESTIMATORS: dict[str, Case] = {
             **{"random_state": 0, "tol": 1e-8, "max_iter": 500, **params}
         ),
         make_data=_poisson_data,
+        options={"chunk_size": CHUNKS, "accelerate": ACCELERATION, "n_init": RESTARTS},
+        structural_changes={"n_components": 3},
+    ),
+    # A test-only model whose M-step has no closed form (tests/dirichlet_multinomial.py).
+    "DirichletMultinomialMixture": Case(
+        make_estimator=lambda **params: DirichletMultinomialMixture(
+            **{"random_state": 0, "tol": 1e-8, "max_iter": 500, **params}
+        ),
+        make_data=_dirichlet_multinomial_data,
         options={"chunk_size": CHUNKS, "accelerate": ACCELERATION, "n_init": RESTARTS},
         structural_changes={"n_components": 3},
     ),

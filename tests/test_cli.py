@@ -280,7 +280,8 @@ def test_import_skem_is_light_and_names_load_on_use():
 def test_quant_imports_no_motif_code(tmp_path):
     argv = ["-q", "quant", "--eq-classes", str(example_path("transcripts_eq_classes.txt.gz")),
             "--lengths", str(example_path("transcripts_lengths.tsv")), "-o", str(tmp_path / "q")]
-    motif_code = ("skem.motifs", "skem._motif_sequences", "skem._motif_search", "skem.io._motif")
+    motif_code = ("skem.motifs", "skem.sequence_motifs", "skem._motif_sequences",
+                  "skem._sequence_search", "skem._window_search", "skem._pwm", "skem.io._motif")
     assert _heavy_imports([argv], (*motif_code, "skem.negbin", "skem.transcripts")) == [
         "skem.transcripts"
     ]

@@ -147,8 +147,9 @@ def test_size_factor_file_must_cover_every_row(tmp_path, capsys):
 
 
 def _run_in(folder, *argv):
+    """Run skem nbmix into ``folder/out``, replacing an earlier run's results (--force)."""
     out = folder / "out"
-    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--n-init", "1"])
+    code = main(["-q", "nbmix", *map(str, argv), "-o", str(out), "--force", "--n-init", "1"])
     return code, out
 
 

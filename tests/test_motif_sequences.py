@@ -591,3 +591,19 @@ def test_command_errors_name_the_record_and_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "broken" in err and "bad.fa" in err
+
+
+def test_command_default_widths_on_short_sequences_warn_and_report_the_chosen_run(
+        tmp_path, capsys):
+    # Issue 20: default widths (8..20) on 12-18 nt sequences raised numpy's "window shape
+    # cannot be larger than input array shape"; width ranges printed "fitted in 1 iterations".
+    from skem.cli import main
+
+    sequences, _, _ = make_motif_sequences(60, 18, width=8, random_state=5)
+    fasta = tmp_path / "short.fa"
+    fasta.write_text("".join(f">{n}\n{s}\n" for n, s in sequences.items()))
+    assert main(["motif", str(fasta), "-o", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Widths above 18 cannot fit" in text and "Traceback" not in text
+    assert "fitted in 1 iterations" not in text

@@ -122,9 +122,9 @@ def test_log_pmf_is_exact_to_rounding_at_any_count(x):
 
 def test_consecutive_pair_table_is_exact_to_rounding():
     from skem.negbin import NegBinModel, NegBinParams
-    from skem._negbin_kernels import _direct_table
+    from skem._negbin_kernels import direct_table
 
-    pairs = _direct_table(np.array([100.0, 30.0]))
+    pairs = direct_table(np.array([100.0, 30.0]))
     phi = np.array([[1e-9, 1e-3], [0.05, 0.5], [3.0, 200.0], [1e-4, 0.0]])
     mu = np.array([[30.0, 1e-3], [95.0, 20.0], [7.5, 1e3], [64.0, 20.0]])
     table = NegBinModel.pair_log_terms(NegBinParams(np.full(4, 0.25), mu, phi), pairs)
@@ -444,11 +444,11 @@ def test_predict_checks_the_number_of_features():
 def test_consecutive_pair_table_agrees_with_the_general_one():
     # Integer counts use cumulative sums over values 1..max; the general table uses
     # digamma/lgamma at each distinct value. Both must give the same sums.
-    from skem.negbin import PairTable, _index_entries
+    from skem.negbin import PairTable, index_entries
 
     rng = np.random.default_rng(0)
     X = rng.negative_binomial(2, 0.2, size=(200, 4)).astype(float)
-    _, consecutive = _index_entries(X)
+    _, consecutive = index_entries(X)
     assert consecutive.offsets is not None
     general = PairTable(consecutive.values, consecutive.feature, consecutive.n_features)
     phi = rng.uniform(0.01, 2.0, size=(3, 4))
@@ -475,8 +475,8 @@ def test_sorted_pair_table_fits_like_the_consecutive_one(monkeypatch):
 
     X, _ = make_negbin_mixture(600, means=((40.0, 3.0), (5.0, 20.0)), dispersion=0.3, random_state=1)
     consecutive = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
-    monkeypatch.setattr(kernels, "_direct_table_pays", lambda column_max, n_entries: False)
-    assert kernels._index_entries(X)[1].offsets is None
+    monkeypatch.setattr(kernels, "direct_table_pays", lambda column_max, n_entries: False)
+    assert kernels.index_entries(X)[1].offsets is None
     general = NegBinMixture(2, dispersion="full", random_state=0).fit(X)
     np.testing.assert_allclose(general.means_, consecutive.means_, rtol=1e-9)
     np.testing.assert_allclose(general.dispersion_, consecutive.dispersion_, rtol=1e-6)

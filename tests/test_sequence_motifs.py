@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from skem import SequenceMotifMixture
 from skem._letters import encode_ragged
@@ -190,6 +191,7 @@ def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
 # --------------------------------------------------------------------------- widths
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_widths_longer_than_the_sequences_are_dropped_with_a_warning():
     # Issue 20: default widths on 12-18 nt sequences raised numpy's "window shape cannot be
     # larger than input array shape".
@@ -280,3 +282,101 @@ def test_a_warm_start_with_the_same_structure_continues_without_a_warning():
         warnings.simplefilter("error", UserWarning)
         model.set_params(max_iter=200, tol=1e-9).fit(sequences)
     assert model.lower_bounds_[0] >= first - 1e-12
+
+
+# ------------------------------------------------------------------------------ input
+
+
+def test_a_column_of_sequences_is_one_sequence_per_row():
+    sequences, _, _ = make_motif_sequences(30, 40, width=5, random_state=3)
+    values = list(sequences.values())
+    flat = SequenceMotifMixture(width=5, random_state=0).fit(values)
+    column = SequenceMotifMixture(width=5, random_state=0).fit(np.array(values, dtype=object)[:, None])
+    assert flat.n_features_in_ == column.n_features_in_ == 1
+    np.testing.assert_allclose(column.lower_bounds_, flat.lower_bounds_, rtol=0)
+    np.testing.assert_allclose(column.score_samples(np.array(values)[:, None]),
+                               flat.score_samples(values), rtol=0)
+    with pytest.raises(ValueError, match="X has 2 features, but SequenceMotifMixture is expecting 1"):
+        flat.score_samples(np.array([values, values], dtype=object).T)
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        flat.fit(sparse.csr_matrix(np.ones((3, 3))))
+
+
+@pytest.mark.parametrize("width", [(5,), (5, 6, 7), (0, 4), (6, 5), (5.0, 6)])
+def test_a_bad_width_pair_is_a_clear_error(width):
+    with pytest.raises(ValueError, match="pair \\(min_width, max_width\\)"):
+        SequenceMotifMixture(width=width).fit(["ACGTACGTAC"] * 3)
+
+
+def test_dask_input_is_refused_before_any_work():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(np.zeros((10, 8), dtype=int), chunks=5)
+    with pytest.raises(TypeError, match="does not fit dask arrays.*compute X first"):
+        SequenceMotifMixture(width=5).fit(X)
+
+
+def test_fitted_attributes_agree_with_each_other():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(8, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(40, 60, pwm=pwms, site_probability=0.6,
+                                           random_state=1)
+    model = SequenceMotifMixture(width=(6, 8), n_motifs=2, random_state=0).fit(sequences)
+    np.testing.assert_allclose(model.weights_,
+                               [np.prod(1 - model.site_probs_), *model.site_probs_])
+    np.testing.assert_allclose(model.evalues_, 10.0 ** model.log10_evalues_)
+    assert model.widths_.tolist() == [len(p) for p in model.pwms_[1:]]
+    np.testing.assert_allclose(model.pwms_[0], np.tile(model.background_, (model.widths_[0], 1)))
+    for k, pwm in enumerate(model.pwms_):
+        np.testing.assert_allclose(model.log_odds_[k], np.log2(pwm / model.background_))
+        assert model.consensus_[k] == "".join(np.array(list(DNA))[np.asarray(pwm).argmax(1)])
+    np.testing.assert_allclose(model.pwm(2).to_numpy(), model.pwms_[2])
+
+
+def test_boundaries_of_widths_thresholds_and_sample_sizes():
+    sequences, _, _ = make_motif_sequences(30, 8, width=8, random_state=4)
+    # A width equal to the longest (OOPS: the shortest) sequence fits, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = SequenceMotifMixture(width=8, mode="oops", random_state=0).fit(sequences)
+    assert model.widths_.tolist() == [8]
+    every = model.sites(sequences, threshold=0.0)
+    assert len(every) == len(sequences)  # one start per sequence, posterior 1 in OOPS
+    assert len(model.sites(sequences, threshold=1.0)) <= len(sequences)
+    for bad in (-0.1, 1.1, "0.5"):
+        with pytest.raises(ValueError, match="threshold"):
+            model.sites(sequences, threshold=bad)
+    drawn, planted = model.sample(1)
+    assert drawn.shape == (1,) and planted.shape == (1, 1)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.sample(0)
+
+
+def test_sites_read_x_in_the_fitted_alphabet():
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=6)
+    model = SequenceMotifMixture(width=6, random_state=0).fit(sequences)
+    before = model.sites(sequences)
+    model.set_params(alphabet="ACGU")  # not refitted: the fitted model still reads DNA
+    assert before.equals(model.sites(sequences))
+
+
+def test_a_later_motif_that_does_not_converge_warns():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(6, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, random_state=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SequenceMotifMixture(width=6, n_motifs=2, max_iter=1, tol=0.0,
+                             random_state=0).fit(sequences)
+    messages = [str(w.message) for w in caught]
+    assert any("motif 2 did not converge in max_iter=1" in m for m in messages), messages
+
+
+def test_later_motifs_warn_only_when_they_stop_short():
+    pwms = [make_motif_pwm(6, concentration=0.1, random_state=1),
+            make_motif_pwm(6, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, random_state=1)
+    for max_iter in (0, 500):  # max_iter=0 evaluates the starts: nothing to warn about
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            SequenceMotifMixture(width=6, n_motifs=2, max_iter=max_iter,
+                                 random_state=0).fit(sequences)

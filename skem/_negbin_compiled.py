@@ -1,0 +1,191 @@
+"""Compiled (numba) kernels of the negative-binomial E-step with size factors.
+
+Imported only by :func:`skem._negbin_kernels.compiled_kernels`, lazily, when
+numba is installed (``pip install skem[fast]``); the NumPy functions of
+:mod:`skem._negbin_kernels` compute the same sums and are the reference in the
+tests. Compilation is cached on disk (``cache=True``), so only the first use
+on a machine pays for it.
+
+Why compiled: with size factors ``s_i`` every non-zero entry and component
+needs ``log(1 + phi_kd s_i mu_kd)`` (the row's log-likelihood) and
+``x s_i / (1 + phi_kd s_i mu_kd)`` (the slope of the M-step's bound), one
+transcendental function per entry and component that no table can share:
+the rows' size factors are all different. NumPy evaluates them in several
+passes over ``(entries, K)`` work arrays and then sums them with sparse
+products; here each entry is read once per pass and the sums are
+accumulated on the spot, and the log-density takes one logarithm per row
+and component (of a running product, :func:`entry_sums`), not one per
+entry. numba's own ``log`` is a scalar call into the C library (about
+4 ns); :func:`log_exact` is fdlibm's algorithm (musl's ``log``, within
+1 ulp) written in arithmetic that the compiler vectorizes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = ["entry_statistics", "entry_sums", "log_exact"]
+
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+
+
+@intrinsic
+def _bits_of(typingctx, value):
+    """The IEEE-754 bits of a float64, as an int64 (a bit cast, free in machine code)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float_of(typingctx, bits):
+    """The float64 with these IEEE-754 bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+# fdlibm's e_log.c: ln 2 split in two, and the minimax polynomial of
+# log((1 + s) / (1 - s)) / s - 2 in s**2 on [0, 0.1716**2] (error below 2**-58.45).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def log_exact(value):
+    """``log(value)`` for finite normal ``value > 0``, within 1 ulp (fdlibm / musl ``log``).
+
+    ``value = 2**k m`` with ``m`` in ``[sqrt(2)/2, sqrt(2))`` by integer arithmetic on the
+    bits (no branch), then ``log m = f - f**2/2 + s (f**2/2 + R(s**2))`` with ``f = m - 1``,
+    ``s = f / (2 + f)``. Zero, subnormal, infinite or NaN input is not handled (the E-step
+    passes ``1 + phi s mu >= 1``).
+    """
+    bits = _bits_of(value)
+    high = (bits >> 32) + (0x3FF00000 - 0x3FE6A09E)
+    exponent = (high >> 20) - 0x3FF
+    high = (high & 0x000FFFFF) + 0x3FE6A09E
+    m = _float_of((high << 32) | (bits & 0xFFFFFFFF))
+    f = m - 1.0
+    half_square = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    odd = w * (_LG2 + w * (_LG4 + w * _LG6))
+    even = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    k = float(exponent)
+    return s * (half_square + odd + even) + k * _LN2_LO - half_square + f + k * _LN2_HI
+
+
+#: Entries with an integer count up to this multiply their factor ``1 + phi s mu`` into the
+#: row's running product this many times; other counts take a logarithm.
+MAX_PRODUCT_POWER = 4
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_ONE = 0x3FF0000000000000
+
+
+@_jit
+def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, pair_table,
+               max_factors, log_density, totals):
+    """Per row ``i`` and component ``k``, over the row's stored entries ``e``::
+
+        log_density[i, k] = sum_e pair_table[pair_e, k] - x_e log(1 + phi_mu[d_e, k] s_i)
+
+    and ``totals[i] = sum_e x_e``.
+
+    A sum of logarithms is the logarithm of a product: the factors ``1 + phi s mu`` of
+    entries with small integer counts (most entries of sparse counts are 1 or 2) are
+    multiplied into a running product per component, and one logarithm per row and
+    component ends it. The product is kept as a mantissa and an integer exponent, and
+    renormalized (exact bit operations) after at most ``max_factors`` factors, few enough
+    that it cannot overflow in between (see :func:`skem._negbin_kernels.max_factors`). Each
+    product rounds once (relative ``2**-53``), as each term of a sum of logarithms does,
+    so the result is as accurate as the sum, with ``nnz / n`` times fewer logarithms.
+
+    Parameters
+    ----------
+    indptr, columns, pair_index : ndarray
+        The rows' stored entries in CSR form: (n + 1,), (nnz,) features, (nnz,) pairs.
+    pair_values : ndarray of shape (U,)
+        The count of each pair.
+    size_factors : ndarray of shape (n,)
+    phi_mu : ndarray of shape (D, K)
+        ``phi_kd mu_kd``, laid out by feature; finite and non-negative.
+    pair_table : ndarray of shape (U, K)
+        The per-pair terms of the log-density.
+    max_factors : int
+        Factors multiplied between renormalizations.
+    log_density : ndarray of shape (n, K)
+        Output, overwritten.
+    totals : ndarray of shape (n,)
+        Output, overwritten.
+    """
+    n_components = phi_mu.shape[1]
+    mantissa = np.empty(n_components)
+    exponent = np.empty(n_components, dtype=np.int64)
+    terms = np.empty(n_components)
+    for i in range(indptr.size - 1):
+        s = size_factors[i]
+        mantissa[:] = 1.0
+        exponent[:] = 0
+        terms[:] = 0.0
+        total = 0.0
+        pending = 0
+        for e in range(indptr[i], indptr[i + 1]):
+            pair = pair_index[e]
+            x = pair_values[pair]
+            d = columns[e]
+            total += x
+            for k in range(n_components):
+                terms[k] += pair_table[pair, k]
+            if x == np.floor(x) and x <= min(MAX_PRODUCT_POWER, max_factors):
+                power = int(x)
+                if pending + power > max_factors:
+                    for k in range(n_components):
+                        bits = _bits_of(mantissa[k])
+                        exponent[k] += (bits >> 52) - 1023
+                        mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
+                    pending = 0
+                pending += power
+                for _ in range(power):
+                    for k in range(n_components):
+                        mantissa[k] *= 1.0 + phi_mu[d, k] * s
+            else:
+                for k in range(n_components):
+                    terms[k] -= x * log_exact(1.0 + phi_mu[d, k] * s)
+        for k in range(n_components):
+            power = float(exponent[k])
+            log_density[i, k] = terms[k] - (log_exact(mantissa[k]) + power * _LN2_LO
+                                            + power * _LN2_HI)
+        totals[i] = total
+
+
+@_jit
+def entry_statistics(indptr, columns, pair_index, pair_values, size_factors, phi_mu,
+                     weighted_resp, hist, slope):
+    """Add the stored entries' statistics, given the rows' ``w_i q_ik`` (``weighted_resp``,
+    (n, K)): ``hist[pair, k] += w q`` (U, K) and ``slope[d, k] += w q x s / (1 + phi_mu[d, k]
+    s)`` (D, K). Other arguments as in :func:`entry_sums`. (The count sums follow from
+    ``hist``, per pair rather than per entry.)"""
+    n_components = phi_mu.shape[1]
+    resp = np.empty(n_components)
+    for i in range(indptr.size - 1):
+        s = size_factors[i]
+        resp[:] = weighted_resp[i]
+        for e in range(indptr[i], indptr[i + 1]):
+            pair = pair_index[e]
+            xs = pair_values[pair] * s
+            d = columns[e]
+            for k in range(n_components):
+                hist[pair, k] += resp[k]
+                slope[d, k] += resp[k] * xs / (1.0 + phi_mu[d, k] * s)
