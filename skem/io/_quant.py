@@ -730,8 +730,7 @@ def write_kallisto_abundance(abundance, path):
     ------
     ValueError
         For a transcript name that a table reader would not read back the
-        same: with a tab or a line break, a leading double quote, leading or
-        trailing whitespace, or empty or a missing-value marker such as NA.
+        same (see :func:`check_table_names`).
     """
     table = _abundance_table(abundance)
     out = pd.DataFrame(
@@ -760,8 +759,7 @@ def write_salmon_quant(abundance, path):
     ------
     ValueError
         For a transcript name that a table reader would not read back the
-        same: with a tab or a line break, a leading double quote, leading or
-        trailing whitespace, or empty or a missing-value marker such as NA.
+        same (see :func:`check_table_names`).
     """
     table = _abundance_table(abundance)
     out = pd.DataFrame(
