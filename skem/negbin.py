@@ -62,7 +62,7 @@ from ._negbin_kernels import (
     log_ratio_to_zero,
     log_zero_probability,
     sorted_table,
-    zero_remainder,
+    split_zero_terms,
 )
 from ._negbin_mstep import offset_m_step, solve_dispersion
 
@@ -349,13 +349,11 @@ class NegBinModel(MixtureModel):
             x_total = np.asarray(chunk.X.sum(axis=1)).reshape(-1)
         # s = 0 only for rows that are all 0 (library size factors), whose x log s is 0.
         log_s = np.log(np.where(s > 0, s, 1.0))
-        log_prob += (x_total * log_s)[:, None] - s[:, None] * params.table("mean_total", None, lambda: mu.sum(axis=1))
+        linear, at_nodes = params.table("zero_terms", chunk.nodes,
+                                        lambda: split_zero_terms(mu, phi, chunk.nodes.values))
+        log_prob += (x_total * log_s)[:, None] - s[:, None] * linear
         if entries is not None:
-            # One component at a time: (D, M) temporaries rather than (K, D, M).
-            remainder = params.table("zero_remainder", chunk.nodes, lambda: np.stack([
-                zero_remainder(mu_k[:, None], phi_k[:, None], chunk.nodes.values).sum(axis=0)
-                for mu_k, phi_k in zip(mu, phi)]))
-            log_prob += entries.node_weights @ remainder.T
+            log_prob += entries.node_weights @ at_nodes.T
         return log_prob
 
     def accumulate(self, params, chunk, weighted_resp, entries):
