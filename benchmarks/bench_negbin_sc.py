@@ -58,18 +58,28 @@ from skem._em import e_pass, in_memory_rows
 from skem._negbin_kernels import compiled_kernels
 
 
-def simulate(n_cells, n_genes, n_types, seed=0, density=0.05, block=5000):
-    """Sparse NB counts with cell types, gene-wise dispersions and 10x depth variation."""
+def simulate(n_cells, n_genes, n_types, seed=0, density=0.05, block=5000, fold_range=(2.0, 8.0),
+             depth_range=(0.3, 3.0), proportions=None):
+    """Sparse NB counts with cell types, gene-wise dispersions and 10x depth variation.
+
+    Each type changes 10 % of the genes by a factor log-uniform in
+    ``fold_range`` (up or down); depths are log-uniform in ``depth_range``;
+    types are uniform, or drawn with ``proportions``.
+    """
     rng = np.random.default_rng(seed)
     # Base expression so that about `density` of the entries are non-zero at depth 1.
     base = rng.lognormal(np.log(density) - 0.5, 1.0, n_genes)
     means = np.tile(base, (n_types, 1))
+    low, high = np.log(fold_range)
     for k in range(n_types):  # each type changes 10 % of the genes 2-8 fold
         changed = rng.choice(n_genes, n_genes // 10, replace=False)
-        means[k, changed] *= np.exp(rng.choice([-1, 1], changed.size) * rng.uniform(np.log(2), np.log(8), changed.size))
+        means[k, changed] *= np.exp(rng.choice([-1, 1], changed.size) * rng.uniform(low, high, changed.size))
     dispersion = rng.uniform(0.1, 1.0, n_genes)
-    y = rng.integers(0, n_types, n_cells)
-    depth = np.exp(rng.uniform(np.log(0.3), np.log(3.0), n_cells))
+    if proportions is None:
+        y = rng.integers(0, n_types, n_cells)
+    else:
+        y = rng.choice(n_types, n_cells, p=proportions)
+    depth = np.exp(rng.uniform(*np.log(depth_range), n_cells))
     blocks = []
     size = 1.0 / dispersion
     for start in range(0, n_cells, block):

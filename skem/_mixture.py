@@ -38,7 +38,9 @@ from sklearn.metrics import pairwise_distances_argmin
 
 from ._em import EMModel, chunk_rows
 
-__all__ = ["EMPTY_WEIGHT", "INIT_SAMPLE", "MixtureModel", "mixing_weights", "normalize_log_prob"]
+__all__ = [
+    "EMPTY_WEIGHT", "INIT_SAMPLE", "MixtureModel", "init_sample", "mixing_weights", "normalize_log_prob",
+]
 
 #: k-means initialization clusters at most this many rows, then assigns all rows.
 INIT_SAMPLE = 10_000
@@ -123,10 +125,18 @@ class MixtureModel(EMModel):
 
     def initialize(self, data, random_state, controls):
         resp = self.initial_resp(data, random_state, controls.chunk_size)
+        return self.params_from_resp(data, resp, controls.chunk_size)
+
+    def params_from_resp(self, data, resp, chunk_size):
+        """Starting parameters from responsibilities ``resp`` (n, K) of all rows (overwritten).
+
+        The rows' weights multiply ``resp`` here; the first M-step is
+        :meth:`initial_m_step`.
+        """
         resp *= data.weights[:, None]
         # Chunk by chunk, as in an E-step: the statistics of all rows at once would take the
         # work arrays of all rows.
-        step = chunk_rows(data, self, controls.chunk_size)
+        step = chunk_rows(data, self, chunk_size)
         stats = None
         for start, chunk in zip(range(0, data.n_rows, step), data.chunks(step)):
             chunk_stats = self.accumulate(None, chunk, resp[start : start + step], None)
@@ -160,9 +170,7 @@ class MixtureModel(EMModel):
             chosen = random_state.choice(n, size=K, replace=False, p=weights / weights.sum())
             resp[chosen, np.arange(K)] = 1.0
             return resp
-        sample = np.arange(n)
-        if n > INIT_SAMPLE:
-            sample = np.sort(random_state.choice(n, size=INIT_SAMPLE, replace=False))
+        sample = init_sample(n, random_state)
         features = self.init_features(data, sample)
         if self.init_params == "k-means++":
             centers, _ = kmeans_plusplus(
@@ -197,6 +205,17 @@ class MixtureModel(EMModel):
             for k, (n_k, end) in enumerate(zip(counts, ends))
         ])
         return X, np.repeat(np.arange(len(counts)), counts)
+
+
+def init_sample(n_rows, random_state):
+    """Indices (sorted) of the rows a start clusters: all, or :data:`INIT_SAMPLE` drawn uniformly.
+
+    Drawn uniformly over rows, not by weight: each drawn row keeps its weight,
+    so the sample's weighted statistics estimate the data's.
+    """
+    if n_rows <= INIT_SAMPLE:
+        return np.arange(n_rows)
+    return np.sort(random_state.choice(n_rows, size=INIT_SAMPLE, replace=False))
 
 
 def normalize_log_prob(log_prob, axis):

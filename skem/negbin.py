@@ -41,8 +41,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_non_neg
 from ._base import BaseMixture
 from ._compat import Interval, StrOptions
 from ._dask import import_dask, is_dask_array, row_weights
-from ._em import AdditiveStats, RowData
-from ._mixture import MixtureModel, mixing_weights
+from ._em import AdditiveStats, RowData, chunk_rows
+from ._mixture import MixtureModel, init_sample, mixing_weights
 from ._params import param
 from ._rows import check_sample_weight
 from ._negbin_kernels import (
@@ -65,6 +65,7 @@ from ._negbin_kernels import (
     split_zero_terms,
 )
 from ._negbin_mstep import offset_m_step, solve_dispersion
+from ._negbin_start import projected_kmeans_labels
 
 __all__ = ["NegBinMixture", "NegBinModel"]
 
@@ -423,8 +424,23 @@ class NegBinModel(MixtureModel):
     # -------------------------------------------------------- initialization
 
     def initialize(self, data, random_state, controls):
-        if self.means_init is None:
-            params = super().initialize(data, random_state, controls)
+        if self.means_init is None and self.init_params == "kmeans" and data.n_rows >= self.n_components:
+            # The default: k-means on principal components of residuals under the size factors
+            # (skem._negbin_start), so that depth does not decide the start.
+            sample = data.take(init_sample(data.n_rows, random_state))
+            step = chunk_rows(data, self, controls.chunk_size)
+            labels = projected_kmeans_labels(
+                (sample.X, sample.size_factors, sample.weights),
+                ((chunk.X, chunk.size_factors) for chunk in data.chunks(step)),
+                self.n_components, random_state,
+            )
+            resp = np.zeros((data.n_rows, self.n_components))
+            resp[np.arange(data.n_rows), labels] = 1.0
+            params = self.params_from_resp(data, resp, controls.chunk_size)
+        elif self.means_init is None:
+            # The mixture's generic starts on init_features; "kmeans-raw" is its k-means.
+            generic = replace(self, init_params="kmeans") if self.init_params == "kmeans-raw" else self
+            params = MixtureModel.initialize(generic, data, random_state, controls)
         else:
             K, D = self.n_components, self.n_features
             phi = 0.1 if self.estimates_dispersion else float(self.dispersion)
@@ -529,9 +545,13 @@ class NegBinMixture(BaseMixture):
     n_init : int, default=1
         Number of EM runs from different starts; the best final
         log-likelihood is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How the starting responsibilities are chosen: k-means clustering of
-        ``log1p(X)``; k-means++ seeding on ``log1p(X)``; random
+    init_params : {"kmeans", "kmeans-raw", "k-means++", "random", "random_from_data"}, \
+            default="kmeans"
+        How the starting responsibilities are chosen: k-means (10 seeds) on
+        the top 30 principal components of ``log1p`` of the counts divided by
+        the size factors (so depth does not decide the start; see the user
+        guide); k-means (3 seeds) on ``log1p(X)`` of the raw counts (the
+        earlier default); k-means++ seeding on ``log1p(X)``; random
         responsibilities; or randomly chosen rows as the component means.
         All respect ``sample_weight``.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -643,6 +663,7 @@ class NegBinMixture(BaseMixture):
         "means_init": ["array-like", None],
         "weights_init": ["array-like", None],
         "size_factors": [StrOptions({"none", "library"})],
+        "init_params": [StrOptions({"kmeans", "kmeans-raw", "k-means++", "random", "random_from_data"})],
     }
     _row_metadata = {"size_factors": "positive"}
 
