@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from ._compat import Interval, StrOptions, fit_context
 from ._dask import DaskRows, dask_row_blocks, is_dask_array, map_rows
-from ._em import EMControls, best_result, chunk_rows, in_memory_rows, run_em
+from ._em import EMControls, chunk_rows, in_memory_rows, run_em
+from ._restarts import best_start
 from ._rows import check_sample_weight, stack_rows
 
 __all__ = ["BaseEM", "BaseMixture", "lazy_on_dask"]
@@ -171,12 +172,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def fit(self, X, y=None, sample_weight=None, **row_metadata):
         """Estimate the model's parameters by EM.
 
-        The model is fitted ``n_init`` times from different starts and the
-        run with the highest final log-likelihood is kept. Each run iterates
-        until the objective changes by less than ``tol`` per unit of weight
-        (or the model's own stopping rule holds), or ``max_iter`` is reached,
-        in which case a :class:`~sklearn.exceptions.ConvergenceWarning` is
-        raised.
+        EM runs from one start until the objective changes by less than
+        ``tol`` per unit of weight (or the model's own stopping rule holds), or
+        ``max_iter`` is reached, in which case a
+        :class:`~sklearn.exceptions.ConvergenceWarning` is raised. With
+        ``n_init > 1`` the start is the best of ``n_init`` candidates after a
+        short run of each on a common subsample of the rows
+        (:func:`skem._restarts.best_start`): ``n_init`` starts cost ``n_init``
+        short runs plus one fit, not ``n_init`` fits.
 
         Parameters
         ----------
@@ -215,18 +218,18 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
         controls = self._controls()
         if previous is not None:
-            starts = [previous]
+            start = previous
         else:
-            rng = check_random_state(self.random_state)
-            starts = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
-        # Seeds are drawn up front and results collected in submission order, so a
-        # parallel fit is identical to a serial one. Runs on dask rows stay in threads
-        # of this process, which holds the connection to the cluster.
-        results = Parallel(n_jobs=self.n_jobs, require="sharedmem" if on_dask else None)(
-            delayed(_run_from)(model, data, start, controls, index)
-            for index, start in enumerate(starts)
-        )
-        best = best_result(results)
+            seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_init)
+            start = seeds[0]
+            if self.n_init > 1:
+                # Runs on dask rows stay in threads of this process, which holds the
+                # connection to the cluster. Results come back in submission order, so a
+                # parallel choice is the serial one.
+                parallel = Parallel(n_jobs=self.n_jobs, require="sharedmem" if on_dask else None)
+                start = best_start(model, data, seeds, controls, run_starts=functools.partial(
+                    _runs_from_seeds, parallel))
+        best = _run_from(model, data, start, controls)
 
         self._model = model
         self._fitted_structure = self._structure()
@@ -237,8 +240,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.lower_bound_ = best.lower_bound
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
-                f"Best of {len(starts)} EM run(s) did not converge in max_iter={self.max_iter} "
-                "iterations. Try a larger max_iter"
+                f"EM did not converge in max_iter={self.max_iter} iterations. Try a larger max_iter"
                 + ("." if self.accelerate == "squarem" else " or accelerate='squarem'."),
                 ConvergenceWarning,
             )
@@ -552,10 +554,13 @@ def _no_row_metadata_on_dask(row_metadata):
         )
 
 
-def _run_from(model, data, start, controls, index):
+def _runs_from_seeds(parallel, model, rows, seeds, controls):
+    """One run per seed, by ``parallel`` (:func:`skem._restarts.best_start`'s ``run_starts``)."""
+    return parallel(delayed(_run_from)(model, rows, seed, controls) for seed in seeds)
+
+
+def _run_from(model, data, start, controls):
     """One EM run of ``model`` from a seed (a fresh start) or from given parameters."""
-    if controls.verbose:
-        print(f"Initialization {index}")
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
         if isinstance(start, (Integral, np.integer)):
             random_state = np.random.RandomState(start)
@@ -565,10 +570,7 @@ def _run_from(model, data, start, controls, index):
         result = run_em(model, data, params, controls)
     if controls.verbose:
         state = "converged" if result.converged else "did not converge"
-        print(
-            f"Initialization {index} {state} after {result.n_iter} iterations; "
-            f"objective {result.lower_bound:.10g}"
-        )
+        print(f"EM {state} after {result.n_iter} iterations; objective {result.lower_bound:.10g}")
     return result
 
 

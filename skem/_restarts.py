@@ -57,7 +57,8 @@ def restart_sample(model, data, random_state, sample_size=RESTART_SAMPLE):
     return rows.take(np.sort(random_state.choice(rows.n_rows, size=sample_size, replace=False)))
 
 
-def best_start(model, data, seeds, controls, *, n_steps=RESTART_STEPS, sample_size=RESTART_SAMPLE):
+def best_start(model, data, seeds, controls, *, n_steps=RESTART_STEPS, sample_size=RESTART_SAMPLE,
+               run_starts=None):
     """Starting parameters: the best of one start per seed after a short EM run on a subsample.
 
     Parameters
@@ -73,9 +74,15 @@ def best_start(model, data, seeds, controls, *, n_steps=RESTART_STEPS, sample_si
         The fit's controls; the short runs take ``n_steps`` steps with them
         (their tolerance may end a run earlier) and print nothing.
     n_steps : int, default=RESTART_STEPS
-        EM steps per candidate on the subsample (0 compares the starts themselves).
+        EM steps per candidate on the subsample, at most the fit's ``max_iter`` (0 compares
+        the starts themselves).
     sample_size : int, default=RESTART_SAMPLE
         Rows of the subsample.
+    run_starts : callable, optional
+        ``run_starts(model, rows, seeds, controls)``: one EM run per seed from
+        a fresh start on ``rows``, as a list of :class:`skem._em.EMResult` in
+        the order of ``seeds`` (the estimator's runs them in parallel with its
+        ``n_jobs``). Default: one after another.
 
     Returns
     -------
@@ -84,9 +91,11 @@ def best_start(model, data, seeds, controls, *, n_steps=RESTART_STEPS, sample_si
         the run on all rows.
     """
     sample = restart_sample(model, data, np.random.RandomState(seeds[0]), sample_size)
-    short = replace(controls, max_iter=n_steps, verbose=0)
-    results = [
-        run_em(model, sample, model.initialize(sample, np.random.RandomState(seed), short), short)
-        for seed in seeds
-    ]
+    short = replace(controls, max_iter=min(n_steps, controls.max_iter), verbose=0)
+    results = (run_starts or _runs_in_turn)(model, sample, seeds, short)
     return best_result(results).params
+
+
+def _runs_in_turn(model, rows, seeds, controls):
+    return [run_em(model, rows, model.initialize(rows, np.random.RandomState(seed), controls), controls)
+            for seed in seeds]

@@ -95,7 +95,9 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
         (ACGT or ACGU in any order). Fit it to forward-strand windows
         (:func:`sequence_windows` with ``both_strands=False``).
     n_init : int, default=1
-        Number of EM runs from different starts; the best final objective is kept.
+        Number of starts. With more than one, each candidate runs 20 EM steps
+        on one common sample of at most 10 000 rows, and the best there is
+        fitted on all rows (``n_init`` short runs plus one fit; see :meth:`fit`).
     init_params : {"random_from_data", "kmeans", "k-means++", "random"}, default="random_from_data"
         How EM starts. "random_from_data" searches for motifs among observed
         windows as MEME does (see Notes). "kmeans" and "k-means++" cluster the
@@ -114,7 +116,7 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
         sizes chunks to about 32 MiB of work arrays. The fit does not depend
         on it.
     n_jobs : int, default=None
-        Runs the ``n_init`` starts in parallel through joblib; results are
+        Runs the ``n_init`` candidate starts in parallel through joblib; results are
         identical to a serial fit.
     warm_start : bool, default=False
         Start from the previous fit's parameters (ignoring ``n_init``). A

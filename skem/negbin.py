@@ -543,8 +543,9 @@ class NegBinMixture(BaseMixture):
         ("shared"), per component ("component"), per feature ("feature"), or
         free for each component and feature ("full").
     n_init : int, default=1
-        Number of EM runs from different starts; the best final
-        log-likelihood is kept.
+        Number of starts. With more than one, each candidate runs 20 EM steps
+        on one common sample of at most 10 000 rows, and the best there is
+        fitted on all rows (``n_init`` short runs plus one fit; see :meth:`fit`).
     init_params : {"kmeans", "kmeans-raw", "k-means++", "random", "random_from_data"}, \
             default="kmeans"
         How the starting responsibilities are chosen: k-means (10 seeds) on
@@ -575,7 +576,7 @@ class NegBinMixture(BaseMixture):
         Rows per E-step chunk; None sizes chunks to about 32 MiB of work
         arrays. The fit does not depend on it.
     n_jobs : int, default=None
-        Runs the ``n_init`` starts in parallel through joblib; results are
+        Runs the ``n_init`` candidate starts in parallel through joblib; results are
         identical to a serial fit.
     warm_start : bool, default=False
         Start from the previous fit's parameters (ignoring ``n_init``).

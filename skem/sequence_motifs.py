@@ -75,7 +75,9 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
         strands. A palindromic site reads the same on both strands: it is
         one site, reported once (strand "+") with the posterior of both.
     n_init : int, default=1
-        Number of EM runs from different starts; the best final objective is kept.
+        Number of starts. With more than one, each candidate runs 20 EM steps
+        on one common sample of at most 10 000 rows, and the best there is
+        fitted on all rows (``n_init`` short runs plus one fit; see :meth:`fit`).
     init_params : {"search", "random"}, default="search"
         "search" is MEME's start search (enriched k-mers and substrings,
         scored after one EM step; see :mod:`skem._sequence_search`); "random"
@@ -95,7 +97,7 @@ class SequenceMotifMixture(PWMResultsMixin, BaseEM):
         Sequences per E-step chunk; None sizes chunks to about 32 MiB of work
         arrays. The fit does not depend on it.
     n_jobs : int, default=None
-        Runs the ``n_init`` starts in parallel through joblib; results are
+        Runs the ``n_init`` candidate starts in parallel through joblib; results are
         identical to a serial fit.
     warm_start : bool, default=False
         Start the first motif from the previous fit's parameters (ignoring

@@ -59,7 +59,7 @@ def test_warnings_are_one_line(tmp_path):
     assert result.returncode == 0, result.stderr
     (line,) = result.stderr.splitlines()  # one line, no source line of the warning
     assert line.startswith(
-        "skem nbmix: warning: Best of 1 EM run(s) did not converge in max_iter=1 iterations."
+        "skem nbmix: warning: EM did not converge in max_iter=1 iterations."
     )
 
 
