@@ -100,11 +100,13 @@ def test_negbin_general_pair_table_on_blocks(client):
     assert_same_fit(memory, blocks, ["weights_", "means_", "dispersion_"])
 
 
-@pytest.mark.parametrize("n_features", [2, 12])
+@pytest.mark.parametrize("n_features", [2, 12, 40])
 def test_negbin_library_size_factors_on_blocks(client, n_features):
     # Few distinct row totals (2 features): the size nodes are those values, exactly; many
-    # (12): Chebyshev nodes over their range. Either way the blocks share the nodes that the
-    # in-memory fit of all rows uses, and the reference row total of all rows.
+    # (12, 40): Chebyshev nodes over their range. Either way the blocks share the nodes that the
+    # in-memory fit of all rows uses, and the reference row total of all rows. With 40 features
+    # the start clusters principal components of residuals (skem._negbin_start), on the blocks
+    # from the init sample as in memory.
     rng = np.random.default_rng(5)
     depth = np.exp(rng.normal(0.0, 0.7, 2000))
     means = rng.uniform(1.0, 10.0, (2, n_features))
