@@ -548,7 +548,7 @@ class NegBinMixture(BaseMixture):
         fitted on all rows (``n_init`` short runs plus one fit; see :meth:`fit`).
     init_params : {"kmeans", "kmeans-raw", "k-means++", "random", "random_from_data"}, \
             default="kmeans"
-        How the starting responsibilities are chosen: k-means (10 seeds) on
+        How the starting responsibilities are chosen: k-means (30 seeds) on
         the top 30 principal components of ``log1p`` of the counts divided by
         the size factors (so depth does not decide the start; see the user
         guide); k-means (3 seeds) on ``log1p(X)`` of the raw counts (the
