@@ -4,6 +4,16 @@ Run on demand (not part of the tests)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_negbin_start.py      # 24 settings
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_negbin_start.py --ks 5 --starts 3
+    # shallow: 1 500 cells x 400 genes, ~80 counts per cell
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_negbin_start.py --cells 1500 --genes 400 --density 0.2
+
+The default size, 3 000 cells x 1 000 genes at ~500 counts per cell
+(``--density 0.5``: the mean count per gene at depth 1), is a small
+single-cell data set after gene selection (10x cells carry thousands of
+counts). At ~80 counts per cell (the shallow line) the types are barely
+identifiable: even EM started from the true labels agrees with them at a
+median adjusted Rand index of 0.8 (0.47 at worst), and the likelihood has
+many optima.
 
 Data: ``bench_negbin_sc.simulate`` (sparse NB counts, gene-wise dispersions,
 10 % of the genes changed per type), over a grid of
@@ -129,9 +139,9 @@ def run_setting(K, strength, spread, ratio, seed, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=1500)
-    parser.add_argument("--genes", type=int, default=400)
-    parser.add_argument("--density", type=float, default=0.2)
+    parser.add_argument("--cells", type=int, default=3000)
+    parser.add_argument("--genes", type=int, default=1000)
+    parser.add_argument("--density", type=float, default=0.5)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--seeds", type=int, default=1, help="seeds per setting")
     parser.add_argument("--starts", type=int, default=0,

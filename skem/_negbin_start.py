@@ -23,8 +23,17 @@ the rows as the model with size factors does:
    centred matrix is applied as a linear operator (ARPACK) and sparse
    counts are never densified.
 3. **Cluster** the sample's components with k-means (:data:`KMEANS_N_INIT`
-   seeds, weighted), and give every row the label of its nearest centre,
-   chunk by chunk, so all rows cost one chunk's memory.
+   seeds, weighted) into :data:`OVERCLUSTER` times K groups, and **merge**
+   them to K (:func:`merge_clusters`), greedily, the pair whose union loses
+   the least Poisson log-likelihood under the size factors. k-means into K
+   clusters splits large types and merges rare ones (its objective pays for
+   a cluster's spread, not for its count); into 3K, a rare type gets a
+   cluster of its own, and the pieces of a large type, which share their
+   means, cost nothing to merge. On types in proportions 1:20 this took the
+   start from an adjusted Rand index of 0.77-0.86 to 0.99-1.0 against the
+   types, and EM from it to the true-label start's optimum (from 0.6-1.1
+   nats per cell below it). Every row then gets the merged label of its
+   nearest centre, chunk by chunk, so all rows cost one chunk's memory.
 
 With at most :data:`N_PCS` features (or rows) there is nothing to reduce,
 and the start clusters ``log1p`` of the counts at an average depth
@@ -49,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, svds
+from scipy.special import xlogy
 from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances_argmin
 from threadpoolctl import threadpool_limits
@@ -56,15 +66,19 @@ from threadpoolctl import threadpool_limits
 __all__ = [
     "KMEANS_N_INIT",
     "N_PCS",
+    "OVERCLUSTER",
     "LogCounts",
     "StartProjection",
     "fit_start_features",
+    "merge_clusters",
     "projected_kmeans_labels",
     "residual_parts",
 ]
 
 #: Principal components the start clusters in (with fewer features: the features themselves).
 N_PCS = 30
+#: k-means clusters the sample into this many times K groups before they are merged to K.
+OVERCLUSTER = 3
 #: k-means seeds on the components (cheap: at most INIT_SAMPLE rows x N_PCS columns). Many:
 #: on 3 000 cells of 10 balanced types, 16 of 20 single k-means++ seeds ended in a partition
 #: that merges two types (inertia 1-12 % above the best), so 10 seeds missed the best one for
@@ -220,8 +234,105 @@ def _principal_axes(sparse_part, left, right, root_weights, n_pcs, random_state)
     return axes.T
 
 
+def merge_clusters(X, size_factors, weights, labels, n_clusters):
+    """Merge clusters to ``n_clusters``, each time the pair whose union loses the least
+    log-likelihood (Poisson, scaled for over-dispersion): a map from the given labels to
+    merged ones.
+
+    A cluster ``c`` of rows with weights ``w_i`` and size factors ``s_i`` fitted
+    by Poisson means ``mu_d = S_cd / T_c`` (``S_cd = sum w x_id``, ``T_c =
+    sum w s_i``) has log-likelihood ``sum_d S_cd log(S_cd / T_c) - S_cd`` plus
+    terms that do not depend on the clustering, so merging ``a`` and ``b``
+    costs ``L(a) + L(b) - L(a + b) >= 0`` per feature: about 0 for two pieces of
+    one type. Counts vary more than Poisson, by ``1 + phi_d mu`` for a negative
+    binomial, which would make splits of highly expressed, noisy features look
+    costly to merge; so each feature's cost is divided by ``1 + phi_d mu_d`` at the
+    union's mean (the quasi-likelihood), with ``phi_d`` the features' method-of-moments
+    dispersion within the clusters.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n, D)
+        Counts.
+    size_factors : ndarray of shape (n,) or None
+        Their size factors (None: all 1).
+    weights : ndarray of shape (n,)
+        Row multiplicities.
+    labels : ndarray of int of shape (n,)
+        Clusters ``0 .. m - 1``.
+    n_clusters : int
+        Clusters to keep (at most ``m``).
+
+    Returns
+    -------
+    mapping : ndarray of int of shape (m,)
+        The merged cluster, ``0 .. n_clusters - 1``, of each given one, numbered in
+        lexicographic order of their Poisson means.
+    """
+    n_given = int(labels.max()) + 1
+    size_factors = np.ones(len(labels)) if size_factors is None else size_factors
+    membership = np.zeros((len(labels), n_given))
+    membership[np.arange(len(labels)), labels] = weights
+    sums = np.asarray(X.T @ membership, dtype=np.float64).T
+    sizes = size_factors @ membership
+    phi = _moment_dispersion(X, size_factors, membership, sums, sizes)
+
+    def log_likelihood(count_sums, size_sum):
+        return xlogy(count_sums, count_sums) - xlogy(count_sums, size_sum)
+
+    own = log_likelihood(sums, sizes[:, None])
+
+    def merge_costs(a):
+        union_sums, union_sizes = sums[a] + sums, (sizes[a] + sizes)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = 1.0 + phi * np.where(union_sizes > 0, union_sums / union_sizes, 0.0)
+        return ((own[a] + own - log_likelihood(union_sums, union_sizes)) / scale).sum(axis=1)
+
+    cost = np.stack([merge_costs(a) for a in range(n_given)])
+    alive = np.ones(n_given, dtype=bool)
+    groups = np.arange(n_given)
+    for _ in range(n_given - n_clusters):
+        cost[~alive] = cost[:, ~alive] = np.inf
+        np.fill_diagonal(cost, np.inf)
+        a, b = np.unravel_index(np.argmin(cost), cost.shape)
+        # b joins a: a's costs against the others are recomputed, b retires.
+        sums[a] += sums[b]
+        sizes[a] += sizes[b]
+        own[a] = log_likelihood(sums[a], sizes[a])
+        groups[groups == b] = a
+        alive[b] = False
+        cost[a] = cost[:, a] = merge_costs(a)
+    # Merged clusters numbered by their Poisson means, in lexicographic order of the
+    # features, so that the numbering depends on neither k-means' nor the rows' order
+    # (which differ between dense and sparse input of the same counts).
+    survivors = np.flatnonzero(alive)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = sums[survivors] / sizes[survivors, None]
+    number = np.empty(n_given, dtype=np.intp)
+    number[survivors[np.lexsort(means.T[::-1])]] = np.arange(survivors.size)
+    return number[groups]
+
+
+def _moment_dispersion(X, size_factors, membership, sums, sizes):
+    """Each feature's dispersion ``phi_d >= 0`` by moments within the clusters of
+    ``membership`` (n, m; the rows' weights): ``sum (x - s mu)**2 - x`` over
+    ``sum (s mu)**2``, with the clusters' Poisson means ``mu``."""
+    squares = X.multiply(X) if sp.issparse(X) else np.square(X)
+    square_sums = np.asarray(squares.T @ membership, dtype=np.float64).T
+    cross = np.asarray(X.T @ (membership * size_factors[:, None]), dtype=np.float64).T
+    size_squares = np.square(size_factors) @ membership
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(sizes[:, None] > 0, sums / sizes[:, None], 0.0)
+    excess = (square_sums - 2 * mu * cross + mu**2 * size_squares[:, None] - sums).sum(axis=0)
+    expected = (mu**2 * size_squares[:, None]).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, np.maximum(excess / expected, 0.0), 0.0)
+
+
 def projected_kmeans_labels(sample, chunks, n_clusters, random_state):
-    """Labels of all rows from k-means on the sample's start features (:func:`fit_start_features`).
+    """Labels of all rows from the sample's start features (:func:`fit_start_features`):
+    k-means into :data:`OVERCLUSTER` times ``n_clusters`` groups, merged to ``n_clusters``
+    (:func:`merge_clusters`).
 
     Parameters
     ----------
@@ -231,24 +342,29 @@ def projected_kmeans_labels(sample, chunks, n_clusters, random_state):
     chunks : iterable of tuples (X, size_factors)
         All rows, a chunk at a time, in order.
     n_clusters : int
-        Number of clusters K.
+        Number of clusters K (at most the sample's rows).
     random_state : RandomState
         Seeds the principal axes and k-means.
 
     Returns
     -------
     labels : ndarray of int of shape (n_rows,)
-        The nearest k-means centre of each row of ``chunks``.
+        The merged cluster of each row's nearest k-means centre, rows of ``chunks`` in order.
     """
     X, size_factors, weights = sample
     feature_map = fit_start_features(X, size_factors, weights, N_PCS, random_state)
-    kmeans = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=random_state)
+    n_fine = min(OVERCLUSTER * n_clusters, X.shape[0])
+    kmeans = KMeans(n_clusters=n_fine, n_init=KMEANS_N_INIT, random_state=random_state)
     # One OpenMP thread: k-means on at most INIT_SAMPLE x N_PCS values takes a fraction of a
     # second, and parallelism comes from n_jobs; on a busy machine (load 12 per core) its
     # default threads made it 60x slower (0.1 s against 7-11 s on 400 rows).
     with threadpool_limits(limits=1, user_api="openmp"):
-        centers = kmeans.fit(feature_map.transform(X, size_factors), sample_weight=weights).cluster_centers_
+        kmeans.fit(feature_map.transform(X, size_factors), sample_weight=weights)
+    # k-means may leave a cluster without rows (identical rows): merging needs labels 0..m-1.
+    used, fine_labels = np.unique(kmeans.labels_, return_inverse=True)
+    mapping = merge_clusters(X, size_factors, weights, fine_labels, min(n_clusters, used.size))
+    centers = kmeans.cluster_centers_[used]
     return np.concatenate([
-        pairwise_distances_argmin(feature_map.transform(X_chunk, s_chunk), centers)
+        mapping[pairwise_distances_argmin(feature_map.transform(X_chunk, s_chunk), centers)]
         for X_chunk, s_chunk in chunks
     ])

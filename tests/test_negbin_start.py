@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy import stats
 from poisson_mixture import PoissonModel
+
+from sklearn.metrics import adjusted_rand_score
 
 from skem import NegBinMixture
 from skem._em import EMControls, in_memory_rows, run_em
@@ -13,22 +18,23 @@ from skem._negbin_start import (
     LogCounts,
     StartProjection,
     fit_start_features,
+    merge_clusters,
     projected_kmeans_labels,
     residual_parts,
 )
 from skem._restarts import best_start, restart_sample
 
 
-def depth_varying_counts(seed, n=400, n_features=100, n_types=4, fold=2.0):
+def depth_varying_counts(seed, n=400, n_features=100, n_types=4, fold=2.0, proportions=None):
     """NB counts of ``n_types`` types (each changes 20 % of the features ``fold``-fold, up or
-    down) whose depth varies 25x independently of the type."""
+    down; uniform, or in ``proportions``) whose depth varies 25x independently of the type."""
     rng = np.random.default_rng(seed)
     base = rng.lognormal(0.0, 1.0, n_features)
     means = np.tile(base, (n_types, 1))
     for k in range(n_types):
         changed = rng.choice(n_features, n_features // 5, replace=False)
         means[k, changed] *= rng.choice([1.0 / fold, fold], changed.size)
-    y = rng.integers(0, n_types, n)
+    y = rng.choice(n_types, n, p=proportions)
     depth = np.exp(rng.uniform(np.log(0.2), np.log(5.0), n))
     mu = depth[:, None] * means[y]
     return rng.negative_binomial(5.0, 5.0 / (5.0 + mu)).astype(float), y
@@ -53,6 +59,69 @@ def test_default_start_reaches_the_true_label_optimum_despite_depth():
     assert default.lower_bound_ >= truth.lower_bound_ - 1e-3
     raw = NegBinMixture(4, size_factors="library", init_params="kmeans-raw", random_state=0).fit(X)
     assert raw.lower_bound_ < truth.lower_bound_ - 0.5  # the case is one the old start fails
+
+
+@pytest.mark.slow
+def test_default_start_keeps_rare_types():
+    # Types in proportions 1:20: k-means into K clusters splits the large types and merges
+    # the rare ones (EM then ends 0.4 nats per cell below the true-label optimum here, with
+    # OVERCLUSTER = 1); into 3K clusters merged back by likelihood, it keeps them.
+    shares = 20.0 ** -np.linspace(0.0, 1.0, 6)
+    X, y = depth_varying_counts(3, n=1500, n_features=200, n_types=6, proportions=shares / shares.sum())
+    means, weights = true_label_start(X, y, 6)
+    truth = NegBinMixture(6, size_factors="library", means_init=means, weights_init=weights).fit(X)
+    default = NegBinMixture(6, size_factors="library", random_state=0).fit(X)
+    assert default.lower_bound_ >= truth.lower_bound_ - 1e-3
+
+
+def test_merging_joins_the_pair_that_loses_least_scaled_likelihood():
+    # Against the definition, written out with scipy: each cluster's rows at their Poisson
+    # means S_c / T_c, each feature's loss divided by 1 + phi_d mu_d at the union's mean
+    # (phi_d by moments within the clusters), every pair's union tried, the cheapest merged.
+    rng = np.random.default_rng(4)
+    means = rng.uniform(0.5, 6.0, (5, 8))
+    s = rng.uniform(0.5, 2.0, 150)
+    X = rng.negative_binomial(2.0, 2.0 / (2.0 + s[:, None] * means[rng.integers(0, 5, 150)])).astype(float)
+    w = rng.integers(1, 4, 150).astype(float)
+    labels = rng.integers(0, 5, 150)
+
+    def poisson_fit(rows):
+        mu = (w[rows] @ X[rows]) / (w[rows] @ s[rows])
+        return mu, w[rows] @ stats.poisson.logpmf(X[rows], s[rows, None] * mu)
+
+    fits = [poisson_fit(labels == c) for c in range(5)]
+    fitted = np.array([mu for mu, _ in fits])[labels] * s[:, None]
+    phi = np.maximum(0.0, (w @ ((X - fitted) ** 2 - X)) / (w @ fitted**2))
+    assert np.all(phi > 0.2)  # over-dispersed: the scaling matters
+
+    def cost(a, b):
+        mu, union = poisson_fit((labels == a) | (labels == b))
+        return np.sum((fits[a][1] + fits[b][1] - union) / (1.0 + phi * mu))
+
+    costs = {(a, b): cost(a, b) for a, b in itertools.combinations(range(5), 2)}
+    a, b = min(costs, key=costs.get)
+    mapping = merge_clusters(X, s, w, labels, 4)
+    assert mapping[a] == mapping[b]
+    assert len(set(mapping.tolist())) == 4
+    # Merging all the way gives one cluster; sparse counts give the same map.
+    assert set(merge_clusters(X, s, w, labels, 1).tolist()) == {0}
+    np.testing.assert_array_equal(merge_clusters(sp.csr_matrix(X), s, w, labels, 2),
+                                  merge_clusters(X, s, w, labels, 2))
+
+
+def test_merging_keeps_a_noisy_feature_from_deciding():
+    # One feature, means 2, 20, 120 and 600 at dispersion 0.2: Poisson costs would keep the
+    # pieces of the noisy 600 component apart and merge 2 with 20; the scaled costs keep the
+    # four components.
+    means = np.array([2.0, 20.0, 120.0, 600.0])
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 4000)
+    X = rng.negative_binomial(5.0, 5.0 / (5.0 + means[y]))[:, None].astype(float)
+    fine = y * 3 + (X[:, 0] > np.array([np.median(X[y == k, 0]) for k in range(4)])[y]) + (
+        X[:, 0] > np.array([np.quantile(X[y == k, 0], 0.8) for k in range(4)])[y])
+    mapping = merge_clusters(X, None, np.ones(4000), fine, 4)
+    merged = mapping[fine]
+    assert adjusted_rand_score(y, merged) > 0.99
 
 
 def dense_residuals(X, s, w):
