@@ -28,7 +28,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["entry_statistics", "entry_sums", "log_exact"]
+__all__ = ["e_step_sums", "entry_statistics", "entry_sums", "log_exact"]
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -189,3 +189,148 @@ def entry_statistics(indptr, columns, pair_index, pair_values, size_factors, phi
             for k in range(n_components):
                 hist[pair, k] += resp[k]
                 slope[d, k] += resp[k] * xs / (1.0 + phi_mu[d, k] * s)
+
+
+@_jit
+def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weights, phi_mu,
+                pair_table, max_factors, log_weights, linear, at_nodes, exact_nodes, node_values,
+                node_points, node_signs, center, half_width, hist, slope, node_mass, size_sum,
+                resp_sum):
+    """One fused E-step over a chunk's rows with size factors: each row's log-density, its
+    responsibilities, and their statistics, row by row, with nothing kept per row or entry.
+
+    Per row ``i``, first over its stored entries ``e`` (as :func:`entry_sums`)::
+
+        log p_ik = log_weights[k] + sum_e pair_table[pair_e, k] - x_e log(1 + phi_mu[d_e, k] s_i)
+                   + x_i log s_i - s_i linear[k] + sum_m L_m(s_i) at_nodes[m, k]
+
+    with ``L`` the interpolation weights of ``s_i`` at the size nodes (as
+    :meth:`skem._negbin_kernels.SizeNodes.weights`; ``s_i = 0`` takes none); then ``q_ik``
+    by log-sum-exp, times the row weight ``w_i``; then, again over the row's entries, the
+    statistics of :func:`entry_statistics`, and ``size_sum[k] += w q s``, ``resp_sum[k]
+    += w q``, ``node_mass[m, k] += w q L_m``.
+
+    Parameters
+    ----------
+    indptr, columns, pair_index, pair_values, size_factors, phi_mu, pair_table, max_factors
+        As in :func:`entry_sums`.
+    row_weights : ndarray of shape (n,)
+    log_weights, linear : ndarray of shape (K,)
+        Log mixing proportions and the zero terms' linear part (``split_zero_terms``).
+    at_nodes : ndarray of shape (M, K)
+        The zero terms' part at the size nodes.
+    exact_nodes : bool
+        Whether the nodes are the distinct size factors themselves.
+    node_values, node_points, node_signs : ndarray of shape (M,)
+        The nodes' size factors, their positions ``(log value - center) / half_width`` and the
+        barycentric weights' signs (halved at both ends).
+    center, half_width : float
+    hist, slope, node_mass, size_sum, resp_sum : ndarray
+        (U, K), (D, K), (M, K), (K,), (K,): added to.
+
+    Returns
+    -------
+    float
+        ``sum_i w_i log sum_k p_ik``.
+    """
+    n_components = phi_mu.shape[1]
+    n_nodes = node_values.size
+    mantissa = np.empty(n_components)
+    exponent = np.empty(n_components, dtype=np.int64)
+    terms = np.empty(n_components)
+    resp = np.empty(n_components)
+    node_weight = np.empty(n_nodes)
+    small_power = min(MAX_PRODUCT_POWER, max_factors)
+    loglik = 0.0
+    for i in range(indptr.size - 1):
+        s = size_factors[i]
+        start = indptr[i]
+        mantissa[:] = 1.0
+        exponent[:] = 0
+        terms[:] = 0.0
+        total = 0.0
+        pending = 0
+        for e in range(start, indptr[i + 1]):
+            pair = pair_index[e]
+            x = pair_values[pair]
+            d = columns[e]
+            total += x
+            for k in range(n_components):
+                terms[k] += pair_table[pair, k]
+            if x == np.floor(x) and x <= small_power:
+                power = int(x)
+                if pending + power > max_factors:
+                    for k in range(n_components):
+                        bits = _bits_of(mantissa[k])
+                        exponent[k] += (bits >> 52) - 1023
+                        mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
+                    pending = 0
+                pending += power
+                for _ in range(power):
+                    for k in range(n_components):
+                        mantissa[k] *= 1.0 + phi_mu[d, k] * s
+            else:
+                for k in range(n_components):
+                    terms[k] -= x * log_exact(1.0 + phi_mu[d, k] * s)
+        # The zero terms: exact in s, and interpolated at the size nodes.
+        node_weight[:] = 0.0
+        log_s = 0.0
+        if s > 0:
+            log_s = np.log(s)
+            if exact_nodes:
+                node_weight[np.searchsorted(node_values, s)] = 1.0
+            else:
+                t = (log_s - center) / half_width
+                hit = -1
+                weight_sum = 0.0
+                for m in range(n_nodes):
+                    difference = t - node_points[m]
+                    if difference == 0.0:
+                        hit = m
+                        break
+                    node_weight[m] = node_signs[m] / difference
+                    weight_sum += node_weight[m]
+                if hit >= 0:
+                    node_weight[:] = 0.0
+                    node_weight[hit] = 1.0
+                else:
+                    for m in range(n_nodes):
+                        node_weight[m] /= weight_sum
+        for k in range(n_components):
+            power = float(exponent[k])
+            resp[k] = (terms[k] - (log_exact(mantissa[k]) + power * _LN2_LO + power * _LN2_HI)
+                       + total * log_s - s * linear[k])
+        for m in range(n_nodes):
+            if node_weight[m] != 0.0:
+                for k in range(n_components):
+                    resp[k] += node_weight[m] * at_nodes[m, k]
+        top = -np.inf
+        for k in range(n_components):
+            resp[k] += log_weights[k]
+            top = max(top, resp[k])
+        if not np.isfinite(top):
+            top = 0.0
+        norm = 0.0
+        for k in range(n_components):
+            resp[k] = np.exp(resp[k] - top)
+            norm += resp[k]
+        w = row_weights[i]
+        loglik += w * (np.log(norm) + top)
+        scale = w / norm
+        for k in range(n_components):
+            resp[k] *= scale
+            resp_sum[k] += resp[k]
+            size_sum[k] += resp[k] * s
+        for m in range(n_nodes):
+            if node_weight[m] != 0.0:
+                for k in range(n_components):
+                    node_mass[m, k] += resp[k] * node_weight[m]
+        for e in range(start, indptr[i + 1]):
+            pair = pair_index[e]
+            xs = pair_values[pair] * s
+            d = columns[e]
+            for k in range(n_components):
+                hist[pair, k] += resp[k]
+            for k in range(n_components):
+                slope[d, k] += resp[k] * xs / (1.0 + phi_mu[d, k] * s)
+    return loglik
