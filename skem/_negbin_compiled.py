@@ -257,7 +257,11 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
             total += x
             for k in range(n_components):
                 terms[k] += pair_table[pair, k]
-            if x == np.floor(x) and x <= small_power:
+            if x == 1.0 and pending < max_factors:  # most entries of sparse counts
+                pending += 1
+                for k in range(n_components):
+                    mantissa[k] *= 1.0 + phi_mu[d, k] * s
+            elif x == np.floor(x) and x <= small_power:
                 power = int(x)
                 if pending + power > max_factors:
                     for k in range(n_components):

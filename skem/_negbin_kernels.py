@@ -298,10 +298,10 @@ def split_zero_terms(mu, phi, node_values):
     """
     split = phi * mu * node_values.max() <= 1.0
     linear = np.where(split, mu, 0.0).sum(axis=1)
-    # One component at a time: (D, M) temporaries rather than (K, D, M).
+    # One component at a time: (D, M) temporaries rather than (K, D, M); each cell's own form.
     at_nodes = np.stack([
-        np.where(split_k[:, None], zero_remainder(mu_k[:, None], phi_k[:, None], node_values),
-                 log_zero_probability(mu_k[:, None] * node_values, phi_k[:, None])).sum(axis=0)
+        zero_remainder(mu_k[split_k, None], phi_k[split_k, None], node_values).sum(axis=0)
+        + log_zero_probability(mu_k[~split_k, None] * node_values, phi_k[~split_k, None]).sum(axis=0)
         for mu_k, phi_k, split_k in zip(mu, phi, split)])
     return linear, at_nodes
 
