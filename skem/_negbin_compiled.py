@@ -208,7 +208,7 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
     :meth:`skem._negbin_kernels.SizeNodes.weights`; ``s_i = 0`` takes none); then ``q_ik``
     by log-sum-exp, times the row weight ``w_i``; then, again over the row's entries, the
     statistics of :func:`entry_statistics`, and ``size_sum[k] += w q s``, ``resp_sum[k]
-    += w q``, ``node_mass[m, k] += w q L_m``.
+    += w q``, ``node_mass[k, m] += w q L_m``.
 
     Parameters
     ----------
@@ -226,7 +226,7 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
         barycentric weights' signs (halved at both ends).
     center, half_width : float
     hist, slope, node_mass, size_sum, resp_sum : ndarray
-        (U, K), (D, K), (M, K), (K,), (K,): added to.
+        (U, K), (D, K), (K, M), (K,), (K,): added to.
 
     Returns
     -------
@@ -234,6 +234,9 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
         ``sum_i w_i log sum_k p_ik``.
     """
     n_components = phi_mu.shape[1]
+    # Unsigned indices: numba then omits the checks for negative indices, which keeps the
+    # loops over components tight (about 10 % of the kernel's time).
+    nk = np.uint64(n_components)
     n_nodes = node_values.size
     mantissa = np.empty(n_components)
     exponent = np.empty(n_components, dtype=np.int64)
@@ -251,30 +254,30 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
         total = 0.0
         pending = 0
         for e in range(start, indptr[i + 1]):
-            pair = pair_index[e]
+            pair = np.uint64(pair_index[e])
             x = pair_values[pair]
-            d = columns[e]
+            d = np.uint64(columns[e])
             total += x
-            for k in range(n_components):
+            for k in range(nk):
                 terms[k] += pair_table[pair, k]
             if x == 1.0 and pending < max_factors:  # most entries of sparse counts
                 pending += 1
-                for k in range(n_components):
+                for k in range(nk):
                     mantissa[k] *= 1.0 + phi_mu[d, k] * s
             elif x == np.floor(x) and x <= small_power:
                 power = int(x)
                 if pending + power > max_factors:
-                    for k in range(n_components):
+                    for k in range(nk):
                         bits = _bits_of(mantissa[k])
                         exponent[k] += (bits >> 52) - 1023
                         mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
                     pending = 0
                 pending += power
                 for _ in range(power):
-                    for k in range(n_components):
+                    for k in range(nk):
                         mantissa[k] *= 1.0 + phi_mu[d, k] * s
             else:
-                for k in range(n_components):
+                for k in range(nk):
                     terms[k] -= x * log_exact(1.0 + phi_mu[d, k] * s)
         # The zero terms: exact in s, and interpolated at the size nodes.
         node_weight[:] = 0.0
@@ -300,41 +303,47 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
                 else:
                     for m in range(n_nodes):
                         node_weight[m] /= weight_sum
-        for k in range(n_components):
+        for k in range(nk):
             power = float(exponent[k])
             resp[k] = (terms[k] - (log_exact(mantissa[k]) + power * _LN2_LO + power * _LN2_HI)
                        + total * log_s - s * linear[k])
         for m in range(n_nodes):
             if node_weight[m] != 0.0:
-                for k in range(n_components):
+                for k in range(nk):
                     resp[k] += node_weight[m] * at_nodes[m, k]
         top = -np.inf
-        for k in range(n_components):
+        for k in range(nk):
             resp[k] += log_weights[k]
             top = max(top, resp[k])
         if not np.isfinite(top):
             top = 0.0
         norm = 0.0
-        for k in range(n_components):
+        for k in range(nk):
             resp[k] = np.exp(resp[k] - top)
             norm += resp[k]
         w = row_weights[i]
         loglik += w * (np.log(norm) + top)
         scale = w / norm
-        for k in range(n_components):
+        for k in range(nk):
             resp[k] *= scale
             resp_sum[k] += resp[k]
             size_sum[k] += resp[k] * s
-        for m in range(n_nodes):
-            if node_weight[m] != 0.0:
-                for k in range(n_components):
-                    node_mass[m, k] += resp[k] * node_weight[m]
+        if exact_nodes:
+            if s > 0:
+                node = np.searchsorted(node_values, s)
+                for k in range(nk):
+                    node_mass[k, node] += resp[k]
+        else:
+            # Laid out (K, M): the inner loop runs over the nodes, contiguous.
+            for k in range(nk):
+                for m in range(n_nodes):
+                    node_mass[k, m] += resp[k] * node_weight[m]
         for e in range(start, indptr[i + 1]):
-            pair = pair_index[e]
+            pair = np.uint64(pair_index[e])
             xs = pair_values[pair] * s
-            d = columns[e]
-            for k in range(n_components):
+            d = np.uint64(columns[e])
+            for k in range(nk):
                 hist[pair, k] += resp[k]
-            for k in range(n_components):
+            for k in range(nk):
                 slope[d, k] += resp[k] * xs / (1.0 + phi_mu[d, k] * s)
     return loglik

@@ -749,7 +749,7 @@ def compiled_e_step(kernels, chunk, phi_mu, pair_table, log_weights, linear, at_
     points, signs = nodes.barycentric
     n_features, K = phi_mu.shape
     hist, slope = np.zeros((chunk.pairs.size, K)), np.zeros((n_features, K))
-    node_mass, size_sum, resp_sum = np.zeros((nodes.size, K)), np.zeros(K), np.zeros(K)
+    node_mass, size_sum, resp_sum = np.zeros((K, nodes.size)), np.zeros(K), np.zeros(K)
     s = np.ascontiguousarray(chunk.size_factors, dtype=np.float64)
     loglik = kernels.e_step_sums(
         indptr, columns, pair_index, chunk.pairs.values, s,
@@ -758,4 +758,4 @@ def compiled_e_step(kernels, chunk, phi_mu, pair_table, log_weights, linear, at_
         np.ascontiguousarray(linear, dtype=np.float64), np.ascontiguousarray(at_nodes.T),
         bool(nodes.exact), nodes.values, points, signs, float(nodes.center),
         float(nodes.half_width), hist, slope, node_mass, size_sum, resp_sum)
-    return hist.T, slope.T, node_mass.T, size_sum, resp_sum, float(loglik)
+    return hist.T, slope.T, node_mass, size_sum, resp_sum, float(loglik)
