@@ -192,9 +192,9 @@ def entry_statistics(indptr, columns, pair_index, pair_values, size_factors, phi
 
 
 @_jit
-def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weights, phi_mu,
-                pair_table, max_factors, log_weights, linear, at_nodes, exact_nodes, node_values,
-                node_points, node_signs, center, half_width, hist, slope, node_mass, size_sum,
+def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weights,
+                feature_work, pair_work, max_factors, log_weights, linear, at_nodes, exact_nodes,
+                node_values, node_points, node_signs, center, half_width, node_mass, size_sum,
                 resp_sum):
     """One fused E-step over a chunk's rows with size factors: each row's log-density, its
     responsibilities, and their statistics, row by row, with nothing kept per row or entry.
@@ -212,9 +212,16 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
 
     Parameters
     ----------
-    indptr, columns, pair_index, pair_values, size_factors, phi_mu, pair_table, max_factors
+    indptr, columns, pair_index, pair_values, size_factors, max_factors
         As in :func:`entry_sums`.
     row_weights : ndarray of shape (n,)
+    feature_work : ndarray of shape (D, 2 K)
+        ``phi_mu`` (as in :func:`entry_sums`) in its first K columns; the slope is added to
+        the last K.
+    pair_work : ndarray of shape (U, 2 K)
+        ``pair_table`` (as in :func:`entry_sums`) in its first K columns; the histogram is
+        added to the last K. (Side by side, the statistics of an entry land in the cache
+        lines that its log-density has just read.)
     log_weights, linear : ndarray of shape (K,)
         Log mixing proportions and the zero terms' linear part (``split_zero_terms``).
     at_nodes : ndarray of shape (M, K)
@@ -225,15 +232,15 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
         The nodes' size factors, their positions ``(log value - center) / half_width`` and the
         barycentric weights' signs (halved at both ends).
     center, half_width : float
-    hist, slope, node_mass, size_sum, resp_sum : ndarray
-        (U, K), (D, K), (K, M), (K,), (K,): added to.
+    node_mass, size_sum, resp_sum : ndarray
+        (K, M), (K,), (K,): added to.
 
     Returns
     -------
     float
         ``sum_i w_i log sum_k p_ik``.
     """
-    n_components = phi_mu.shape[1]
+    n_components = log_weights.size
     # Unsigned indices: numba then omits the checks for negative indices, which keeps the
     # loops over components tight (about 10 % of the kernel's time).
     nk = np.uint64(n_components)
@@ -259,11 +266,11 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
             d = np.uint64(columns[e])
             total += x
             for k in range(nk):
-                terms[k] += pair_table[pair, k]
+                terms[k] += pair_work[pair, k]
             if x == 1.0 and pending < max_factors:  # most entries of sparse counts
                 pending += 1
                 for k in range(nk):
-                    mantissa[k] *= 1.0 + phi_mu[d, k] * s
+                    mantissa[k] *= 1.0 + feature_work[d, k] * s
             elif x == np.floor(x) and x <= small_power:
                 power = int(x)
                 if pending + power > max_factors:
@@ -275,10 +282,10 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
                 pending += power
                 for _ in range(power):
                     for k in range(nk):
-                        mantissa[k] *= 1.0 + phi_mu[d, k] * s
+                        mantissa[k] *= 1.0 + feature_work[d, k] * s
             else:
                 for k in range(nk):
-                    terms[k] -= x * log_exact(1.0 + phi_mu[d, k] * s)
+                    terms[k] -= x * log_exact(1.0 + feature_work[d, k] * s)
         # The zero terms: exact in s, and interpolated at the size nodes.
         node_weight[:] = 0.0
         log_s = 0.0
@@ -343,7 +350,7 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
             xs = pair_values[pair] * s
             d = np.uint64(columns[e])
             for k in range(nk):
-                hist[pair, k] += resp[k]
+                pair_work[pair, nk + k] += resp[k]
             for k in range(nk):
-                slope[d, k] += resp[k] * xs / (1.0 + phi_mu[d, k] * s)
+                feature_work[d, nk + k] += resp[k] * xs / (1.0 + feature_work[d, k] * s)
     return loglik

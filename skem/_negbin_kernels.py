@@ -748,14 +748,18 @@ def compiled_e_step(kernels, chunk, phi_mu, pair_table, log_weights, linear, at_
     nodes = chunk.nodes
     points, signs = nodes.barycentric
     n_features, K = phi_mu.shape
-    hist, slope = np.zeros((chunk.pairs.size, K)), np.zeros((n_features, K))
+    feature_work = np.zeros((n_features, 2 * K))
+    feature_work[:, :K] = phi_mu
+    pair_work = np.zeros((chunk.pairs.size, 2 * K))
+    pair_work[:, :K] = pair_table
     node_mass, size_sum, resp_sum = np.zeros((K, nodes.size)), np.zeros(K), np.zeros(K)
     s = np.ascontiguousarray(chunk.size_factors, dtype=np.float64)
     loglik = kernels.e_step_sums(
         indptr, columns, pair_index, chunk.pairs.values, s,
-        np.ascontiguousarray(chunk.weights, dtype=np.float64), phi_mu, pair_table,
+        np.ascontiguousarray(chunk.weights, dtype=np.float64), feature_work, pair_work,
         max_factors(phi_mu, s), np.ascontiguousarray(log_weights, dtype=np.float64),
         np.ascontiguousarray(linear, dtype=np.float64), np.ascontiguousarray(at_nodes.T),
         bool(nodes.exact), nodes.values, points, signs, float(nodes.center),
-        float(nodes.half_width), hist, slope, node_mass, size_sum, resp_sum)
-    return hist.T, slope.T, node_mass, size_sum, resp_sum, float(loglik)
+        float(nodes.half_width), node_mass, size_sum, resp_sum)
+    hist, slope = np.ascontiguousarray(pair_work[:, K:].T), np.ascontiguousarray(feature_work[:, K:].T)
+    return hist, slope, node_mass, size_sum, resp_sum, float(loglik)
