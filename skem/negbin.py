@@ -268,9 +268,11 @@ class NegBinModel(MixtureModel):
         entries_per_row = index.nnz / max(data.n_rows, 1) if sp.issparse(index) else index.shape[1]
         if data.size_factors is not None:
             if compiled_kernels() is not None:
-                # Nothing per entry (the chunk's entries are views of the data's); per row, the
-                # (n, K) arrays of scoring and the interpolation weights at the size nodes.
-                return int(4 * self.n_components + data.nodes.size + 4)
+                # The E-step keeps nothing per entry (the chunk's entries are views of the
+                # data's), but the start rebuilds each chunk's counts (float64 values and
+                # int32 features, and a transformed copy): about 3 words per entry. Per row,
+                # the (n, K) arrays of scoring and the interpolation weights at the size nodes.
+                return int(4 * self.n_components + data.nodes.size + 4 + 10 * entries_per_row)
             # Per non-zero entry: three (nnz, K) arrays of OffsetEntries (log terms, slope
             # terms, and the slope's weighted copy) and about ten vectors; per row, the
             # interpolation weights at the size nodes.
