@@ -12,8 +12,10 @@ needs ``log(1 + phi_kd s_i mu_kd)`` (the row's log-likelihood) and
 transcendental function per entry and component that no table can share:
 the rows' size factors are all different. NumPy evaluates them in several
 passes over ``(entries, K)`` work arrays and then sums them with sparse
-products; here each entry is read once per pass and the sums are
-accumulated on the spot, and the log-density takes one logarithm per row
+products; here the sums are accumulated on the spot (the fit's E-step:
+:func:`e_step_sums`, one pass per row for the log-density and, once the
+row's responsibilities are known, one for the statistics; scoring:
+:func:`entry_sums`), and the log-density takes one logarithm per row
 and component (of a running product, :func:`entry_sums`), not one per
 entry. numba's own ``log`` is a scalar call into the C library (about
 4 ns); :func:`log_exact` is fdlibm's algorithm (musl's ``log``, within
