@@ -127,7 +127,7 @@ import time
 start = time.perf_counter()
 import numpy as np, scipy.sparse as sp
 from skem._negbin_kernels import OffsetEntries, SizeNodes, compiled_kernels, index_entries
-from skem.negbin import NegBinData
+from skem.negbin import NegBinData, NegBinModel, NegBinParams
 assert compiled_kernels() is not None
 X = sp.csr_matrix(np.eye(3))
 index, pairs = index_entries(X)
@@ -137,13 +137,15 @@ chunk = NegBinData(weights=np.ones(3), value_index=index, pairs=pairs, size_fact
 entries = OffsetEntries.of(np.ones((3, 2)), chunk)
 entries.log_density(np.zeros((2, pairs.size)))
 entries.statistics(np.ones((3, 2)))
+model = NegBinModel(n_components=2, n_features=3, dispersion="feature", size_factors="given")
+model.e_step(NegBinParams(np.full(2, 0.5), np.ones((2, 3)), np.full((2, 3), 0.1)), chunk)
 print(time.perf_counter() - start)
 """
 
 
 def kernel_load_seconds(cache_dir):
-    """Wall time, in a fresh process, to import numba and skem's kernels and run each once
-    (importing numpy and scipy included): compiling them into ``cache_dir`` if it is empty,
+    """Wall time, in a fresh process, to import numba and skem's kernels and run each once (the
+    fit's fused E-step and the scoring kernels; importing numpy and scipy included): compiling them into ``cache_dir`` if it is empty,
     loading them from it otherwise."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, SKEM_NUMBA="1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -19,7 +19,7 @@ from scipy.special import digamma, gammaln, polygamma
 
 __all__ = [
     "MEAN_FLOOR", "PHI_MAX", "PHI_MIN", "SAFEGUARD_RTOL", "TIED_AXES", "OffsetEntries", "PairTable",
-    "SizeNodes", "compiled_kernels", "count_part", "direct_table", "direct_table_pays",
+    "SizeNodes", "compiled_e_step", "compiled_kernels", "count_part", "direct_table", "direct_table_pays",
     "distinct_pairs", "entry_log_terms", "entry_summary", "index_against", "index_entries",
     "log_ratio_to_zero", "log_rising_ratio", "log_zero_probability", "max_factors", "mean_part",
     "sorted_table", "split_zero_terms", "stirling_error", "stored_entries", "zero_remainder",
@@ -235,6 +235,15 @@ class SizeNodes:
     def size(self):
         return self.values.size
 
+    @cached_property
+    def barycentric(self):
+        """The nodes' positions ``(log value - center) / half_width`` in [-1, 1] and the signs
+        of their barycentric weights (halved at both ends), (M,) each."""
+        points = (np.log(self.values) - self.center) / self.half_width
+        sign = (-1.0) ** np.arange(self.size)
+        sign[[0, -1]] *= 0.5
+        return points, sign
+
     def weights(self, size_factors):
         """Interpolation weights (n, M) of the rows' size factors (barycentric formula)."""
         n, M = size_factors.size, self.size
@@ -245,9 +254,7 @@ class SizeNodes:
             out[np.flatnonzero(positive), index] = 1.0
             return out
         t = (np.log(size_factors[positive]) - self.center) / self.half_width
-        points = (np.log(self.values) - self.center) / self.half_width
-        sign = (-1.0) ** np.arange(M)
-        sign[[0, -1]] *= 0.5
+        points, sign = self.barycentric
         difference = t[:, None] - points[None, :]
         hit = difference == 0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -291,10 +298,10 @@ def split_zero_terms(mu, phi, node_values):
     """
     split = phi * mu * node_values.max() <= 1.0
     linear = np.where(split, mu, 0.0).sum(axis=1)
-    # One component at a time: (D, M) temporaries rather than (K, D, M).
+    # One component at a time: (D, M) temporaries rather than (K, D, M); each cell's own form.
     at_nodes = np.stack([
-        np.where(split_k[:, None], zero_remainder(mu_k[:, None], phi_k[:, None], node_values),
-                 log_zero_probability(mu_k[:, None] * node_values, phi_k[:, None])).sum(axis=0)
+        zero_remainder(mu_k[split_k, None], phi_k[split_k, None], node_values).sum(axis=0)
+        + log_zero_probability(mu_k[~split_k, None] * node_values, phi_k[~split_k, None]).sum(axis=0)
         for mu_k, phi_k, split_k in zip(mu, phi, split)])
     return linear, at_nodes
 
@@ -705,3 +712,54 @@ def log_ratio_to_zero(x, mu, phi):
     x, mu, phi = x[nonzero], mu[nonzero], phi[nonzero]
     out[nonzero] = count_part(x, phi) + mean_part(x, mu, phi)
     return out
+
+
+def compiled_e_step(kernels, chunk, phi_mu, pair_table, log_weights, linear, at_nodes):
+    """The E-step of a chunk with size factors in one compiled pass
+    (:func:`skem._negbin_compiled.e_step_sums`): each row's log-density, responsibilities and
+    statistics, with no (n, K) or per-entry array.
+
+    Parameters
+    ----------
+    kernels : module
+        :func:`compiled_kernels`.
+    chunk : skem.negbin.NegBinData
+        Rows with size factors.
+    phi_mu : ndarray of shape (D, K)
+        ``phi * means`` laid out by feature (C-contiguous).
+    pair_table : ndarray of shape (U, K)
+        The per-pair terms of the log-density (C-contiguous).
+    log_weights, linear : ndarray of shape (K,)
+    at_nodes : ndarray of shape (K, M)
+        The zero terms (:func:`split_zero_terms`).
+
+    Returns
+    -------
+    hist : ndarray of shape (K, U)
+        ``sum_i w q [entry is pair u]``.
+    slope : ndarray of shape (K, D)
+        ``sum_i w q x s / (1 + phi s mu)`` over the stored entries.
+    node_mass : ndarray of shape (K, M)
+    size_sum, resp_sum : ndarray of shape (K,)
+    loglik : float
+        ``sum_i w_i log p(x_i)``.
+    """
+    indptr, columns, pair_index = stored_entries(chunk.value_index, chunk.pairs)
+    nodes = chunk.nodes
+    points, signs = nodes.barycentric
+    n_features, K = phi_mu.shape
+    feature_work = np.zeros((n_features, 2 * K))
+    feature_work[:, :K] = phi_mu
+    pair_work = np.zeros((chunk.pairs.size, 2 * K))
+    pair_work[:, :K] = pair_table
+    node_mass, size_sum, resp_sum = np.zeros((K, nodes.size)), np.zeros(K), np.zeros(K)
+    s = np.ascontiguousarray(chunk.size_factors, dtype=np.float64)
+    loglik = kernels.e_step_sums(
+        indptr, columns, pair_index, chunk.pairs.values, s,
+        np.ascontiguousarray(chunk.weights, dtype=np.float64), feature_work, pair_work,
+        max_factors(phi_mu, s), np.ascontiguousarray(log_weights, dtype=np.float64),
+        np.ascontiguousarray(linear, dtype=np.float64), np.ascontiguousarray(at_nodes.T),
+        bool(nodes.exact), nodes.values, points, signs, float(nodes.center),
+        float(nodes.half_width), node_mass, size_sum, resp_sum)
+    hist, slope = np.ascontiguousarray(pair_work[:, K:].T), np.ascontiguousarray(feature_work[:, K:].T)
+    return hist, slope, node_mass, size_sum, resp_sum, float(loglik)

@@ -53,6 +53,8 @@ from ._negbin_kernels import (
     OffsetEntries,
     PairTable,
     SizeNodes,
+    compiled_e_step,
+    compiled_kernels,
     direct_table,
     direct_table_pays,
     distinct_pairs,
@@ -136,7 +138,7 @@ class NegBinData(RowData):
     def take(self, rows):
         return replace(
             self,
-            **{f.name: getattr(self, f.name)[rows] for f in fields(self)
+            **{f.name: _take_rows(getattr(self, f.name), rows) for f in fields(self)
                if f.name not in self._shared and getattr(self, f.name) is not None},
         )
 
@@ -161,6 +163,22 @@ class NegBinData(RowData):
         return sp.csr_matrix(
             (np.ones(indices.size), indices, indptr), shape=(self.n_rows, self.pairs.size)
         )
+
+
+def _take_rows(values, rows):
+    """``values[rows]``; a slice of a CSR matrix shares its entries (views of ``data`` and
+    ``indices``) instead of copying them, as scipy's slicing does."""
+    if not (sp.issparse(values) and isinstance(rows, slice) and rows.step in (None, 1)):
+        return values[rows]
+    start, stop, _ = rows.indices(values.shape[0])
+    stop = max(start, stop)
+    indptr = values.indptr[start:stop + 1]
+    low, high = indptr[0], indptr[-1]
+    data, indices = values.data[low:high], values.indices[low:high]
+    chunk = sp.csr_matrix((data, indices, indptr - low), shape=(stop - start, values.shape[1]))
+    # scipy copies views of less than half their base ("pruning"): set them afterwards.
+    chunk.data, chunk.indices = data, indices
+    return chunk
 
 
 def _block_pairs(model, X, weights):
@@ -249,6 +267,12 @@ class NegBinModel(MixtureModel):
         index = data.value_index
         entries_per_row = index.nnz / max(data.n_rows, 1) if sp.issparse(index) else index.shape[1]
         if data.size_factors is not None:
+            if compiled_kernels() is not None:
+                # The E-step keeps nothing per entry (the chunk's entries are views of the
+                # data's), but the start rebuilds each chunk's counts (float64 values and
+                # int32 features, and a transformed copy): about 3 words per entry. Per row,
+                # the (n, K) arrays of scoring and the interpolation weights at the size nodes.
+                return int(4 * self.n_components + data.nodes.size + 4 + 10 * entries_per_row)
             # Per non-zero entry: three (nnz, K) arrays of OffsetEntries (log terms, slope
             # terms, and the slope's weighted copy) and about ten vectors; per row, the
             # interpolation weights at the size nodes.
@@ -317,15 +341,45 @@ class NegBinModel(MixtureModel):
             table += pairs.rising(phi)
         return table
 
+    def _has_entry_terms(self, params, chunk):
+        """Whether the chunk's non-zero entries have terms ``log(1 + phi s mu)``: not without
+        size factors, at the start (no parameters) or for a Poisson mixture (every phi fixed
+        at 0)."""
+        return chunk.size_factors is not None and params is not None and (
+            self.estimates_dispersion or np.any(params.dispersion > 0))
+
     def chunk_work(self, params, chunk):
         """The chunk's per-entry terms of the size factors (they serve both the log-likelihood
-        and the statistics); None without size factors, at the start (no parameters) or for a
-        Poisson mixture (every phi fixed at 0)."""
-        if chunk.size_factors is None or params is None or not (
-                self.estimates_dispersion or np.any(params.dispersion > 0)):
+        and the statistics), or None (see :meth:`_has_entry_terms`)."""
+        if not self._has_entry_terms(params, chunk):
             return None
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
         return OffsetEntries.of(phi_mu, chunk)
+
+    def e_step(self, params, chunk):
+        """The mixture's E-step; with size factors and the compiled kernels, in one compiled pass
+        over the chunk (:func:`~skem._negbin_kernels.compiled_e_step`), which computes the same
+        sums as :meth:`estimate_log_prob` and :meth:`accumulate` (the reference in the tests)."""
+        kernels = compiled_kernels() if self._has_entry_terms(params, chunk) else None
+        if kernels is None:
+            return super().e_step(params, chunk)
+        mu, phi = params.means, params.dispersion
+        phi_mu = params.table("phi_mu", None, lambda: (phi * mu).T.copy())
+        pair_table = params.table(
+            ("pairs by pair", True), chunk.pairs,
+            lambda: np.ascontiguousarray(self.pair_log_terms(params, chunk.pairs, True).T))
+        linear, at_nodes = params.table("zero_terms", chunk.nodes,
+                                        lambda: split_zero_terms(mu, phi, chunk.nodes.values))
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        hist, slope, node_mass, size_sum, resp_sum, loglik = compiled_e_step(
+            kernels, chunk, phi_mu, pair_table, log_weights, linear, at_nodes)
+        pairs = chunk.pairs
+        stats = NegBinStats(
+            resp_sum, pairs.per_feature(hist * pairs.values),
+            hist if self.estimates_dispersion else 0.0, pairs,
+            OffsetStats(size_sum, node_mass, slope, chunk.nodes))
+        return stats, loglik
 
     def estimate_log_prob(self, params, chunk, entries):
         """``sum_d log NB(x_id; s_i mu_kd, phi_kd)``, (n, K): one product with the pair table

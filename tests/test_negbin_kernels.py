@@ -5,6 +5,7 @@ against scipy, and the Poisson limit (a dispersion of exactly 0) through the who
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from skem._negbin_kernels import (
     stored_entries,
 )
 from skem._negbin_mstep import offset_m_step, solve_dispersion
-from skem.negbin import NegBinData
+from skem.negbin import NegBinData, NegBinModel, NegBinParams
 
 # ------------------------------------------------------- E-step with size factors
 
@@ -168,6 +169,41 @@ def test_running_products_are_renormalized_before_they_overflow(compiled):
                         np.full(n, 1e10), np.full((D, K), 1e160), table, 0, out, totals)
     np.testing.assert_allclose(out[:, 0], -X.toarray().sum(axis=1) * np.log(1e160 * 1e10 + 1),
                                rtol=1e-14)
+
+
+@pytest.mark.parametrize("layout", ["csr", "dense"])
+@pytest.mark.parametrize("nodes", ["interpolated", "exact"])
+@pytest.mark.parametrize("dispersion", ["feature", 0.5])
+def test_compiled_e_step_matches_the_numpy_path(layout, nodes, dispersion, monkeypatch, compiled):
+    # The fused compiled E-step against the NumPy path's estimate_log_prob and accumulate:
+    # integer, non-integer and huge counts, stored zeros, an all-zero row (s = 0 under library
+    # size factors), zero and fractional row weights, interpolated or exact size nodes.
+    rng = np.random.default_rng(5)
+    X = _counts(2, n=100, layout=layout)
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    s = (np.where(totals > 0, np.exp(rng.normal(0.0, 1.0, X.shape[0])), 0.0)
+         if nodes == "interpolated" else rng.choice([0.5, 1.0, 3.0], X.shape[0]))
+    chunk = replace(_chunk(X, s), weights=rng.choice([0.0, 0.5, 1.0, 2.0], X.shape[0]))
+    assert chunk.nodes.exact == (nodes == "exact")
+    K, D = 3, X.shape[1]
+    model = NegBinModel(n_components=K, n_features=D, dispersion=dispersion, size_factors="given")
+    phi = rng.uniform(0.05, 2.0, (K, D)) if dispersion == "feature" else np.full((K, D), 0.5)
+    params = NegBinParams(np.array([0.5, 0.3, 0.2]), rng.uniform(0.1, 5.0, (K, D)), phi)
+    results = {}
+    for backend in ("compiled", "numpy"):
+        monkeypatch.setenv("SKEM_NUMBA", "1" if backend == "compiled" else "0")
+        kernels.compiled_kernels.cache_clear()
+        fresh = NegBinParams(params.weights, params.means, params.dispersion)
+        results[backend] = model.e_step(fresh, chunk)
+    kernels.compiled_kernels.cache_clear()
+    (got, got_loglik), (expected, expected_loglik) = results["compiled"], results["numpy"]
+    np.testing.assert_allclose(got_loglik, expected_loglik, rtol=1e-13)
+    for name in ("resp_sum", "x_sum", "value_hist"):
+        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+    for name in ("size_sum", "node_mass", "entry_slope"):
+        np.testing.assert_allclose(getattr(got.offsets, name), getattr(expected.offsets, name),
+                                   rtol=1e-12, atol=1e-14, err_msg=name)
 
 
 @pytest.mark.parametrize("dispersion", ["feature", 0.5])
