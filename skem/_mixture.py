@@ -103,10 +103,23 @@ class MixtureModel(EMModel):
         return self.estimate_log_prob(params, chunk, work) + log_weights
 
     def e_step(self, params, chunk):
+        fused = self.fused_e_step(params, chunk)
+        if fused is not None:
+            return fused
         work = self.chunk_work(params, chunk)
         resp, log_norm = normalize_log_prob(self.weighted_log_prob(params, chunk, work), axis=1)
         resp *= chunk.weights[:, None]
         return self.accumulate(params, chunk, resp, work), float(chunk.weights @ log_norm)
+
+    def fused_e_step(self, params, chunk):
+        """The whole E-step of ``chunk`` in one pass, or None (the default) for the template's.
+
+        A model may compute the statistics and the objective in one compiled
+        pass over the chunk (a kernel that keeps no (n, K) array). It must
+        return what the template returns from :meth:`weighted_log_prob` and
+        :meth:`accumulate`, to rounding; the template is its reference in the tests.
+        """
+        return None
 
     def score_samples(self, params, chunk):
         return normalize_log_prob(self.weighted_log_prob(params, chunk), axis=1)[1]

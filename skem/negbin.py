@@ -356,13 +356,13 @@ class NegBinModel(MixtureModel):
         phi_mu = params.table("phi_mu", None, lambda: (params.dispersion * params.means).T.copy())
         return OffsetEntries.of(phi_mu, chunk)
 
-    def e_step(self, params, chunk):
-        """The mixture's E-step; with size factors and the compiled kernels, in one compiled pass
-        over the chunk (:func:`~skem._negbin_kernels.compiled_e_step`), which computes the same
-        sums as :meth:`estimate_log_prob` and :meth:`accumulate` (the reference in the tests)."""
+    def fused_e_step(self, params, chunk):
+        """With size factors and the compiled kernels, the E-step in one compiled pass over the
+        chunk (:func:`~skem._negbin_kernels.compiled_e_step`), which computes the same sums as
+        :meth:`estimate_log_prob` and :meth:`accumulate` (the reference in the tests)."""
         kernels = compiled_kernels() if self._has_entry_terms(params, chunk) else None
         if kernels is None:
-            return super().e_step(params, chunk)
+            return None
         mu, phi = params.means, params.dispersion
         phi_mu = params.table("phi_mu", None, lambda: (phi * mu).T.copy())
         pair_table = params.table(
