@@ -23,6 +23,18 @@ result does not depend on which worker finishes first. With a
 ``dask.distributed.Client`` active the passes run on its cluster, otherwise on
 dask's default (threaded) scheduler.
 
+Worker processes of ``dask.distributed`` start with ``MALLOC_TRIM_THRESHOLD_``
+set (its nanny's default, so that freed memory goes back to the system).
+That setting also fixes glibc's mmap threshold at 128 KiB: every NumPy
+array above it is then a fresh ``mmap`` whose pages the kernel faults in and
+zeroes, and is unmapped when freed -- which doubled the CPU time of a block's
+E-step (many temporaries of up to :data:`skem._em.CHUNK_BYTES`). While a
+block is being worked on, :func:`block_allocator` gives glibc the thresholds
+its own dynamic rule would reach (arrays up to 32 MiB reuse the heap); when
+the process's last block task ends it restores the nanny's setting and
+returns the free memory with ``malloc_trim``. Elsewhere (no such setting, not
+glibc) it does nothing.
+
 Dask input is not row-compressed (identical rows are not collapsed: that
 needs all rows at once): every row is visited in every pass, in its place,
 with its ``sample_weight``; rows of weight 0 are kept and count for nothing.
@@ -37,8 +49,12 @@ model's usual initialization (k-means, random_from_data, ...) runs on it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import os
 import sys
+import threading
 from functools import partial, reduce
 
 import numpy as np
@@ -46,7 +62,8 @@ import numpy as np
 from ._em import RowSource, add_items, in_memory_rows
 from ._rows import check_sample_weight, stack_rows
 
-__all__ = ["DaskRows", "dask_row_blocks", "import_dask", "is_dask_array", "map_rows", "row_weights"]
+__all__ = ["DaskRows", "block_allocator", "dask_row_blocks", "import_dask", "is_dask_array",
+           "map_rows", "row_weights"]
 
 #: Rows (at most) that initialization draws from the blocks.
 INIT_ROWS = 20_000
@@ -215,7 +232,8 @@ class DaskRows(RowSource):
 
 
 def _apply(shared, x, w):
-    return shared[0](x, w)
+    with block_allocator():
+        return shared[0](x, w)
 
 
 def _sum(values):
@@ -285,4 +303,88 @@ def map_rows(model, method, X, n_columns=None, dtype=float):
 def _call_method(model, method, n_columns, dtype, block):
     if block.shape[0] == 0:
         return np.empty((0,) if n_columns is None else (0, n_columns), dtype)
-    return getattr(model, method)(block)
+    with block_allocator():
+        return getattr(model, method)(block)
+
+
+# ------------------------------------------------------------ the worker's allocator
+
+#: ``mallopt`` parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+#: glibc's mmap threshold when fixed by the environment (its DEFAULT_MMAP_THRESHOLD_MIN).
+GLIBC_MMAP_THRESHOLD = 128 * 1024
+#: The thresholds while blocks are worked on: the ceiling of glibc's dynamic mmap
+#: threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX), and twice that for the
+#: trim threshold, as glibc's dynamic rule sets it.
+BLOCK_MMAP_THRESHOLD = 32 * 2**20
+BLOCK_TRIM_THRESHOLD = 2 * BLOCK_MMAP_THRESHOLD
+
+
+class _BlockAllocator:
+    """Counts the block tasks running in this process; the first sets the thresholds, the last
+    restores them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.libc = None  # resolved at first use: (mallopt, malloc_trim, restore) or False
+
+    def _resolve(self):
+        """glibc's functions and the trim threshold to restore, or False when there is nothing to do:
+        the environment fixes no trim threshold (glibc's dynamic rule is on), fixes the mmap
+        threshold itself (someone chose it), or the C library is not glibc."""
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+        if trim is None or "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
+            return False
+        try:
+            trim = int(trim)
+            libc = ctypes.CDLL(None)
+            mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+            libc.gnu_get_libc_version  # noqa: B018 -- glibc's, absent from musl
+        except (ValueError, OSError, AttributeError):
+            return False
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        return mallopt, malloc_trim, trim
+
+    def enter(self):
+        with self.lock:
+            if self.libc is None:
+                self.libc = self._resolve()
+            if self.libc and self.running == 0:
+                mallopt = self.libc[0]
+                mallopt(M_MMAP_THRESHOLD, BLOCK_MMAP_THRESHOLD)
+                mallopt(M_TRIM_THRESHOLD, BLOCK_TRIM_THRESHOLD)
+            self.running += 1
+
+    def exit(self):
+        with self.lock:
+            self.running -= 1
+            if self.libc and self.running == 0:
+                mallopt, malloc_trim, trim = self.libc
+                mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
+                mallopt(M_TRIM_THRESHOLD, trim)
+                malloc_trim(0)
+
+
+_BLOCK_ALLOCATOR = _BlockAllocator()
+
+
+@contextlib.contextmanager
+def block_allocator():
+    """While a block is worked on: glibc's usual heap reuse, where the environment had turned it off.
+
+    A dask worker's nanny sets ``MALLOC_TRIM_THRESHOLD_`` (64 KiB by default), which
+    also keeps glibc's mmap threshold at 128 KiB, so every larger temporary array is
+    mapped, faulted in page by page and unmapped. Inside this context (shared by the
+    block tasks running at once in the process) arrays up to
+    :data:`BLOCK_MMAP_THRESHOLD` come from the heap; when the last task leaves, the
+    environment's thresholds are restored and ``malloc_trim(0)`` returns the free
+    heap to the system, so the worker's memory between tasks is as the nanny meant.
+    A no-op without that variable, with ``MALLOC_MMAP_THRESHOLD_`` set, or off glibc.
+    """
+    _BLOCK_ALLOCATOR.enter()
+    try:
+        yield
+    finally:
+        _BLOCK_ALLOCATOR.exit()

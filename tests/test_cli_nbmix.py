@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import KFold, cross_val_score
 
 from count_files import simulated_cells, write_10x, write_csv, write_h5ad
 
@@ -78,23 +78,67 @@ def test_library_size_factors_option(tmp_path):
     np.testing.assert_allclose(assignments["size_factor"], totals / totals.mean())
 
 
+def _cv_by_hand(counts, k, rows, seed, folds=5):
+    """Mean held-out log-likelihood per row of ``k`` components over shuffled folds of ``rows``,
+    the folds drawn as select_n_components draws them (after the subsample, from the seed that
+    also seeds the fits' starts)."""
+    rng = np.random.RandomState(seed)
+    if rows is not None:
+        rows = np.sort(rng.choice(len(counts), rows, replace=False))
+        counts = counts.iloc[rows]
+    split = KFold(folds, shuffle=True, random_state=rng.randint(np.iinfo(np.int32).max))
+    return cross_val_score(NegBinMixture(k, n_init=1, random_state=seed), counts.to_numpy(),
+                           cv=split).mean()
+
+
 def test_model_selection_reports_per_row_quantities(tmp_path, capsys):
-    code, out = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", "1-2")
+    code, out = _run(tmp_path, DATA / "r_write_csv.csv", "--k-range", "1-2", "--seed", "3")
     assert code == 0
-    table = pd.read_csv(out / "model_selection.tsv", sep="\t", index_col="K")
+    table = pd.read_csv(out / "model_selection.tsv", sep="\t", index_col="K",
+                        float_precision="round_trip")
     assert list(table.columns) == ["n_parameters", "log_likelihood_per_row", "BIC",
-                                   "cv_log_likelihood_per_row"]
+                                   "cv_log_likelihood_per_row", "cv_log_likelihood_per_row_sd",
+                                   "n_iter", "converged"]
     counts = _reference_counts()
     for k in (1, 2):
-        model = NegBinMixture(k, n_init=1, random_state=0).fit(counts)
+        model = NegBinMixture(k, n_init=1, random_state=3).fit(counts)
+        assert table.loc[k, "n_parameters"] == (k - 1) + 3 * k + 1  # weights, means, shared dispersion
         assert table.loc[k, "log_likelihood_per_row"] == pytest.approx(model.score(counts), rel=1e-8)
         assert table.loc[k, "BIC"] == pytest.approx(model.bic(counts), rel=1e-8)
+        assert table.loc[k, "n_iter"] == model.n_iter_
+    assert table["converged"].all()
     # Held-out and training log-likelihoods per row are of one scale (not a total beside a mean).
     ratio = table["cv_log_likelihood_per_row"] / table["log_likelihood_per_row"]
     assert np.all((ratio > 0.8) & (ratio < 1.5))
-    # 5-fold cross-validation, as scikit-learn runs it.
-    held_out = cross_val_score(NegBinMixture(2, n_init=1, random_state=0), counts.to_numpy(), cv=5)
-    assert table.loc[2, "cv_log_likelihood_per_row"] == pytest.approx(held_out.mean(), rel=1e-8)
+    # 5-fold cross-validation over shuffled folds, as scikit-learn runs it.
+    for k in (1, 2):
+        assert table.loc[k, "cv_log_likelihood_per_row"] == pytest.approx(
+            _cv_by_hand(counts, k, None, seed=3), rel=1e-8)
+
+
+def test_k_range_cross_validates_on_a_subsample_of_big_inputs(tmp_path, capsys, monkeypatch):
+    from skem.cli import _nbmix
+
+    monkeypatch.setattr(_nbmix, "CV_ROWS", 30)  # "big": more rows than the subsample
+    assert main(["nbmix", str(DATA / "r_write_csv.csv"), "--k-range", "1-3", "--n-init", "1",
+                 "--seed", "5", "-o", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(tmp_path / "out" / "model_selection.tsv", sep="\t", index_col="K",
+                        float_precision="round_trip")
+    counts = _reference_counts()
+    for k in (1, 2, 3):
+        assert table.loc[k, "cv_log_likelihood_per_row"] == pytest.approx(
+            _cv_by_hand(counts, k, 30, seed=5), rel=1e-8)
+        # BIC on all rows, not on the subsample.
+        model = NegBinMixture(k, n_init=1, random_state=5).fit(counts)
+        assert table.loc[k, "BIC"] == pytest.approx(model.bic(counts), rel=1e-8)
+    best, best_cv = table["BIC"].idxmin(), table["cv_log_likelihood_per_row"].idxmax()
+    said = [line for line in captured.err.splitlines() if "chose K" in line]
+    assert len(said) == 1
+    assert said[0].endswith(f"chose K = {best} of 1-3 by BIC (fits on all 40 rows); "
+                            f"cross-validated log-likelihood per row (5 folds on a uniform "
+                            f"subsample of 30 rows) prefers K = {best_cv}")
+    assert f"K by BIC: {best}; K by cross-validated log-likelihood: {best_cv}." in captured.out
 
 
 @pytest.mark.parametrize(
@@ -342,7 +386,8 @@ def test_progress_lines_say_what_was_read_and_fitted(tmp_path, capsys):
                  "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "read 40 rows x 3 features (dense)" in err
-    assert "fitting K = 1" in err and "fitting K = 2" in err
+    assert "fitting K = 1-2 on all 40 rows, then 5-fold cross-validation on all 40 rows" in err
+    assert "chose K = " in err
 
 
 def test_a_k_range_of_one_value_fits_that_k(tmp_path):

@@ -43,8 +43,10 @@ def add_parser(commands):
     group.add_argument("-k", type=int, default=None,
                        help="number of components (default: 2)")
     group.add_argument("--k-range", metavar="LOW-HIGH",
-                       help="choose K in a range, e.g. 1-8, by BIC (the cross-validated "
-                            "log-likelihood per row is reported too)")
+                       help="choose K in a range, e.g. 1-8: every K fitted on all rows, the K "
+                            "of lowest BIC kept; the 5-fold cross-validated log-likelihood per "
+                            "row, on a uniform subsample of at most 20000 rows, is reported too "
+                            "(model_selection.tsv)")
     nbmix.add_argument("--dispersion", default="shared",
                        help="shared, component, feature, full, or a fixed number (0 = Poisson)")
     nbmix.add_argument("--size-factors", default="none", metavar="none|library|FILE",
@@ -172,12 +174,8 @@ def _size_factors(option, rows):
 
 
 def run(args, out, progress):
-    # here, not at the top: 'skem --help' must not wait for NumPy, pandas and the readers
-    import numpy as np
+    # here, not at the top: 'skem --help' must not wait for pandas and the readers
     import pandas as pd
-
-    from sklearn import config_context
-    from sklearn.model_selection import cross_val_score
 
     from .. import NegBinMixture
     from ..io import annotate_h5ad, read_counts, select_features
@@ -202,35 +200,18 @@ def run(args, out, progress):
         return NegBinMixture(k, dispersion=dispersion, n_init=args.n_init,
                              size_factors=mode, random_state=args.seed, **extra)
 
-    fits, rows = {}, []
-    for k in ks:
-        progress(f"fitting K = {k}")
-        fits[k] = model(k).fit(X, size_factors=factors)
-        # Per-row quantities throughout: the mean log-likelihood of the training rows and of
-        # held-out rows; BIC is the usual total criterion.
-        row = {"K": k,
-               "n_parameters": fits[k]._model.n_parameters(fits[k]._get_fitted_params()),
-               "log_likelihood_per_row": fits[k].score(X, size_factors=factors),
-               "BIC": fits[k].bic(X, size_factors=factors)}
-        if len(ks) > 1:
-            folds = min(5, n_rows)
-            params = {} if factors is None else {"size_factors": factors}
-            with config_context(enable_metadata_routing=True):
-                routed = model(k).set_fit_request(size_factors=True).set_score_request(
-                    size_factors=True, sample_weight=False)
-                row["cv_log_likelihood_per_row"] = float(np.mean(
-                    cross_val_score(routed, X, cv=folds, params=params)))
-        rows.append(row)
-    selection = pd.DataFrame(rows).set_index("K")
-    best = int(selection["BIC"].idxmin())
-    output = args.output.open()
-    if len(ks) > 1:
-        best_cv = int(selection["cv_log_likelihood_per_row"].idxmax())
+    if len(ks) == 1:
+        progress(f"fitting K = {ks[0]}")
+        best, chosen, table = ks[0], model(ks[0]).fit(X, size_factors=factors), None
+    else:
+        best, chosen, table = _choose_k(model, X, factors, ks, args.seed, progress)
+    output = args.output.open()  # after the fits: a failed run leaves an earlier run's files
+    if table is not None:
         with writing(output / "model_selection.tsv"):
-            selection.to_csv(output / "model_selection.tsv", sep="\t")
-        out(selection.round(4).to_string())
-        out(f"\nK by BIC: {best}; K by cross-validated log-likelihood: {best_cv}. Using K = {best}.")
-    chosen = fits[best]
+            table.to_csv(output / "model_selection.tsv", sep="\t")
+        out(table.round(4).to_string())
+        out(f"\nK by BIC: {best}; K by cross-validated log-likelihood: "
+            f"{int(table['cv_log_likelihood_per_row'].idxmax())}. Using K = {best}.")
     posterior = chosen.predict_proba(X, size_factors=factors)
     labels = posterior.argmax(axis=1)
     assignments = pd.DataFrame(posterior, index=counts.rows,
@@ -255,3 +236,47 @@ def run(args, out, progress):
                 "size_factors": str(args.size_factors), "layer": args.layer or "X"}
         annotate_h5ad(args.counts, args.write_h5ad, labels, posterior, info=info)
         progress(f"wrote {args.write_h5ad} (obs['skem_component'], obsm['skem_proba'])")
+
+
+#: Rows of the cross-validation subsample: its cost does not grow with the input.
+CV_ROWS = 20_000
+#: The columns of model_selection.tsv, from select_n_components' (index K, not n_components).
+SELECTION_COLUMNS = {
+    "n_parameters": "n_parameters",
+    "log_likelihood": "log_likelihood_per_row",
+    "bic": "BIC",
+    "cv_log_likelihood": "cv_log_likelihood_per_row",
+    "cv_log_likelihood_sd": "cv_log_likelihood_per_row_sd",
+    "n_iter": "n_iter",
+    "converged": "converged",
+}
+
+
+def _choose_k(model, X, factors, ks, seed, progress):
+    """K of lowest BIC among ``ks``, its fit, and the table of all candidates (model_selection.tsv).
+
+    :func:`skem.model_selection.select_n_components` fits every K on all rows and
+    scores them all in one pass; the cross-validated log-likelihood per row, a
+    second opinion, comes from a uniform subsample of at most :data:`CV_ROWS` rows.
+    """
+    from ..model_selection import select_n_components
+
+    n_rows = X.shape[0]
+    folds, cv_rows = min(5, n_rows), min(CV_ROWS, n_rows)
+    progress(f"fitting K = {ks[0]}-{ks[-1]} on all {n_rows} rows, then {folds}-fold "
+             f"cross-validation on {'all' if cv_rows == n_rows else 'a uniform subsample of'} "
+             f"{cv_rows} rows")
+    selection = select_n_components(
+        model(ks[0]), X, ks, criterion=["bic", "cv"],
+        fit_params={} if factors is None else {"size_factors": factors},
+        cv=folds, subsample=CV_ROWS, random_state=seed,
+    )
+    table = selection.scores.rename(columns=SELECTION_COLUMNS)[list(SELECTION_COLUMNS.values())]
+    table.index.name = "K"
+    best = selection.n_components
+    best_cv = int(table["cv_log_likelihood_per_row"].idxmax())
+    progress(f"chose K = {best} of {ks[0]}-{ks[-1]} by BIC (fits on all {n_rows} rows); "
+             f"cross-validated log-likelihood per row ({folds} folds on "
+             f"{'all' if cv_rows == n_rows else 'a uniform subsample of'} {cv_rows} rows) "
+             f"prefers K = {best_cv}")
+    return best, selection.estimator, table

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._dask import dask_row_blocks, import_dask, is_dask_array
+from .._dask import block_allocator, dask_row_blocks, import_dask, is_dask_array
 
 __all__ = ["read_h5ad_rows", "read_zarr_rows", "write_zarr_rows"]
 
@@ -111,14 +111,16 @@ def _rows_of(node, kind, n_columns, start, stop):
 
 
 def _read_block(opener, path, key, kind, n_columns, start, stop):
-    """One row block, read where this task runs: the file is opened here, by its path."""
-    handle = opener(path)
-    try:
-        return _rows_of(handle[key], kind, n_columns, start, stop)
-    finally:
-        close = getattr(handle, "close", None)
-        if close is not None:
-            close()
+    """One row block, read where this task runs: the file is opened here, by its path (with the
+    heap reuse that a dask worker's environment turns off: see :func:`skem._dask.block_allocator`)."""
+    with block_allocator():
+        handle = opener(path)
+        try:
+            return _rows_of(handle[key], kind, n_columns, start, stop)
+        finally:
+            close = getattr(handle, "close", None)
+            if close is not None:
+                close()
 
 
 def _lazy_rows(opener, path, key, chunk_rows):
