@@ -171,6 +171,31 @@ def test_erasing_weights_are_the_product_of_one_minus_coverage_by_enumeration(mo
         np.testing.assert_array_equal(ours[i, L:], 1.0)  # padding is never covered
 
 
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+def test_each_motifs_expected_sites_are_counted_on_the_sequences_erased_before_it(mode):
+    # nsites_[k]: the expected number of sites of motif k on the sequences erased by the motifs
+    # before it, from enumerating site configurations with the fitted parameters (the starts:
+    # max_iter=0 leaves the second motif sites to count on such short sequences).
+    sequences = ["ACGTTGCA", "TTGACGA", "GGCATG", "ACGTTG"]
+    w = 3
+    model = SequenceMotifMixture(width=w, mode=mode, n_motifs=2, revcomp=True, max_iter=0,
+                                 random_state=0).fit(sequences)
+    assert model.nsites_.shape == (2,) and model.nsites_.min() > 1e-3
+    erased = [np.ones(len(s)) for s in sequences]
+    for k in range(2):
+        motif = SequenceMotifParams(model.background_, (np.asarray(model.pwms_[k + 1]),),
+                                    model.site_probs_[k : k + 1])
+        expected = 0.0
+        for i, sequence in enumerate(sequences):
+            post = _brute_force_posteriors(sequence, motif, mode, erased[i])
+            expected += post.sum()
+            starts = post.sum(axis=1)
+            coverage = np.array([starts[max(t - w + 1, 0): t + 1].sum()
+                                 for t in range(len(sequence))])
+            erased[i] = erased[i] * (1.0 - coverage)
+        np.testing.assert_allclose(model.nsites_[k], expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize("mode", ["zoops", "tcm"])
 def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
     # Issue 20 item 5: erasing must keep a later motif from re-finding an earlier one.
