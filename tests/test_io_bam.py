@@ -116,6 +116,8 @@ def test_single_end_near_the_end_sums_the_fragments_that_fit(tmp_path):
     row = row_of(aln, "AB")
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
     np.testing.assert_allclose(aln.effective_lengths, effective_lengths([1000, 600], mean, sd))
+    np.testing.assert_allclose(aln.fragment_length_pmf, p[: aln.fragment_length_pmf.size] / p.sum(),
+                               rtol=1e-9, atol=1e-300)
 
 
 def test_unmapped_supplementary_and_impossible_reads_are_counted(tmp_path):
@@ -348,6 +350,17 @@ def test_no_valid_alignment_and_bad_options(tmp_path):
         read_alignments(path, library_type="XYZ")
     with pytest.raises(ValueError, match="needs fragment_length"):
         read_alignments(path, fragment_length_sd=10)
+    # The documented ranges, at their boundaries: fragment_length > 0, score_scale >= 0,
+    # 0 <= min_likelihood_ratio < 1 (a value inside reaches the file's own error).
+    for bad in ({"fragment_length": 0}, {"fragment_length": -5}, {"fragment_length": np.inf},
+                {"score_scale": -1e-9}, {"score_scale": np.nan},
+                {"min_likelihood_ratio": 1}, {"min_likelihood_ratio": -1e-9}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            read_alignments(path, **bad)
+    for good in ({"fragment_length": 0.5}, {"fragment_length": 1}, {"score_scale": 0},
+                 {"min_likelihood_ratio": 0}, {"min_likelihood_ratio": 0.999}):
+        with pytest.raises(ValueError, match="no fragment has a valid alignment"):
+            read_alignments(path, **{"fragment_length": 100, **good})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="not a valid SAM/BAM"):
@@ -456,12 +469,15 @@ def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
     whole = read_alignments(path)
     import skem.io._bam_scan as bam_module
 
-    monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {"block_records": 5, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
-    blocks = read_alignments(path)
-    np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
-    np.testing.assert_array_equal(blocks.counts, whole.counts)
-    np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
-    assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (61, 0, whole.library_type)
+    for block_records in (5, 100, 150):  # many blocks, and exactly two or three
+        monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {
+            "block_records": block_records, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
+        blocks = read_alignments(path)
+        np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
+        np.testing.assert_array_equal(blocks.counts, whole.counts)
+        np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
+        assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (
+            61, 0, whole.library_type)
     assert whole.counts.sum() == 61
 
 
