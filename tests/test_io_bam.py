@@ -742,3 +742,21 @@ def test_a_pair_as_long_as_its_transcript_has_one_start(tmp_path):
     b = p[600] / p[:601].sum() / 1
     row = row_of(aln, "AB")
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
+
+
+def test_read_bam_rows_are_the_transcripts_both_mates_align_to(tmp_path):
+    # The docstring's rule by sets: read 1 on A and B, read 2 on B only -> {B}; mates with no
+    # transcript in common -> an empty row; one mate unmapped -> the other mate's transcripts.
+    def mate(h, name, ref, first, secondary=False):
+        flag = 0x1 | (0x40 if first else 0x80) | (0x100 if secondary else 0)
+        return segment(h, name, ref, 10, flag=flag, score=0)
+
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [mate(h, "both", "A", True), mate(h, "both", "B", True, secondary=True),
+                   mate(h, "both", "B", False)],
+        lambda h: [mate(h, "apart", "A", True), mate(h, "apart", "B", False)],
+        lambda h: [mate(h, "lone", "A", True), mate(h, "lone", "B", True, secondary=True),
+                   segment(h, "lone", None, 0, flag=0x1 | 0x4 | 0x80)],
+    ])
+    compatible = read_bam(path)
+    assert compatible.X.toarray().tolist() == [[0, 1], [0, 0], [1, 1]]
