@@ -6,6 +6,8 @@ fragment length and start probabilities from a normal density written out with s
 
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -590,7 +592,7 @@ def test_read_1_records_before_read_2_records_through_the_cli(tmp_path):
     assert table["est_counts"].sum() == pytest.approx(40)
 
 
-def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
+def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path, capfd):
     from skem.io._bam_scan import scan_alignments
 
     records = mixed_fragments(np.random.default_rng(6))
@@ -620,8 +622,10 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
     damaged = cut.read_bytes()
     middle = len(damaged) * 2 // 3  # garbage in a later BGZF block; the EOF marker intact
     (tmp_path / "damaged.bam").write_bytes(damaged[:middle] + b"\x00" * 64 + damaged[middle + 64:])
+    capfd.readouterr()
     with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM file"):
         scan_alignments(tmp_path / "damaged.bam", block_records=3)
+    assert capfd.readouterr().err == ""  # htslib's own messages are kept off stderr
 
 
 # ------------------------------------------------------------------ fragment lengths
@@ -760,3 +764,16 @@ def test_read_bam_rows_are_the_transcripts_both_mates_align_to(tmp_path):
     ])
     compatible = read_bam(path)
     assert compatible.X.toarray().tolist() == [[0, 1], [0, 0], [1, 1]]
+
+
+def test_only_pysams_closing_failures_are_kept_from_the_unraisable_hook(monkeypatch):
+    from skem.io._bam_scan import _unraisable_close_failures_silenced
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with _unraisable_close_failures_silenced():
+        for exc in (OSError("Closing failed"), OSError("disk full"), ValueError("Closing failed")):
+            sys.unraisablehook(types.SimpleNamespace(exc_value=exc))
+    assert [type(u.exc_value).__name__ + ": " + str(u.exc_value) for u in seen] == [
+        "OSError: disk full", "ValueError: Closing failed"]
+    assert sys.unraisablehook == seen.append  # restored
