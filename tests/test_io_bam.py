@@ -147,6 +147,20 @@ def test_alignments_far_below_the_best_are_dropped(tmp_path):
     assert row["B"] / row["A"] == pytest.approx(901 / 501)
 
 
+def test_a_record_without_as_or_nm_scores_as_a_perfect_alignment(tmp_path):
+    # read_alignments' rule: AS, else -6 NM, else 0 (no mismatch known)
+    rows = []
+    for tags in ({}, {"nm": 0}):
+        path = write_bam(tmp_path / f"r{len(rows)}.bam", [
+            lambda h, tags=tags: [segment(h, "r1", "A", 10, nm=0),
+                                  segment(h, "r1", "B", 10, flag=0x100, **tags)],
+        ])
+        rows.append(row_of(read_alignments(path, fragment_length=100, library_type="U",
+                                           score_scale=1), "AB"))
+    assert rows[0] == pytest.approx(rows[1], rel=1e-12)
+    assert rows[0]["B"] / rows[0]["A"] == pytest.approx(901 / 501, rel=1e-9)
+
+
 def test_nm_is_used_without_as(tmp_path):
     path = write_bam(tmp_path / "r.bam", [
         lambda h: [segment(h, "r1", "A", 10, nm=0), segment(h, "r1", "A", 300, nm=1, flag=0x100),
@@ -623,8 +637,13 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path, c
     middle = len(damaged) * 2 // 3  # garbage in a later BGZF block; the EOF marker intact
     (tmp_path / "damaged.bam").write_bytes(damaged[:middle] + b"\x00" * 64 + damaged[middle + 64:])
     capfd.readouterr()
-    with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM file"):
-        scan_alignments(tmp_path / "damaged.bam", block_records=3)
+    previous = pysam.set_verbosity(2)
+    try:
+        with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM"):
+            scan_alignments(tmp_path / "damaged.bam", block_records=3)
+        assert pysam.get_verbosity() == 2  # the caller's htslib verbosity is given back
+    finally:
+        pysam.set_verbosity(previous)
     assert capfd.readouterr().err == ""  # htslib's own messages are kept off stderr
 
 
