@@ -497,6 +497,45 @@ def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
     assert whole.counts.sum() == 61
 
 
+def test_the_first_read_scattered_in_the_first_block_is_one_fragment(tmp_path):
+    from skem.io._bam_scan import scan_alignments
+
+    reads = [f"r{i}" for i in range(8)]
+    grouped = [lambda h, n=n: [segment(h, n, "A", 10, score=0),
+                               segment(h, n, "B", 10, score=0, flag=0x100)] for n in reads]
+    # the first read's secondary record after the second read's record, within the first block
+    # of three records
+    scattered = ([lambda h: [segment(h, "r0", "A", 10, score=0)],
+                  lambda h: [segment(h, "r1", "A", 10, score=0)],
+                  lambda h: [segment(h, "r0", "B", 10, score=0, flag=0x100)]] + grouped[2:])
+    path = write_bam(tmp_path / "r.bam", scattered)
+    scan = scan_alignments(path, block_records=3)
+    assert scan.n_fragments == 8
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    assert sorted(aln.counts.tolist()) == [1, 7] and aln.counts.sum() == 8
+
+
+def test_paired_qc_failed_and_supplementary_records_are_skipped(tmp_path):
+    # The record filter holds for mates too: a QC-failed or supplementary mate adds nothing.
+    proper = lambda h: pair(h, "p", "A", 100, 250)  # noqa: E731
+
+    def flagged(bits):
+        def make(h):
+            records = pair(h, "p", "B", 100, 250, secondary=True)
+            for record in records:
+                record.flag |= bits
+            return records
+        return make
+
+    rows = []
+    for records in ([proper], [proper, flagged(0x200)], [proper, flagged(0x800)]):
+        path = write_bam(tmp_path / f"p{len(rows)}.bam", records)
+        aln = read_alignments(path, fragment_length=200, library_type="U")
+        rows.append((aln.X.toarray().tolist(), aln.counts.tolist(), aln.n_fragments))
+        assert read_bam(path).X.toarray().tolist() == [[1, 0]]
+    assert rows[0] == rows[1] == rows[2]
+
+
 def test_qc_failed_records_are_skipped_by_both_readers(tmp_path):
     # r1: on A, and on B in a QC-failed record; r2: only a QC-failed record
     path = write_bam(tmp_path / "r.bam", [
