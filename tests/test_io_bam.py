@@ -689,7 +689,7 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path, c
 # ------------------------------------------------------------------ fragment lengths
 
 
-def test_fragment_lengths_are_learned_from_uniquely_aligned_pairs_only(tmp_path):
+def test_fragment_lengths_are_learned_from_uniquely_aligned_proper_pairs_only(tmp_path):
     rng = np.random.default_rng(8)
     unique = rng.normal(200, 10, 50).round().astype(int)
     records = [lambda h, i=i, f=f: pair(h, f"u{i}", "A", 100, 100 + f - READ) for i, f in enumerate(unique)]
@@ -700,8 +700,21 @@ def test_fragment_lengths_are_learned_from_uniquely_aligned_pairs_only(tmp_path)
     stray = [lambda h, i=i: pair(h, f"s{i}", "A", 300, 300 + 300 - READ)
              + [segment(h, f"s{i}", "B", 5, flag=0x1 | 0x100 | 0x40, score=-3, mate=("B", 0))]
              for i in range(20)]
-    aln = read_alignments(write_bam(tmp_path / "r.bam", records + multi + stray + later))
-    assert aln.n_fragments == 120
+
+    def unflagged(bits):  # 450-bp pairs without some flag bits: not proper pairs (SAM spec:
+        # without 0x1, nothing may be assumed of 0x2, 0x40 and 0x80)
+        def make(h, name):
+            records = pair(h, name, "A", 40, 40 + 450 - READ)
+            for record in records:
+                record.flag &= ~bits
+            return records
+        return make
+
+    improper = [lambda h, i=i: unflagged(0x2)(h, f"d{i}") for i in range(20)]
+    unpaired = [lambda h, i=i: unflagged(0x1)(h, f"x{i}") for i in range(20)]
+    aln = read_alignments(write_bam(tmp_path / "r.bam",
+                                    records + multi + stray + improper + unpaired + later))
+    assert aln.n_fragments == 160
     # brute force: the histogram of the unique pairs' lengths, with 1 % of a normal of its moments
     histogram = np.bincount(unique, minlength=1001)[:1001].astype(float)
     f = np.arange(1001)
@@ -835,3 +848,21 @@ def test_only_pysams_closing_failures_are_kept_from_the_unraisable_hook(monkeypa
     assert [type(u.exc_value).__name__ + ": " + str(u.exc_value) for u in seen] == [
         "OSError: disk full", "ValueError: Closing failed"]
     assert sys.unraisablehook == seen.append  # restored
+
+
+def test_a_transcript_of_length_zero_in_the_header_is_refused(tmp_path):
+    # SAM spec: LN is in [1, 2^31 - 1] (htslib refuses LN:0 in SAM text itself, not in a BAM
+    # header); a zero length is refused before any record is read.
+    from skem.io._bam_scan import read_header
+
+    for length in (0, 1):
+        path = tmp_path / f"z{length}.bam"
+        refs = [{"SN": "A", "LN": 1000}, {"SN": "Z", "LN": length}]
+        with pysam.AlignmentFile(str(path), "wb", header={"HD": {"VN": "1.6"}, "SQ": refs}):
+            pass  # the header alone
+        if length:
+            assert read_header(path)[2].tolist() == [1000, 1]
+            continue
+        for read in (read_header, read_bam, read_alignments):
+            with pytest.raises(ValueError, match=r"z0\.bam, header: transcript 'Z' has length 0"):
+                read(path)
