@@ -206,6 +206,21 @@ def test_orphan_mates_count_as_single_reads(tmp_path):
     assert aln.n_fragments == 21 and aln.n_unassigned == 0 and aln.counts.sum() == 21
 
 
+def test_an_orphan_where_no_learned_fragment_length_fits_is_unassigned(tmp_path):
+    # Lengths learned from 20 pairs of 200 +- 2: the normal's 1 % underflows to 0 far below
+    # 200, so no fragment fits a 60-bp transcript: an orphan mate there has likelihood 0.
+    refs = {"A": 1000, "C": 60}
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "o", "C", 5, flag=0x1 | 0x8 | 0x40, score=0),
+                   segment(h, "o", None, 0, flag=0x1 | 0x4 | 0x80)],
+    ] + [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 100 + i + 200 + (i % 5) - 2 - READ)
+         for i in range(20)], refs=refs)
+    aln = read_alignments(path, library_type="IU")
+    assert aln.fragment_length_pmf[1:61].sum() == 0.0
+    assert aln.n_fragments == 21 and aln.n_unassigned == 1 and aln.counts.sum() == 20
+    assert np.isfinite(aln.X.data).all()
+
+
 def test_orphan_read_2_has_room_on_its_own_strands_side(tmp_path):
     # read 2 alone, reverse on both transcripts: the fragment reaches left of its 5' end
     # (its end), so [10, 60) on A leaves room for fragments up to 60, [500, 550) on B up to 550
@@ -866,3 +881,74 @@ def test_a_transcript_of_length_zero_in_the_header_is_refused(tmp_path):
         for read in (read_header, read_bam, read_alignments):
             with pytest.raises(ValueError, match=r"z0\.bam, header: transcript 'Z' has length 0"):
                 read(path)
+
+
+def test_learned_fragment_lengths_against_the_histogram_of_extents():
+    # learned_log_pmf on blocks built by hand: the extents of unique proper pairs in
+    # 1..support (a 1-bp fragment counts), 99 % histogram plus 1 % of a normal of its moments;
+    # a mean near the support's end (the normal reaches past it).
+    from skem.io._bam_likelihood import learned_log_pmf
+    from skem.io._bam_scan import PAIR, SINGLE
+
+    support = 1000
+    extent = np.array([1, 1, 990, 995, 995, 1000, 1001, 0, 700, 990], dtype=np.int32)
+    unique = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1], dtype=bool)[: extent.size]
+    kind = np.array([PAIR] * 9 + [SINGLE], dtype=np.int8)
+    blocks = [{"extent": extent[:5], "unique": unique[:5], "kind": kind[:5]},
+              {"extent": np.r_[extent[5:], [998] * 4].astype(np.int32),
+               "unique": np.r_[unique[5:], [True] * 4], "kind": np.r_[kind[5:], [PAIR] * 4]}]
+    counted = [1, 1, 990, 995, 995, 1000, 998, 998, 998, 998]  # not 1001, 0, 700 (multi), single
+    histogram = np.bincount(counted, minlength=support + 1).astype(float)
+    f = np.arange(support + 1)
+    mean = histogram @ f / histogram.sum()
+    sd = np.sqrt(histogram @ (f - mean) ** 2 / histogram.sum())
+    normal = np.r_[0.0, norm.pdf(f[1:], mean, sd)]
+    expected = 0.99 * histogram / histogram.sum() + 0.01 * normal / normal.sum()
+    np.testing.assert_allclose(np.exp(learned_log_pmf(blocks, support)), expected,
+                               rtol=1e-9, atol=1e-300)
+
+
+@pytest.mark.parametrize("n_forward, paired, expected", [
+    (0, False, "SR"), (1, False, "SR"), (2, False, "U"), (5, True, "IU"), (8, False, "U"),
+    (9, True, "ISF"), (10, False, "SF"),
+])
+def test_library_type_is_stranded_past_80_percent_of_unique_fragments(n_forward, paired,
+                                                                      expected):
+    # salmon's rule as documented: stranded when more than 80 % agree (exactly 80 % is not)
+    from skem.io._bam_likelihood import detect_library_type
+
+    forward = np.arange(12) < n_forward
+    unique = np.r_[np.ones(10, bool), [False, False]]  # two multi-mapped fragments do not vote
+    forward[10:] = n_forward < 5
+    blocks = [{"unique": unique[:4], "forward": forward[:4]},
+              {"unique": unique[4:], "forward": forward[4:]}]
+    assert detect_library_type(blocks, "A", paired) == expected
+    assert detect_library_type(blocks, "SR", paired) == ("ISR" if paired else "SR")
+    assert detect_library_type([], "A", paired) == ("IU" if paired else "U")
+
+
+@pytest.mark.parametrize("table_entries", [1 << 20, 2000])
+def test_single_read_probabilities_against_the_sum_over_fragment_lengths(table_entries):
+    # P(read at its start | transcript) = sum_{f <= min(room, L)} P(f) / (L - f + 1) / P(f <= L),
+    # by brute force; 0 where no fragment length of positive probability fits the transcript
+    from skem.io._bam_likelihood import single_read_log_prob
+
+    p = normal_pmf(200, 1.4)
+    p = 0.99 * (np.arange(1001) == 200) + 0.01 * p  # the 1 % normal underflows below ~150
+    lengths = np.array([60, 150, 199, 200, 230, 1000, 1500])
+    rng = np.random.default_rng(5)
+    transcript = rng.integers(0, lengths.size, 200)
+    room = rng.integers(1, 1600, 200)
+    with np.errstate(divide="ignore"):
+        ours = single_read_log_prob(room, transcript, lengths, np.log(p),
+                                    table_entries=table_entries)
+    f = np.arange(1001)
+    for r, t, value in zip(room, transcript, ours):
+        L = lengths[t]
+        fits = (f >= 1) & (f <= min(r, L))
+        total = p[: L + 1].sum()
+        expected = np.sum(p[fits] / (L - f[fits] + 1)) / total if total > 0 else 0.0
+        if expected == 0.0:
+            assert value == -np.inf
+        else:
+            assert value == pytest.approx(np.log(expected), rel=1e-9)
