@@ -425,6 +425,9 @@ MISMATCH = np.log(0.99 / (0.01 / 3))  # log-likelihood ratio of a mismatch at 1 
     ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -t 4 ref.fa r.fq"}, 5),  # -A 1 -B 4
     ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -B 7 ref.fa r.fq"}, 8),
     ({"ID": "STAR", "PN": "STAR", "CL": "STAR --runThreadN 4"}, 2),  # +1 match, -1 mismatch
+    # salmon's selective alignment: defaults --ma 2 --mp -4 (salmon's documentation)
+    ({"ID": "salmon", "PN": "salmon", "CL": "salmon quant -i idx -l A --writeMappings"}, 6),
+    ({"ID": "salmon", "PN": "salmon", "CL": "salmon quant --ma 3 --mp -5 -i idx"}, 8),
 ])
 def test_score_scale_from_the_aligners_program_line(tmp_path, program, points_per_mismatch):
     aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
