@@ -467,3 +467,25 @@ def test_later_motifs_warn_only_when_they_stop_short():
             warnings.simplefilter("error")
             SequenceMotifMixture(width=6, n_motifs=2, max_iter=max_iter,
                                  random_state=0).fit(sequences)
+
+
+# ---------------------------------------------------------------------- significance
+
+
+@pytest.mark.parametrize("dof", [2, 10, 30, 96])
+@pytest.mark.parametrize("x", [5.0, 300.0, 3000.0, 2e4, 1e6])
+def test_log_chi2_tail_against_the_closed_form_for_even_dof(x, dof):
+    # For even dof, P(chi2_dof > x) = e^-y sum_{k < dof/2} y^k / k!, y = x / 2 (exact, summed
+    # in log space); far in the tail, where scipy's logsf underflows, log_chi2_sf switches to
+    # the asymptotic series, good to O((s / y)^2)
+    from scipy.special import gammaln, logsumexp
+    from scipy.stats import chi2
+
+    from skem._sequence_sites import log_chi2_sf
+
+    y, k = x / 2.0, np.arange(dof // 2)
+    exact = -y + logsumexp(k * np.log(y) - gammaln(k + 1))
+    if np.isfinite(chi2.logsf(x, dof)):
+        assert log_chi2_sf(x, dof) == pytest.approx(exact, rel=1e-9)
+    else:  # the next term of the series: (s - 1)(s - 2) / y^2 < (s / y)^2
+        assert abs(log_chi2_sf(x, dof) - exact) <= (dof / x) ** 2
