@@ -489,3 +489,33 @@ def test_log_chi2_tail_against_the_closed_form_for_even_dof(x, dof):
         assert log_chi2_sf(x, dof) == pytest.approx(exact, rel=1e-9)
     else:  # the next term of the series: (s - 1)(s - 2) / y^2 < (s / y)^2
         assert abs(log_chi2_sf(x, dof) - exact) <= (dof / x) ** 2
+
+
+@pytest.mark.parametrize("counts, background, n_positions", [
+    ([[5, 0, 0, 0], [0, 5, 0, 0], [1, 1, 1, 2], [0, 0, 0, 5]], [0.25] * 4, 400),  # zero counts
+    ([[1, 0, 0, 0], [0, 0, 1, 0]], [0.3, 0.2, 0.2, 0.3], 50),  # one site
+    ([[30, 10, 5, 5], [0, 50, 0, 0], [10, 10, 10, 20], [5, 5, 20, 20]], [0.25, 0.25, 0.3, 0.2],
+     10_000),
+    ([[3, 1, 0, 0], [0, 0, 4, 0]], [0.25] * 4, 3),  # fewer positions than sites: as many
+])
+def test_log10_evalue_against_its_formula(counts, background, n_positions):
+    # MEME's E-value as documented: llr = sum n_pa log(f_pa / b_a) (0 log 0 = 0), p-value of
+    # 2 llr under chi2(w (A - 1)) (closed form: even w (A - 1) here), times C(n_positions, nsites)
+    import math
+
+    from scipy.special import gammaln, logsumexp
+
+    from skem._sequence_sites import log10_evalue
+
+    counts, background = np.asarray(counts, float), np.asarray(background)
+    w, A = counts.shape
+    nsites = int(counts.sum(axis=1)[0])
+    llr = sum(n * math.log(n / nsites / background[a])
+              for row in counts for a, n in enumerate(row) if n > 0)
+    y, k = llr, np.arange(w * (A - 1) // 2)  # y = (2 llr) / 2
+    log_p = -y + logsumexp(k * np.log(y) - gammaln(k + 1))
+    log_choices = math.log(math.comb(max(n_positions, nsites), nsites))
+    expected = (log_p + log_choices) / math.log(10)
+    assert log10_evalue(counts, background, n_positions, A - 1) == pytest.approx(expected,
+                                                                                 rel=1e-9)
+    assert log10_evalue(np.zeros((w, A)), background, n_positions, A - 1) == 0.0  # no site
