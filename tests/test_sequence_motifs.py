@@ -321,6 +321,24 @@ def test_sites_are_named_by_the_x_given_to_sites():
     assert set(listed["sequence"]) <= set(range(len(sequences)))
 
 
+def test_each_site_row_reads_its_letters_from_its_sequence_and_strand():
+    # The site column against the sequences themselves: sequence[start:end] on "+", its
+    # reverse complement on "-", end - start the motif's width, for motifs of two widths
+    pwms = [make_motif_pwm(7, concentration=0.1, random_state=1),
+            make_motif_pwm(11, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, both_strands=True, random_state=3)
+    model = SequenceMotifMixture(width=(7, 11), n_motifs=2, revcomp=True,
+                                 random_state=0).fit(sequences)
+    sites = model.sites(sequences, threshold=0.2)
+    assert set(sites["strand"]) == {"+", "-"} and sites["sequence"].nunique() > 10
+    for row in sites.itertuples():
+        assert row.end - row.start == model.widths_[row.motif - 1]
+        letters = sequences[row.sequence][row.start:row.end]
+        if row.strand == "-":
+            letters = letters[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        assert row.site == letters
+
+
 def test_sample_draws_lengths_from_the_weighted_training_lengths():
     sequences = {"a": "ACGTACGTAA", "b": "ACGTACGTACGTACGTACGT"}
     model = SequenceMotifMixture(width=4, random_state=0).fit(
