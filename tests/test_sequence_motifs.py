@@ -537,3 +537,19 @@ def test_log10_evalue_against_its_formula(counts, background, n_positions):
     assert log10_evalue(counts, background, n_positions, A - 1) == pytest.approx(expected,
                                                                                  rel=1e-9)
     assert log10_evalue(np.zeros((w, A)), background, n_positions, A - 1) == 0.0  # no site
+
+
+def test_pwm_of_a_component_checks_the_fit_and_the_component():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        SequenceMotifMixture(width=6).pwm()
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, n_motifs=2, random_state=0).fit(sequences)
+    K = len(model.pwms_)
+    np.testing.assert_array_equal(model.pwm().to_numpy(), model.pwms_[1])  # the first motif
+    np.testing.assert_array_equal(model.pwm(-1).to_numpy(), model.pwms_[K - 1])
+    np.testing.assert_array_equal(model.pwm(-K).to_numpy(), model.pwms_[0])
+    for bad in (K, -K - 1, 1.5, "1", 1.0):
+        with pytest.raises(ValueError, match="component must be an integer"):
+            model.pwm(bad)
