@@ -553,3 +553,41 @@ def test_pwm_of_a_component_checks_the_fit_and_the_component():
     for bad in (K, -K - 1, 1.5, "1", 1.0):
         with pytest.raises(ValueError, match="component must be an integer"):
             model.pwm(bad)
+
+
+def test_information_content_and_the_information_matrix_by_hand():
+    # bits per position: log2(A) - entropy (0 log 0 = 0); pwm(kind="information") scales each
+    # row's probabilities by its position's bits (logomaker's information logo)
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, n_motifs=2, random_state=0).fit(sequences)
+    for k in range(len(model.pwms_)):
+        pwm = np.asarray(model.pwms_[k])
+        bits = np.array([2.0 + sum(p * np.log2(p) for p in row if p > 0) for row in pwm])
+        np.testing.assert_allclose(model.information_content_[k], bits, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(model.pwm(k, kind="information").to_numpy(),
+                                   pwm * bits[:, None], rtol=1e-12, atol=1e-15)
+
+
+def test_information_content_of_stacked_matrices_is_per_matrix():
+    from skem._pwm import information_content
+
+    rng = np.random.default_rng(1)
+    stacked = rng.dirichlet(np.full(4, 0.5), size=(3, 7))  # (K, w, A), w != A
+    stacked[0, 0] = [1.0, 0.0, 0.0, 0.0]
+    bits = 2.0 + np.array([[sum(p * np.log2(p) for p in row if p > 0) for row in pwm]
+                           for pwm in stacked])
+    np.testing.assert_allclose(information_content(stacked), bits, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(information_content(stacked[1]), bits[1], rtol=1e-12)
+
+
+def test_a_weighted_draw_of_at_least_every_row_is_every_row():
+    from skem._pwm import weighted_draw
+
+    model = SequenceMotifModel(width=3, mode="zoops", letters=DNA, wildcards="N", pseudocount=0.1)
+    codes, _ = encode_ragged(["ACGTTG", "TTGACG", "GGCATG"], DNA, "N")
+    data = model.prepare(codes, np.array([1.0, 2.0, 3.0]))
+    rng = np.random.RandomState(0)
+    for size in (3, 4):
+        assert weighted_draw(data, size, rng) is data
+    drawn = weighted_draw(data, 2, rng)  # a multinomial draw of 2: the counts are the weights
+    assert drawn.weights.sum() == 2 and drawn.n_rows <= 2
