@@ -138,3 +138,30 @@ def test_progress_lines_show_the_seconds_since_the_start(capsys):
     assert 0.2 <= seconds < 30
     Progress(quiet=True)("nothing")
     assert capsys.readouterr().err == ""
+
+
+def test_reading_turns_read_errors_into_one_line_naming_the_file():
+    import gzip
+    import zlib
+
+    from skem.cli._common import UserError, read_error_message, reading
+
+    # an OSError that names its file says so; others are placed on the file being read
+    assert read_error_message(OSError(2, "No such file or directory", "x.csv"), ["y.csv"]) == (
+        "x.csv: No such file or directory")
+    assert read_error_message(OSError("disk on fire"), ["y.csv"]) == "cannot read y.csv: disk on fire"
+    assert read_error_message(ValueError("y.csv, line 3: bad"), ["d/y.csv"]) == "y.csv, line 3: bad"
+    assert read_error_message(ValueError("bad\nmore"), ["p.tsv", "q.tsv"]) == (
+        "cannot read one of p.tsv, q.tsv: bad")
+    for error in (EOFError("truncated"), zlib.error("corrupt"), OSError("oops"),
+                  UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")):
+        with pytest.raises(UserError, match=r"^cannot read c\.csv: "):
+            with reading("c.csv"):
+                raise error
+    for error in (ValueError("not a read error"), BrokenPipeError(32, "Broken pipe")):
+        with pytest.raises(type(error)):
+            with reading("c.csv"):
+                raise error
+    with pytest.raises(UserError, match=r"c\.csv\.gz"):
+        with reading("c.csv.gz"):
+            gzip.decompress(b"\x1f\x8b\x08\x00broken")
