@@ -629,3 +629,9 @@ def test_truncation_and_the_stopping_rule_are_in_reads_of_the_read_weight():
     np.testing.assert_allclose(model.unpack(vector, params).counts, params.counts, rtol=1e-9,
                                atol=1e-12 * r)
     assert model.unpack(np.array([np.nan, 0.0, 0.0]), params) is params
+    other = TranscriptParams(np.array([1.0, 2.0, 2.0]))  # unpack keeps other's total
+    single = TranscriptParams(np.array([5.0, 0.0, 0.0]))
+    np.testing.assert_allclose(model.unpack(model.pack(single), other).counts, [5.0, 0.0, 0.0],
+                               rtol=1e-12)
+    nothing = np.full(3, np.log(1e-10 * r))  # every coordinate at the floor: no counts left
+    assert model.unpack(nothing, other) is other
