@@ -635,3 +635,14 @@ def test_truncation_and_the_stopping_rule_are_in_reads_of_the_read_weight():
                                rtol=1e-12)
     nothing = np.full(3, np.log(1e-10 * r))  # every coordinate at the floor: no counts left
     assert model.unpack(nothing, other) is other
+
+
+def test_posteriors_of_a_row_of_transcripts_truncated_to_zero_are_zero_not_nan():
+    X = sp.csr_matrix(np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]]))
+    model = TranscriptQuantifier(lengths=np.full(3, 1000.0), random_state=0).fit(
+        X, sample_weight=[5.0, 5.0, 2.0])
+    assert model.est_counts_[2] == 0.0  # no read is compatible with it: truncated to 0
+    proba = model.predict_proba(sp.csr_matrix(np.array([[0, 0, 1.0], [1.0, 0, 1.0]])))
+    dense = proba.toarray()
+    assert not np.isnan(dense).any()
+    np.testing.assert_array_equal(dense, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
