@@ -591,3 +591,13 @@ def test_a_weighted_draw_of_at_least_every_row_is_every_row():
         assert weighted_draw(data, size, rng) is data
     drawn = weighted_draw(data, 2, rng)  # a multinomial draw of 2: the counts are the weights
     assert drawn.weights.sum() == 2 and drawn.n_rows <= 2
+
+
+def test_sample_checks_the_fit_and_draws_one_sequence_by_default():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        SequenceMotifMixture(width=6).sample()
+    sequences, _, _ = make_motif_sequences(20, 30, width=6, random_state=2)
+    drawn, planted = SequenceMotifMixture(width=6, random_state=0).fit(sequences).sample()
+    assert drawn.shape == (1,) and planted.shape == (1, 1) and len(drawn[0]) == 30
