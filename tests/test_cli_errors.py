@@ -98,3 +98,70 @@ def test_output_that_is_a_file_fails_before_any_work(tmp_path, capsys, command):
     assert main([command, *inputs, "-o", str(taken)]) == 2
     err = capsys.readouterr().err  # progress on: nothing was started
     assert err.strip().splitlines() == [f"skem {command}: error: -o {taken}: exists and is not a folder"]
+
+
+# ------------------------------------------------------------------ option types, directly
+
+
+@pytest.mark.parametrize("name, good, bad", [
+    ("positive_int", ["1", "7"], ["0", "-1", "1.5", "x", "inf"]),
+    ("non_negative_int", ["0", "3"], ["-1", "2.0", ""]),
+    ("positive_float", ["1e-300", "2.5"], ["0", "-0.0", "-1e-300", "nan", "inf", "1e400"]),
+    ("non_negative_float", ["0", "0.1"], ["-1e-300", "nan", "-inf"]),
+    ("probability", ["0", "1", "0.5"], ["1.0000001", "-1e-300", "nan"]),
+    ("ratio_below_one", ["0", "0.999999"], ["1", "1.0", "-1e-300", "nan"]),
+])
+def test_option_types_accept_their_documented_range_only(name, good, bad):
+    import argparse
+
+    from skem.cli import _common
+
+    parse = getattr(_common, name)
+    for text in good:
+        assert parse(text) == float(text)
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {text!r}"):
+            parse(text)
+
+
+def test_progress_lines_show_the_seconds_since_the_start(capsys):
+    import re
+    import time
+
+    from skem.cli._common import Progress
+
+    progress = Progress()
+    time.sleep(0.25)
+    progress("step")
+    line = capsys.readouterr().err
+    seconds = float(re.fullmatch(r"\[\s*([0-9.]+)s\] step\n", line).group(1))
+    assert 0.2 <= seconds < 30
+    Progress(quiet=True)("nothing")
+    assert capsys.readouterr().err == ""
+
+
+def test_reading_turns_read_errors_into_one_line_naming_the_file():
+    import gzip
+    import zlib
+
+    from skem.cli._common import UserError, read_error_message, reading
+
+    # an OSError that names its file says so; others are placed on the file being read
+    assert read_error_message(OSError(2, "No such file or directory", "x.csv"), ["y.csv"]) == (
+        "x.csv: No such file or directory")
+    assert read_error_message(OSError("disk on fire"), ["y.csv"]) == "cannot read y.csv: disk on fire"
+    assert read_error_message(ValueError("y.csv, line 3: bad"), ["d/y.csv"]) == "y.csv, line 3: bad"
+    assert read_error_message(ValueError("bad\nmore"), ["p.tsv", "q.tsv"]) == (
+        "cannot read one of p.tsv, q.tsv: bad")
+    for error in (EOFError("truncated"), zlib.error("corrupt"), OSError("oops"),
+                  UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")):
+        with pytest.raises(UserError, match=r"^cannot read c\.csv: "):
+            with reading("c.csv"):
+                raise error
+    for error in (ValueError("not a read error"), BrokenPipeError(32, "Broken pipe")):
+        with pytest.raises(type(error)):
+            with reading("c.csv"):
+                raise error
+    with pytest.raises(UserError, match=r"c\.csv\.gz"):
+        with reading("c.csv.gz"):
+            gzip.decompress(b"\x1f\x8b\x08\x00broken")

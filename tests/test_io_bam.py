@@ -6,6 +6,8 @@ fragment length and start probabilities from a normal density written out with s
 
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -116,6 +118,8 @@ def test_single_end_near_the_end_sums_the_fragments_that_fit(tmp_path):
     row = row_of(aln, "AB")
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
     np.testing.assert_allclose(aln.effective_lengths, effective_lengths([1000, 600], mean, sd))
+    np.testing.assert_allclose(aln.fragment_length_pmf, p[: aln.fragment_length_pmf.size] / p.sum(),
+                               rtol=1e-9, atol=1e-300)
 
 
 def test_unmapped_supplementary_and_impossible_reads_are_counted(tmp_path):
@@ -141,6 +145,20 @@ def test_alignments_far_below_the_best_are_dropped(tmp_path):
     flat = read_alignments(path, fragment_length=100, score_scale=0)
     row = row_of(flat, "AB")
     assert row["B"] / row["A"] == pytest.approx(901 / 501)
+
+
+def test_a_record_without_as_or_nm_scores_as_a_perfect_alignment(tmp_path):
+    # read_alignments' rule: AS, else -6 NM, else 0 (no mismatch known)
+    rows = []
+    for tags in ({}, {"nm": 0}):
+        path = write_bam(tmp_path / f"r{len(rows)}.bam", [
+            lambda h, tags=tags: [segment(h, "r1", "A", 10, nm=0),
+                                  segment(h, "r1", "B", 10, flag=0x100, **tags)],
+        ])
+        rows.append(row_of(read_alignments(path, fragment_length=100, library_type="U",
+                                           score_scale=1), "AB"))
+    assert rows[0] == pytest.approx(rows[1], rel=1e-12)
+    assert rows[0]["B"] / rows[0]["A"] == pytest.approx(901 / 501, rel=1e-9)
 
 
 def test_nm_is_used_without_as(tmp_path):
@@ -186,6 +204,21 @@ def test_orphan_mates_count_as_single_reads(tmp_path):
     ] + [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 250 + i) for i in range(20)])
     aln = read_alignments(path, fragment_length=200, fragment_length_sd=20, library_type="IU")
     assert aln.n_fragments == 21 and aln.n_unassigned == 0 and aln.counts.sum() == 21
+
+
+def test_an_orphan_where_no_learned_fragment_length_fits_is_unassigned(tmp_path):
+    # Lengths learned from 20 pairs of 200 +- 2: the normal's 1 % underflows to 0 far below
+    # 200, so no fragment fits a 60-bp transcript: an orphan mate there has likelihood 0.
+    refs = {"A": 1000, "C": 60}
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [segment(h, "o", "C", 5, flag=0x1 | 0x8 | 0x40, score=0),
+                   segment(h, "o", None, 0, flag=0x1 | 0x4 | 0x80)],
+    ] + [lambda h, i=i: pair(h, f"p{i}", "A", 100 + i, 100 + i + 200 + (i % 5) - 2 - READ)
+         for i in range(20)], refs=refs)
+    aln = read_alignments(path, library_type="IU")
+    assert aln.fragment_length_pmf[1:61].sum() == 0.0
+    assert aln.n_fragments == 21 and aln.n_unassigned == 1 and aln.counts.sum() == 20
+    assert np.isfinite(aln.X.data).all()
 
 
 def test_orphan_read_2_has_room_on_its_own_strands_side(tmp_path):
@@ -348,6 +381,17 @@ def test_no_valid_alignment_and_bad_options(tmp_path):
         read_alignments(path, library_type="XYZ")
     with pytest.raises(ValueError, match="needs fragment_length"):
         read_alignments(path, fragment_length_sd=10)
+    # The documented ranges, at their boundaries: fragment_length > 0, score_scale >= 0,
+    # 0 <= min_likelihood_ratio < 1 (a value inside reaches the file's own error).
+    for bad in ({"fragment_length": 0}, {"fragment_length": -5}, {"fragment_length": np.inf},
+                {"score_scale": -1e-9}, {"score_scale": np.nan},
+                {"min_likelihood_ratio": 1}, {"min_likelihood_ratio": -1e-9}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            read_alignments(path, **bad)
+    for good in ({"fragment_length": 0.5}, {"fragment_length": 1}, {"score_scale": 0},
+                 {"min_likelihood_ratio": 0}, {"min_likelihood_ratio": 0.999}):
+        with pytest.raises(ValueError, match="no fragment has a valid alignment"):
+            read_alignments(path, **{"fragment_length": 100, **good})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="not a valid SAM/BAM"):
@@ -381,6 +425,9 @@ MISMATCH = np.log(0.99 / (0.01 / 3))  # log-likelihood ratio of a mismatch at 1 
     ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -t 4 ref.fa r.fq"}, 5),  # -A 1 -B 4
     ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem -B 7 ref.fa r.fq"}, 8),
     ({"ID": "STAR", "PN": "STAR", "CL": "STAR --runThreadN 4"}, 2),  # +1 match, -1 mismatch
+    # salmon's selective alignment: defaults --ma 2 --mp -4 (salmon's documentation)
+    ({"ID": "salmon", "PN": "salmon", "CL": "salmon quant -i idx -l A --writeMappings"}, 6),
+    ({"ID": "salmon", "PN": "salmon", "CL": "salmon quant --ma 3 --mp -5 -i idx"}, 8),
 ])
 def test_score_scale_from_the_aligners_program_line(tmp_path, program, points_per_mismatch):
     aln = read_alignments(bam_with_program(tmp_path / "r.bam", program), fragment_length=100,
@@ -456,13 +503,55 @@ def test_blocks_of_records_give_the_same_classes(tmp_path, monkeypatch):
     whole = read_alignments(path)
     import skem.io._bam_scan as bam_module
 
-    monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {"block_records": 5, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
-    blocks = read_alignments(path)
-    np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
-    np.testing.assert_array_equal(blocks.counts, whole.counts)
-    np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
-    assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (61, 0, whole.library_type)
+    for block_records in (5, 100, 150):  # many blocks, and exactly two or three
+        monkeypatch.setattr(bam_module.scan_alignments, "__kwdefaults__", {
+            "block_records": block_records, "max_scattered_reads": bam_module.MAX_SCATTERED_READS})
+        blocks = read_alignments(path)
+        np.testing.assert_array_equal(blocks.X.toarray(), whole.X.toarray())
+        np.testing.assert_array_equal(blocks.counts, whole.counts)
+        np.testing.assert_array_equal(blocks.fragment_length_pmf, whole.fragment_length_pmf)
+        assert (blocks.n_fragments, blocks.n_unassigned, blocks.library_type) == (
+            61, 0, whole.library_type)
     assert whole.counts.sum() == 61
+
+
+def test_the_first_read_scattered_in_the_first_block_is_one_fragment(tmp_path):
+    from skem.io._bam_scan import scan_alignments
+
+    reads = [f"r{i}" for i in range(8)]
+    grouped = [lambda h, n=n: [segment(h, n, "A", 10, score=0),
+                               segment(h, n, "B", 10, score=0, flag=0x100)] for n in reads]
+    # the first read's secondary record after the second read's record, within the first block
+    # of three records
+    scattered = ([lambda h: [segment(h, "r0", "A", 10, score=0)],
+                  lambda h: [segment(h, "r1", "A", 10, score=0)],
+                  lambda h: [segment(h, "r0", "B", 10, score=0, flag=0x100)]] + grouped[2:])
+    path = write_bam(tmp_path / "r.bam", scattered)
+    scan = scan_alignments(path, block_records=3)
+    assert scan.n_fragments == 8
+    aln = read_alignments(path, fragment_length=100, library_type="U")
+    assert sorted(aln.counts.tolist()) == [1, 7] and aln.counts.sum() == 8
+
+
+def test_paired_qc_failed_and_supplementary_records_are_skipped(tmp_path):
+    # The record filter holds for mates too: a QC-failed or supplementary mate adds nothing.
+    proper = lambda h: pair(h, "p", "A", 100, 250)  # noqa: E731
+
+    def flagged(bits):
+        def make(h):
+            records = pair(h, "p", "B", 100, 250, secondary=True)
+            for record in records:
+                record.flag |= bits
+            return records
+        return make
+
+    rows = []
+    for records in ([proper], [proper, flagged(0x200)], [proper, flagged(0x800)]):
+        path = write_bam(tmp_path / f"p{len(rows)}.bam", records)
+        aln = read_alignments(path, fragment_length=200, library_type="U")
+        rows.append((aln.X.toarray().tolist(), aln.counts.tolist(), aln.n_fragments))
+        assert read_bam(path).X.toarray().tolist() == [[1, 0]]
+    assert rows[0] == rows[1] == rows[2]
 
 
 def test_qc_failed_records_are_skipped_by_both_readers(tmp_path):
@@ -574,7 +663,7 @@ def test_read_1_records_before_read_2_records_through_the_cli(tmp_path):
     assert table["est_counts"].sum() == pytest.approx(40)
 
 
-def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
+def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path, capfd):
     from skem.io._bam_scan import scan_alignments
 
     records = mixed_fragments(np.random.default_rng(6))
@@ -604,14 +693,21 @@ def test_blocks_of_a_scattered_file_and_the_bound_on_scattered_reads(tmp_path):
     damaged = cut.read_bytes()
     middle = len(damaged) * 2 // 3  # garbage in a later BGZF block; the EOF marker intact
     (tmp_path / "damaged.bam").write_bytes(damaged[:middle] + b"\x00" * 64 + damaged[middle + 64:])
-    with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM file"):
-        scan_alignments(tmp_path / "damaged.bam", block_records=3)
+    capfd.readouterr()
+    previous = pysam.set_verbosity(2)
+    try:
+        with pytest.raises(ValueError, match=r"damaged\.bam, record \d+: not a valid SAM/BAM"):
+            scan_alignments(tmp_path / "damaged.bam", block_records=3)
+        assert pysam.get_verbosity() == 2  # the caller's htslib verbosity is given back
+    finally:
+        pysam.set_verbosity(previous)
+    assert capfd.readouterr().err == ""  # htslib's own messages are kept off stderr
 
 
 # ------------------------------------------------------------------ fragment lengths
 
 
-def test_fragment_lengths_are_learned_from_uniquely_aligned_pairs_only(tmp_path):
+def test_fragment_lengths_are_learned_from_uniquely_aligned_proper_pairs_only(tmp_path):
     rng = np.random.default_rng(8)
     unique = rng.normal(200, 10, 50).round().astype(int)
     records = [lambda h, i=i, f=f: pair(h, f"u{i}", "A", 100, 100 + f - READ) for i, f in enumerate(unique)]
@@ -622,8 +718,21 @@ def test_fragment_lengths_are_learned_from_uniquely_aligned_pairs_only(tmp_path)
     stray = [lambda h, i=i: pair(h, f"s{i}", "A", 300, 300 + 300 - READ)
              + [segment(h, f"s{i}", "B", 5, flag=0x1 | 0x100 | 0x40, score=-3, mate=("B", 0))]
              for i in range(20)]
-    aln = read_alignments(write_bam(tmp_path / "r.bam", records + multi + stray + later))
-    assert aln.n_fragments == 120
+
+    def unflagged(bits):  # 450-bp pairs without some flag bits: not proper pairs (SAM spec:
+        # without 0x1, nothing may be assumed of 0x2, 0x40 and 0x80)
+        def make(h, name):
+            records = pair(h, name, "A", 40, 40 + 450 - READ)
+            for record in records:
+                record.flag &= ~bits
+            return records
+        return make
+
+    improper = [lambda h, i=i: unflagged(0x2)(h, f"d{i}") for i in range(20)]
+    unpaired = [lambda h, i=i: unflagged(0x1)(h, f"x{i}") for i in range(20)]
+    aln = read_alignments(write_bam(tmp_path / "r.bam",
+                                    records + multi + stray + improper + unpaired + later))
+    assert aln.n_fragments == 160
     # brute force: the histogram of the unique pairs' lengths, with 1 % of a normal of its moments
     histogram = np.bincount(unique, minlength=1001)[:1001].astype(float)
     f = np.arange(1001)
@@ -726,3 +835,123 @@ def test_a_pair_as_long_as_its_transcript_has_one_start(tmp_path):
     b = p[600] / p[:601].sum() / 1
     row = row_of(aln, "AB")
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
+
+
+def test_read_bam_rows_are_the_transcripts_both_mates_align_to(tmp_path):
+    # The docstring's rule by sets: read 1 on A and B, read 2 on B only -> {B}; mates with no
+    # transcript in common -> an empty row; one mate unmapped -> the other mate's transcripts.
+    def mate(h, name, ref, first, secondary=False):
+        flag = 0x1 | (0x40 if first else 0x80) | (0x100 if secondary else 0)
+        return segment(h, name, ref, 10, flag=flag, score=0)
+
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: [mate(h, "both", "A", True), mate(h, "both", "B", True, secondary=True),
+                   mate(h, "both", "B", False)],
+        lambda h: [mate(h, "apart", "A", True), mate(h, "apart", "B", False)],
+        lambda h: [mate(h, "lone", "A", True), mate(h, "lone", "B", True, secondary=True),
+                   segment(h, "lone", None, 0, flag=0x1 | 0x4 | 0x80)],
+    ])
+    compatible = read_bam(path)
+    assert compatible.X.toarray().tolist() == [[0, 1], [0, 0], [1, 1]]
+
+
+def test_only_pysams_closing_failures_are_kept_from_the_unraisable_hook(monkeypatch):
+    from skem.io._bam_scan import _unraisable_close_failures_silenced
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with _unraisable_close_failures_silenced():
+        for exc in (OSError("Closing failed"), OSError("disk full"), ValueError("Closing failed")):
+            sys.unraisablehook(types.SimpleNamespace(exc_value=exc))
+    assert [type(u.exc_value).__name__ + ": " + str(u.exc_value) for u in seen] == [
+        "OSError: disk full", "ValueError: Closing failed"]
+    assert sys.unraisablehook == seen.append  # restored
+
+
+def test_a_transcript_of_length_zero_in_the_header_is_refused(tmp_path):
+    # SAM spec: LN is in [1, 2^31 - 1] (htslib refuses LN:0 in SAM text itself, not in a BAM
+    # header); a zero length is refused before any record is read.
+    from skem.io._bam_scan import read_header
+
+    for length in (0, 1):
+        path = tmp_path / f"z{length}.bam"
+        refs = [{"SN": "A", "LN": 1000}, {"SN": "Z", "LN": length}]
+        with pysam.AlignmentFile(str(path), "wb", header={"HD": {"VN": "1.6"}, "SQ": refs}):
+            pass  # the header alone
+        if length:
+            assert read_header(path)[2].tolist() == [1000, 1]
+            continue
+        for read in (read_header, read_bam, read_alignments):
+            with pytest.raises(ValueError, match=r"z0\.bam, header: transcript 'Z' has length 0"):
+                read(path)
+
+
+def test_learned_fragment_lengths_against_the_histogram_of_extents():
+    # learned_log_pmf on blocks built by hand: the extents of unique proper pairs in
+    # 1..support (a 1-bp fragment counts), 99 % histogram plus 1 % of a normal of its moments;
+    # a mean near the support's end (the normal reaches past it).
+    from skem.io._bam_likelihood import learned_log_pmf
+    from skem.io._bam_scan import PAIR, SINGLE
+
+    support = 1000
+    extent = np.array([1, 1, 990, 995, 995, 1000, 1001, 0, 700, 990], dtype=np.int32)
+    unique = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1], dtype=bool)[: extent.size]
+    kind = np.array([PAIR] * 9 + [SINGLE], dtype=np.int8)
+    blocks = [{"extent": extent[:5], "unique": unique[:5], "kind": kind[:5]},
+              {"extent": np.r_[extent[5:], [998] * 4].astype(np.int32),
+               "unique": np.r_[unique[5:], [True] * 4], "kind": np.r_[kind[5:], [PAIR] * 4]}]
+    counted = [1, 1, 990, 995, 995, 1000, 998, 998, 998, 998]  # not 1001, 0, 700 (multi), single
+    histogram = np.bincount(counted, minlength=support + 1).astype(float)
+    f = np.arange(support + 1)
+    mean = histogram @ f / histogram.sum()
+    sd = np.sqrt(histogram @ (f - mean) ** 2 / histogram.sum())
+    normal = np.r_[0.0, norm.pdf(f[1:], mean, sd)]
+    expected = 0.99 * histogram / histogram.sum() + 0.01 * normal / normal.sum()
+    np.testing.assert_allclose(np.exp(learned_log_pmf(blocks, support)), expected,
+                               rtol=1e-9, atol=1e-300)
+
+
+@pytest.mark.parametrize("n_forward, paired, expected", [
+    (0, False, "SR"), (1, False, "SR"), (2, False, "U"), (5, True, "IU"), (8, False, "U"),
+    (9, True, "ISF"), (10, False, "SF"),
+])
+def test_library_type_is_stranded_past_80_percent_of_unique_fragments(n_forward, paired,
+                                                                      expected):
+    # salmon's rule as documented: stranded when more than 80 % agree (exactly 80 % is not)
+    from skem.io._bam_likelihood import detect_library_type
+
+    forward = np.arange(12) < n_forward
+    unique = np.r_[np.ones(10, bool), [False, False]]  # two multi-mapped fragments do not vote
+    forward[10:] = n_forward < 5
+    blocks = [{"unique": unique[:4], "forward": forward[:4]},
+              {"unique": unique[4:], "forward": forward[4:]}]
+    assert detect_library_type(blocks, "A", paired) == expected
+    assert detect_library_type(blocks, "SR", paired) == ("ISR" if paired else "SR")
+    assert detect_library_type([], "A", paired) == ("IU" if paired else "U")
+
+
+@pytest.mark.parametrize("table_entries", [1 << 20, 2000])
+def test_single_read_probabilities_against_the_sum_over_fragment_lengths(table_entries):
+    # P(read at its start | transcript) = sum_{f <= min(room, L)} P(f) / (L - f + 1) / P(f <= L),
+    # by brute force; 0 where no fragment length of positive probability fits the transcript
+    from skem.io._bam_likelihood import single_read_log_prob
+
+    p = normal_pmf(200, 1.4)
+    p = 0.99 * (np.arange(1001) == 200) + 0.01 * p  # the 1 % normal underflows below ~150
+    lengths = np.array([60, 150, 199, 200, 230, 1000, 1500])
+    rng = np.random.default_rng(5)
+    transcript = rng.integers(0, lengths.size, 200)
+    room = rng.integers(1, 1600, 200)
+    with np.errstate(divide="ignore"):
+        ours = single_read_log_prob(room, transcript, lengths, np.log(p),
+                                    table_entries=table_entries)
+    f = np.arange(1001)
+    for r, t, value in zip(room, transcript, ours):
+        L = lengths[t]
+        fits = (f >= 1) & (f <= min(r, L))
+        total = p[: L + 1].sum()
+        expected = np.sum(p[fits] / (L - f[fits] + 1)) / total if total > 0 else 0.0
+        if expected == 0.0:
+            assert value == -np.inf
+        else:
+            assert value == pytest.approx(np.log(expected), rel=1e-9)

@@ -366,17 +366,18 @@ def test_bad_table_values_name_file_line_row_and_column(tmp_path, text, words):
 
 
 @pytest.mark.parametrize(
-    "text, index, values",
+    "text, index, values, index_name",
     [
-        ("0.5\n1.5\n2\n", [0, 1, 2], [0.5, 1.5, 2]),  # no header: the first value stays
-        ("size_factor\n0.5\n1.5\n", [0, 1], [0.5, 1.5]),
-        ("r1,0.5\nr2,1.5\n", ["r1", "r2"], [0.5, 1.5]),
-        (",size_factor\nr1,0.5\nr2,1.5\n", ["r1", "r2"], [0.5, 1.5]),
+        ("0.5\n1.5\n2\n", [0, 1, 2], [0.5, 1.5, 2], None),  # no header: the first value stays
+        ("size_factor\n0.5\n1.5\n", [0, 1], [0.5, 1.5], None),
+        ("r1,0.5\nr2,1.5\n", ["r1", "r2"], [0.5, 1.5], None),  # row names without a header
+        (",size_factor\nr1,0.5\nr2,1.5\n", ["r1", "r2"], [0.5, 1.5], None),
+        ("cell,size_factor\nr1,0.5\nr2,1.5\n", ["r1", "r2"], [0.5, 1.5], "cell"),
     ],
 )
-def test_number_table_header_auto(tmp_path, text, index, values):
+def test_number_table_header_auto(tmp_path, text, index, values, index_name):
     table = read_number_table(_table(tmp_path, text), header="auto")
-    assert list(table.index) == index
+    assert list(table.index) == index and table.index.name == index_name
     np.testing.assert_array_equal(table.iloc[:, 0], values)
 
 

@@ -186,6 +186,14 @@ def test_meme_reader_accepts_alt_names_and_e_values(tmp_path):
         (" 0.25 0.25 0.25 0.25\n", " 0.25 0.25 0.25 0.25\n\n 0.4 0.3 0.2 0.1\n", 13,
          "more matrix rows than the w= 2"),
         ("w= 2", "w= 0", 9, "w= 0; a motif has at least one position"),
+        # MEME's rows sum to 1 within rounding (0.01), probabilities and background in [0, 1]
+        (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3 0.415", 10, "not probabilities"),
+        (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3 0.385", 10, "not probabilities"),
+        ("A 0.25 C", "A 1.01 C", 6, "background frequencies are not probabilities"),
+        ("A 0.25 C", "A -0.01 C", 6, "background frequencies are not probabilities"),
+        ("ALPHABET= ACGT", "ALPHABET DNA-ISH", 3, "unknown alphabet 'DNA-ISH'"),
+        # a MEME file whose motifs are all missing is named as such, not as another format
+        (GOOD_MEME[GOOD_MEME.index("MOTIF"):], "", None, "no motifs found"),
     ],
 )
 def test_malformed_meme_names_file_and_line(tmp_path, old, new, line, message):
@@ -193,6 +201,21 @@ def test_malformed_meme_names_file_and_line(tmp_path, old, new, line, message):
     where = rf"bad\.meme, line {line}: " if line else r"bad\.meme: .*"
     with pytest.raises(ValueError, match=where + f".*{message}"):
         read_meme(path)
+
+
+@pytest.mark.parametrize("old, new", [
+    (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3 0.409"),  # rounding within 0.01
+    (" 0.1 0.2 0.3 0.4", " 0.1 0.2 0.3 0.391"),
+    (" 0.1 0.2 0.3 0.4", " 1 0 0 0"),  # the bounds of a probability
+    ("A 0.25 C 0.25 G 0.25 T 0.25", "A 1 C 0 G 0 T 0"),
+    ("ALPHABET= ACGT", "ALPHABET DNA"),  # a built-in alphabet named on one line
+    ("ALPHABET= ACGT", 'ALPHABET "DNA"\nA ~ T\nC ~ G\nEND ALPHABET'),
+])
+def test_meme_values_at_the_edges_of_the_format_are_read(tmp_path, old, new):
+    frame = read_meme(_write(tmp_path / "edge.meme", GOOD_MEME.replace(old, new)))["m1"]
+    assert list(frame.columns) == list("ACGT") and frame.shape == (2, 4)
+    expected = [float(v) for v in (new if new.startswith(" ") else " 0.1 0.2 0.3 0.4").split()]
+    np.testing.assert_array_equal(frame.iloc[0], expected)
 
 
 def test_not_a_meme_file(tmp_path):

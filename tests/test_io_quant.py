@@ -64,6 +64,16 @@ def test_salmon_eq_classes_without_weights(tmp_path, compress):
     assert list(eq.transcript_names) == NAMES and eq.weighted is False
 
 
+def test_salmon_eq_classes_listed_in_any_order_give_a_canonical_matrix(tmp_path):
+    # salmon lists a class's transcripts in no promised order; the matrix is canonical CSR
+    # (sorted indices, as scipy's own constructors give) with each weight on its transcript
+    text = salmon_dump([([2, 0, 1], 5), ([1, 0], 2)], weights=[[0.5, 0.2, 0.3], [0.9, 0.1]])
+    eq = read_salmon_eq_classes(write(tmp_path / "eq_classes.txt", text))
+    np.testing.assert_allclose(eq.X.toarray(), [[0.2, 0.3, 0.5], [0.1, 0.9, 0.0]])
+    assert eq.X.has_sorted_indices
+    assert all(np.all(np.diff(eq.X[i].indices) > 0) for i in range(eq.X.shape[0]))
+
+
 def test_salmon_eq_classes_with_weights_keep_duplicate_sets(tmp_path):
     text = salmon_dump(
         [([0, 1], 10), ([0, 1], 3), ([2], 4)], weights=[[0.25, 0.75], [0.5, 0.5], [1.0]]
@@ -208,8 +218,9 @@ def test_two_column_lengths_with_and_without_header(tmp_path):
     pd.testing.assert_series_equal(plain, headed)
     assert plain["B"] == 250.5
     bad = write(tmp_path / "c.tsv", "A\t100\nB\t-3\n")
-    with error_at(bad, 2):
+    with error_at(bad, 2) as error:
         read_lengths(bad)
+    assert "transcript 'B' has length '-3'; lengths must be positive" in str(error.value)
     bad = write(tmp_path / "d.tsv", "A\t100\nB\t3\textra\n")
     with error_at(bad, 2):
         read_lengths(bad)

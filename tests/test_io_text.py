@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from skem.io._text import TextLines
+from skem.io._text import TextLines, _decompressed, check_utf8
 
 CONTENT = b"\xef\xbb\xbfone\r\ntwo\rthree\n\nfive"
 LINES = ["one", "two", "three", "", "five"]
@@ -40,6 +40,21 @@ def test_bytes_that_are_not_utf8_are_named_on_their_line(tmp_path):
     lines = TextLines(path)
     with pytest.raises(ValueError, match=r"latin\.txt, line 3: byte 4 of the line .* not UTF-8"):
         list(lines)
+
+
+@pytest.mark.parametrize("content, line, byte", [
+    (b"caf\xe9\n", 1, 4),
+    (b"\ncaf\xe9\n", 2, 4),  # a first line that is empty
+    (b"ok\n\xe9\n", 2, 1),
+    (b"ok\n" * 30000 + b"\nxy\xff", 30002, 3),  # in a later block of lines
+])
+def test_check_utf8_names_the_line_and_byte_of_a_bad_byte(tmp_path, content, line, byte):
+    path = tmp_path / "sam.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"sam\.txt, line {line}: byte {byte} of the line"):
+        check_utf8(path)
+    path.write_bytes(content.replace(b"\xe9", b"e").replace(b"\xff", b"f"))
+    check_utf8(path)
 
 
 def test_truncated_gzip_names_the_file_and_the_last_line_read(tmp_path):
@@ -75,3 +90,25 @@ def test_a_truncated_gzip_file_object_is_named():
     data = gzip.compress(b">s1\n" + b"ACGT\n" * 20000)
     with pytest.raises(ValueError, match="cannot be read after line"):
         list(TextLines(io.BytesIO(data[: len(data) // 2])))
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_file_object_read_through_detection_is_a_readable_binary_stream(gzipped):
+    # What _decompressed gives back must behave as io's contract says for any reader: the
+    # bytes looked at first are not lost, read(-1) reads to the end, read(0) reads nothing,
+    # and io's buffered reader accepts it (it checks readable()).
+    data = b"ACGT\nTTGA\n" * 50
+    for read in (lambda s: s.read(), lambda s: s.read(-1),
+                 lambda s: b"".join(iter(lambda: s.read(7), b"")),
+                 lambda s: io.BufferedReader(s).read()):
+        stream = _decompressed(io.BytesIO(gzip.compress(data) if gzipped else data))
+        assert stream.read(0) == b""
+        assert read(stream) == data
+
+
+def test_no_line_is_numbered_before_reading(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(CONTENT)
+    lines = TextLines(path)
+    assert lines.number == 0
+    assert str(lines.error("empty")).endswith(", line 0: empty")

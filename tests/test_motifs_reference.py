@@ -156,3 +156,28 @@ def test_scores_posteriors_and_criteria_by_hand(background):
     entropy = -np.sum(model.pwms_ * np.log2(model.pwms_), axis=2)
     np.testing.assert_allclose(model.information_content_, np.log2(A) - entropy, atol=1e-12)
     assert list(model.consensus_) == ["".join("ACGT"[i] for i in pwm.argmax(axis=1)) for pwm in model.pwms_]
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_motif_m_step_against_its_formulas(tied):
+    # The docstring's MAP M-step, element by element, on two stacked independent mixtures:
+    # weights resp_sum / sum with an empty component kept at 1e-10 of the total;
+    # theta[k, i, a] = (counts + beta) / (sum_a counts + A beta), the background's counts
+    # pooled over positions when tied.
+    from skem._pwm import motif_m_step
+
+    rng = np.random.default_rng(2)
+    resp_sum = np.array([[0.0, 4.0, 6.0], [3.0, 0.0, 2.5]])
+    counts = rng.gamma(1.0, 2.0, size=(2, 3, 5, 4))
+    beta = 0.3
+    weights, pwms = motif_m_step(resp_sum, counts, beta, tied)
+    for m in range(2):
+        total = resp_sum[m].sum()
+        floored = [max(r, 1e-10 * total) for r in resp_sum[m]]
+        np.testing.assert_allclose(weights[m], np.array(floored) / sum(floored), rtol=1e-12)
+        for k in range(3):
+            for i in range(5):
+                row = counts[m, k].sum(axis=0) if (tied and k == 0) else counts[m, k, i]
+                np.testing.assert_allclose(pwms[m, k, i], (row + beta) / (row.sum() + 4 * beta),
+                                           rtol=1e-12)
+    assert weights[0, 0] == pytest.approx(1e-10 * 10 / (10 + 1e-9), rel=1e-12)

@@ -171,6 +171,31 @@ def test_erasing_weights_are_the_product_of_one_minus_coverage_by_enumeration(mo
         np.testing.assert_array_equal(ours[i, L:], 1.0)  # padding is never covered
 
 
+@pytest.mark.parametrize("mode", ["oops", "zoops", "tcm"])
+def test_each_motifs_expected_sites_are_counted_on_the_sequences_erased_before_it(mode):
+    # nsites_[k]: the expected number of sites of motif k on the sequences erased by the motifs
+    # before it, from enumerating site configurations with the fitted parameters (the starts:
+    # max_iter=0 leaves the second motif sites to count on such short sequences).
+    sequences = ["ACGTTGCA", "TTGACGA", "GGCATG", "ACGTTG"]
+    w = 3
+    model = SequenceMotifMixture(width=w, mode=mode, n_motifs=2, revcomp=True, max_iter=0,
+                                 random_state=0).fit(sequences)
+    assert model.nsites_.shape == (2,) and model.nsites_.min() > 1e-3
+    erased = [np.ones(len(s)) for s in sequences]
+    for k in range(2):
+        motif = SequenceMotifParams(model.background_, (np.asarray(model.pwms_[k + 1]),),
+                                    model.site_probs_[k : k + 1])
+        expected = 0.0
+        for i, sequence in enumerate(sequences):
+            post = _brute_force_posteriors(sequence, motif, mode, erased[i])
+            expected += post.sum()
+            starts = post.sum(axis=1)
+            coverage = np.array([starts[max(t - w + 1, 0): t + 1].sum()
+                                 for t in range(len(sequence))])
+            erased[i] = erased[i] * (1.0 - coverage)
+        np.testing.assert_allclose(model.nsites_[k], expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize("mode", ["zoops", "tcm"])
 def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
     # Issue 20 item 5: erasing must keep a later motif from re-finding an earlier one.
@@ -188,6 +213,36 @@ def test_a_third_motif_asked_of_two_planted_ones_is_neither_again(mode):
     assert all(_distance(found[2], p) > 0.3 for p in pwms)
     assert model.log10_evalues_[2] > max(model.log10_evalues_[:2]) + 20
 
+
+
+@pytest.mark.parametrize("mode, revcomp, palindromic, width", [
+    ("zoops", False, False, 10),  # sites planted on the forward strand only
+    ("tcm", True, False, (8, 12)),
+    ("zoops", True, True, (8, 12)),  # motif 1 planted as a palindrome
+    ("tcm", True, True, 10),
+])
+def test_a_third_motif_takes_none_of_the_earlier_motifs_sites(mode, revcomp, palindromic, width):
+    # Issue 20 item 5 over strands, palindromes and width ranges: after erasing, motif 3 is
+    # neither earlier motif (on either strand), hardly sits on their sites (sites() reads each
+    # motif without erasing, so a weak site may overlap; a motif found again would overlap
+    # nearly all), and is less significant than motif 1 (a palindromic fit cannot find the
+    # planted motif 2, which is not palindromic).
+    pwms = [make_motif_pwm(10, concentration=0.05, palindromic=palindromic, random_state=11),
+            make_motif_pwm(10, concentration=0.05, random_state=21)]
+    sequences, _, _ = make_motif_sequences(50, 120, pwm=pwms, site_probability=[0.9, 0.6],
+                                           both_strands=revcomp, random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SequenceMotifMixture(width=width, mode=mode, n_motifs=3, revcomp=revcomp,
+                                     palindromic=palindromic, random_state=0).fit(sequences)
+    sites = model.sites(sequences)
+    earlier, third = sites[sites["motif"] < 3], sites[sites["motif"] == 3]
+    merged = third.merge(earlier, on="sequence", suffixes=("", "_earlier"))
+    overlapping = (merged["start"] < merged["end_earlier"]) & (merged["end"] > merged["start_earlier"])
+    assert merged.loc[overlapping, "start"].size <= 0.2 * len(third), merged[overlapping]
+    found = [np.asarray(model.pwms_[k]) for k in (1, 2, 3)]
+    assert all(_distance(found[2], f) > 0.3 for f in found[:2])
+    assert model.log10_evalues_[2] > model.log10_evalues_[0] + 20
 
 # --------------------------------------------------------------------------- widths
 
@@ -264,6 +319,24 @@ def test_sites_are_named_by_the_x_given_to_sites():
     assert set(model.sites(renamed)["sequence"]) <= set(renamed)
     listed = model.sites(list(sequences.values()))
     assert set(listed["sequence"]) <= set(range(len(sequences)))
+
+
+def test_each_site_row_reads_its_letters_from_its_sequence_and_strand():
+    # The site column against the sequences themselves: sequence[start:end] on "+", its
+    # reverse complement on "-", end - start the motif's width, for motifs of two widths
+    pwms = [make_motif_pwm(7, concentration=0.1, random_state=1),
+            make_motif_pwm(11, concentration=0.1, random_state=2)]
+    sequences, _, _ = make_motif_sequences(30, 50, pwm=pwms, both_strands=True, random_state=3)
+    model = SequenceMotifMixture(width=(7, 11), n_motifs=2, revcomp=True,
+                                 random_state=0).fit(sequences)
+    sites = model.sites(sequences, threshold=0.2)
+    assert set(sites["strand"]) == {"+", "-"} and sites["sequence"].nunique() > 10
+    for row in sites.itertuples():
+        assert row.end - row.start == model.widths_[row.motif - 1]
+        letters = sequences[row.sequence][row.start:row.end]
+        if row.strand == "-":
+            letters = letters[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        assert row.site == letters
 
 
 def test_sample_draws_lengths_from_the_weighted_training_lengths():
@@ -412,3 +485,119 @@ def test_later_motifs_warn_only_when_they_stop_short():
             warnings.simplefilter("error")
             SequenceMotifMixture(width=6, n_motifs=2, max_iter=max_iter,
                                  random_state=0).fit(sequences)
+
+
+# ---------------------------------------------------------------------- significance
+
+
+@pytest.mark.parametrize("dof", [2, 10, 30, 96])
+@pytest.mark.parametrize("x", [5.0, 300.0, 3000.0, 2e4, 1e6])
+def test_log_chi2_tail_against_the_closed_form_for_even_dof(x, dof):
+    # For even dof, P(chi2_dof > x) = e^-y sum_{k < dof/2} y^k / k!, y = x / 2 (exact, summed
+    # in log space); far in the tail, where scipy's logsf underflows, log_chi2_sf switches to
+    # the asymptotic series, good to O((s / y)^2)
+    from scipy.special import gammaln, logsumexp
+    from scipy.stats import chi2
+
+    from skem._sequence_sites import log_chi2_sf
+
+    y, k = x / 2.0, np.arange(dof // 2)
+    exact = -y + logsumexp(k * np.log(y) - gammaln(k + 1))
+    if np.isfinite(chi2.logsf(x, dof)):
+        assert log_chi2_sf(x, dof) == pytest.approx(exact, rel=1e-9)
+    else:  # the next term of the series: (s - 1)(s - 2) / y^2 < (s / y)^2
+        assert abs(log_chi2_sf(x, dof) - exact) <= (dof / x) ** 2
+
+
+@pytest.mark.parametrize("counts, background, n_positions", [
+    ([[5, 0, 0, 0], [0, 5, 0, 0], [1, 1, 1, 2], [0, 0, 0, 5]], [0.25] * 4, 400),  # zero counts
+    ([[1, 0, 0, 0], [0, 0, 1, 0]], [0.3, 0.2, 0.2, 0.3], 50),  # one site
+    ([[30, 10, 5, 5], [0, 50, 0, 0], [10, 10, 10, 20], [5, 5, 20, 20]], [0.25, 0.25, 0.3, 0.2],
+     10_000),
+    ([[3, 1, 0, 0], [0, 0, 4, 0]], [0.25] * 4, 3),  # fewer positions than sites: as many
+])
+def test_log10_evalue_against_its_formula(counts, background, n_positions):
+    # MEME's E-value as documented: llr = sum n_pa log(f_pa / b_a) (0 log 0 = 0), p-value of
+    # 2 llr under chi2(w (A - 1)) (closed form: even w (A - 1) here), times C(n_positions, nsites)
+    import math
+
+    from scipy.special import gammaln, logsumexp
+
+    from skem._sequence_sites import log10_evalue
+
+    counts, background = np.asarray(counts, float), np.asarray(background)
+    w, A = counts.shape
+    nsites = int(counts.sum(axis=1)[0])
+    llr = sum(n * math.log(n / nsites / background[a])
+              for row in counts for a, n in enumerate(row) if n > 0)
+    y, k = llr, np.arange(w * (A - 1) // 2)  # y = (2 llr) / 2
+    log_p = -y + logsumexp(k * np.log(y) - gammaln(k + 1))
+    log_choices = math.log(math.comb(max(n_positions, nsites), nsites))
+    expected = (log_p + log_choices) / math.log(10)
+    assert log10_evalue(counts, background, n_positions, A - 1) == pytest.approx(expected,
+                                                                                 rel=1e-9)
+    assert log10_evalue(np.zeros((w, A)), background, n_positions, A - 1) == 0.0  # no site
+
+
+def test_pwm_of_a_component_checks_the_fit_and_the_component():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        SequenceMotifMixture(width=6).pwm()
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, n_motifs=2, random_state=0).fit(sequences)
+    K = len(model.pwms_)
+    np.testing.assert_array_equal(model.pwm().to_numpy(), model.pwms_[1])  # the first motif
+    np.testing.assert_array_equal(model.pwm(-1).to_numpy(), model.pwms_[K - 1])
+    np.testing.assert_array_equal(model.pwm(-K).to_numpy(), model.pwms_[0])
+    for bad in (K, -K - 1, 1.5, "1", 1.0):
+        with pytest.raises(ValueError, match="component must be an integer"):
+            model.pwm(bad)
+
+
+def test_information_content_and_the_information_matrix_by_hand():
+    # bits per position: log2(A) - entropy (0 log 0 = 0); pwm(kind="information") scales each
+    # row's probabilities by its position's bits (logomaker's information logo)
+    sequences, _, _ = make_motif_sequences(30, 40, width=6, random_state=2)
+    model = SequenceMotifMixture(width=6, n_motifs=2, random_state=0).fit(sequences)
+    for k in range(len(model.pwms_)):
+        pwm = np.asarray(model.pwms_[k])
+        bits = np.array([2.0 + sum(p * np.log2(p) for p in row if p > 0) for row in pwm])
+        np.testing.assert_allclose(model.information_content_[k], bits, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(model.pwm(k, kind="information").to_numpy(),
+                                   pwm * bits[:, None], rtol=1e-12, atol=1e-15)
+
+
+def test_information_content_of_stacked_matrices_is_per_matrix():
+    from skem._pwm import information_content
+
+    rng = np.random.default_rng(1)
+    stacked = rng.dirichlet(np.full(4, 0.5), size=(3, 7))  # (K, w, A), w != A
+    stacked[0, 0] = [1.0, 0.0, 0.0, 0.0]
+    bits = 2.0 + np.array([[sum(p * np.log2(p) for p in row if p > 0) for row in pwm]
+                           for pwm in stacked])
+    np.testing.assert_allclose(information_content(stacked), bits, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(information_content(stacked[1]), bits[1], rtol=1e-12)
+
+
+def test_a_weighted_draw_of_at_least_every_row_is_every_row():
+    from skem._pwm import weighted_draw
+
+    model = SequenceMotifModel(width=3, mode="zoops", letters=DNA, wildcards="N", pseudocount=0.1)
+    codes, _ = encode_ragged(["ACGTTG", "TTGACG", "GGCATG"], DNA, "N")
+    data = model.prepare(codes, np.array([1.0, 2.0, 3.0]))
+    rng = np.random.RandomState(0)
+    for size in (3, 4):
+        assert weighted_draw(data, size, rng) is data
+    drawn = weighted_draw(data, 2, rng)  # a multinomial draw of 2: the counts are the weights
+    assert drawn.weights.sum() == 2 and drawn.n_rows <= 2
+
+
+def test_sample_checks_the_fit_and_draws_one_sequence_by_default():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        SequenceMotifMixture(width=6).sample()
+    sequences, _, _ = make_motif_sequences(20, 30, width=6, random_state=2)
+    drawn, planted = SequenceMotifMixture(width=6, random_state=0).fit(sequences).sample()
+    assert drawn.shape == (1,) and planted.shape == (1, 1) and len(drawn[0]) == 30

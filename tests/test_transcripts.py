@@ -584,3 +584,65 @@ def test_score_ignores_rows_of_weight_zero():
     assert model.score_samples(impossible)[0] == -np.inf
     with_zero = model.score(np.vstack([X, impossible]), sample_weight=[3.0, 2.0, 1.0, 0.0])
     assert with_zero == model.score(X, sample_weight=[3.0, 2.0, 1.0])
+
+
+# ------------------------------------------------- the weight of one read (issue 20 item 2)
+
+
+def test_read_weight_is_the_smallest_positive_weight_of_a_compatible_row():
+    from skem.transcripts import _read_weight
+
+    X = sp.csr_matrix(np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=float))
+    # row 1 is compatible with nothing and row 3 has weight 0: neither is a read
+    assert _read_weight(X, np.array([0.5, 1e-9, 2.0, 0.0])) == 0.5
+    assert _read_weight(X.toarray(), np.array([3.0, 1e-9, 2.0, 0.0])) == 2.0
+    assert _read_weight(X, np.zeros(4)) == 1.0  # no read at all
+    assert _read_weight(X, [0.5, 1.0, 2.0, 3.0]) == 1.0  # not in memory (dask): one read is 1
+
+
+def test_truncation_and_the_stopping_rule_are_in_reads_of_the_read_weight():
+    # _truncate: counts below TRUNCATE_BELOW reads of weight read_weight are zeroed, the others
+    # rescaled to keep the total; nothing changes if none or all are small
+    r = 1e-6
+    counts = np.array([0.5e-8 * r, 3.0, 1.5e-8 * r, 0.0])
+    kept = _truncate(TranscriptParams(counts), r).counts
+    survivors = np.array([0.0, 3.0, 1.5e-8 * r, 0.0])
+    np.testing.assert_allclose(kept, survivors * counts.sum() / survivors.sum(), rtol=1e-14)
+    assert kept.sum() == pytest.approx(counts.sum(), rel=1e-15)
+    for unchanged in ([2.0, 3.0], [0.5e-8 * r, 0.2e-8 * r]):
+        assert _truncate(TranscriptParams(np.array(unchanged)), r).counts.tolist() == unchanged
+    # the field's stopping rule: counts at or below rel_tol_cutoff reads never block it
+    model = TranscriptModel(eff_lengths=np.ones(3), lengths=np.ones(3), prior=np.zeros(3),
+                            rel_tol=0.01, rel_tol_cutoff=0.01, read_weight=r)
+    old = TranscriptParams(np.array([100.0, 0.01 * r, 0.02 * r]))
+    assert model.params_converged(old, TranscriptParams(np.array([100.5, 0.0, 0.02 * r])))
+    assert model.params_converged(old, TranscriptParams(np.array([101.0, 0.0, 0.02 * r])))
+    assert not model.params_converged(old, TranscriptParams(np.array([102.0, 0.0, 0.02 * r])))
+    assert not model.params_converged(old, TranscriptParams(np.array([100.0, 0.0, 0.011 * r])))
+    # both boundaries belong to "settled": a move of exactly rel_tol, a count of exactly the cutoff
+    before = TranscriptParams(np.array([99.0, 5 * r, 0.0]))
+    assert model.params_converged(before, TranscriptParams(np.array([100.0, 0.01 * r, 0.0])))
+    # SQUAREM's coordinates: log(counts + 1e-10 reads); unpack inverts pack, keeping the total
+    params = TranscriptParams(np.array([5.0, 1e-3 * r, 0.0]))
+    vector = model.pack(params)
+    np.testing.assert_allclose(vector, np.log(params.counts + 1e-10 * r), rtol=1e-15)
+    np.testing.assert_allclose(model.unpack(vector, params).counts, params.counts, rtol=1e-9,
+                               atol=1e-12 * r)
+    assert model.unpack(np.array([np.nan, 0.0, 0.0]), params) is params
+    other = TranscriptParams(np.array([1.0, 2.0, 2.0]))  # unpack keeps other's total
+    single = TranscriptParams(np.array([5.0, 0.0, 0.0]))
+    np.testing.assert_allclose(model.unpack(model.pack(single), other).counts, [5.0, 0.0, 0.0],
+                               rtol=1e-12)
+    nothing = np.full(3, np.log(1e-10 * r))  # every coordinate at the floor: no counts left
+    assert model.unpack(nothing, other) is other
+
+
+def test_posteriors_of_a_row_of_transcripts_truncated_to_zero_are_zero_not_nan():
+    X = sp.csr_matrix(np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]]))
+    model = TranscriptQuantifier(lengths=np.full(3, 1000.0), random_state=0).fit(
+        X, sample_weight=[5.0, 5.0, 2.0])
+    assert model.est_counts_[2] == 0.0  # no read is compatible with it: truncated to 0
+    proba = model.predict_proba(sp.csr_matrix(np.array([[0, 0, 1.0], [1.0, 0, 1.0]])))
+    dense = proba.toarray()
+    assert not np.isnan(dense).any()
+    np.testing.assert_array_equal(dense, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])

@@ -112,8 +112,11 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
     def read(self, size=-1):
+        if size < 0:  # to the end, as io.RawIOBase.read(-1)
+            data, self.head = self.head + self.handle.read(), b""
+            return data
         if self.head:
-            data = self.head if size < 0 else self.head[:size]
+            data = self.head[:size]
             self.head = self.head[len(data):]
             return data
         return self.handle.read(size)
