@@ -377,7 +377,11 @@ def test_grid_search_picks_the_true_number_of_components():
     ).fit(X)
     bics = [NegBinMixture(k, random_state=0, n_init=2, tol=1e-6).fit(X).bic(X) for k in range(1, 6)]
     assert int(np.argmin(bics)) + 1 == 3
-    assert search.best_params_["n_components"] in (3, 4)  # held-out likelihood may accept one spare
+    # Held-out likelihood cannot tell spare components from none here (K = 3, 4 and 5 score
+    # within 1e-3 per row of each other); it must rule out too few.
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_["n_components"] >= 3
+    assert scores[2] >= scores.max() - 1e-3 and scores[1] < scores.max() - 0.5
 
 
 def test_pipeline_and_cross_val_score():
