@@ -196,6 +196,23 @@ def test_proper_pair_length_probability(tmp_path):
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
 
 
+def test_mates_that_start_at_the_same_position_are_one_pair(tmp_path):
+    # Both mates at 100 on A (fragment [100, 150), as long as a read): read 2's keys then equal
+    # its own mate's, and only read 1 may start a pair (flag 0x40), or read 2 joins itself.
+    mean, sd = 100.0, 30.0
+    path = write_bam(tmp_path / "r.bam", [
+        lambda h: pair(h, "f1", "A", 100, 100, score=(0, -2))
+        + pair(h, "f1", "B", 50, 130, score=(-3, -1), secondary=True),
+    ])
+    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
+    p = normal_pmf(mean, sd)
+    a = np.exp(-2) * p[READ] / p[:1001].sum() / (1000 - READ + 1)
+    b = np.exp(-4) * p[130] / p[:601].sum() / (600 - 130 + 1)
+    row = row_of(aln, "AB")
+    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
+    assert aln.n_fragments == 1
+
+
 def test_orphan_mates_count_as_single_reads(tmp_path):
     # read 1 aligns alone (its mate unmapped): a single read of read 1's orientation
     path = write_bam(tmp_path / "r.bam", [
