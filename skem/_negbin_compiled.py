@@ -96,6 +96,16 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE = 0x3FF0000000000000
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _move_exponents(mantissa, exponent):
+    """Move each running product's binary exponent into ``exponent``, leaving it in [1, 2),
+    so that more factors can be multiplied in without overflow (exactly: no rounding)."""
+    for k in range(mantissa.size):
+        bits = _bits_of(mantissa[k])
+        exponent[k] += (bits >> 52) - 1023
+        mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
+
+
 @_jit
 def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, pair_table,
                max_factors, log_density, totals):
@@ -153,10 +163,7 @@ def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, p
             if x == np.floor(x) and x <= min(MAX_PRODUCT_POWER, max_factors):
                 power = int(x)
                 if pending + power > max_factors:
-                    for k in range(n_components):
-                        bits = _bits_of(mantissa[k])
-                        exponent[k] += (bits >> 52) - 1023
-                        mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
+                    _move_exponents(mantissa, exponent)
                     pending = 0
                 pending += power
                 for _ in range(power):
@@ -276,10 +283,7 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
             elif x == np.floor(x) and x <= small_power:
                 power = int(x)
                 if pending + power > max_factors:
-                    for k in range(nk):
-                        bits = _bits_of(mantissa[k])
-                        exponent[k] += (bits >> 52) - 1023
-                        mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
+                    _move_exponents(mantissa, exponent)
                     pending = 0
                 pending += power
                 for _ in range(power):
