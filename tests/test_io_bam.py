@@ -180,37 +180,28 @@ def test_nm_is_used_without_as(tmp_path):
 # ------------------------------------------------------------------ paired-end
 
 
-def test_proper_pair_length_probability(tmp_path):
-    mean, sd = 200.0, 20.0
-    # on A: fragment [100, 300) of length 200; on B (secondary): [50, 280) of length 230
+@pytest.mark.parametrize("a_mate_starts, mean, sd", [
+    # On A: fragment [100, 300) of length 200.
+    ((100, 250), 200.0, 20.0),
+    # Both mates at 100 on A (fragment [100, 150), as long as a read): read 2's keys then
+    # equal its own mate's, and only read 1 may start a pair (flag 0x40), or read 2 joins itself.
+    ((100, 100), 100.0, 30.0),
+])
+def test_proper_pair_length_probability(tmp_path, a_mate_starts, mean, sd):
+    # On B (secondary): [50, 280) of length 230.
+    left, right = a_mate_starts
     path = write_bam(tmp_path / "r.bam", [
-        lambda h: pair(h, "f1", "A", 100, 250, score=(0, -2))
+        lambda h: pair(h, "f1", "A", left, right, score=(0, -2))
         + pair(h, "f1", "B", 50, 230, score=(-3, -1), secondary=True),
     ])
     aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
-    assert aln.paired
+    assert aln.paired and aln.n_fragments == 1
     p = normal_pmf(mean, sd)
-    a = np.exp(-2) * p[200] / p[:1001].sum() / (1000 - 200 + 1)
+    length = right + READ - left
+    a = np.exp(-2) * p[length] / p[:1001].sum() / (1000 - length + 1)
     b = np.exp(-4) * p[230] / p[:601].sum() / (600 - 230 + 1)
     row = row_of(aln, "AB")
     assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
-
-
-def test_mates_that_start_at_the_same_position_are_one_pair(tmp_path):
-    # Both mates at 100 on A (fragment [100, 150), as long as a read): read 2's keys then equal
-    # its own mate's, and only read 1 may start a pair (flag 0x40), or read 2 joins itself.
-    mean, sd = 100.0, 30.0
-    path = write_bam(tmp_path / "r.bam", [
-        lambda h: pair(h, "f1", "A", 100, 100, score=(0, -2))
-        + pair(h, "f1", "B", 50, 130, score=(-3, -1), secondary=True),
-    ])
-    aln = read_alignments(path, fragment_length=mean, fragment_length_sd=sd)
-    p = normal_pmf(mean, sd)
-    a = np.exp(-2) * p[READ] / p[:1001].sum() / (1000 - READ + 1)
-    b = np.exp(-4) * p[130] / p[:601].sum() / (600 - 130 + 1)
-    row = row_of(aln, "AB")
-    assert row["B"] / row["A"] == pytest.approx(b / a, rel=1e-9)
-    assert aln.n_fragments == 1
 
 
 def test_orphan_mates_count_as_single_reads(tmp_path):
