@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "CandidateParams",
+    "DUPLICATE_DISTANCE",
     "LOG2",
     "MAX_SHIFT",
     "MotifParams",

@@ -62,6 +62,10 @@ SCORE_ROWS = 1500
 LEVEL_GROWTH = 4
 #: Fewest rows the candidates are continued on below the last level.
 CONTINUE_ROWS = 5000
+#: Fewest rows a level's best mixture puts in each component (its weight times the rows
+#: scored) for the level to decide: fewer sites of a rare motif cannot tell the candidates
+#: apart, and the next level draws LEVEL_GROWTH times more rows.
+MIN_SITES = 100
 #: Observed windows tried as starts: a motif in a fraction f of windows is among
 #: them with probability 1 - exp(-f * N_CANDIDATES) (99 % at f = 0.5 %).
 N_CANDIDATES = 1000
@@ -155,6 +159,7 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
         for log_pwm, alpha in zip(best.log_pwms, best.alpha)
     ]
     last = rows is search
+    scored = rows.total_weight
     if last:
         continued = EMControls(max_iter=CONTINUE_ITER, tol=0.0, chunk_size=chunk_size)
         final = EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size)
@@ -163,7 +168,6 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
         continued = EMControls(max_iter=CONTINUE_ITER, tol=CONTINUE_TOL, chunk_size=chunk_size)
         final = EMControls(max_iter=0, chunk_size=chunk_size)
     runs = [run_em(model, rows, start, continued) for start in starts]
-    converged = all(run.converged for run in runs)
     if rows is not data:
         # The continued candidates saw a draw of the rows, which holds few sites of a
         # rare motif: all the rows decide between them.
@@ -171,9 +175,8 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
     result = best_result(runs)
     if last:
         return result, True
-    objectives = np.sort([run.lower_bound for run in runs])[::-1] * data.total_weight
-    lead = objectives[0] - objectives[1] if len(runs) > 1 else np.inf
-    return result, converged and lead > 1 + w * (A - 1)
+    # Decided when the draw holds enough sites of each component of the best mixture.
+    return result, result.params.weights.min() * scored >= MIN_SITES
 
 
 def _with_candidate(params, log_pwm, alpha):
