@@ -6,7 +6,8 @@ half-covers the motif converges to a *shifted* copy of it. MEME's remedy
 does so, adding the motif components one at a time to a mixture whose
 component 0 starts as the letter frequencies of the data:
 
-1. Up to :data:`N_CANDIDATES` distinct observed windows become candidate PWMs
+1. Up to :data:`N_CANDIDATES` distinct observed windows of a weighted draw
+   of at most :data:`SEARCH_ROWS` rows become candidate PWMs
    (:data:`START_FUZZ` of each position's probability spread like the background).
 2. Candidate ``c`` is the new component of the two-part mixture
    ``(1 - alpha_c) p_rest + alpha_c p_c``, ``p_rest`` being the mixture found
@@ -17,9 +18,21 @@ component 0 starts as the letter frequencies of the data:
    EM steps.
 3. The :data:`N_CONTINUE` best distinct results and their phase shifts by up
    to :data:`MAX_SHIFT` positions are refined the same way, and the
-   :data:`N_CONTINUE` best distinct ones take :data:`CONTINUE_ITER` EM steps
-   of the full model (then :data:`FINAL_ITER` on all rows when the search
-   worked on a draw of them); the best one is kept.
+   :data:`N_CONTINUE` best distinct ones are continued by EM of the full
+   model; the objective on all rows decides between them.
+
+Steps 2 and 3 run in levels (:func:`_search_level`), on growing draws. The
+first scores and refines on :data:`SCORE_ROWS` rows and continues on
+:data:`CONTINUE_ROWS` (EM to :data:`CONTINUE_TOL`, at most
+:data:`CONTINUE_ITER` steps). It decides when its best mixture puts at
+least :data:`MIN_SITES` of the scored rows in each component: a common motif
+is found on a small draw, and the fit's own EM (to its strict ``tol``) then
+converges from there on all rows. Otherwise the next level draws
+:data:`LEVEL_GROWTH` times more rows. The last level works on the whole
+search draw as the search always did before levels: :data:`CONTINUE_ITER`
+steps of each continued candidate, then :data:`FINAL_ITER` on all rows.
+So a motif too rare for a small draw costs what it always did, and a common
+one a fraction of it.
 
 The sequence models (:class:`skem.SequenceMotifMixture`) start from
 :func:`skem._sequence_search.search_sequence_motif`.
