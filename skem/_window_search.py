@@ -29,10 +29,10 @@ least :data:`MIN_SITES` of the scored rows in each component: a common motif
 is found on a small draw, and the fit's own EM (to its strict ``tol``) then
 converges from there on all rows. Otherwise the next level draws
 :data:`LEVEL_GROWTH` times more rows. The last level works on the whole
-search draw as the search always did before levels: :data:`CONTINUE_ITER`
-steps of each continued candidate, then :data:`FINAL_ITER` on all rows.
-So a motif too rare for a small draw costs what it always did, and a common
-one a fraction of it.
+search draw as the search did before levels (which shortlisted 50):
+:data:`CONTINUE_ITER` steps of each continued candidate, then
+:data:`FINAL_ITER` on all rows. So a motif too rare for a small draw costs
+about what it did, and a common one a fraction of it.
 
 The sequence models (:class:`skem.SequenceMotifMixture`) start from
 :func:`skem._sequence_search.search_sequence_motif`.
