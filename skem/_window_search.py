@@ -188,7 +188,14 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
     result = best_result(runs)
     if last:
         return result, True
-    # Decided when the draw holds enough sites of each component of the best mixture.
+    # Decided when the draw holds enough sites of each component of the best mixture. On a
+    # small draw, a shifted blend of a rare motif takes more rows than the motif's sites (it
+    # also fits background rows by chance); its weight falls within a few steps on all rows,
+    # so the sites are counted after FINAL_ITER of them.
+    if result.params.weights.min() * scored < MIN_SITES:
+        return result, False
+    result = run_em(model, data, result.params,
+                    EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size))
     return result, result.params.weights.min() * scored >= MIN_SITES
 
 
