@@ -24,10 +24,14 @@ component 0 starts as the letter frequencies of the data:
 Steps 2 and 3 run in levels (:func:`_search_level`), on growing draws. The
 first scores and refines on :data:`SCORE_ROWS` rows and continues on
 :data:`CONTINUE_ROWS` (EM to :data:`CONTINUE_TOL`, at most
-:data:`CONTINUE_ITER` steps). It decides when its best mixture puts at
-least :data:`MIN_SITES` of the scored rows in each component: a common motif
-is found on a small draw, and the fit's own EM (to its strict ``tol``) then
-converges from there on all rows. Otherwise the next level draws
+:data:`CONTINUE_ITER` steps). It decides when its best mixture, after
+:data:`FINAL_ITER` EM steps on all rows, puts at least :data:`MIN_SITES` of
+the scored rows in each component: a common motif is found on a small draw,
+and the fit's own EM (to its strict ``tol``) then converges from there on all
+rows. (On a small draw, a shifted blend of a rare motif can take more of the
+rows than the motif has sites, as it also fits background rows by chance; on
+all rows its weight falls within a few steps, so the steps come before the
+count.) Otherwise the next level draws
 :data:`LEVEL_GROWTH` times more rows. The last level works on the whole
 search draw as the search did before levels (which shortlisted 50):
 :data:`CONTINUE_ITER` steps of each continued candidate, then
@@ -147,9 +151,9 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
     """One level of the search: the candidates scored and refined on ``rows``, the best
     continued and compared on all rows.
 
-    Returns the best run and whether it is decided: below the last level (``rows`` not
-    ``search``), when every continued run converged and the best leads the next by more
-    nats on all rows than a motif component has free parameters.
+    Returns the best run and whether it is decided: always at the last level (``rows`` is
+    ``search``); below it, when the best run after FINAL_ITER more EM steps on all rows
+    (which it then returns) puts at least MIN_SITES of the scored rows in each component.
     """
     model, params, background = batch.mixture, batch.fixed, batch.background
     w, A = background.shape

@@ -194,10 +194,12 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
     the same way; the best 3 distinct ones are continued by full EM on 5000
     windows (to a relative change of 1e-8, at most 50 steps), and the
     objective on all windows picks the one that starts the fit. That draw
-    suffices when the chosen mixture puts at least 100 of its 1500 windows
-    in each component; otherwise the same is done on a draw 4 times larger,
-    up to all 20 000 windows, where the continued candidates take 50 EM
-    steps and then 5 on all windows. The fit then converges to its own
+    suffices when the chosen mixture, after 5 EM steps on all windows, puts
+    at least 100 of its 1500 windows in each component (on a small draw, a
+    shifted blend of a rare motif can take more windows than the motif has
+    sites); otherwise the same is done on a draw 4 times larger, up to all
+    20 000 windows, where the continued candidates take 50 EM steps and
+    then 5 on all windows. The fit then converges to its own
     ``tol`` on all windows. Further motif components are added one at a
     time the same way. A motif in a fraction ``f`` of the windows is among
     the candidates with probability ``1 - exp(-1000 f)``;
