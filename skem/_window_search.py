@@ -24,14 +24,14 @@ component 0 starts as the letter frequencies of the data:
 Steps 2 and 3 run in levels (:func:`_search_level`), on growing draws. The
 first scores and refines on :data:`SCORE_ROWS` rows and continues on
 :data:`CONTINUE_ROWS` (EM to :data:`CONTINUE_TOL`, at most
-:data:`CONTINUE_ITER` steps). It decides when its best mixture, after
-:data:`FINAL_ITER` EM steps on all rows, puts at least :data:`MIN_SITES` of
-the scored rows in each component: a common motif is found on a small draw,
-and the fit's own EM (to its strict ``tol``) then converges from there on all
-rows. (On a small draw, a shifted blend of a rare motif can take more of the
-rows than the motif has sites, as it also fits background rows by chance; on
-all rows its weight falls within a few steps, so the steps come before the
-count.) Otherwise the next level draws
+:data:`CONTINUE_ITER` steps). It decides when its best mixture, continued by EM on all rows
+until it converges (to :data:`CONTINUE_TOL`, within :data:`CONTINUE_ITER`
+steps), puts at least :data:`MIN_SITES` of the scored rows in each
+component: a common motif is found on a small draw, and the fit's own EM (to
+its strict ``tol``) then converges from there. (On a small draw, a shifted
+blend of a rare motif can take more of the rows than the motif has sites, as
+it also fits background rows by chance; on all rows its weight falls, at
+times only after tens of steps, so the count waits for convergence.) Otherwise the next level draws
 :data:`LEVEL_GROWTH` times more rows. The last level works on the whole
 search draw as the search did before levels (which shortlisted 50):
 :data:`CONTINUE_ITER` steps of each continued candidate, then
@@ -152,8 +152,9 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
     continued and compared on all rows.
 
     Returns the best run and whether it is decided: always at the last level (``rows`` is
-    ``search``); below it, when the best run after FINAL_ITER more EM steps on all rows
-    (which it then returns) puts at least MIN_SITES of the scored rows in each component.
+    ``search``); below it, when the best run, continued on all rows until EM converges to
+    CONTINUE_TOL within CONTINUE_ITER steps (the run returned), puts at least MIN_SITES of
+    the scored rows in each component.
     """
     model, params, background = batch.mixture, batch.fixed, batch.background
     w, A = background.shape
@@ -194,13 +195,13 @@ def _search_level(batch, candidates, data, search, rows, random_state, chunk_siz
         return result, True
     # Decided when the draw holds enough sites of each component of the best mixture. On a
     # small draw, a shifted blend of a rare motif takes more rows than the motif's sites (it
-    # also fits background rows by chance); its weight falls within a few steps on all rows,
-    # so the sites are counted after FINAL_ITER of them.
+    # also fits background rows by chance); on all rows its weight falls, sometimes only
+    # after tens of steps, so the sites are counted once EM on all rows has converged.
     if result.params.weights.min() * scored < MIN_SITES:
         return result, False
     result = run_em(model, data, result.params,
-                    EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size))
-    return result, result.params.weights.min() * scored >= MIN_SITES
+                    EMControls(max_iter=CONTINUE_ITER, tol=CONTINUE_TOL, chunk_size=chunk_size))
+    return result, result.converged and result.params.weights.min() * scored >= MIN_SITES
 
 
 def _with_candidate(params, log_pwm, alpha):

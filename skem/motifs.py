@@ -194,8 +194,9 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
     the same way; the best 3 distinct ones are continued by full EM on 5000
     windows (to a relative change of 1e-8, at most 50 steps), and the
     objective on all windows picks the one that starts the fit. That draw
-    suffices when the chosen mixture, after 5 EM steps on all windows, puts
-    at least 100 of its 1500 windows in each component (on a small draw, a
+    suffices when the chosen mixture, continued by EM on all windows until
+    it converges (1e-8, at most 50 steps), puts at least 100 of its 1500
+    windows in each component (on a small draw, a
     shifted blend of a rare motif can take more windows than the motif has
     sites); otherwise the same is done on a draw 4 times larger, up to all
     20 000 windows, where the continued candidates take 50 EM steps and
