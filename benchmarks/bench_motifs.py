@@ -42,6 +42,29 @@ iterations and L2 to the truth, and the start search's cost as (search time) /
   elph``) with its defaults and ``LEN=12`` on the same FASTA: wall time and the
   L2 of its "Motif probability model".
 
+JASPAR motifs against one pomegranate start (``--jaspar``; issue 21 item 3)::
+
+    nice -n 0 python benchmarks/bench_motifs.py --jaspar
+
+Sets of 50 000 aligned rows, each the width of a JASPAR matrix (8-19
+letters; the count tables are written below with their IDs, from JASPAR
+2024 through pyjaspar), a fraction (2 % and 10 %) of them sites drawn from
+the matrix's letter frequencies and the rest background letters (A/T 0.3,
+C/G 0.2). Both libraries get the same integer codes and one thread
+(threadpoolctl for BLAS, ``torch.set_num_threads(1)``). skem's whole default
+fit (start search included) and one start of pomegranate's
+``GeneralMixtureModel`` of two ``Categorical`` distributions (its defaults:
+k-means start, ``tol=0.1``) alternate, each the best of ``--repeat`` wall
+times. Reported per set: the speed ratio (pomegranate / skem), the L2
+distance of each fitted motif to the matrix, and two checks that skem's
+default fit ends at the optimum: its objective per row minus that of the
+same fit continued to ``tol=1e-14`` (``vs_strict``: a few 1e-9 at most, what
+``tol=1e-9`` allows), and that optimum minus the best of 8 searches
+(``n_init=8``) and of EM started from the truth, each continued to
+``tol=1e-14`` (``vs_best``: about 0, or positive; negative would mean a
+better optimum was missed). Then the medians per motif fraction (for
+``vs_strict`` and ``vs_best``, the worst set).
+
 pomegranate 1.1 needs torch, whose PyPI wheel for Linux is 555 MB and pulls the
 CUDA 13 toolkit, cuDNN and NCCL wheels (several GB): not installed here, so
 the numpy EM stands in for "one start of a generic categorical mixture".
@@ -232,12 +255,150 @@ def main_sequences():
     print_table(rows, ["n", "method", "fit_s", "n_iter", "L2", "note"])
 
 
+# ----------------------------------------------------------------- JASPAR sets (issue 21)
+
+#: JASPAR 2024 count matrices (rows A, C, G, T; columns positions), widths 8 to 19.
+JASPAR_COUNTS = {
+    "MA0018.2 CREB1": [
+        [0, 0, 11, 0, 1, 0, 2, 8],
+        [1, 1, 0, 9, 0, 3, 7, 0],
+        [1, 10, 0, 2, 10, 0, 1, 1],
+        [9, 0, 0, 0, 0, 8, 1, 2],
+    ],
+    "MA0052.1 MEF2A": [
+        [1, 0, 57, 2, 9, 6, 37, 2, 56, 6],
+        [50, 0, 1, 1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 2, 50],
+        [7, 58, 0, 55, 49, 52, 21, 56, 0, 2],
+    ],
+    "MA0079.3 SP1": [
+        [857, 0, 99, 0, 0, 1359, 0, 0, 0, 1054, 652],
+        [1786, 6215, 6703, 8734, 8661, 0, 8734, 8734, 6679, 6357, 4969],
+        [4271, 642, 0, 0, 0, 4624, 0, 0, 0, 0, 734],
+        [1820, 1877, 1932, 0, 73, 2751, 0, 0, 2055, 1323, 2379],
+    ],
+    "MA0114.1 HNF4A": [
+        [28, 2, 12, 5, 3, 59, 53, 56, 4, 6, 3, 4, 42],
+        [7, 2, 4, 23, 51, 1, 2, 1, 4, 2, 22, 49, 7],
+        [27, 56, 35, 20, 4, 3, 10, 8, 58, 33, 11, 5, 10],
+        [5, 7, 16, 19, 9, 4, 2, 2, 1, 26, 31, 9, 8],
+    ],
+    "MA0007.2 AR": [
+        [6277, 6497, 0, 6462, 11206, 26, 10426, 1478, 4353, 3312, 3241, 0, 2214, 2656, 1599],
+        [1112, 0, 0, 1304, 0, 11115, 0, 2976, 2096, 3249, 142, 525, 1262, 2434, 7032],
+        [3049, 4709, 11206, 1254, 0, 65, 107, 4023, 2151, 3291, 305, 10681, 671, 2460, 298],
+        [768, 0, 0, 2186, 0, 0, 673, 2729, 2606, 1354, 7518, 0, 7059, 3656, 2277],
+    ],
+    "MA0139.1 CTCF": [
+        [87, 167, 281, 56, 8, 744, 40, 107, 851, 5, 333, 54, 12, 56, 104, 372, 82, 117, 402],
+        [291, 145, 49, 800, 903, 13, 528, 433, 11, 0, 3, 12, 0, 8, 733, 13, 482, 322, 181],
+        [76, 414, 449, 21, 0, 65, 334, 48, 32, 903, 566, 504, 890, 775, 5, 507, 307, 73, 266],
+        [459, 187, 134, 36, 2, 91, 11, 324, 18, 3, 9, 341, 8, 71, 67, 17, 37, 396, 59],
+    ],
+}
+#: Background letter frequencies (A, C, G, T) of the rows that are not sites.
+JASPAR_BACKGROUND = [0.3, 0.2, 0.2, 0.3]
+
+
+def jaspar_pwm(name):
+    """The letter frequencies (w, 4) of a JASPAR count matrix."""
+    counts = np.asarray(JASPAR_COUNTS[name], dtype=float).T
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def _optimum_checks(codes, truth, fitted):
+    """Objective per row: skem's default fit minus the same fit continued to tol=1e-14 (how far
+    from its optimum it stopped), and that optimum minus the best of n_init=8 searches and of
+    EM from the truth, each continued to tol=1e-14 (negative if a better optimum exists)."""
+    def strict(model):
+        return model.set_params(warm_start=True, tol=1e-14, max_iter=10_000).fit(codes).lower_bound_
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        same = strict(MotifMixture(random_state=0).fit(codes))
+        many = strict(MotifMixture(n_init=8, random_state=1).fit(codes))
+        from_truth = MotifMixture(random_state=0, max_iter=0).fit(codes)
+        from_truth.weights_ = np.array([0.5, 0.5])
+        from_truth.pwms_ = np.stack([np.tile(codes_frequencies(codes), (truth.shape[0], 1)),
+                                     0.99 * truth + 0.0025])
+        truth_start = strict(from_truth)
+    return fitted - same, same - max(many, truth_start)
+
+
+def codes_frequencies(codes):
+    return np.bincount(codes.ravel(), minlength=4) / codes.size
+
+
+def main_jaspar(n, fractions, repeat):
+    import statistics
+
+    import torch
+    from pomegranate.distributions import Categorical
+    from pomegranate.gmm import GeneralMixtureModel
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    rows = []
+    with threadpool_limits(1):
+        for fraction in fractions:
+            for seed, name in enumerate(JASPAR_COUNTS):
+                truth = jaspar_pwm(name)
+                X, _, _ = make_motif_windows(n, pwm=truth, motif_fraction=fraction,
+                                             background=JASPAR_BACKGROUND, random_state=seed)
+                codes = encode_sequences(X)
+                tensor = torch.from_numpy(codes.astype(np.int64))
+                skem_times, pom_times = [], []
+                for _ in range(repeat):  # interleaved: contention only adds time
+                    model = MotifMixture(random_state=0)
+                    skem_times.append(timed(model.fit, codes)[0])
+                    pom = GeneralMixtureModel(
+                        [Categorical(n_categories=4), Categorical(n_categories=4)],
+                        random_state=seed,
+                    )
+                    pom_times.append(timed(pom.fit, tensor)[0])
+                pom_pwms = np.stack([d.probs.detach().numpy() for d in pom.distributions])
+                gap_strict, gap_best = _optimum_checks(codes, truth, model.lower_bound_)
+                rows.append(dict(
+                    fraction=fraction, motif=name, width=truth.shape[0],
+                    ratio=min(pom_times) / min(skem_times), n_iter=model.n_iter_,
+                    L2_skem=l2_to_truth(model.pwms_, truth), L2_pom=l2_to_truth(pom_pwms, truth),
+                    vs_strict=gap_strict, vs_best=gap_best,
+                ))
+                print(_format(rows[-1]), flush=True)
+    print(f"\n{n} rows per set, K=2, one thread each; torch {torch.__version__}; "
+          f"speed ratio = pomegranate's time / skem's (best of {repeat}, interleaved)")
+    table = [_format(row) for row in rows]
+    for fraction in fractions:
+        mine = [row for row in rows if row["fraction"] == fraction]
+        table.append(_format(dict(
+            fraction=fraction, motif="median", width="-",
+            ratio=statistics.median(r["ratio"] for r in mine), n_iter="-",
+            L2_skem=statistics.median(r["L2_skem"] for r in mine),
+            L2_pom=statistics.median(r["L2_pom"] for r in mine),
+            vs_strict=min(r["vs_strict"] for r in mine),  # the worst sets
+            vs_best=min(r["vs_best"] for r in mine),
+        )))
+    print_table(table, ["fraction", "motif", "width", "ratio", "n_iter", "L2_skem", "L2_pom",
+                        "vs_strict", "vs_best"])
+
+
+def _format(row):
+    return dict(row, ratio=f"{row['ratio']:.2f}", L2_skem=f"{row['L2_skem']:.4f}",
+                L2_pom=f"{row['L2_pom']:.4f}", vs_strict=f"{row['vs_strict']:.1e}",
+                vs_best=f"{row['vs_best']:.1e}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10**6, help="number of windows")
     parser.add_argument("--sequences", action="store_true",
                         help="the sequence models' section (500 and 5 000 sequences) instead")
+    parser.add_argument("--jaspar", action="store_true",
+                        help="JASPAR motifs in 50 000 rows against one pomegranate start instead")
+    parser.add_argument("--repeat", type=int, default=3, help="timed fits per library (--jaspar)")
     args = parser.parse_args(argv)
+    if args.jaspar:
+        return main_jaspar(50_000 if args.n == 10**6 else args.n, (0.02, 0.1), args.repeat)
     if args.sequences:
         return main_sequences()
 

@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "CandidateParams",
+    "DUPLICATE_DISTANCE",
     "LOG2",
     "MAX_SHIFT",
     "MotifParams",
@@ -132,7 +133,8 @@ def state_log_prob(onehot, log_pwms, perm=None, n_plain=0, log_weights=None):
     ndarray of shape (C + (C - n_plain if perm is not None else 0), n)
     """
     columns = log_pwms if perm is None else np.concatenate([log_pwms, log_pwms[n_plain:, perm]])
-    log_prob = np.ascontiguousarray((onehot @ columns.T).T)
+    # (S, n) directly: BLAS is faster at this shape than at (n, S) transposed and copied.
+    log_prob = columns @ onehot.T
     if perm is None and log_weights is None:
         return log_prob
     offsets = np.zeros(log_pwms.shape[0]) if log_weights is None else np.asarray(log_weights, float)

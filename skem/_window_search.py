@@ -6,7 +6,8 @@ half-covers the motif converges to a *shifted* copy of it. MEME's remedy
 does so, adding the motif components one at a time to a mixture whose
 component 0 starts as the letter frequencies of the data:
 
-1. Up to :data:`N_CANDIDATES` distinct observed windows become candidate PWMs
+1. Up to :data:`N_CANDIDATES` distinct observed windows of a weighted draw
+   of at most :data:`SEARCH_ROWS` rows become candidate PWMs
    (:data:`START_FUZZ` of each position's probability spread like the background).
 2. Candidate ``c`` is the new component of the two-part mixture
    ``(1 - alpha_c) p_rest + alpha_c p_c``, ``p_rest`` being the mixture found
@@ -17,9 +18,25 @@ component 0 starts as the letter frequencies of the data:
    EM steps.
 3. The :data:`N_CONTINUE` best distinct results and their phase shifts by up
    to :data:`MAX_SHIFT` positions are refined the same way, and the
-   :data:`N_CONTINUE` best distinct ones take :data:`CONTINUE_ITER` EM steps
-   of the full model (then :data:`FINAL_ITER` on all rows when the search
-   worked on a draw of them); the best one is kept.
+   :data:`N_CONTINUE` best distinct ones are continued by EM of the full
+   model; the objective on all rows decides between them.
+
+Steps 2 and 3 run in levels (:func:`_search_level`), on growing draws. The
+first scores and refines on :data:`SCORE_ROWS` rows and continues on
+:data:`CONTINUE_ROWS` (EM to :data:`CONTINUE_TOL`, at most
+:data:`CONTINUE_ITER` steps). It decides when its best mixture, continued by EM on all rows
+until it converges (to :data:`CONTINUE_TOL`, within :data:`CONTINUE_ITER`
+steps), puts at least :data:`MIN_SITES` of the scored rows in each
+component: a common motif is found on a small draw, and the fit's own EM (to
+its strict ``tol``) then converges from there. (On a small draw, a shifted
+blend of a rare motif can take more of the rows than the motif has sites, as
+it also fits background rows by chance; on all rows its weight falls, at
+times only after tens of steps, so the count waits for convergence.) Otherwise the next level draws
+:data:`LEVEL_GROWTH` times more rows. The last level works on the whole
+search draw as the search did before levels (which shortlisted 50):
+:data:`CONTINUE_ITER` steps of each continued candidate, then
+:data:`FINAL_ITER` on all rows. So a motif too rare for a small draw costs
+about what it did, and a common one a fraction of it.
 
 The sequence models (:class:`skem.SequenceMotifMixture`) start from
 :func:`skem._sequence_search.search_sequence_motif`.
@@ -54,18 +71,31 @@ from .sequences import revcomp_permutation
 
 __all__ = ["CandidateBatch", "CandidateStats", "search_motifs"]
 
-#: Weighted draws of rows the search works on (all rows when there are fewer).
+#: Most rows the search works on: a weighted draw of them (all rows when there are fewer).
 SEARCH_ROWS = 20_000
+#: Rows of that draw on which the candidates are first scored, take their side-by-side steps
+#: and are continued; LEVEL_GROWTH times more at each level that does not decide.
+SCORE_ROWS = 1500
+LEVEL_GROWTH = 4
+#: Fewest rows the candidates are continued on below the last level.
+CONTINUE_ROWS = 5000
+#: Fewest rows a level's best mixture puts in each component (its weight times the rows
+#: scored) for the level to decide: fewer sites of a rare motif cannot tell the candidates
+#: apart, and the next level draws LEVEL_GROWTH times more rows.
+MIN_SITES = 100
 #: Observed windows tried as starts: a motif in a fraction f of windows is among
 #: them with probability 1 - exp(-f * N_CANDIDATES) (99 % at f = 0.5 %).
 N_CANDIDATES = 1000
 #: Candidates kept after scoring, refined by SHORT_ITER side-by-side EM steps.
-N_SHORTLIST, SHORT_ITER = 50, 10
-#: Full EM steps of the N_CONTINUE best refined candidates (skem._pwm).
-CONTINUE_ITER = 50
+N_SHORTLIST, SHORT_ITER = 20, 10
+#: Full EM steps of the N_CONTINUE best refined candidates (skem._pwm): at most CONTINUE_ITER,
+#: stopping when their objective per window changes by less than CONTINUE_TOL (relative)
+#: below the last level, all CONTINUE_ITER at the last.
+CONTINUE_ITER, CONTINUE_TOL = 50, 1e-8
 #: Above this log-likelihood ratio, log1p(a expm1(d)) is computed as log(a) + d.
 LOG_RATIO_MAX = 300.0
-#: EM steps on all rows that decide between the continued candidates (when the search used fewer).
+#: EM steps on all rows that decide between the continued candidates at the last level, when
+#: the search used fewer rows (below it, the objective on all rows decides).
 FINAL_ITER = 5
 #: Starting mixing proportion of a candidate motif.
 START_WEIGHT = 0.02
@@ -97,43 +127,81 @@ def search_motifs(model, data, random_state, controls):
     resp[:, 0] = 1.0
     stats = model.accumulate(None, search, resp * search.weights[:, None], None)
     background = model.initial_m_step(stats).pwms[0]
-    w, A = background.shape
     params = MotifParams(np.ones(1), background[None])
-    chunk_size = controls.chunk_size
-    continued = EMControls(max_iter=CONTINUE_ITER, tol=0.0, chunk_size=chunk_size)
-    final = EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size)
     for _ in range(1, model.n_components):
         batch = CandidateBatch(mixture=model, fixed=params, background=background)
         candidates = batch.initialize(search, random_state, controls)
-        best = _refine(batch, search, candidates, N_SHORTLIST, chunk_size)
-        # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
-        # so that a start half-covering the motif can still reach it.
-        shifted = [
-            (shift_log_pwm(log_pwm, background, shift), alpha)
-            for log_pwm, alpha in zip(best.log_pwms, best.alpha)
-            for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
-            if 0 < abs(shift) < w
-        ]
-        family = CandidateParams(
-            np.stack([*best.log_pwms, *(log_pwm for log_pwm, _ in shifted)]),
-            np.concatenate([best.alpha, [alpha for _, alpha in shifted]]),
-        )
-        best = _refine(batch, search, family, family.n_candidates, chunk_size)
-        starts = [
-            _with_candidate(params, log_pwm.reshape(1, w, A), alpha)
-            for log_pwm, alpha in zip(best.log_pwms, best.alpha)
-        ]
-        runs = [run_em(model, search, start, continued) for start in starts]
-        if search is not data:
-            # The search rows hold few sites of a rare motif: all the rows decide
-            # between the continued candidates.
-            runs = [run_em(model, data, run.params, final) for run in runs]
-        result = best_result(runs)
+        size = SCORE_ROWS
+        while True:
+            rows = weighted_draw(search, size, random_state)
+            result, decided = _search_level(batch, candidates, data, search, rows, random_state,
+                                            controls.chunk_size)
+            if decided or rows is search:
+                break
+            size *= LEVEL_GROWTH
         if controls.verbose:
             print(f"  motif search: component {params.weights.size} from "
-                  f"{candidates.n_candidates} candidates, objective {result.lower_bound:.6g}")
+                  f"{candidates.n_candidates} candidates on {rows.n_rows} rows, "
+                  f"objective {result.lower_bound:.6g}")
         params = result.params
     return params
+
+
+def _search_level(batch, candidates, data, search, rows, random_state, chunk_size):
+    """One level of the search: the candidates scored and refined on ``rows``, the best
+    continued and compared on all rows.
+
+    Returns the best run and whether it is decided: always at the last level (``rows`` is
+    ``search``); below it, when the best run, continued on all rows until EM converges to
+    CONTINUE_TOL within CONTINUE_ITER steps (the run returned), puts at least MIN_SITES of
+    the scored rows in each component.
+    """
+    model, params, background = batch.mixture, batch.fixed, batch.background
+    w, A = background.shape
+    best = _refine(batch, rows, candidates, N_SHORTLIST, chunk_size)
+    # Phase shifts: the best candidates moved by up to MAX_SHIFT positions,
+    # so that a start half-covering the motif can still reach it.
+    shifted = [
+        (shift_log_pwm(log_pwm, background, shift), alpha)
+        for log_pwm, alpha in zip(best.log_pwms, best.alpha)
+        for shift in range(-MAX_SHIFT, MAX_SHIFT + 1)
+        if 0 < abs(shift) < w
+    ]
+    family = CandidateParams(
+        np.stack([*best.log_pwms, *(log_pwm for log_pwm, _ in shifted)]),
+        np.concatenate([best.alpha, [alpha for _, alpha in shifted]]),
+    )
+    best = _refine(batch, rows, family, family.n_candidates, chunk_size)
+    starts = [
+        _with_candidate(params, log_pwm.reshape(1, w, A), alpha)
+        for log_pwm, alpha in zip(best.log_pwms, best.alpha)
+    ]
+    last = rows is search
+    scored = rows.total_weight
+    if last:
+        continued = EMControls(max_iter=CONTINUE_ITER, tol=0.0, chunk_size=chunk_size)
+        final = EMControls(max_iter=FINAL_ITER, tol=0.0, chunk_size=chunk_size)
+    else:
+        rows = weighted_draw(search, max(CONTINUE_ROWS, rows.n_rows), random_state)
+        continued = EMControls(max_iter=CONTINUE_ITER, tol=CONTINUE_TOL, chunk_size=chunk_size)
+        final = EMControls(max_iter=0, chunk_size=chunk_size)
+    runs = [run_em(model, rows, start, continued) for start in starts]
+    if rows is not data:
+        # The continued candidates saw a draw of the rows, which holds few sites of a
+        # rare motif: all the rows decide between them.
+        runs = [run_em(model, data, run.params, final) for run in runs]
+    result = best_result(runs)
+    if last:
+        return result, True
+    # Decided when the draw holds enough sites of each component of the best mixture. On a
+    # small draw, a shifted blend of a rare motif takes more rows than the motif's sites (it
+    # also fits background rows by chance); on all rows its weight falls, sometimes only
+    # after tens of steps, so the sites are counted once EM on all rows has converged.
+    if result.params.weights.min() * scored < MIN_SITES:
+        return result, False
+    result = run_em(model, data, result.params,
+                    EMControls(max_iter=CONTINUE_ITER, tol=CONTINUE_TOL, chunk_size=chunk_size))
+    return result, result.converged and result.params.weights.min() * scored >= MIN_SITES
 
 
 def _with_candidate(params, log_pwm, alpha):
@@ -231,30 +299,34 @@ class CandidateBatch(EMModel):
         return CandidateParams(log_pwms, np.full(log_pwms.shape[0], START_WEIGHT))
 
     def _log_densities(self, params, chunk):
-        """The (candidate, strand) states' log-likelihoods (S, n), the candidates' (C, n), and
-        those of the candidates' two-part mixtures (C, n)."""
+        """The (candidate, strand) states' log-likelihoods (S, n), the candidates' (C, n), the
+        log-likelihoods of the candidates' two-part mixtures (C, n), and the odds (C, n)
+        ``alpha_c p_c / p_rest`` (``d = log(p_c / p_rest)`` capped at LOG_RATIO_MAX)."""
         perm = self.perm(params)
         states = state_log_prob(chunk.expanded(), params.log_pwms, perm)
         log_lik = component_log_prob(states, 0, perm is not None)
         rest = self.mixture.score_samples(self.fixed, chunk)
-        # log((1 - a) p_rest + a p_c) = log p_rest + log1p(a expm1(d)), d = log(p_c / p_rest);
-        # beyond LOG_RATIO_MAX the second term is log(a) + d to machine precision.
+        # log((1 - a) p_rest + a p_c) = log p_rest + log1p(a e^d - a); beyond LOG_RATIO_MAX
+        # the second term is log(a) + d to machine precision.
         ratio = log_lik - rest
         alpha = params.alpha[:, None]
-        log_gain = np.log1p(alpha * np.expm1(np.minimum(ratio, LOG_RATIO_MAX)))
+        odds = np.exp(np.minimum(ratio, LOG_RATIO_MAX))
+        odds *= alpha
+        log_gain = np.log1p(odds - alpha)
         large = ratio > LOG_RATIO_MAX
         if large.any():
             log_gain = np.where(large, np.log(alpha) + ratio, log_gain)
-        return states, log_lik, rest + log_gain
+        log_gain += rest
+        return states, log_lik, log_gain, odds
 
-    def _resp(self, params, log_lik, log_mix):
+    def _resp(self, params, odds):
         """Posterior (C, n) that each row is a site of each candidate, in its two-part mixture."""
-        return np.exp(np.log(params.alpha)[:, None] + log_lik - log_mix)
+        return odds / (odds + (1.0 - params.alpha)[:, None])
 
     def e_step(self, params, chunk):
         onehot = chunk.expanded()
-        states, log_lik, log_mix = self._log_densities(params, chunk)
-        resp = self._resp(params, log_lik, log_mix) * chunk.weights
+        states, log_lik, log_mix, odds = self._log_densities(params, chunk)
+        resp = self._resp(params, odds) * chunk.weights
         resp_sum = resp.sum(axis=1)
         perm = self.perm(params)
         if perm is not None:
@@ -291,8 +363,7 @@ class CandidateBatch(EMModel):
         return self._log_densities(params, chunk)[2].sum(axis=0)
 
     def predict_proba(self, params, chunk):
-        _, log_lik, log_mix = self._log_densities(params, chunk)
-        return self._resp(params, log_lik, log_mix).T
+        return self._resp(params, self._log_densities(params, chunk)[3]).T
 
     def n_parameters(self, params):
         A = self.mixture.n_letters

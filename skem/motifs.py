@@ -185,18 +185,27 @@ class MotifMixture(PWMResultsMixin, BaseMixture):
 
     The default start (``init_params="random_from_data"``) is a motif search
     after MEME (Bailey & Elkan 1994). Component 0 starts as the letter
-    frequencies of the data. Then, on a weighted draw of at most 20 000
-    windows: up to 1000 distinct observed windows become candidate PWMs
-    (probability 0.5 on the observed letter plus half of the background);
-    all are scored at once by the likelihood of the data under the current
-    mixture plus the candidate; the best 50 take 10 EM steps side by side
-    (the rest of the mixture held fixed). The best 3 distinct results and
-    their phase shifts by up to 3 positions (a start half-covering the
-    motif otherwise stays shifted) are refined the same way; the best 3
-    distinct ones are continued for 50 full EM steps, then for 5 steps on
-    all windows, and the best starts the fit. Further motif components are
-    added one at a time the same way. A motif in a fraction ``f`` of the
-    windows is among the candidates with probability ``1 - exp(-1000 f)``;
+    frequencies of the data. Then, from a weighted draw of at most 20 000
+    windows, up to 1000 distinct observed windows become candidate PWMs
+    (probability 0.5 on the observed letter plus half of the background).
+    On a draw of 1500 of those windows, all candidates are scored at once
+    by the likelihood under the current mixture plus the candidate; the best
+    20 take 10 EM steps side by side (the rest of the mixture held fixed).
+    The best 3 distinct results and their phase shifts by up to 3 positions
+    (a start half-covering the motif otherwise stays shifted) are refined
+    the same way; the best 3 distinct ones are continued by full EM on 5000
+    windows (to a relative change of 1e-8, at most 50 steps), and the
+    objective on all windows picks the one that starts the fit. That draw
+    suffices when the chosen mixture, continued by EM on all windows until
+    it converges (1e-8, at most 50 steps), puts at least 100 of its 1500
+    windows in each component (on a small draw, a
+    shifted blend of a rare motif can take more windows than the motif has
+    sites); otherwise the same is done on a draw 4 times larger, up to all
+    20 000 windows, where the continued candidates take 50 EM steps and
+    then 5 on all windows. The fit then converges to its own
+    ``tol`` on all windows. Further motif components are added one at a
+    time the same way. A motif in a fraction ``f`` of the windows is among
+    the candidates with probability ``1 - exp(-1000 f)``;
     ``n_init`` repeats the search with other candidates. Every EM run of the
     search, the candidates' side-by-side steps included, is one of the
     engine's, with the same kernels, ``chunk_size`` and check that the

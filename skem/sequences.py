@@ -126,10 +126,9 @@ def one_hot(codes, n_letters):
         float64; column ``i * A + a`` is the indicator of letter ``a`` at position ``i``.
     """
     n, w = codes.shape
-    onehot = np.zeros((n, w * n_letters))
-    rows, positions = np.nonzero(codes >= 0)
-    onehot[rows, positions * n_letters + codes[rows, positions]] = 1.0
-    return onehot
+    # Row a of the table is letter a's indicator; code -1 picks the last row, all zeros.
+    table = np.vstack([np.eye(n_letters), np.zeros((1, n_letters))])
+    return table[codes.astype(np.intp, copy=False)].reshape(n, w * n_letters)
 
 
 _COMPLEMENT_DNA = str.maketrans(
