@@ -14,6 +14,7 @@ from skem._pwm import N_CONTINUE, CandidateParams, distinct_candidates, shift_lo
 from skem import MotifMixture
 from skem._em import EMControls, in_memory_rows, run_em
 from skem._window_search import CandidateBatch, search_motifs
+from skem.sequences import revcomp_permutation
 from skem.datasets import make_motif_sequences, make_motif_windows
 from skem._motif_windows import MotifModel
 from skem._pwm import MotifParams
@@ -198,3 +199,27 @@ def test_a_rare_motif_is_found_when_the_search_works_on_a_draw(monkeypatch):
         model = MotifMixture(random_state=0, chunk_size=500).fit(X)
     assert _distance_to(model, pwm) < 0.5
     assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.95
+
+
+def _sharp_log_pwm(consensus):
+    """A flattened log-PWM with 0.91 on each consensus letter, 0.03 on the others."""
+    pwm = np.full((len(consensus), 4), 0.03)
+    pwm[np.arange(len(consensus)), ["ACGT".index(letter) for letter in consensus]] = 0.91
+    return np.log(pwm).reshape(-1)
+
+
+@pytest.mark.parametrize("revcomp", [False, True])
+def test_distinct_candidates_skip_copies_and_reverse_complements(revcomp):
+    # Best first: AAACCG, a near copy of it, its reverse complement CGGTTT, then two others.
+    perm = revcomp_permutation(6)
+    base = _sharp_log_pwm("AAACCG")
+    near_copy = np.log(np.exp(base) * 0.95 + 0.05 * 0.25)
+    log_pwms = np.stack([base, near_copy, base[perm], _sharp_log_pwm("GATTAC"),
+                         _sharp_log_pwm("TGCATG")])
+    assert np.allclose(base[perm], _sharp_log_pwm("CGGTTT"))
+    params = CandidateParams(log_pwms, np.full(5, 0.1))
+    kept = distinct_candidates(params, np.array([5.0, 4.0, 3.0, 2.0, 1.0]),
+                               perm if revcomp else None)
+    # Without strands the reverse complement is a motif of its own; N_CONTINUE = 3 are kept.
+    expected = [0, 3, 4] if revcomp else [0, 2, 3]
+    np.testing.assert_array_equal(kept.log_pwms, log_pwms[expected])
