@@ -16,8 +16,8 @@ sends the step -- the model and its current parameters, a few kilobytes -- to
 every row block; there the block is read, prepared by the model's
 ``prepare_block`` (validation, and indexing into any data-wide table from
 ``dask_layout``) and cut into chunks (sized by :func:`skem._em.chunk_rows`,
-as in memory) that the model's own ``e_step`` summarizes. The per-block sums are added in a tree of fixed shape (fan-in
-:data:`SPLIT_EVERY`), and only the total, of the size of the parameters,
+as in memory) that the model's own ``e_step`` summarizes. The per-block sums
+are added in a tree of fixed shape (fan-in :data:`SPLIT_EVERY`), and only the total, of the size of the parameters,
 reaches the driver. Because the graph fixes the order of the additions, the
 result does not depend on which worker finishes first. With a
 ``dask.distributed.Client`` active the passes run on its cluster, otherwise on

@@ -641,9 +641,10 @@ class TranscriptQuantifier(BaseEM):
         Start from equal counts for every transcript (kallisto's start), or
         from counts drawn from a flat Dirichlet.
     n_init : int, default=1
-        Number of starts (only useful with ``init_params="random"``). With more than one, each candidate runs 20 EM steps
-        on one common sample of at most 10 000 rows, and the best there is
-        fitted on all rows (``n_init`` short runs plus one fit; see :meth:`fit`).
+        Number of starts (only useful with ``init_params="random"``). With
+        more than one, each candidate runs 20 EM steps on one common sample
+        of at most 10 000 rows, and the best there is fitted on all rows
+        (``n_init`` short runs plus one fit; see :meth:`fit`).
     max_iter : int, default=10000
         Maximum number of EM iterations (kallisto's and salmon's cap).
     tol : float, default=1e-12
