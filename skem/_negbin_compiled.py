@@ -106,6 +106,30 @@ def _move_exponents(mantissa, exponent):
         mantissa[k] = _float_of((bits & _MANTISSA) | _ONE)
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _add_entry(mantissa, exponent, terms, factors, x, s, pending, max_factors, small_power):
+    """Take one entry of count ``x`` into a row's sums: its factor ``1 + phi_mu s`` (a row of
+    ``factors`` per component) multiplied ``x`` times into the running products when ``x`` is
+    a small integer, else ``x log(...)`` subtracted from ``terms``. Returns the new number of
+    factors pending since the last exponent move (at most ``max_factors``)."""
+    if x == 1.0 and pending < max_factors:  # most entries of sparse counts
+        for k in range(mantissa.size):
+            mantissa[k] *= 1.0 + factors[k] * s
+        return pending + 1
+    if x == np.floor(x) and x <= small_power:
+        power = int(x)
+        if pending + power > max_factors:
+            _move_exponents(mantissa, exponent)
+            pending = 0
+        for _ in range(power):
+            for k in range(mantissa.size):
+                mantissa[k] *= 1.0 + factors[k] * s
+        return pending + power
+    for k in range(mantissa.size):
+        terms[k] -= x * log_exact(1.0 + factors[k] * s)
+    return pending
+
+
 @_jit
 def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, pair_table,
                max_factors, log_density, totals):
@@ -143,6 +167,7 @@ def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, p
         Output, overwritten.
     """
     n_components = phi_mu.shape[1]
+    small_power = min(MAX_PRODUCT_POWER, max_factors)
     mantissa = np.empty(n_components)
     exponent = np.empty(n_components, dtype=np.int64)
     terms = np.empty(n_components)
@@ -160,18 +185,8 @@ def entry_sums(indptr, columns, pair_index, pair_values, size_factors, phi_mu, p
             total += x
             for k in range(n_components):
                 terms[k] += pair_table[pair, k]
-            if x == np.floor(x) and x <= min(MAX_PRODUCT_POWER, max_factors):
-                power = int(x)
-                if pending + power > max_factors:
-                    _move_exponents(mantissa, exponent)
-                    pending = 0
-                pending += power
-                for _ in range(power):
-                    for k in range(n_components):
-                        mantissa[k] *= 1.0 + phi_mu[d, k] * s
-            else:
-                for k in range(n_components):
-                    terms[k] -= x * log_exact(1.0 + phi_mu[d, k] * s)
+            pending = _add_entry(mantissa, exponent, terms, phi_mu[d], x, s, pending, max_factors,
+                                 small_power)
         for k in range(n_components):
             power = float(exponent[k])
             log_density[i, k] = terms[k] - (log_exact(mantissa[k]) + power * _LN2_LO
@@ -276,22 +291,8 @@ def e_step_sums(indptr, columns, pair_index, pair_values, size_factors, row_weig
             total += x
             for k in range(nk):
                 terms[k] += pair_work[pair, k]
-            if x == 1.0 and pending < max_factors:  # most entries of sparse counts
-                pending += 1
-                for k in range(nk):
-                    mantissa[k] *= 1.0 + feature_work[d, k] * s
-            elif x == np.floor(x) and x <= small_power:
-                power = int(x)
-                if pending + power > max_factors:
-                    _move_exponents(mantissa, exponent)
-                    pending = 0
-                pending += power
-                for _ in range(power):
-                    for k in range(nk):
-                        mantissa[k] *= 1.0 + feature_work[d, k] * s
-            else:
-                for k in range(nk):
-                    terms[k] -= x * log_exact(1.0 + feature_work[d, k] * s)
+            pending = _add_entry(mantissa, exponent, terms, feature_work[d], x, s, pending,
+                                 max_factors, small_power)
         # The zero terms: exact in s, and interpolated at the size nodes.
         node_weight[:] = 0.0
         log_s = 0.0
